@@ -1,0 +1,18 @@
+//! pg_deploy's PostgreSQL-free core: the manifest model and its validation,
+//! checksums, apply options and planning decisions. The extension and the
+//! command-line client share it; `cargo test -p pg_deploy_core` runs its tests.
+
+pub mod checksum;
+pub mod error;
+pub mod json;
+pub mod manifest;
+pub mod options;
+pub mod plan;
+
+pub use error::{ManifestError, PlanError, SqlState};
+pub use manifest::{Change, ChangeKind, Manifest, Settings};
+pub use options::ApplyOptions;
+pub use plan::{Action, AppliedChange, History, Plan};
+
+/// The pg_deploy release this core belongs to.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

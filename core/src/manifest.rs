@@ -1,0 +1,449 @@
+//! Manifest format 1: the model and its validation.
+//!
+//! Validation is complete before anything touches the database: every error
+//! names the JSON path at fault and carries a stable SQLSTATE.
+
+use crate::checksum::{parse_checksum, sha256_checksum};
+use crate::error::ManifestError;
+use crate::json::{as_str, Obj};
+use semver::{Version, VersionReq};
+use serde_json::Value;
+use std::collections::HashMap;
+
+pub const FORMAT: u64 = 1;
+/// Largest manifest accepted, measured as canonical JSON.
+pub const MAX_MANIFEST_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_CHANGES: usize = 20_000;
+/// Longest project name or change id, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Versioned,
+    Repeatable,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Versioned => "versioned",
+            ChangeKind::Repeatable => "repeatable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "versioned" => Some(ChangeKind::Versioned),
+            "repeatable" => Some(ChangeKind::Repeatable),
+            _ => None,
+        }
+    }
+}
+
+/// Session settings a change runs under; unset fields fall back to the
+/// manifest's defaults, then to the caller's session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub lock_timeout: Option<String>,
+    pub statement_timeout: Option<String>,
+    pub search_path: Option<String>,
+}
+
+impl Settings {
+    /// These settings with unset fields taken from `defaults`.
+    pub fn over(&self, defaults: &Settings) -> Settings {
+        Settings {
+            lock_timeout: self
+                .lock_timeout
+                .clone()
+                .or_else(|| defaults.lock_timeout.clone()),
+            statement_timeout: self
+                .statement_timeout
+                .clone()
+                .or_else(|| defaults.statement_timeout.clone()),
+            search_path: self
+                .search_path
+                .clone()
+                .or_else(|| defaults.search_path.clone()),
+        }
+    }
+
+    /// (GUC name, value) pairs to set, in a fixed order.
+    pub fn gucs(&self) -> Vec<(&'static str, &str)> {
+        let mut out = Vec::new();
+        if let Some(v) = &self.search_path {
+            out.push(("search_path", v.as_str()));
+        }
+        if let Some(v) = &self.lock_timeout {
+            out.push(("lock_timeout", v.as_str()));
+        }
+        if let Some(v) = &self.statement_timeout {
+            out.push(("statement_timeout", v.as_str()));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirements {
+    pub postgres: Option<VersionReq>,
+    pub extensions: Vec<String>,
+    pub pg_deploy: Option<VersionReq>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub id: String,
+    pub sql: String,
+    /// `sha256:<hex>` of the exact bytes of `sql`.
+    pub checksum: String,
+    pub kind: ChangeKind,
+    pub requires: Vec<String>,
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub project: String,
+    pub version: Version,
+    pub requires: Requirements,
+    pub defaults: Settings,
+    pub changes: Vec<Change>,
+    /// `sha256:<hex>` of the canonical JSON of the whole manifest.
+    pub sha256: String,
+}
+
+const TOP_FIELDS: &[&str] = &[
+    "format", "project", "version", "requires", "defaults", "changes",
+];
+const REQUIRES_FIELDS: &[&str] = &["postgres", "extensions", "pg_deploy"];
+const DEFAULTS_FIELDS: &[&str] = &["lock_timeout", "statement_timeout", "search_path"];
+const DEFAULTS_RESERVED: &[&str] = &["lock_retries"];
+const CHANGE_FIELDS: &[&str] = &[
+    "id",
+    "sql",
+    "checksum",
+    "requires",
+    "repeatable",
+    "lock_timeout",
+    "statement_timeout",
+    "search_path",
+];
+const CHANGE_RESERVED: &[&str] = &["verify", "revert", "allow", "lock_retries"];
+
+impl Manifest {
+    /// Validates a manifest document completely; the first error found wins.
+    pub fn from_value(value: &Value) -> Result<Manifest, ManifestError> {
+        let canonical = crate::json::canonical_json(value);
+        if canonical.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge {
+                path: "$".into(),
+                what: "the manifest (bytes of canonical JSON)",
+                size: canonical.len(),
+                limit: MAX_MANIFEST_BYTES,
+            });
+        }
+        let top = Obj::new(value, "$").map_err(|e| match e {
+            ManifestError::WrongType { path, found, .. } => ManifestError::WrongType {
+                path,
+                expected: "a JSON object (the manifest)",
+                found,
+            },
+            other => other,
+        })?;
+        top.check_fields(TOP_FIELDS, &[])?;
+
+        if let Some(format) = top.get("format") {
+            if format.as_u64() != Some(FORMAT) {
+                return Err(ManifestError::Unsupported {
+                    path: "format".into(),
+                    what: format!("manifest format {format}"),
+                    version: crate::VERSION,
+                });
+            }
+        }
+        let project = name(top.req_str("project")?, "project")?.to_string();
+        let version_text = top.req_str("version")?;
+        let version =
+            Version::parse(version_text.trim()).map_err(|e| ManifestError::InvalidValue {
+                path: "version".into(),
+                reason: format!(
+                    "\"{version_text}\" is not a semantic version (MAJOR.MINOR.PATCH): {e}"
+                ),
+            })?;
+        let requires = match top.get("requires") {
+            None => Requirements {
+                postgres: None,
+                extensions: Vec::new(),
+                pg_deploy: None,
+            },
+            Some(v) => requirements(v)?,
+        };
+        let defaults = match top.get("defaults") {
+            None => Settings::default(),
+            Some(v) => {
+                let obj = Obj::new(v, "defaults")?;
+                obj.check_fields(DEFAULTS_FIELDS, DEFAULTS_RESERVED)?;
+                settings(&obj)?
+            }
+        };
+        let changes = changes(top.require("changes")?)?;
+        Ok(Manifest {
+            project,
+            version,
+            requires,
+            defaults,
+            changes,
+            sha256: sha256_checksum(canonical.as_bytes()),
+        })
+    }
+
+    pub fn from_json_str(text: &str) -> Result<Manifest, ManifestError> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge {
+                path: "$".into(),
+                what: "the manifest (bytes)",
+                size: text.len(),
+                limit: MAX_MANIFEST_BYTES,
+            });
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| ManifestError::InvalidValue {
+            path: "$".into(),
+            reason: format!("not valid JSON: {e}"),
+        })?;
+        Manifest::from_value(&value)
+    }
+}
+
+/// A project name or change id: non-empty, bounded, no control characters and
+/// no surrounding white space, so what is stored is what the user meant.
+fn name<'a>(s: &'a str, path: &str) -> Result<&'a str, ManifestError> {
+    if s.is_empty() {
+        return Err(ManifestError::Empty { path: path.into() });
+    }
+    let chars = s.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(ManifestError::TooLarge {
+            path: path.into(),
+            what: "the name (characters)",
+            size: chars,
+            limit: MAX_NAME_CHARS,
+        });
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ManifestError::InvalidValue {
+            path: path.into(),
+            reason: "must not contain control characters".into(),
+        });
+    }
+    if s.trim() != s {
+        return Err(ManifestError::InvalidValue {
+            path: path.into(),
+            reason: format!("\"{s}\" has leading or trailing white space"),
+        });
+    }
+    Ok(s)
+}
+
+fn version_req(obj: &Obj, field: &str) -> Result<Option<VersionReq>, ManifestError> {
+    let Some(text) = obj.opt_str(field)? else {
+        return Ok(None);
+    };
+    VersionReq::parse(text.trim())
+        .map(Some)
+        .map_err(|e| ManifestError::InvalidValue {
+            path: obj.field_path(field),
+            reason: format!(
+                "\"{text}\" is not a version range such as \">=15\" or \">=0.1, <2\": {e}"
+            ),
+        })
+}
+
+fn requirements(value: &Value) -> Result<Requirements, ManifestError> {
+    let obj = Obj::new(value, "requires")?;
+    obj.check_fields(REQUIRES_FIELDS, &[])?;
+    Ok(Requirements {
+        postgres: version_req(&obj, "postgres")?,
+        extensions: obj
+            .opt_str_list("extensions")?
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        pg_deploy: version_req(&obj, "pg_deploy")?,
+    })
+}
+
+/// A timeout: whole milliseconds as a number, or a string PostgreSQL accepts
+/// for a time setting ("500ms", "2s", "15min", "1h").
+fn timeout(obj: &Obj, field: &str) -> Result<Option<String>, ManifestError> {
+    let path = obj.field_path(field);
+    match obj.get(field) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(ms) if ms <= i32::MAX as u64 => Ok(Some(ms.to_string())),
+            _ => Err(ManifestError::InvalidValue {
+                path,
+                reason: format!(
+                    "{n} is not a whole number of milliseconds between 0 and {}",
+                    i32::MAX
+                ),
+            }),
+        },
+        Some(Value::String(s)) if is_duration(s) => Ok(Some(s.trim().to_string())),
+        Some(Value::String(s)) => Err(ManifestError::InvalidValue {
+            path,
+            reason: format!(
+                "\"{s}\" is not a duration such as \"500ms\", \"2s\", \"15min\" or \"1h\""
+            ),
+        }),
+        Some(other) => Err(ManifestError::WrongType {
+            path,
+            expected: "a duration string or milliseconds",
+            found: crate::json::type_name(other),
+        }),
+    }
+}
+
+fn is_duration(s: &str) -> bool {
+    let s = s.trim();
+    let digits_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits_end);
+    let number_ok = !number.is_empty() && number.parse::<f64>().is_ok();
+    number_ok && matches!(unit.trim(), "" | "us" | "ms" | "s" | "min" | "h" | "d")
+}
+
+fn settings(obj: &Obj) -> Result<Settings, ManifestError> {
+    let search_path = match obj.opt_str("search_path")? {
+        None => None,
+        Some(s) if s.trim().is_empty() => {
+            return Err(ManifestError::Empty {
+                path: obj.field_path("search_path"),
+            })
+        }
+        Some(s) if s.chars().any(char::is_control) => {
+            return Err(ManifestError::InvalidValue {
+                path: obj.field_path("search_path"),
+                reason: "must not contain control characters".into(),
+            })
+        }
+        Some(s) => Some(s.to_string()),
+    };
+    Ok(Settings {
+        lock_timeout: timeout(obj, "lock_timeout")?,
+        statement_timeout: timeout(obj, "statement_timeout")?,
+        search_path,
+    })
+}
+
+fn changes(value: &Value) -> Result<Vec<Change>, ManifestError> {
+    let items = match value {
+        Value::Array(items) => items,
+        other => {
+            return Err(ManifestError::WrongType {
+                path: "changes".into(),
+                expected: "an array",
+                found: crate::json::type_name(other),
+            })
+        }
+    };
+    if items.is_empty() {
+        return Err(ManifestError::Empty {
+            path: "changes".into(),
+        });
+    }
+    if items.len() > MAX_CHANGES {
+        return Err(ManifestError::TooLarge {
+            path: "changes".into(),
+            what: "the number of changes",
+            size: items.len(),
+            limit: MAX_CHANGES,
+        });
+    }
+    let mut first_seen: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("changes[{i}]");
+        let obj = Obj::new(item, path.clone())?;
+        let id = as_str(obj.require("id")?, &obj.field_path("id"))?;
+        if let Some(first) = first_seen.insert(id, i) {
+            return Err(ManifestError::DuplicateId {
+                path: obj.field_path("id"),
+                id: id.into(),
+                first,
+            });
+        }
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| change(i, item, &first_seen))
+        .collect()
+}
+
+fn change(
+    i: usize,
+    item: &Value,
+    index_of: &HashMap<&str, usize>,
+) -> Result<Change, ManifestError> {
+    let obj = Obj::new(item, format!("changes[{i}]"))?;
+    obj.check_fields(CHANGE_FIELDS, CHANGE_RESERVED)?;
+    let id = name(obj.req_str("id")?, &obj.field_path("id"))?.to_string();
+    let sql = obj.req_str("sql")?;
+    if sql.trim().is_empty() {
+        return Err(ManifestError::Empty {
+            path: obj.field_path("sql"),
+        });
+    }
+    let checksum = sha256_checksum(sql.as_bytes());
+    if let Some(declared) = obj.opt_str("checksum")? {
+        let path = obj.field_path("checksum");
+        let declared = parse_checksum(declared, &path)?;
+        if declared != checksum {
+            return Err(ManifestError::ChecksumMismatch {
+                path,
+                declared,
+                actual: checksum,
+            });
+        }
+    }
+    let mut requires = Vec::new();
+    for (j, req) in obj.opt_str_list("requires")?.into_iter().enumerate() {
+        let path = format!("{}[{j}]", obj.field_path("requires"));
+        match index_of.get(req) {
+            None => {
+                return Err(ManifestError::UnknownRequirement {
+                    path,
+                    id: req.into(),
+                })
+            }
+            Some(&at) if at == i => {
+                return Err(ManifestError::InvalidValue {
+                    path,
+                    reason: "a change cannot require itself".into(),
+                })
+            }
+            Some(&at) if at > i => {
+                return Err(ManifestError::ForwardRequirement {
+                    path,
+                    id: req.into(),
+                    at,
+                })
+            }
+            Some(_) => requires.push(req.to_string()),
+        }
+    }
+    let kind = if obj.opt_bool("repeatable")?.unwrap_or(false) {
+        ChangeKind::Repeatable
+    } else {
+        ChangeKind::Versioned
+    };
+    Ok(Change {
+        id,
+        sql: sql.to_string(),
+        checksum,
+        kind,
+        requires,
+        settings: settings(&obj)?,
+    })
+}

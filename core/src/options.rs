@@ -1,0 +1,90 @@
+//! Options of `deploy.apply(manifest, options)`.
+
+use crate::error::ManifestError;
+use crate::json::Obj;
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Wait for a concurrent apply of the same project (true) or fail at once.
+    pub wait: bool,
+    /// Apply a manifest whose version is older than the deployed one.
+    pub allow_downgrade: bool,
+    /// Versioned changes whose applied SQL changed and whose new text is accepted
+    /// without running it; recorded in the history.
+    pub accept_changed: Vec<String>,
+    /// Free text kept with the deployment (why an override was needed).
+    pub reason: Option<String>,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            wait: true,
+            allow_downgrade: false,
+            accept_changed: Vec::new(),
+            reason: None,
+        }
+    }
+}
+
+const FIELDS: &[&str] = &["wait", "allow_downgrade", "accept_changed", "reason"];
+
+impl ApplyOptions {
+    pub fn from_value(value: &Value) -> Result<ApplyOptions, ManifestError> {
+        if value.is_null() {
+            return Ok(ApplyOptions::default());
+        }
+        let obj = Obj::new(value, "options")?;
+        obj.check_fields(FIELDS, &[])?;
+        let defaults = ApplyOptions::default();
+        Ok(ApplyOptions {
+            wait: obj.opt_bool("wait")?.unwrap_or(defaults.wait),
+            allow_downgrade: obj
+                .opt_bool("allow_downgrade")?
+                .unwrap_or(defaults.allow_downgrade),
+            accept_changed: obj
+                .opt_str_list("accept_changed")?
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            reason: obj.opt_str("reason")?.map(str::to_string),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn empty_object_gives_defaults() {
+        assert_eq!(
+            ApplyOptions::from_value(&json!({})).unwrap(),
+            ApplyOptions::default()
+        );
+        assert_eq!(
+            ApplyOptions::from_value(&Value::Null).unwrap(),
+            ApplyOptions::default()
+        );
+    }
+
+    #[test]
+    fn reads_every_option() {
+        let o = ApplyOptions::from_value(&json!({
+            "wait": false, "allow_downgrade": true, "accept_changed": ["a"], "reason": "typo"
+        }))
+        .unwrap();
+        assert!(!o.wait && o.allow_downgrade);
+        assert_eq!(o.accept_changed, vec!["a".to_string()]);
+        assert_eq!(o.reason.as_deref(), Some("typo"));
+    }
+
+    #[test]
+    fn rejects_typos_with_a_suggestion() {
+        let err = ApplyOptions::from_value(&json!({"wiat": false})).unwrap_err();
+        assert_eq!(err.path(), "options.wiat");
+        assert_eq!(err.hint().as_deref(), Some("Did you mean \"wait\"?"));
+    }
+}

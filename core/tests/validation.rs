@@ -1,0 +1,497 @@
+//! Table-driven validation tests: each bad manifest names its SQLSTATE, the
+//! JSON path at fault and a fragment of the message.
+
+use pg_deploy_core::{ChangeKind, Manifest};
+use serde_json::{json, Value};
+
+const SQL_1_SHA: &str = "sha256:a3f5c5c7c6f4c4b0e0d7a0fa2b1ad4a6b83bd52f23f3d0e1a6ff7d1a0c5d8a11";
+
+fn base() -> Value {
+    json!({
+        "project": "shop",
+        "version": "1.2.0",
+        "changes": [
+            {"id": "0001", "sql": "CREATE TABLE a (id int);"},
+            {"id": "0002", "sql": "CREATE TABLE b (id int);", "requires": ["0001"]},
+            {"id": "view", "sql": "CREATE OR REPLACE VIEW v AS SELECT 1;", "repeatable": true}
+        ]
+    })
+}
+
+/// Applies `edit` to a copy of the base manifest.
+fn with(edit: impl FnOnce(&mut Value)) -> Value {
+    let mut v = base();
+    edit(&mut v);
+    v
+}
+
+struct Case {
+    name: &'static str,
+    manifest: Value,
+    sqlstate: &'static str,
+    path: &'static str,
+    fragment: &'static str,
+}
+
+fn cases() -> Vec<Case> {
+    let c = |name, manifest, sqlstate, path, fragment| Case {
+        name,
+        manifest,
+        sqlstate,
+        path,
+        fragment,
+    };
+    let many_changes: Vec<Value> = (0..20_001)
+        .map(|i| json!({"id": format!("c{i}"), "sql": "SELECT 1"}))
+        .collect();
+    vec![
+        c(
+            "array instead of object",
+            json!([1, 2]),
+            "22023",
+            "$",
+            "expected a JSON object (the manifest), found an array",
+        ),
+        c(
+            "string instead of object",
+            json!("shop"),
+            "22023",
+            "$",
+            "found a string",
+        ),
+        c("null manifest", Value::Null, "22023", "$", "found null"),
+        c(
+            "unknown top-level field",
+            with(|v| v["projcet"] = json!("x")),
+            "22023",
+            "projcet",
+            "unknown field",
+        ),
+        c(
+            "missing project",
+            with(|v| {
+                v.as_object_mut().unwrap().remove("project");
+            }),
+            "22023",
+            "project",
+            "required field is missing",
+        ),
+        c(
+            "project null",
+            with(|v| v["project"] = Value::Null),
+            "22023",
+            "project",
+            "required field is missing",
+        ),
+        c(
+            "empty project",
+            with(|v| v["project"] = json!("")),
+            "22023",
+            "project",
+            "must not be empty",
+        ),
+        c(
+            "project not a string",
+            with(|v| v["project"] = json!(42)),
+            "22023",
+            "project",
+            "expected a string, found a number",
+        ),
+        c(
+            "project with control character",
+            with(|v| v["project"] = json!("sh\u{7}op")),
+            "22023",
+            "project",
+            "control characters",
+        ),
+        c(
+            "project with trailing space",
+            with(|v| v["project"] = json!("shop ")),
+            "22023",
+            "project",
+            "white space",
+        ),
+        c(
+            "project name too long",
+            with(|v| v["project"] = json!("p".repeat(201))),
+            "54000",
+            "project",
+            "over the limit of 200",
+        ),
+        c(
+            "missing version",
+            with(|v| {
+                v.as_object_mut().unwrap().remove("version");
+            }),
+            "22023",
+            "version",
+            "required field is missing",
+        ),
+        c(
+            "version not semver",
+            with(|v| v["version"] = json!("1.2")),
+            "22023",
+            "version",
+            "is not a semantic version",
+        ),
+        c(
+            "version as number",
+            with(|v| v["version"] = json!(1.2)),
+            "22023",
+            "version",
+            "expected a string",
+        ),
+        c(
+            "format 2",
+            with(|v| v["format"] = json!(2)),
+            "0A000",
+            "format",
+            "manifest format 2 is not supported",
+        ),
+        c(
+            "missing changes",
+            with(|v| {
+                v.as_object_mut().unwrap().remove("changes");
+            }),
+            "22023",
+            "changes",
+            "required field is missing",
+        ),
+        c(
+            "changes not an array",
+            with(|v| v["changes"] = json!({})),
+            "22023",
+            "changes",
+            "expected an array, found an object",
+        ),
+        c(
+            "no changes",
+            with(|v| v["changes"] = json!([])),
+            "22023",
+            "changes",
+            "must not be empty",
+        ),
+        c(
+            "too many changes",
+            with(|v| v["changes"] = Value::Array(many_changes)),
+            "54000",
+            "changes",
+            "number of changes is 20001",
+        ),
+        c(
+            "change not an object",
+            with(|v| v["changes"][1] = json!("CREATE TABLE x()")),
+            "22023",
+            "changes[1]",
+            "expected an object, found a string",
+        ),
+        c(
+            "change missing id",
+            with(|v| {
+                v["changes"][2].as_object_mut().unwrap().remove("id");
+            }),
+            "22023",
+            "changes[2].id",
+            "required field is missing",
+        ),
+        c(
+            "change id empty",
+            with(|v| v["changes"][0]["id"] = json!("")),
+            "22023",
+            "changes[0].id",
+            "must not be empty",
+        ),
+        c(
+            "change id a number",
+            with(|v| v["changes"][0]["id"] = json!(1)),
+            "22023",
+            "changes[0].id",
+            "expected a string, found a number",
+        ),
+        c(
+            "change id with newline",
+            with(|v| v["changes"][1]["id"] = json!("00\n02")),
+            "22023",
+            "changes[1].id",
+            "control characters",
+        ),
+        c(
+            "duplicate id",
+            with(|v| v["changes"][2]["id"] = json!("0001")),
+            "23505",
+            "changes[2].id",
+            "duplicate change id \"0001\" (first defined at changes[0])",
+        ),
+        c(
+            "change missing sql",
+            with(|v| {
+                v["changes"][1].as_object_mut().unwrap().remove("sql");
+            }),
+            "22023",
+            "changes[1].sql",
+            "required field is missing",
+        ),
+        c(
+            "change sql blank",
+            with(|v| v["changes"][1]["sql"] = json!("   \n")),
+            "22023",
+            "changes[1].sql",
+            "must not be empty",
+        ),
+        c(
+            "change sql an array",
+            with(|v| v["changes"][1]["sql"] = json!(["SELECT 1"])),
+            "22023",
+            "changes[1].sql",
+            "expected a string, found an array",
+        ),
+        c(
+            "typo in change field",
+            with(|v| v["changes"][0]["repeatble"] = json!(true)),
+            "22023",
+            "changes[0].repeatble",
+            "unknown field",
+        ),
+        c(
+            "repeatable not a bool",
+            with(|v| v["changes"][2]["repeatable"] = json!("yes")),
+            "22023",
+            "changes[2].repeatable",
+            "expected a boolean",
+        ),
+        c(
+            "checksum does not match",
+            with(|v| v["changes"][0]["checksum"] = json!(SQL_1_SHA)),
+            "22000",
+            "changes[0].checksum",
+            "does not match the SQL",
+        ),
+        c(
+            "checksum malformed",
+            with(|v| v["changes"][0]["checksum"] = json!("md5:abc")),
+            "22023",
+            "changes[0].checksum",
+            "sha256:<64 hex digits>",
+        ),
+        c(
+            "requires unknown id",
+            with(|v| v["changes"][1]["requires"] = json!(["0000"])),
+            "23503",
+            "changes[1].requires[0]",
+            "requires \"0000\", which is not a change",
+        ),
+        c(
+            "requires later id",
+            with(|v| v["changes"][0]["requires"] = json!(["view"])),
+            "23503",
+            "changes[0].requires[0]",
+            "comes later in the manifest (changes[2])",
+        ),
+        c(
+            "requires itself",
+            with(|v| v["changes"][1]["requires"] = json!(["0001", "0002"])),
+            "22023",
+            "changes[1].requires[1]",
+            "cannot require itself",
+        ),
+        c(
+            "requires not an array",
+            with(|v| v["changes"][1]["requires"] = json!("0001")),
+            "22023",
+            "changes[1].requires",
+            "expected an array",
+        ),
+        c(
+            "requires entry empty",
+            with(|v| v["changes"][1]["requires"] = json!([""])),
+            "22023",
+            "changes[1].requires[0]",
+            "must not be empty",
+        ),
+        c(
+            "requires.postgres bad range",
+            with(|v| v["requires"] = json!({"postgres": "fifteen"})),
+            "22023",
+            "requires.postgres",
+            "is not a version range",
+        ),
+        c(
+            "requires unknown key",
+            with(|v| v["requires"] = json!({"postgresql": ">=15"})),
+            "22023",
+            "requires.postgresql",
+            "unknown field",
+        ),
+        c(
+            "requires.extensions not strings",
+            with(|v| v["requires"] = json!({"extensions": [1]})),
+            "22023",
+            "requires.extensions[0]",
+            "expected a string",
+        ),
+        c(
+            "requires.pg_deploy bad range",
+            with(|v| v["requires"] = json!({"pg_deploy": ">>1"})),
+            "22023",
+            "requires.pg_deploy",
+            "is not a version range",
+        ),
+        c(
+            "defaults not an object",
+            with(|v| v["defaults"] = json!("2s")),
+            "22023",
+            "defaults",
+            "expected an object",
+        ),
+        c(
+            "defaults bad lock_timeout",
+            with(|v| v["defaults"] = json!({"lock_timeout": "soon"})),
+            "22023",
+            "defaults.lock_timeout",
+            "is not a duration",
+        ),
+        c(
+            "defaults negative timeout",
+            with(|v| v["defaults"] = json!({"statement_timeout": -5})),
+            "22023",
+            "defaults.statement_timeout",
+            "whole number of milliseconds",
+        ),
+        c(
+            "defaults empty search_path",
+            with(|v| v["defaults"] = json!({"search_path": " "})),
+            "22023",
+            "defaults.search_path",
+            "must not be empty",
+        ),
+        c(
+            "defaults reserved lock_retries",
+            with(|v| v["defaults"] = json!({"lock_retries": 5})),
+            "0A000",
+            "defaults.lock_retries",
+            "field \"lock_retries\" is not supported",
+        ),
+        c(
+            "change reserved verify",
+            with(|v| v["changes"][0]["verify"] = json!("SELECT true")),
+            "0A000",
+            "changes[0].verify",
+            "is not supported",
+        ),
+        c(
+            "change bad lock_timeout",
+            with(|v| v["changes"][0]["lock_timeout"] = json!(true)),
+            "22023",
+            "changes[0].lock_timeout",
+            "expected a duration string or milliseconds",
+        ),
+    ]
+}
+
+#[test]
+fn bad_manifests_are_refused_with_sqlstate_path_and_message() {
+    let cases = cases();
+    assert!(cases.len() >= 30, "keep at least 30 bad manifests");
+    let mut failures = Vec::new();
+    for case in &cases {
+        match Manifest::from_value(&case.manifest) {
+            Ok(_) => failures.push(format!("{}: accepted", case.name)),
+            Err(err) => {
+                let message = err.to_string();
+                if err.sqlstate().code() != case.sqlstate
+                    || err.path() != case.path
+                    || !message.contains(case.fragment)
+                    || !message.starts_with(case.path)
+                {
+                    failures.push(format!(
+                        "{}: got {} at {}: {message}; wanted {} at {} containing {:?}",
+                        case.name,
+                        err.sqlstate().code(),
+                        err.path(),
+                        case.sqlstate,
+                        case.path,
+                        case.fragment
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn typo_hints_name_the_intended_field() {
+    let err = Manifest::from_value(&with(|v| v["chagnes"] = json!([]))).unwrap_err();
+    assert_eq!(err.hint().as_deref(), Some("Did you mean \"changes\"?"));
+}
+
+#[test]
+fn oversize_json_text_is_refused() {
+    let text = format!(
+        "{{\"project\": \"{}\"}}",
+        "x".repeat(pg_deploy_core::manifest::MAX_MANIFEST_BYTES)
+    );
+    let err = Manifest::from_json_str(&text).unwrap_err();
+    assert_eq!(err.sqlstate().code(), "54000");
+}
+
+#[test]
+fn invalid_json_text_is_refused() {
+    let err = Manifest::from_json_str("{\"project\": ").unwrap_err();
+    assert_eq!(err.sqlstate().code(), "22023");
+    assert!(err.to_string().contains("not valid JSON"));
+}
+
+#[test]
+fn good_manifest_is_read_completely() {
+    let v = with(|v| {
+        v["format"] = json!(1);
+        v["requires"] =
+            json!({"postgres": ">=15", "extensions": ["plpgsql"], "pg_deploy": ">=0.1"});
+        v["defaults"] = json!({"lock_timeout": "2s", "statement_timeout": 900000, "search_path": "shop, public"});
+        v["changes"][0]["checksum"] = json!(pg_deploy_core::checksum::sha256_checksum(
+            b"CREATE TABLE a (id int);"
+        )
+        .to_uppercase()
+        .replace("SHA256:", "sha256:"));
+        v["changes"][1]["lock_timeout"] = json!("500ms");
+    });
+    let m = Manifest::from_value(&v).unwrap();
+    assert_eq!(m.project, "shop");
+    assert_eq!(m.version.to_string(), "1.2.0");
+    assert_eq!(m.changes.len(), 3);
+    assert_eq!(m.changes[2].kind, ChangeKind::Repeatable);
+    assert_eq!(m.changes[1].requires, vec!["0001".to_string()]);
+    assert_eq!(m.defaults.statement_timeout.as_deref(), Some("900000"));
+    let effective = m.changes[1].settings.over(&m.defaults);
+    assert_eq!(effective.lock_timeout.as_deref(), Some("500ms"));
+    assert_eq!(effective.search_path.as_deref(), Some("shop, public"));
+    assert!(m.sha256.starts_with("sha256:"));
+}
+
+#[test]
+fn manifest_sha256_ignores_key_order_and_spacing() {
+    let a = Manifest::from_json_str(
+        r#"{"project":"p","version":"1.0.0","changes":[{"id":"a","sql":"SELECT 1"}]}"#,
+    )
+    .unwrap();
+    let b = Manifest::from_json_str("{ \"changes\": [ {\"sql\": \"SELECT 1\", \"id\": \"a\"} ],\n \"version\": \"1.0.0\", \"project\": \"p\" }").unwrap();
+    assert_eq!(a.sha256, b.sha256);
+}
+
+#[test]
+fn names_keep_quotes_semicolons_and_unicode() {
+    let m = Manifest::from_value(&with(|v| {
+        v["project"] = json!("o'brien; DROP TABLE x; -- ünï");
+        v["changes"][0]["id"] = json!("0001 \"quoted\" ✓");
+        v["changes"][1]["requires"] = json!(["0001 \"quoted\" ✓"]);
+    }))
+    .unwrap();
+    assert_eq!(m.project, "o'brien; DROP TABLE x; -- ünï");
+    assert_eq!(m.changes[0].id, "0001 \"quoted\" ✓");
+}
