@@ -8,6 +8,7 @@ pub mod json;
 pub mod manifest;
 pub mod options;
 pub mod plan;
+pub mod position;
 
 pub use error::{ManifestError, PlanError, SqlState};
 pub use manifest::{Change, ChangeKind, Manifest, Settings};

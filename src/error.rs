@@ -1,0 +1,160 @@
+//! Every error pg_deploy raises, each with a stable SQLSTATE (docs/errors.md).
+
+use crate::subxact::CaughtPgError;
+use pg_deploy_core::position::line_col;
+use pg_deploy_core::{ManifestError, PlanError, SqlState};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// Where in a change an error happened, for the message and the detail.
+#[derive(Debug, Clone)]
+pub struct ChangeLocation {
+    pub project: String,
+    pub change: String,
+    /// (index, count, command tag, text) of the statement at fault.
+    pub statement: Option<(usize, usize, String, String)>,
+    pub line_col: Option<(usize, usize)>,
+}
+
+impl ChangeLocation {
+    pub fn new(project: &str, change: &str, sql: &str, at: Option<usize>) -> Self {
+        ChangeLocation {
+            project: project.to_string(),
+            change: change.to_string(),
+            statement: None,
+            line_col: at.map(|b| line_col(sql, b)),
+        }
+    }
+
+    fn where_(&self) -> String {
+        match self.line_col {
+            Some((line, column)) => format!(" at line {line}, column {column}"),
+            None => String::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("invalid manifest: {0}")]
+    Manifest(ManifestError),
+    #[error("invalid options: {0}")]
+    Options(ManifestError),
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("project \"{project}\" is being deployed by another session")]
+    Locked { project: String },
+    #[error("change \"{}\" of project \"{}\" has a syntax error{}: {}", .location.change, .location.project, .location.where_(), .error.message)]
+    Syntax {
+        location: ChangeLocation,
+        error: CaughtPgError,
+    },
+    #[error("change \"{}\" of project \"{}\" failed{}: {}", .location.change, .location.project, .location.where_(), .error.message)]
+    ChangeFailed {
+        location: ChangeLocation,
+        error: CaughtPgError,
+    },
+    /// A PostgreSQL error outside any change (e.g. permission denied on the
+    /// history), passed on as it was raised.
+    #[error("{}", .0.message)]
+    Postgres(CaughtPgError),
+    #[error("pg_deploy internal query failed: {0}")]
+    Internal(String),
+}
+
+impl From<pgrx::spi::Error> for DeployError {
+    fn from(e: pgrx::spi::Error) -> Self {
+        DeployError::Internal(e.to_string())
+    }
+}
+
+fn code_of(state: SqlState) -> PgSqlErrorCode {
+    match state {
+        SqlState::InvalidParameterValue => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        SqlState::DataException => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+        SqlState::UniqueViolation => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+        SqlState::ForeignKeyViolation => PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
+        SqlState::IntegrityConstraintViolation => {
+            PgSqlErrorCode::ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION
+        }
+        SqlState::ProgramLimitExceeded => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        SqlState::FeatureNotSupported => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        SqlState::ObjectNotInPrerequisiteState => {
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        }
+    }
+}
+
+const STATEMENT_SHOWN: usize = 300;
+
+fn statement_detail(location: &ChangeLocation) -> Option<String> {
+    let (index, count, kind, text) = location.statement.as_ref()?;
+    let text = text.trim();
+    let shown: String = text.chars().take(STATEMENT_SHOWN).collect();
+    let more = if shown.len() < text.len() { " ..." } else { "" };
+    Some(format!(
+        "Statement {} of {count} ({kind}): {shown}{more}",
+        index + 1
+    ))
+}
+
+fn join(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}\n{b}")),
+        (a, b) => a.or(b),
+    }
+}
+
+impl DeployError {
+    pub fn code(&self) -> PgSqlErrorCode {
+        match self {
+            DeployError::Manifest(e) | DeployError::Options(e) => code_of(e.sqlstate()),
+            DeployError::Plan(e) => code_of(e.sqlstate()),
+            DeployError::Locked { .. } => PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+            DeployError::Syntax { error, .. } | DeployError::ChangeFailed { error, .. } => {
+                error.code
+            }
+            DeployError::Postgres(error) => error.code,
+            DeployError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            DeployError::Syntax { location, error }
+            | DeployError::ChangeFailed { location, error } => {
+                join(error.detail.clone(), statement_detail(location))
+            }
+            DeployError::Postgres(error) => error.detail.clone(),
+            _ => None,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            DeployError::Manifest(e) | DeployError::Options(e) => e.hint(),
+            DeployError::Plan(e) => e.hint(),
+            DeployError::Locked { .. } => Some(
+                "Retry later, or leave out {\"wait\": false} to wait for the other deployment."
+                    .into(),
+            ),
+            DeployError::Syntax { error, .. }
+            | DeployError::ChangeFailed { error, .. }
+            | DeployError::Postgres(error) => error.hint.clone(),
+            DeployError::Internal(_) => Some("Please report this as a pg_deploy bug.".into()),
+        }
+    }
+
+    /// Raises this error in PostgreSQL; the caller's transaction is aborted.
+    pub fn raise(self, function: &'static str) -> ! {
+        let mut report = ErrorReport::new(self.code(), self.to_string(), function);
+        if let Some(detail) = self.detail() {
+            report = report.set_detail(detail);
+        }
+        if let Some(hint) = self.hint() {
+            report = report.set_hint(hint);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("an ERROR report does not return")
+    }
+}

@@ -1,0 +1,282 @@
+//! The recorded history: the project lock, what was applied, and the
+//! deployment log. Every query is schema-qualified and runs under
+//! `search_path = pg_catalog, pg_temp`; manifest strings only travel as parameters.
+
+use crate::error::DeployError;
+use pg_deploy_core::checksum::sha256_hex;
+use pg_deploy_core::{AppliedChange, ChangeKind};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use std::collections::HashMap;
+
+/// What the session looks like before pg_deploy touches it.
+pub struct SessionFacts {
+    pub server_version_num: i64,
+    pub search_path: String,
+    pub extensions: Vec<String>,
+    pub started_at: TimestampWithTimeZone,
+}
+
+pub fn session_facts(client: &mut SpiClient<'_>) -> Result<SessionFacts, DeployError> {
+    let row = client
+        .update(
+            "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int8,
+                    pg_catalog.current_setting('search_path'),
+                    ARRAY(SELECT extname::pg_catalog.text FROM pg_catalog.pg_extension),
+                    pg_catalog.clock_timestamp()",
+            Some(1),
+            &[],
+        )?
+        .first();
+    let missing = || DeployError::Internal("session facts query returned no row".into());
+    Ok(SessionFacts {
+        server_version_num: row.get::<i64>(1)?.ok_or_else(missing)?,
+        search_path: row.get::<String>(2)?.unwrap_or_default(),
+        extensions: row.get::<Vec<String>>(3)?.unwrap_or_default(),
+        started_at: row.get::<TimestampWithTimeZone>(4)?.ok_or_else(missing)?,
+    })
+}
+
+/// Internal queries resolve functions and operators in pg_catalog only.
+pub fn use_internal_search_path(client: &mut SpiClient<'_>) -> Result<(), DeployError> {
+    client.update(
+        "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
+        None,
+        &[],
+    )?;
+    Ok(())
+}
+
+/// First key of pg_deploy's transaction-scoped advisory locks ('PDEP'); the
+/// second is taken from the project name's sha256.
+pub const LOCK_CLASS: i32 = 0x5044_4550;
+
+pub fn lock_key(project: &str) -> i32 {
+    let hex = sha256_hex(project.as_bytes());
+    u32::from_str_radix(&hex[..8], 16)
+        .map(|k| k as i32)
+        .unwrap_or(0)
+}
+
+/// Serialises deployments of one project until the transaction ends.
+pub fn lock_project(
+    client: &mut SpiClient<'_>,
+    project: &str,
+    wait: bool,
+) -> Result<(), DeployError> {
+    let key = lock_key(project);
+    if wait {
+        client.update(
+            "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
+            None,
+            &[LOCK_CLASS.into(), key.into()],
+        )?;
+        return Ok(());
+    }
+    let got = client
+        .update(
+            "SELECT pg_catalog.pg_try_advisory_xact_lock($1, $2)",
+            Some(1),
+            &[LOCK_CLASS.into(), key.into()],
+        )?
+        .first()
+        .get_one::<bool>()?;
+    if got == Some(true) {
+        Ok(())
+    } else {
+        Err(DeployError::Locked {
+            project: project.to_string(),
+        })
+    }
+}
+
+/// Claims the project's row (creating it on first use) and returns the
+/// deployed version. Writing the row makes a REPEATABLE READ or SERIALIZABLE
+/// caller fail with a serialization error, instead of re-applying, when another
+/// deployment committed after its snapshot was taken.
+pub fn claim_project(
+    client: &mut SpiClient<'_>,
+    project: &str,
+) -> Result<Option<String>, DeployError> {
+    let version = client
+        .update(
+            "INSERT INTO deploy.projects AS p (project) VALUES ($1)
+             ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at
+             RETURNING p.version",
+            Some(1),
+            &[project.into()],
+        )?
+        .first()
+        .get_one::<String>()?;
+    Ok(version)
+}
+
+/// The latest recorded checksum and kind of every change of the project.
+pub fn applied_changes(
+    client: &mut SpiClient<'_>,
+    project: &str,
+) -> Result<HashMap<String, AppliedChange>, DeployError> {
+    let rows = client.update(
+        "SELECT DISTINCT ON (change_id) change_id, kind, checksum
+           FROM deploy.change_log
+          WHERE project = $1
+          ORDER BY change_id, deployment_id DESC",
+        None,
+        &[project.into()],
+    )?;
+    let mut applied = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let (Some(id), Some(kind), Some(checksum)) = (
+            row.get::<String>(1)?,
+            row.get::<String>(2)?,
+            row.get::<String>(3)?,
+        ) else {
+            return Err(DeployError::Internal("NULL in deploy.change_log".into()));
+        };
+        let kind = ChangeKind::parse(&kind).ok_or_else(|| {
+            DeployError::Internal(format!(
+                "unknown change kind \"{kind}\" in deploy.change_log"
+            ))
+        })?;
+        applied.insert(id, AppliedChange { checksum, kind });
+    }
+    Ok(applied)
+}
+
+/// One change that ran or was accepted in this deployment.
+pub struct ChangeRecord {
+    pub ordinal: i32,
+    pub id: String,
+    pub kind: &'static str,
+    pub action: &'static str,
+    pub checksum: String,
+    pub statements: i32,
+    pub duration_ms: f64,
+    /// Milliseconds from the start of the deployment to the end of this change.
+    pub finished_after_ms: f64,
+}
+
+pub struct DeploymentRecord<'a> {
+    pub project: &'a str,
+    pub version: String,
+    pub previous_version: Option<String>,
+    pub outcome: &'static str,
+    pub manifest_sha256: &'a str,
+    pub manifest: serde_json::Value,
+    pub started_at: TimestampWithTimeZone,
+    pub counts: [i32; 4],
+    pub options: serde_json::Value,
+    pub warnings: Vec<String>,
+}
+
+/// Writes the deployment, its changes and the project's new head; returns
+/// the deployment id and its duration as recorded.
+pub fn record(
+    client: &mut SpiClient<'_>,
+    d: DeploymentRecord<'_>,
+    changes: Vec<ChangeRecord>,
+) -> Result<(i64, f64), DeployError> {
+    client.update(
+        "INSERT INTO deploy.manifests (sha256, manifest) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+        None,
+        &[d.manifest_sha256.into(), JsonB(d.manifest).into()],
+    )?;
+    let [applied, rerun, skipped, accepted] = d.counts;
+    let row = client
+        .update(
+            "INSERT INTO deploy.deployments
+               (project, version, previous_version, outcome, manifest_sha256,
+                applied_by, session_user_name, application_name, client_addr, backend_pid,
+                started_at, finished_at, duration_ms,
+                changes_applied, changes_rerun, changes_skipped, changes_accepted,
+                options, warnings, pg_deploy_version)
+             VALUES ($1, $2, $3, $4, $5,
+                     current_user, session_user, pg_catalog.current_setting('application_name'),
+                     pg_catalog.inet_client_addr(), pg_catalog.pg_backend_pid(),
+                     $6, pg_catalog.clock_timestamp(),
+                     EXTRACT(epoch FROM pg_catalog.clock_timestamp() - $6)::pg_catalog.float8 * 1000,
+                     $7, $8, $9, $10, $11, $12, $13)
+             RETURNING id, duration_ms",
+            Some(1),
+            &[
+                d.project.into(),
+                d.version.clone().into(),
+                d.previous_version.into(),
+                d.outcome.into(),
+                d.manifest_sha256.into(),
+                d.started_at.into(),
+                applied.into(),
+                rerun.into(),
+                skipped.into(),
+                accepted.into(),
+                JsonB(d.options).into(),
+                d.warnings.into(),
+                pg_deploy_core::VERSION.into(),
+            ],
+        )?
+        .first();
+    let missing = || DeployError::Internal("INSERT INTO deploy.deployments returned no row".into());
+    let id = row.get::<i64>(1)?.ok_or_else(missing)?;
+    let duration_ms = row.get::<f64>(2)?.ok_or_else(missing)?;
+
+    if !changes.is_empty() {
+        let mut cols = ChangeColumns::default();
+        for c in changes {
+            cols.ordinal.push(c.ordinal);
+            cols.id.push(c.id);
+            cols.kind.push(c.kind.to_string());
+            cols.action.push(c.action.to_string());
+            cols.checksum.push(c.checksum);
+            cols.statements.push(c.statements);
+            cols.duration_ms.push(c.duration_ms);
+            cols.finished_after_ms.push(c.finished_after_ms);
+        }
+        client.update(
+            "INSERT INTO deploy.change_log
+               (deployment_id, ordinal, project, change_id, kind, action, checksum, statements,
+                duration_ms, applied_at)
+             SELECT $1, u.o, $2, u.i, u.k, u.a, u.c, u.s, u.d,
+                    $3 + pg_catalog.make_interval(secs => u.f / 1000)
+               FROM ROWS FROM (pg_catalog.unnest($4::pg_catalog.int4[]), pg_catalog.unnest($5::pg_catalog.text[]),
+                               pg_catalog.unnest($6::pg_catalog.text[]), pg_catalog.unnest($7::pg_catalog.text[]),
+                               pg_catalog.unnest($8::pg_catalog.text[]), pg_catalog.unnest($9::pg_catalog.int4[]),
+                               pg_catalog.unnest($10::pg_catalog.float8[]), pg_catalog.unnest($11::pg_catalog.float8[]))
+                    AS u(o, i, k, a, c, s, d, f)",
+            None,
+            &[
+                id.into(),
+                d.project.into(),
+                d.started_at.into(),
+                cols.ordinal.into(),
+                cols.id.into(),
+                cols.kind.into(),
+                cols.action.into(),
+                cols.checksum.into(),
+                cols.statements.into(),
+                cols.duration_ms.into(),
+                cols.finished_after_ms.into(),
+            ],
+        )?;
+    }
+    client.update(
+        "UPDATE deploy.projects
+            SET version = $2, last_deployment_id = $3, updated_at = pg_catalog.clock_timestamp()
+          WHERE project = $1",
+        None,
+        &[d.project.into(), d.version.into(), id.into()],
+    )?;
+    Ok((id, duration_ms))
+}
+
+#[derive(Default)]
+struct ChangeColumns {
+    ordinal: Vec<i32>,
+    id: Vec<String>,
+    kind: Vec<String>,
+    action: Vec<String>,
+    checksum: Vec<String>,
+    statements: Vec<i32>,
+    duration_ms: Vec<f64>,
+    finished_after_ms: Vec<f64>,
+}

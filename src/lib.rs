@@ -1,0 +1,36 @@
+//! pg_deploy: whole schema deployments inside PostgreSQL.
+//!
+//! `deploy.apply(manifest)` validates, locks, plans, runs every pending change
+//! in a subtransaction through SPI, records history and returns a report, all
+//! inside the caller's transaction. The PostgreSQL-free logic lives in the
+//! `pg_deploy_core` crate; this crate is the thin edge that touches the server.
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+use pgrx::prelude::*;
+
+::pgrx::pg_module_magic!(name, version);
+
+mod apply;
+mod error;
+mod errpos;
+mod execute;
+mod history;
+mod statements;
+mod subxact;
+mod timeout;
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

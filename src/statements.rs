@@ -1,0 +1,75 @@
+//! Splitting a change into statements with PostgreSQL's own parser.
+
+use crate::errpos::PositionProbe;
+use crate::subxact::{in_subtransaction, CaughtPgError};
+use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode;
+use std::ffi::{CStr, CString};
+
+/// One statement of a change: its byte range in the change's SQL and its
+/// command tag ("CREATE TABLE", "INSERT", ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub start: usize,
+    pub end: usize,
+    pub kind: String,
+}
+
+/// A change whose SQL does not parse: the parser's error and its position.
+#[derive(Debug, Clone)]
+pub struct ParseFailure {
+    pub error: CaughtPgError,
+    /// Byte offset in the SQL, when the parser gave a position.
+    pub at: Option<usize>,
+}
+
+pub fn split(sql: &str) -> Result<Vec<Statement>, ParseFailure> {
+    let text = CString::new(sql).map_err(|e| ParseFailure {
+        error: CaughtPgError::new(
+            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            "SQL contains a NUL byte",
+        ),
+        at: Some(e.nul_position()),
+    })?;
+    let mut probe = PositionProbe::new();
+    let parsed = in_subtransaction(|| {
+        // SAFETY: `text` is a valid C string; the parser allocates in the current
+        // memory context and raises errors, which the subtransaction catches.
+        probe.watch(|| unsafe { Ok(collect(pg_sys::pg_parse_query(text.as_ptr()), sql.len())) })
+    });
+    parsed.map_err(|error| ParseFailure {
+        error,
+        at: probe
+            .cursor()
+            .map(|c| pg_deploy_core::position::cursor_to_byte(sql, c)),
+    })
+}
+
+/// Reads the parser's `List` of `RawStmt`s.
+///
+/// # Safety
+/// `list` must be what `pg_parse_query` returned for a text of `len` bytes.
+unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: per the contract, a valid array-backed List (PostgreSQL ≥ 13) of RawStmt.
+    unsafe {
+        let count = usize::try_from((*list).length).unwrap_or(0);
+        let mut out = Vec::with_capacity(count);
+        for i in 0..count {
+            let raw = (*(*list).elements.add(i)).ptr_value as *mut pg_sys::RawStmt;
+            let start = usize::try_from((*raw).stmt_location).unwrap_or(0).min(len);
+            let end = match usize::try_from((*raw).stmt_len).unwrap_or(0) {
+                0 => len,
+                n => (start + n).min(len),
+            };
+            let tag = pg_sys::CreateCommandTag((*raw).stmt);
+            let kind = CStr::from_ptr(pg_sys::GetCommandTagName(tag))
+                .to_string_lossy()
+                .into_owned();
+            out.push(Statement { start, end, kind });
+        }
+        out
+    }
+}

@@ -1,0 +1,121 @@
+//! Subtransactions and GUC nesting, done once and safely.
+//!
+//! pgrx 0.18 has no subtransaction API, so this mirrors PL/Python
+//! (`plpy_spi.c`): remember the memory context and resource owner, begin an
+//! internal subtransaction, run the work under `PgTryBuilder`, then release or
+//! roll back and restore both.
+
+use pgrx::pg_sys::{self, panic::CaughtError, PgTryBuilder};
+use pgrx::PgSqlErrorCode;
+use std::panic::AssertUnwindSafe;
+
+/// A PostgreSQL error caught inside a subtransaction, kept as plain data so it
+/// can be re-raised with more context once the subtransaction is gone.
+#[derive(Debug, Clone)]
+pub struct CaughtPgError {
+    pub code: PgSqlErrorCode,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl CaughtPgError {
+    pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
+        CaughtPgError {
+            code,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+}
+
+pub fn from_caught(error: CaughtError) -> CaughtPgError {
+    match error {
+        CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => CaughtPgError {
+            code: report.sql_error_code(),
+            message: report.message().to_string(),
+            detail: report.detail().map(str::to_string),
+            hint: report.hint().map(str::to_string),
+        },
+        CaughtError::RustPanic { ereport, .. } => {
+            // A bug of ours: keep the panic text in the server log, not in the user's error.
+            pgrx::log!("pg_deploy: internal panic: {}", ereport.message());
+            CaughtPgError {
+                code: PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                message: "pg_deploy hit an internal error; the server log has details".into(),
+                detail: None,
+                hint: Some("Please report this as a pg_deploy bug.".into()),
+            }
+        }
+    }
+}
+
+/// Runs `work` in its own subtransaction. When `work` returns `Ok`, the
+/// subtransaction is released and its effects stay in the caller's
+/// transaction; when it returns `Err` or raises an error, everything it did is
+/// rolled back and the error comes back as data.
+pub fn in_subtransaction<R>(
+    work: impl FnOnce() -> Result<R, CaughtPgError>,
+) -> Result<R, CaughtPgError> {
+    // SAFETY: reading two backend globals; we are in a transaction on the main thread.
+    let (old_context, old_owner) =
+        unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    // SAFETY: we are inside a transaction (called from a SQL function); the
+    // subtransaction is closed on every path below.
+    unsafe {
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(old_context);
+    }
+    let restore = move || {
+        // SAFETY: both values were valid when saved and outlive the subtransaction.
+        unsafe {
+            pg_sys::MemoryContextSwitchTo(old_context);
+            pg_sys::CurrentResourceOwner = old_owner;
+        }
+    };
+    let rollback = move || {
+        // SAFETY: the subtransaction begun above is still the current one: `work`
+        // cannot close it (it has no handle) and errors inside it were caught here.
+        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+        restore();
+    };
+    PgTryBuilder::new(AssertUnwindSafe(|| match work() {
+        Ok(value) => {
+            // SAFETY: as for `rollback`: the subtransaction is still current.
+            unsafe { pg_sys::ReleaseCurrentSubTransaction() };
+            restore();
+            Ok(value)
+        }
+        Err(error) => {
+            rollback();
+            Err(error)
+        }
+    }))
+    .catch_others(move |caught| {
+        rollback();
+        Err(from_caught(caught))
+    })
+    .execute()
+}
+
+/// A GUC nesting level, like the one a function with `SET` clauses gets.
+/// Anything set after it is opened, by pg_deploy or by a change's own `SET`,
+/// is undone by `restore`, so nothing leaks into the caller's session.
+#[must_use = "a GUC level must be restored"]
+pub struct GucLevel(i32);
+
+impl GucLevel {
+    pub fn open() -> GucLevel {
+        // SAFETY: plain call into guc.c; paired with `restore`.
+        GucLevel(unsafe { pg_sys::NewGUCNestLevel() })
+    }
+
+    /// Restores every setting changed since `open`, `SET` and `SET LOCAL` alike
+    /// (the abort path of `AtEOXact_GUC`, as a rolled-back subtransaction does).
+    pub fn restore(self) {
+        // SAFETY: the level was opened by us and every deeper level (subtransactions)
+        // has already been closed.
+        unsafe { pg_sys::AtEOXact_GUC(false, self.0) };
+    }
+}
