@@ -1,8 +1,14 @@
 //! Where inside a query text an error happened.
 //!
 //! pgrx's caught errors carry no cursor position, so a probe sits on
-//! PostgreSQL's error context stack while a query runs and copies the cursor
-//! position out of each report as it is raised.
+//! PostgreSQL's error context stack while a query runs and copies the position
+//! out of each report as it is raised.
+//!
+//! SPI's own error callback, which runs before ours, moves a statement's
+//! cursor position into the "internal" position. An internal position can also
+//! come from code the statement called (a function body), so it is trusted only
+//! when at most two callbacks sit above ours: SPI's, and the parser's
+//! position callback.
 
 use pgrx::pg_sys;
 use std::cell::Cell;
@@ -12,6 +18,9 @@ struct Slot {
     callback: pg_sys::ErrorContextCallback,
     cursor: Cell<i32>,
 }
+
+/// Callbacks that may sit above the probe while the position is still ours.
+const OWN_CALLBACKS_ABOVE: usize = 2;
 
 /// Records the cursor position of the last report raised while `watch` runs.
 pub struct PositionProbe {
@@ -24,7 +33,21 @@ unsafe extern "C-unwind" fn record_cursor(arg: *mut c_void) {
     // being raised, which is what error context callbacks are for.
     unsafe {
         let slot = &*(arg as *const Slot);
-        slot.cursor.set(pg_sys::geterrposition());
+        let mut above = 0;
+        let mut entry = pg_sys::error_context_stack;
+        while !entry.is_null() && !std::ptr::eq(entry, &slot.callback) {
+            above += 1;
+            entry = (*entry).previous;
+        }
+        let cursor = pg_sys::geterrposition();
+        let internal = pg_sys::getinternalerrposition();
+        slot.cursor.set(if cursor > 0 {
+            cursor
+        } else if above <= OWN_CALLBACKS_ABOVE {
+            internal
+        } else {
+            0
+        });
     }
 }
 
