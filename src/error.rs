@@ -138,6 +138,15 @@ impl DeployError {
                 "Retry later, or leave out {\"wait\": false} to wait for the other deployment."
                     .into(),
             ),
+            DeployError::Postgres(error)
+                if error.code == PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE && error.hint.is_none() =>
+            {
+                Some(
+                    "Another deployment of this project committed after this transaction's snapshot was taken; \
+                     retry the transaction."
+                        .into(),
+                )
+            }
             DeployError::Syntax { error, .. }
             | DeployError::ChangeFailed { error, .. }
             | DeployError::Postgres(error) => error.hint.clone(),
