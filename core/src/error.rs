@@ -24,6 +24,10 @@ pub enum SqlState {
     FeatureNotSupported,
     /// 55000 object_not_in_prerequisite_state
     ObjectNotInPrerequisiteState,
+    /// 2D000 invalid_transaction_termination
+    InvalidTransactionTermination,
+    /// 25001 active_sql_transaction: cannot run inside a transaction block
+    ActiveSqlTransaction,
 }
 
 impl SqlState {
@@ -37,6 +41,8 @@ impl SqlState {
             SqlState::ProgramLimitExceeded => "54000",
             SqlState::FeatureNotSupported => "0A000",
             SqlState::ObjectNotInPrerequisiteState => "55000",
+            SqlState::InvalidTransactionTermination => "2D000",
+            SqlState::ActiveSqlTransaction => "25001",
         }
     }
 }

@@ -2,8 +2,10 @@
 //! checksums, apply options and planning decisions. The extension and the
 //! command-line client share it; `cargo test -p pg_deploy_core` runs its tests.
 
+pub mod analysis;
 pub mod checksum;
 pub mod error;
+pub mod hazards;
 pub mod json;
 pub mod manifest;
 pub mod options;

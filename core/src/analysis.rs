@@ -1,0 +1,231 @@
+//! Statement analysis: what a statement is, read off PostgreSQL's parse tree
+//! by the extension, and what pg_deploy decides about it. Pure rules, tested
+//! with plain unit tests; the extension only extracts the facts.
+
+use crate::error::SqlState;
+
+/// A possibly schema-qualified relation or object name, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.name),
+            None => write!(f, "{}", self.name),
+        }
+    }
+}
+
+/// The facts about one statement that the rules below need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Facts {
+    /// BEGIN, START TRANSACTION, COMMIT, ROLLBACK, SAVEPOINT, RELEASE,
+    /// PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED.
+    TransactionControl,
+    /// A statement PostgreSQL refuses inside a transaction block.
+    NonTransactional,
+    /// A statement whose effect outlives the transaction in the session, where
+    /// a pooler would hand it to the next client.
+    SessionState,
+    /// COPY from STDIN or to STDOUT: there is no client inside apply.
+    ClientCopy,
+    CreateIndex {
+        table: ObjectName,
+        concurrent: bool,
+    },
+    /// ALTER TYPE … ADD VALUE: the new value cannot be used before commit (55P04).
+    AddEnumValue {
+        type_name: ObjectName,
+        value: String,
+    },
+    AlterTable {
+        table: ObjectName,
+        commands: Vec<AlterCommand>,
+    },
+    Drop {
+        object: DropKind,
+        names: Vec<ObjectName>,
+    },
+    Truncate {
+        tables: Vec<ObjectName>,
+    },
+    /// DELETE without WHERE.
+    UnboundedDelete {
+        table: ObjectName,
+    },
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropKind {
+    Table,
+    Schema,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlterCommand {
+    /// ADD COLUMN, with the functions its default calls.
+    AddColumn {
+        column: String,
+        default_functions: Vec<String>,
+        serial: bool,
+        not_null_without_default: bool,
+    },
+    /// ALTER COLUMN … TYPE `new_type` [USING …].
+    AlterColumnType {
+        column: String,
+        new_type: String,
+        using: bool,
+    },
+    /// ADD CONSTRAINT; `validated` unless NOT VALID; `uses_index` for USING INDEX.
+    AddConstraint {
+        kind: ConstraintKind,
+        validated: bool,
+        uses_index: bool,
+    },
+    SetNotNull {
+        column: String,
+    },
+    DropColumn {
+        column: String,
+    },
+    /// DETACH PARTITION … CONCURRENTLY.
+    DetachConcurrently,
+    /// Anything else; only its lock matters.
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConstraintKind {
+    ForeignKey,
+    Check,
+    Unique,
+    PrimaryKey,
+    Exclusion,
+    Other,
+}
+
+/// Why a statement cannot run inside a deployment, and the way out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub sqlstate: SqlState,
+    pub reason: String,
+    pub hint: String,
+}
+
+/// The statement kinds pg_deploy refuses before anything runs.
+pub fn refusal(tag: &str, facts: &Facts) -> Option<Refusal> {
+    let refuse = |sqlstate, reason: String, hint: &str| {
+        Some(Refusal {
+            sqlstate,
+            reason,
+            hint: hint.to_string(),
+        })
+    };
+    match facts {
+        Facts::TransactionControl => refuse(
+            SqlState::InvalidTransactionTermination,
+            format!("{tag} is transaction control, and a deployment is one transaction"),
+            "Remove it: deploy.apply runs in the caller's transaction, which commits or rolls back the whole deployment.",
+        ),
+        Facts::NonTransactional => refuse(
+            SqlState::ActiveSqlTransaction,
+            format!("{tag} cannot run inside a transaction block"),
+            "Run it outside pg_deploy, before or after the deployment (for CONCURRENTLY, the plain form runs in a transaction but blocks writes).",
+        ),
+        Facts::AlterTable { commands, .. } if commands.contains(&AlterCommand::DetachConcurrently) => refuse(
+            SqlState::ActiveSqlTransaction,
+            "ALTER TABLE … DETACH PARTITION CONCURRENTLY cannot run inside a transaction block".into(),
+            "Run it outside pg_deploy, or use DETACH PARTITION without CONCURRENTLY.",
+        ),
+        Facts::ClientCopy => refuse(
+            SqlState::FeatureNotSupported,
+            format!("{tag} from STDIN or to STDOUT needs a client, and there is none inside a deployment"),
+            "Load data with INSERT … VALUES, or COPY from a server-side file.",
+        ),
+        Facts::SessionState => refuse(
+            SqlState::FeatureNotSupported,
+            format!("{tag} would leave state in the session beyond the deployment"),
+            "Deployments must not depend on session state: poolers hand the session to other clients. \
+             Use SET LOCAL, ON COMMIT DROP temporary tables, or run it outside pg_deploy.",
+        ),
+        _ => None,
+    }
+}
+
+/// Function names in a node dump of a raw expression
+/// (`{FUNCCALL :funcname ("pg_catalog" "random") …}` → `random`).
+pub fn function_names_in_node_dump(dump: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (at, _) in dump.match_indices("{FUNCCALL :funcname (") {
+        let rest = &dump[at + "{FUNCCALL :funcname (".len()..];
+        let list = &rest[..rest.find(')').unwrap_or(rest.len())];
+        if let Some(last) = list.split('"').filter(|p| !p.trim().is_empty()).last() {
+            names.push(last.to_string());
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names_come_from_funccall_nodes() {
+        let dump = r#"{FUNCCALL :funcname ("pg_catalog" "random") :args <>} {A_EXPR} {FUNCCALL :funcname ("now")}"#;
+        assert_eq!(function_names_in_node_dump(dump), vec!["random", "now"]);
+        assert!(function_names_in_node_dump("{A_CONST :val 1}").is_empty());
+    }
+
+    #[test]
+    fn refusals_by_kind() {
+        let n = ObjectName {
+            schema: None,
+            name: "t".into(),
+        };
+        let cases = [
+            ("COMMIT", Facts::TransactionControl, Some("2D000")),
+            ("CREATE INDEX", Facts::NonTransactional, Some("25001")),
+            ("DISCARD ALL", Facts::SessionState, Some("0A000")),
+            ("COPY", Facts::ClientCopy, Some("0A000")),
+            (
+                "ALTER TABLE",
+                Facts::AlterTable {
+                    table: n.clone(),
+                    commands: vec![AlterCommand::DetachConcurrently],
+                },
+                Some("25001"),
+            ),
+            (
+                "ALTER TABLE",
+                Facts::AlterTable {
+                    table: n.clone(),
+                    commands: vec![AlterCommand::Other],
+                },
+                None,
+            ),
+            (
+                "CREATE INDEX",
+                Facts::CreateIndex {
+                    table: n,
+                    concurrent: false,
+                },
+                None,
+            ),
+            ("SELECT", Facts::Other, None),
+        ];
+        for (tag, facts, want) in cases {
+            assert_eq!(
+                refusal(tag, &facts).map(|r| r.sqlstate.code()),
+                want,
+                "{tag} {facts:?}"
+            );
+        }
+    }
+}

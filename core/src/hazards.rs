@@ -1,0 +1,580 @@
+//! Hazards: statements that rewrite, block or destroy, judged with evidence
+//! from the catalogs. The extension answers the `Catalog` questions; the
+//! rules here decide.
+
+use crate::analysis::{AlterCommand, ConstraintKind, DropKind, Facts, ObjectName};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HazardKind {
+    /// The table is rewritten under ACCESS EXCLUSIVE (type change, volatile default).
+    TableRewrite,
+    /// ACCESS EXCLUSIVE on a big table: every query on it waits.
+    AccessExclusive,
+    /// An index built without CONCURRENTLY: writes wait for the whole build.
+    BlockingIndexBuild,
+    /// A constraint checked against every row while writes wait.
+    ValidatingConstraint,
+    /// Rows or columns are destroyed.
+    DataLoss,
+}
+
+pub const ALL_HAZARDS: [HazardKind; 5] = [
+    HazardKind::TableRewrite,
+    HazardKind::AccessExclusive,
+    HazardKind::BlockingIndexBuild,
+    HazardKind::ValidatingConstraint,
+    HazardKind::DataLoss,
+];
+
+impl HazardKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HazardKind::TableRewrite => "table_rewrite",
+            HazardKind::AccessExclusive => "access_exclusive",
+            HazardKind::BlockingIndexBuild => "blocking_index_build",
+            HazardKind::ValidatingConstraint => "validating_constraint",
+            HazardKind::DataLoss => "data_loss",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<HazardKind> {
+        ALL_HAZARDS.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Size of an existing table, from pg_class and pg_total_relation_size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableFacts {
+    /// Schema-qualified name as resolved in the catalogs.
+    pub name: String,
+    /// Estimated rows (`reltuples`; negative when never analysed).
+    pub rows: f64,
+    /// Bytes including indexes and TOAST.
+    pub bytes: i64,
+}
+
+impl TableFacts {
+    pub fn has_data(&self) -> bool {
+        self.rows > 0.0 || self.bytes > 0
+    }
+}
+
+/// When a table counts as big. Either bound makes it big.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub rows: f64,
+    pub bytes: i64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            rows: 100_000.0,
+            bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+impl Thresholds {
+    pub fn is_big(&self, t: &TableFacts) -> bool {
+        t.rows >= self.rows || t.bytes >= self.bytes
+    }
+}
+
+/// What the rules ask of the catalogs, answered by the extension.
+pub trait Catalog {
+    /// The table `name` resolves to, if it exists now.
+    fn table(&mut self, name: &ObjectName) -> Option<TableFacts>;
+    /// All tables of a schema, summed, if it exists and has any.
+    fn schema_tables(&mut self, schema: &str) -> Option<TableFacts>;
+    /// Whether any function of these names is volatile.
+    fn any_volatile(&mut self, functions: &[String]) -> bool;
+    /// Whether changing `column` of `table` to `new_type` rewrites the table
+    /// (the types are not binary-coercible).
+    fn type_change_rewrites(&mut self, table: &TableFacts, column: &str, new_type: &str) -> bool;
+    /// Whether a validated CHECK constraint already proves `column IS NOT NULL`.
+    fn not_null_proven(&mut self, table: &TableFacts, column: &str) -> bool;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hazard {
+    pub kind: HazardKind,
+    pub table: Option<TableFacts>,
+    pub big: bool,
+    pub reason: String,
+}
+
+impl Hazard {
+    /// Data loss is refused whenever there is data; the others only on big tables.
+    pub fn refused(&self, allowed: &[HazardKind]) -> bool {
+        if allowed.contains(&self.kind) {
+            return false;
+        }
+        match self.kind {
+            HazardKind::DataLoss => self.table.as_ref().is_none_or(TableFacts::has_data),
+            _ => self.big,
+        }
+    }
+
+    /// "shop.orders (~1200000 rows, 84 MB)"
+    pub fn evidence(&self) -> String {
+        match &self.table {
+            None => String::new(),
+            Some(t) => format!(
+                "{} ({}, {})",
+                t.name,
+                rows_text(t.rows),
+                bytes_text(t.bytes)
+            ),
+        }
+    }
+}
+
+fn rows_text(rows: f64) -> String {
+    if rows < 0.0 {
+        "rows unknown, never analysed".into()
+    } else {
+        format!("~{rows:.0} rows")
+    }
+}
+
+pub fn bytes_text(bytes: i64) -> String {
+    const UNITS: [&str; 4] = ["bytes", "kB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
+/// The hazards of one statement. `lock` is the lock mode the statement takes
+/// on its table ("AccessExclusiveLock", …), when known.
+pub fn hazards(
+    facts: &Facts,
+    lock: Option<&str>,
+    catalog: &mut dyn Catalog,
+    thresholds: &Thresholds,
+) -> Vec<Hazard> {
+    let mut out = Vec::new();
+    let mut push = |kind, table: Option<TableFacts>, reason: String| {
+        let big = table.as_ref().is_some_and(|t| thresholds.is_big(t));
+        out.push(Hazard {
+            kind,
+            table,
+            big,
+            reason,
+        });
+    };
+    let exclusive = lock == Some("AccessExclusiveLock");
+    match facts {
+        Facts::CreateIndex {
+            table,
+            concurrent: false,
+        } => {
+            if let Some(t) = catalog.table(table) {
+                push(
+                    HazardKind::BlockingIndexBuild,
+                    Some(t),
+                    "CREATE INDEX without CONCURRENTLY blocks writes for the whole build".into(),
+                );
+            }
+        }
+        Facts::AlterTable { table, commands } => {
+            let Some(t) = catalog.table(table) else {
+                return out;
+            };
+            if exclusive {
+                push(
+                    HazardKind::AccessExclusive,
+                    Some(t.clone()),
+                    "ALTER TABLE takes ACCESS EXCLUSIVE: reads and writes wait".into(),
+                );
+            }
+            for command in commands {
+                match command {
+                    AlterCommand::AddColumn {
+                        column,
+                        default_functions,
+                        serial,
+                        ..
+                    } => {
+                        if *serial || catalog.any_volatile(default_functions) {
+                            push(HazardKind::TableRewrite, Some(t.clone()), format!("ADD COLUMN {column} with a volatile default rewrites every row"));
+                        }
+                    }
+                    AlterCommand::AlterColumnType {
+                        column,
+                        new_type,
+                        using,
+                    } => {
+                        if *using || catalog.type_change_rewrites(&t, column, new_type) {
+                            push(HazardKind::TableRewrite, Some(t.clone()), format!("ALTER COLUMN {column} TYPE {new_type} is not binary-coercible: the table is rewritten"));
+                        }
+                    }
+                    AlterCommand::AddConstraint {
+                        kind: kind @ (ConstraintKind::ForeignKey | ConstraintKind::Check),
+                        validated: true,
+                        ..
+                    } => {
+                        let what = if *kind == ConstraintKind::ForeignKey {
+                            "FOREIGN KEY"
+                        } else {
+                            "CHECK"
+                        };
+                        push(HazardKind::ValidatingConstraint, Some(t.clone()), format!("ADD {what} without NOT VALID checks every row under lock; add it NOT VALID, then VALIDATE CONSTRAINT"));
+                    }
+                    AlterCommand::AddConstraint {
+                        kind:
+                            ConstraintKind::Unique
+                            | ConstraintKind::PrimaryKey
+                            | ConstraintKind::Exclusion,
+                        uses_index: false,
+                        ..
+                    } => {
+                        push(HazardKind::BlockingIndexBuild, Some(t.clone()), "ADD CONSTRAINT builds its index under lock; build it CONCURRENTLY first, then ADD CONSTRAINT … USING INDEX".into());
+                    }
+                    AlterCommand::SetNotNull { column } => {
+                        if !catalog.not_null_proven(&t, column) {
+                            push(HazardKind::ValidatingConstraint, Some(t.clone()), format!("SET NOT NULL on {column} scans every row under ACCESS EXCLUSIVE; add a CHECK ({column} IS NOT NULL) NOT VALID and VALIDATE it first"));
+                        }
+                    }
+                    AlterCommand::DropColumn { column } => {
+                        push(
+                            HazardKind::DataLoss,
+                            Some(t.clone()),
+                            format!("DROP COLUMN {column} destroys its data"),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Facts::Drop {
+            object: DropKind::Table,
+            names,
+        } => {
+            for name in names {
+                if let Some(t) = catalog.table(name) {
+                    push(
+                        HazardKind::DataLoss,
+                        Some(t),
+                        "DROP TABLE destroys its rows".into(),
+                    );
+                }
+            }
+        }
+        Facts::Drop {
+            object: DropKind::Schema,
+            names,
+        } => {
+            for name in names {
+                if let Some(t) = catalog.schema_tables(&name.name) {
+                    push(
+                        HazardKind::DataLoss,
+                        Some(t),
+                        format!("DROP SCHEMA {} destroys the tables in it", name.name),
+                    );
+                }
+            }
+        }
+        Facts::Truncate { tables } => {
+            for name in tables {
+                if let Some(t) = catalog.table(name) {
+                    push(
+                        HazardKind::DataLoss,
+                        Some(t),
+                        "TRUNCATE destroys every row".into(),
+                    );
+                }
+            }
+        }
+        Facts::UnboundedDelete { table } => {
+            if let Some(t) = catalog.table(table) {
+                push(
+                    HazardKind::DataLoss,
+                    Some(t),
+                    "DELETE without WHERE destroys every row".into(),
+                );
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An in-memory catalog: one big table "big", one empty table "empty".
+    struct Tables;
+
+    impl Catalog for Tables {
+        fn table(&mut self, name: &ObjectName) -> Option<TableFacts> {
+            match name.name.as_str() {
+                "big" => Some(TableFacts {
+                    name: "public.big".into(),
+                    rows: 1_000_000.0,
+                    bytes: 40 << 20,
+                }),
+                "empty" => Some(TableFacts {
+                    name: "public.empty".into(),
+                    rows: 0.0,
+                    bytes: 0,
+                }),
+                _ => None,
+            }
+        }
+        fn schema_tables(&mut self, schema: &str) -> Option<TableFacts> {
+            (schema == "app").then(|| TableFacts {
+                name: "app.*".into(),
+                rows: 10.0,
+                bytes: 8192,
+            })
+        }
+        fn any_volatile(&mut self, functions: &[String]) -> bool {
+            functions.iter().any(|f| f == "random")
+        }
+        fn type_change_rewrites(&mut self, _: &TableFacts, _: &str, new_type: &str) -> bool {
+            new_type != "text"
+        }
+        fn not_null_proven(&mut self, _: &TableFacts, column: &str) -> bool {
+            column == "checked"
+        }
+    }
+
+    fn name(n: &str) -> ObjectName {
+        ObjectName {
+            schema: None,
+            name: n.into(),
+        }
+    }
+
+    fn alter(table: &str, command: AlterCommand) -> Facts {
+        Facts::AlterTable {
+            table: name(table),
+            commands: vec![command],
+        }
+    }
+
+    fn kinds(facts: &Facts, lock: Option<&str>) -> Vec<(&'static str, bool)> {
+        hazards(facts, lock, &mut Tables, &Thresholds::default())
+            .iter()
+            .map(|h| (h.kind.as_str(), h.refused(&[])))
+            .collect()
+    }
+
+    #[test]
+    fn hazards_with_verdicts() {
+        let add = |f: &[&str], serial| AlterCommand::AddColumn {
+            column: "c".into(),
+            default_functions: f.iter().map(|s| s.to_string()).collect(),
+            serial,
+            not_null_without_default: false,
+        };
+        let cases: Vec<(Facts, Option<&str>, Vec<(&str, bool)>)> = vec![
+            (
+                Facts::CreateIndex {
+                    table: name("big"),
+                    concurrent: false,
+                },
+                Some("ShareLock"),
+                vec![("blocking_index_build", true)],
+            ),
+            (
+                Facts::CreateIndex {
+                    table: name("empty"),
+                    concurrent: false,
+                },
+                Some("ShareLock"),
+                vec![("blocking_index_build", false)],
+            ),
+            (
+                Facts::CreateIndex {
+                    table: name("new"),
+                    concurrent: false,
+                },
+                Some("ShareLock"),
+                vec![],
+            ),
+            (
+                alter("big", add(&["random"], false)),
+                None,
+                vec![("table_rewrite", true)],
+            ),
+            (alter("big", add(&["now"], false)), None, vec![]),
+            (
+                alter("big", add(&[], true)),
+                None,
+                vec![("table_rewrite", true)],
+            ),
+            (
+                alter(
+                    "big",
+                    AlterCommand::AlterColumnType {
+                        column: "c".into(),
+                        new_type: "int8".into(),
+                        using: false,
+                    },
+                ),
+                None,
+                vec![("table_rewrite", true)],
+            ),
+            (
+                alter(
+                    "big",
+                    AlterCommand::AlterColumnType {
+                        column: "c".into(),
+                        new_type: "text".into(),
+                        using: false,
+                    },
+                ),
+                None,
+                vec![],
+            ),
+            (
+                alter(
+                    "big",
+                    AlterCommand::AddConstraint {
+                        kind: ConstraintKind::ForeignKey,
+                        validated: true,
+                        uses_index: false,
+                    },
+                ),
+                None,
+                vec![("validating_constraint", true)],
+            ),
+            (
+                alter(
+                    "big",
+                    AlterCommand::AddConstraint {
+                        kind: ConstraintKind::ForeignKey,
+                        validated: false,
+                        uses_index: false,
+                    },
+                ),
+                None,
+                vec![],
+            ),
+            (
+                alter(
+                    "big",
+                    AlterCommand::AddConstraint {
+                        kind: ConstraintKind::Unique,
+                        validated: true,
+                        uses_index: true,
+                    },
+                ),
+                None,
+                vec![],
+            ),
+            (
+                alter(
+                    "big",
+                    AlterCommand::AddConstraint {
+                        kind: ConstraintKind::PrimaryKey,
+                        validated: true,
+                        uses_index: false,
+                    },
+                ),
+                None,
+                vec![("blocking_index_build", true)],
+            ),
+            (
+                alter("big", AlterCommand::SetNotNull { column: "c".into() }),
+                None,
+                vec![("validating_constraint", true)],
+            ),
+            (
+                alter(
+                    "big",
+                    AlterCommand::SetNotNull {
+                        column: "checked".into(),
+                    },
+                ),
+                None,
+                vec![],
+            ),
+            (
+                alter("empty", AlterCommand::DropColumn { column: "c".into() }),
+                Some("AccessExclusiveLock"),
+                vec![("access_exclusive", false), ("data_loss", false)],
+            ),
+            (
+                alter("big", AlterCommand::DropColumn { column: "c".into() }),
+                Some("AccessExclusiveLock"),
+                vec![("access_exclusive", true), ("data_loss", true)],
+            ),
+            (
+                Facts::Drop {
+                    object: DropKind::Table,
+                    names: vec![name("empty"), name("big")],
+                },
+                None,
+                vec![("data_loss", false), ("data_loss", true)],
+            ),
+            (
+                Facts::Drop {
+                    object: DropKind::Schema,
+                    names: vec![name("app")],
+                },
+                None,
+                vec![("data_loss", true)],
+            ),
+            (
+                Facts::Truncate {
+                    tables: vec![name("big")],
+                },
+                None,
+                vec![("data_loss", true)],
+            ),
+            (
+                Facts::UnboundedDelete { table: name("big") },
+                None,
+                vec![("data_loss", true)],
+            ),
+            (Facts::Other, None, vec![]),
+        ];
+        for (facts, lock, want) in cases {
+            assert_eq!(kinds(&facts, lock), want, "{facts:?}");
+        }
+    }
+
+    #[test]
+    fn allowing_a_kind_lifts_its_refusal() {
+        let h = &hazards(
+            &Facts::Truncate {
+                tables: vec![name("big")],
+            },
+            None,
+            &mut Tables,
+            &Thresholds::default(),
+        )[0];
+        assert!(h.refused(&[HazardKind::TableRewrite]));
+        assert!(!h.refused(&[HazardKind::DataLoss]));
+        assert_eq!(h.evidence(), "public.big (~1000000 rows, 40 MB)");
+    }
+
+    #[test]
+    fn thresholds_are_configurable() {
+        let small = Thresholds {
+            rows: 10.0,
+            bytes: i64::MAX,
+        };
+        let t = TableFacts {
+            name: "x".into(),
+            rows: 11.0,
+            bytes: 0,
+        };
+        assert!(small.is_big(&t));
+        assert!(!Thresholds::default().is_big(&t));
+        assert_eq!(HazardKind::parse("data_loss"), Some(HazardKind::DataLoss));
+        assert_eq!(HazardKind::parse("nope"), None);
+    }
+}
