@@ -53,6 +53,7 @@ CREATE TABLE deploy.change_log (
     action        text NOT NULL CHECK (action IN ('applied', 'rerun', 'accepted')),
     checksum      text NOT NULL,
     statements    integer NOT NULL,
+    lock_retries  integer NOT NULL DEFAULT 0,
     duration_ms   double precision NOT NULL,
     applied_at    timestamptz NOT NULL,
     PRIMARY KEY (deployment_id, ordinal)

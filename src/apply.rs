@@ -1,15 +1,18 @@
-//! `deploy.apply(manifest, options)`: validate, lock, plan, run, record, report.
+//! `deploy.apply(manifest, options)`: validate, lock, plan, analyse, run, record, report.
 
+use crate::analyze::{analyse_pending, enum_warnings, ChangeAnalysis};
+use crate::catalog::{schemas_of, SpiCatalog};
 use crate::error::{ChangeLocation, DeployError};
-use crate::execute::run_change;
-use crate::history::{self, ChangeRecord, DeploymentRecord};
-use crate::statements::{self, Statement};
+use crate::execute::{run_change, ChangeFailure};
+use crate::history::{self, ChangeRecord, DeploymentRecord, SessionFacts};
 use crate::subxact::{from_caught, GucLevel};
+use pg_deploy_core::hazards::Catalog;
 use pg_deploy_core::plan::{check_requirements, plan, postgres_version, ServerFacts};
-use pg_deploy_core::{Action, ApplyOptions, History, Manifest};
+use pg_deploy_core::{Action, ApplyOptions, Change, History, Manifest, Plan};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
+use pgrx::PgSqlErrorCode;
 use serde_json::{json, Value};
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -20,24 +23,84 @@ use std::time::Instant;
 fn apply(manifest: Option<JsonB>, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
     let manifest = manifest.map_or(Value::Null, |m| m.0);
     let options = options.map_or(Value::Null, |o| o.0);
-    // Errors raised by PostgreSQL outside a change are re-raised as they came,
-    // without pgrx's Rust backtrace in their detail.
-    let outcome = PgTryBuilder::new(AssertUnwindSafe(|| deploy(manifest, options)))
+    guarded("deploy.apply", || {
+        let manifest_value = Manifest::from_value(&manifest).map_err(DeployError::Manifest)?;
+        let options_value = ApplyOptions::from_value(&options).map_err(DeployError::Options)?;
+        Spi::connect_mut(|client| deploy(client, &manifest_value, manifest, &options_value, options))
+    })
+}
+
+/// Runs `work`, turning every error into a pg_deploy error report. PostgreSQL
+/// errors raised outside a change are re-raised as they came, without pgrx's
+/// Rust backtrace in their detail.
+pub fn guarded(function: &'static str, work: impl FnOnce() -> Result<Value, DeployError>) -> JsonB {
+    let outcome = PgTryBuilder::new(AssertUnwindSafe(work))
         .catch_others(|caught| Err(DeployError::Postgres(from_caught(caught))))
         .execute();
     match outcome {
         Ok(report) => JsonB(report),
-        Err(error) => error.raise("deploy.apply"),
+        Err(error) => error.raise(function),
     }
 }
 
-fn deploy(manifest_doc: Value, options_doc: Value) -> Result<Value, DeployError> {
-    let manifest = Manifest::from_value(&manifest_doc).map_err(DeployError::Manifest)?;
-    let options = ApplyOptions::from_value(&options_doc).map_err(DeployError::Options)?;
-    Spi::connect_mut(|client| deploy_with(client, &manifest, manifest_doc, &options, options_doc))
+/// What both apply and plan need before deciding anything.
+pub struct Prepared {
+    pub session: SessionFacts,
+    pub previous_version: Option<String>,
+    pub plan: Plan,
+    pub analyses: Vec<Option<ChangeAnalysis>>,
+    pub internal: GucLevel,
 }
 
-fn deploy_with(
+/// Checks requirements, switches to the internal search_path, optionally
+/// locks and claims the project, reads the history, plans and analyses.
+pub fn prepare(
+    client: &mut SpiClient<'_>,
+    manifest: &Manifest,
+    options: &ApplyOptions,
+    lock: bool,
+) -> Result<Prepared, DeployError> {
+    let session = history::session_facts(client)?;
+    let facts = ServerFacts {
+        postgres: postgres_version(session.server_version_num),
+        installed_extensions: session.extensions.clone(),
+        pg_deploy: semver::Version::parse(pg_deploy_core::VERSION).map_err(|e| DeployError::Internal(e.to_string()))?,
+    };
+    check_requirements(manifest, &facts)?;
+
+    let internal = GucLevel::open();
+    history::use_internal_search_path(client)?;
+    let project = manifest.project.as_str();
+    let previous_version = if lock {
+        history::lock_project(client, project, options.wait)?;
+        history::claim_project(client, project)?
+    } else {
+        history::deployed_version(client, project)?
+    };
+    let deployed_version = match &previous_version {
+        None => None,
+        Some(v) => Some(semver::Version::parse(v).map_err(|e| {
+            DeployError::Internal(format!("deployed version \"{v}\" of \"{project}\" is not semver: {e}"))
+        })?),
+    };
+    let history = History {
+        deployed_version,
+        applied: history::applied_changes(client, project)?,
+    };
+    let mut plan = plan(manifest, &history, options)?;
+    let runs: Vec<bool> = plan.actions.iter().map(|a| a.runs()).collect();
+    let analyses = analyse_pending(client, manifest, &runs, &session)?;
+    plan.warnings.extend(enum_warnings(manifest, &analyses));
+    Ok(Prepared {
+        session,
+        previous_version,
+        plan,
+        analyses,
+        internal,
+    })
+}
+
+fn deploy(
     client: &mut SpiClient<'_>,
     manifest: &Manifest,
     manifest_doc: Value,
@@ -45,60 +108,27 @@ fn deploy_with(
     options_doc: Value,
 ) -> Result<Value, DeployError> {
     let started = Instant::now();
-    let session = history::session_facts(client)?;
-    let facts = ServerFacts {
-        postgres: postgres_version(session.server_version_num),
-        installed_extensions: session.extensions.clone(),
-        pg_deploy: semver::Version::parse(pg_deploy_core::VERSION)
-            .map_err(|e| DeployError::Internal(e.to_string()))?,
-    };
-    check_requirements(manifest, &facts)?;
-
-    let internal = GucLevel::open();
-    history::use_internal_search_path(client)?;
     let project = manifest.project.as_str();
-    history::lock_project(client, project, options.wait)?;
-    let previous_version = history::claim_project(client, project)?;
-    let deployed_version = match &previous_version {
-        None => None,
-        Some(v) => Some(semver::Version::parse(v).map_err(|e| {
-            DeployError::Internal(format!(
-                "deployed version \"{v}\" of \"{project}\" is not semver: {e}"
-            ))
-        })?),
-    };
-    let history = History {
-        deployed_version,
-        applied: history::applied_changes(client, project)?,
-    };
-    let plan = plan(manifest, &history, options)?;
+    let Prepared {
+        session,
+        previous_version,
+        plan,
+        analyses,
+        internal,
+    } = prepare(client, manifest, options, true)?;
     for warning in &plan.warnings {
         pgrx::warning!("pg_deploy: {project}: {warning}");
     }
-
-    // Parse everything that will run before anything runs.
-    let mut parsed: Vec<Option<Vec<Statement>>> = Vec::with_capacity(plan.actions.len());
-    for (change, action) in manifest.changes.iter().zip(&plan.actions) {
-        if !action.runs() {
-            parsed.push(None);
-            continue;
+    // Refusals and hazards stop the deployment before anything runs.
+    for (change, analysis) in manifest.changes.iter().zip(&analyses) {
+        if let Some(objection) = analysis.as_ref().and_then(|a| a.first_objection(project, change)) {
+            return Err(objection);
         }
-        let statements = statements::split(&change.sql).map_err(|failure| DeployError::Syntax {
-            location: ChangeLocation::new(project, &change.id, &change.sql, failure.at),
-            error: failure.error,
-        })?;
-        parsed.push(Some(statements));
     }
 
     let mut records = Vec::new();
-    let (mut applied, mut rerun, mut skipped, mut accepted) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (ordinal, ((change, action), statements)) in manifest
-        .changes
-        .iter()
-        .zip(&plan.actions)
-        .zip(&parsed)
-        .enumerate()
+    let (mut applied, mut rerun, mut skipped, mut accepted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (ordinal, ((change, action), analysis)) in manifest.changes.iter().zip(&plan.actions).zip(&analyses).enumerate()
     {
         let mut record = ChangeRecord {
             ordinal: ordinal as i32,
@@ -107,48 +137,27 @@ fn deploy_with(
             action: action.as_str(),
             checksum: change.checksum.clone(),
             statements: 0,
+            retries: 0,
             duration_ms: 0.0,
             finished_after_ms: 0.0,
         };
-        match (action, statements) {
+        match (action, analysis) {
             (Action::Skip, _) => {
                 skipped.push(json!(change.id));
                 continue;
             }
             (Action::Accept, _) => accepted.push(json!(change.id)),
-            (Action::Apply | Action::Rerun, Some(statements)) => {
-                let mut settings = change.settings.over(&manifest.defaults);
-                settings
-                    .search_path
-                    .get_or_insert_with(|| session.search_path.clone());
-                let took =
-                    run_change(client, &change.sql, statements, &settings).map_err(|failure| {
-                        let mut location =
-                            ChangeLocation::new(project, &change.id, &change.sql, failure.at);
-                        location.statement = failure.statement.map(|i| {
-                            let s = &statements[i];
-                            (
-                                i,
-                                statements.len(),
-                                s.kind.clone(),
-                                change.sql[s.start..s.end].to_string(),
-                            )
-                        });
-                        DeployError::ChangeFailed {
-                            location,
-                            error: failure.error,
-                        }
-                    })?;
-                let ms = took.as_secs_f64() * 1000.0;
+            (Action::Apply | Action::Rerun, Some(analysis)) => {
+                let statements = analysis.plain_statements();
+                let run = run_change(client, &change.id, &change.sql, &statements, &analysis.settings)
+                    .map_err(|failure| change_failed(client, manifest, change, analysis, failure))?;
+                let ms = run.duration.as_secs_f64() * 1000.0;
                 record.statements = statements.len() as i32;
+                record.retries = run.retries as i32;
                 record.duration_ms = ms;
-                let entry = json!({"id": change.id, "kind": change.kind.as_str(),
-                                   "statements": statements.len(), "duration_ms": round(ms)});
-                let verb = if *action == Action::Apply {
-                    "applied"
-                } else {
-                    "re-ran"
-                };
+                let entry = json!({"id": change.id, "kind": change.kind.as_str(), "statements": statements.len(),
+                                   "lock_retries": run.retries, "duration_ms": round(ms)});
+                let verb = if *action == Action::Apply { "applied" } else { "re-ran" };
                 pgrx::notice!(
                     "pg_deploy: {project}: {verb} \"{}\" ({} statement(s), {:.1} ms)",
                     change.id,
@@ -163,7 +172,7 @@ fn deploy_with(
             }
             (Action::Apply | Action::Rerun, None) => {
                 return Err(DeployError::Internal(format!(
-                    "change \"{}\" was not parsed",
+                    "change \"{}\" was not analysed",
                     change.id
                 )))
             }
@@ -213,7 +222,60 @@ fn deploy_with(
     }))
 }
 
+/// The error for a change that failed, with what explains it: who holds the
+/// lock it waited for, or which change added the enum value it used.
+fn change_failed(
+    client: &mut SpiClient<'_>,
+    manifest: &Manifest,
+    change: &Change,
+    analysis: &ChangeAnalysis,
+    mut failure: ChangeFailure,
+) -> DeployError {
+    let statements = analysis.plain_statements();
+    let project = manifest.project.as_str();
+    let location = match failure.statement {
+        Some(i) => ChangeLocation::of_statement(project, change, &statements, i, failure.at),
+        None => ChangeLocation::new(project, &change.id, &change.sql, failure.at),
+    };
+    let statement = failure.statement.and_then(|i| statements.get(i));
+    let mut extra = None;
+    if failure.error.code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE {
+        if let Some((table, mode)) = statement.and_then(|s| s.lock.as_ref()) {
+            let holders = schemas_of(client, &analysis.settings.search_path)
+                .ok()
+                .and_then(|path| SpiCatalog::new(client, path).table(table))
+                .and_then(|t| history::lock_holders(client, t.oid).ok().flatten());
+            extra = Some(format!(
+                "Waited for {mode} on {table} (lock_timeout {}, {} retries); held by: {}.",
+                analysis.settings.lock_timeout,
+                failure.retries,
+                holders.unwrap_or_else(|| "nobody now".into())
+            ));
+        }
+        failure.error.hint.get_or_insert_with(|| {
+            "Deploy when the table is quieter, or raise lock_timeout / lock_retries for this change.".into()
+        });
+    }
+    if failure.error.code == PgSqlErrorCode::ERRCODE_UNSAFE_NEW_ENUM_VALUE_USAGE {
+        failure.error.hint = Some(
+            "An enum value added by ALTER TYPE … ADD VALUE cannot be used before that transaction commits: \
+             split the release in two, the new value in the first."
+                .into(),
+        );
+    }
+    if let Some(extra) = extra {
+        failure.error.detail = Some(match failure.error.detail.take() {
+            Some(d) => format!("{d}\n{extra}"),
+            None => extra,
+        });
+    }
+    DeployError::ChangeFailed {
+        location,
+        error: failure.error,
+    }
+}
+
 /// Milliseconds to three decimals, so reports stay readable.
-fn round(ms: f64) -> f64 {
+pub fn round(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
 }

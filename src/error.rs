@@ -1,8 +1,11 @@
 //! Every error pg_deploy raises, each with a stable SQLSTATE (docs/errors.md).
 
+use crate::statements::Statement;
 use crate::subxact::CaughtPgError;
-use pg_deploy_core::position::line_col;
-use pg_deploy_core::{ManifestError, PlanError, SqlState};
+use pg_deploy_core::analysis::Refusal;
+use pg_deploy_core::hazards::Hazard;
+use pg_deploy_core::position::{line_col, skip_blank};
+use pg_deploy_core::{Change, ManifestError, PlanError, SqlState};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
@@ -24,6 +27,27 @@ impl ChangeLocation {
             statement: None,
             line_col: at.map(|b| line_col(sql, b)),
         }
+    }
+
+    /// The location of statement `index` of `statements`: at `at` (a byte offset
+    /// in the change's SQL) when known, else at the statement's first word.
+    pub fn of_statement(
+        project: &str,
+        change: &Change,
+        statements: &[Statement],
+        index: usize,
+        at: Option<usize>,
+    ) -> Self {
+        let s = &statements[index];
+        let at = at.unwrap_or_else(|| skip_blank(&change.sql, s.start));
+        let mut location = ChangeLocation::new(project, &change.id, &change.sql, Some(at));
+        location.statement = Some((
+            index,
+            statements.len(),
+            s.kind.clone(),
+            change.sql[s.start..s.end].to_string(),
+        ));
+        location
     }
 
     fn where_(&self) -> String {
@@ -54,6 +78,10 @@ pub enum DeployError {
         location: ChangeLocation,
         error: CaughtPgError,
     },
+    #[error("change \"{}\" of project \"{}\" cannot run{}: {}", .location.change, .location.project, .location.where_(), .refusal.reason)]
+    Refused { location: ChangeLocation, refusal: Refusal },
+    #[error("change \"{}\" of project \"{}\" has the hazard {}{}: {}: {}", .location.change, .location.project, .hazard.kind.as_str(), .location.where_(), .hazard.reason, .hazard.evidence())]
+    Hazard { location: ChangeLocation, hazard: Hazard },
     /// A PostgreSQL error outside any change (e.g. permission denied on the
     /// history), passed on as it was raised.
     #[error("{}", .0.message)]
@@ -74,14 +102,12 @@ fn code_of(state: SqlState) -> PgSqlErrorCode {
         SqlState::DataException => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
         SqlState::UniqueViolation => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
         SqlState::ForeignKeyViolation => PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
-        SqlState::IntegrityConstraintViolation => {
-            PgSqlErrorCode::ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION
-        }
+        SqlState::IntegrityConstraintViolation => PgSqlErrorCode::ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION,
         SqlState::ProgramLimitExceeded => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         SqlState::FeatureNotSupported => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        SqlState::ObjectNotInPrerequisiteState => {
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
-        }
+        SqlState::ObjectNotInPrerequisiteState => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        SqlState::InvalidTransactionTermination => PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION,
+        SqlState::ActiveSqlTransaction => PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
     }
 }
 
@@ -92,10 +118,7 @@ fn statement_detail(location: &ChangeLocation) -> Option<String> {
     let text = text.trim();
     let shown: String = text.chars().take(STATEMENT_SHOWN).collect();
     let more = if shown.len() < text.len() { " ..." } else { "" };
-    Some(format!(
-        "Statement {} of {count} ({kind}): {shown}{more}",
-        index + 1
-    ))
+    Some(format!("Statement {} of {count} ({kind}): {shown}{more}", index + 1))
 }
 
 fn join(a: Option<String>, b: Option<String>) -> Option<String> {
@@ -111,21 +134,21 @@ impl DeployError {
             DeployError::Manifest(e) | DeployError::Options(e) => code_of(e.sqlstate()),
             DeployError::Plan(e) => code_of(e.sqlstate()),
             DeployError::Locked { .. } => PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
-            DeployError::Syntax { error, .. } | DeployError::ChangeFailed { error, .. } => {
-                error.code
-            }
+            DeployError::Syntax { error, .. } | DeployError::ChangeFailed { error, .. } => error.code,
             DeployError::Postgres(error) => error.code,
+            DeployError::Refused { refusal, .. } => code_of(refusal.sqlstate),
+            DeployError::Hazard { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             DeployError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }
     }
 
     fn detail(&self) -> Option<String> {
         match self {
-            DeployError::Syntax { location, error }
-            | DeployError::ChangeFailed { location, error } => {
+            DeployError::Syntax { location, error } | DeployError::ChangeFailed { location, error } => {
                 join(error.detail.clone(), statement_detail(location))
             }
             DeployError::Postgres(error) => error.detail.clone(),
+            DeployError::Refused { location, .. } | DeployError::Hazard { location, .. } => statement_detail(location),
             _ => None,
         }
     }
@@ -134,10 +157,15 @@ impl DeployError {
         match self {
             DeployError::Manifest(e) | DeployError::Options(e) => e.hint(),
             DeployError::Plan(e) => e.hint(),
-            DeployError::Locked { .. } => Some(
-                "Retry later, or leave out {\"wait\": false} to wait for the other deployment."
-                    .into(),
-            ),
+            DeployError::Locked { .. } => {
+                Some("Retry later, or leave out {\"wait\": false} to wait for the other deployment.".into())
+            }
+            DeployError::Refused { refusal, .. } => Some(refusal.hint.clone()),
+            DeployError::Hazard { hazard, .. } => Some(format!(
+                "If this is intended, allow it with \"allow\": [\"{}\"] on the change (or in \"defaults\"); \
+                 big tables are those over defaults.big_table_rows / big_table_bytes.",
+                hazard.kind.as_str()
+            )),
             DeployError::Postgres(error)
                 if error.code == PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE && error.hint.is_none() =>
             {
@@ -152,6 +180,14 @@ impl DeployError {
             | DeployError::Postgres(error) => error.hint.clone(),
             DeployError::Internal(_) => Some("Please report this as a pg_deploy bug.".into()),
         }
+    }
+
+    /// The SQLSTATE as its five characters.
+    pub fn code_text(&self) -> String {
+        let code = self.code() as i32;
+        (0..5)
+            .map(|i| char::from(b'0' + ((code >> (6 * i)) & 0x3f) as u8))
+            .collect()
     }
 
     /// Raises this error in PostgreSQL; the caller's transaction is aborted.

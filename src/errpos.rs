@@ -89,8 +89,6 @@ impl PositionProbe {
 
     /// PostgreSQL's cursor position (1-based, in characters) of the last report, if it had one.
     pub fn cursor(&self) -> Option<usize> {
-        usize::try_from(self.slot.cursor.get())
-            .ok()
-            .filter(|&c| c > 0)
+        usize::try_from(self.slot.cursor.get()).ok().filter(|&c| c > 0)
     }
 }

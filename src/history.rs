@@ -14,6 +14,7 @@ use std::collections::HashMap;
 pub struct SessionFacts {
     pub server_version_num: i64,
     pub search_path: String,
+    pub lock_timeout: String,
     pub extensions: Vec<String>,
     pub started_at: TimestampWithTimeZone,
 }
@@ -24,7 +25,8 @@ pub fn session_facts(client: &mut SpiClient<'_>) -> Result<SessionFacts, DeployE
             "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int8,
                     pg_catalog.current_setting('search_path'),
                     ARRAY(SELECT extname::pg_catalog.text FROM pg_catalog.pg_extension),
-                    pg_catalog.clock_timestamp()",
+                    pg_catalog.clock_timestamp(),
+                    pg_catalog.current_setting('lock_timeout')",
             Some(1),
             &[],
         )?
@@ -35,6 +37,7 @@ pub fn session_facts(client: &mut SpiClient<'_>) -> Result<SessionFacts, DeployE
         search_path: row.get::<String>(2)?.unwrap_or_default(),
         extensions: row.get::<Vec<String>>(3)?.unwrap_or_default(),
         started_at: row.get::<TimestampWithTimeZone>(4)?.ok_or_else(missing)?,
+        lock_timeout: row.get::<String>(5)?.unwrap_or_default(),
     })
 }
 
@@ -54,17 +57,11 @@ pub const LOCK_CLASS: i32 = 0x5044_4550;
 
 pub fn lock_key(project: &str) -> i32 {
     let hex = sha256_hex(project.as_bytes());
-    u32::from_str_radix(&hex[..8], 16)
-        .map(|k| k as i32)
-        .unwrap_or(0)
+    u32::from_str_radix(&hex[..8], 16).map(|k| k as i32).unwrap_or(0)
 }
 
 /// Serialises deployments of one project until the transaction ends.
-pub fn lock_project(
-    client: &mut SpiClient<'_>,
-    project: &str,
-    wait: bool,
-) -> Result<(), DeployError> {
+pub fn lock_project(client: &mut SpiClient<'_>, project: &str, wait: bool) -> Result<(), DeployError> {
     let key = lock_key(project);
     if wait {
         client.update(
@@ -95,10 +92,7 @@ pub fn lock_project(
 /// deployed version. Writing the row makes a REPEATABLE READ or SERIALIZABLE
 /// caller fail with a serialization error, instead of re-applying, when another
 /// deployment committed after its snapshot was taken.
-pub fn claim_project(
-    client: &mut SpiClient<'_>,
-    project: &str,
-) -> Result<Option<String>, DeployError> {
+pub fn claim_project(client: &mut SpiClient<'_>, project: &str) -> Result<Option<String>, DeployError> {
     let version = client
         .update(
             "INSERT INTO deploy.projects AS p (project) VALUES ($1)
@@ -110,6 +104,19 @@ pub fn claim_project(
         .first()
         .get_one::<String>()?;
     Ok(version)
+}
+
+/// The deployed version, read without claiming the project (for deploy.plan).
+pub fn deployed_version(client: &mut SpiClient<'_>, project: &str) -> Result<Option<String>, DeployError> {
+    let rows = client.update(
+        "SELECT version FROM deploy.projects WHERE project = $1",
+        Some(1),
+        &[project.into()],
+    )?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(rows.first().get_one::<String>()?)
 }
 
 /// The latest recorded checksum and kind of every change of the project.
@@ -127,21 +134,34 @@ pub fn applied_changes(
     )?;
     let mut applied = HashMap::with_capacity(rows.len());
     for row in rows {
-        let (Some(id), Some(kind), Some(checksum)) = (
-            row.get::<String>(1)?,
-            row.get::<String>(2)?,
-            row.get::<String>(3)?,
-        ) else {
+        let (Some(id), Some(kind), Some(checksum)) =
+            (row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?)
+        else {
             return Err(DeployError::Internal("NULL in deploy.change_log".into()));
         };
-        let kind = ChangeKind::parse(&kind).ok_or_else(|| {
-            DeployError::Internal(format!(
-                "unknown change kind \"{kind}\" in deploy.change_log"
-            ))
-        })?;
+        let kind = ChangeKind::parse(&kind)
+            .ok_or_else(|| DeployError::Internal(format!("unknown change kind \"{kind}\" in deploy.change_log")))?;
         applied.insert(id, AppliedChange { checksum, kind });
     }
     Ok(applied)
+}
+
+/// Who holds locks on a table now, for the error when a change could not get its lock.
+pub fn lock_holders(client: &mut SpiClient<'_>, table_oid: u32) -> Result<Option<String>, DeployError> {
+    let holders = client
+        .update(
+            "SELECT pg_catalog.string_agg(pg_catalog.format('pid %s (%s, application \"%s\", %s)',
+                        l.pid, l.mode, a.application_name, a.state), '; ' ORDER BY l.pid)
+               FROM pg_catalog.pg_locks l
+               LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'relation' AND l.relation = $1::pg_catalog.oid AND l.granted
+                AND l.pid <> pg_catalog.pg_backend_pid()",
+            Some(1),
+            &[i64::from(table_oid).into()],
+        )?
+        .first()
+        .get_one::<String>()?;
+    Ok(holders)
 }
 
 /// One change that ran or was accepted in this deployment.
@@ -152,6 +172,7 @@ pub struct ChangeRecord {
     pub action: &'static str,
     pub checksum: String,
     pub statements: i32,
+    pub retries: i32,
     pub duration_ms: f64,
     /// Milliseconds from the start of the deployment to the end of this change.
     pub finished_after_ms: f64,
@@ -229,20 +250,22 @@ pub fn record(
             cols.action.push(c.action.to_string());
             cols.checksum.push(c.checksum);
             cols.statements.push(c.statements);
+            cols.retries.push(c.retries);
             cols.duration_ms.push(c.duration_ms);
             cols.finished_after_ms.push(c.finished_after_ms);
         }
         client.update(
             "INSERT INTO deploy.change_log
                (deployment_id, ordinal, project, change_id, kind, action, checksum, statements,
-                duration_ms, applied_at)
-             SELECT $1, u.o, $2, u.i, u.k, u.a, u.c, u.s, u.d,
+                lock_retries, duration_ms, applied_at)
+             SELECT $1, u.o, $2, u.i, u.k, u.a, u.c, u.s, u.r, u.d,
                     $3 + pg_catalog.make_interval(secs => u.f / 1000)
                FROM ROWS FROM (pg_catalog.unnest($4::pg_catalog.int4[]), pg_catalog.unnest($5::pg_catalog.text[]),
                                pg_catalog.unnest($6::pg_catalog.text[]), pg_catalog.unnest($7::pg_catalog.text[]),
                                pg_catalog.unnest($8::pg_catalog.text[]), pg_catalog.unnest($9::pg_catalog.int4[]),
-                               pg_catalog.unnest($10::pg_catalog.float8[]), pg_catalog.unnest($11::pg_catalog.float8[]))
-                    AS u(o, i, k, a, c, s, d, f)",
+                               pg_catalog.unnest($10::pg_catalog.int4[]), pg_catalog.unnest($11::pg_catalog.float8[]),
+                               pg_catalog.unnest($12::pg_catalog.float8[]))
+                    AS u(o, i, k, a, c, s, r, d, f)",
             None,
             &[
                 id.into(),
@@ -254,6 +277,7 @@ pub fn record(
                 cols.action.into(),
                 cols.checksum.into(),
                 cols.statements.into(),
+                cols.retries.into(),
                 cols.duration_ms.into(),
                 cols.finished_after_ms.into(),
             ],
@@ -277,6 +301,7 @@ struct ChangeColumns {
     action: Vec<String>,
     checksum: Vec<String>,
     statements: Vec<i32>,
+    retries: Vec<i32>,
     duration_ms: Vec<f64>,
     finished_after_ms: Vec<f64>,
 }

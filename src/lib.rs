@@ -10,11 +10,15 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+mod analyze;
 mod apply;
+mod catalog;
+mod classify;
 mod error;
 mod errpos;
 mod execute;
 mod history;
+mod plan;
 mod statements;
 mod subxact;
 mod timeout;

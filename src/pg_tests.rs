@@ -10,10 +10,7 @@ mod tests {
     fn apply_with(manifest: &Value, options: &Value) -> Value {
         Spi::get_one_with_args::<JsonB>(
             "SELECT deploy.apply($1, $2)",
-            &[
-                JsonB(manifest.clone()).into(),
-                JsonB(options.clone()).into(),
-            ],
+            &[JsonB(manifest.clone()).into(), JsonB(options.clone()).into()],
         )
         .expect("apply runs")
         .expect("apply returns a report")
@@ -35,10 +32,7 @@ mod tests {
         .expect("helper created");
         Spi::get_one_with_args::<String>(
             "SELECT pg_temp.try_apply($1, $2)",
-            &[
-                JsonB(manifest.clone()).into(),
-                JsonB(options.clone()).into(),
-            ],
+            &[JsonB(manifest.clone()).into(), JsonB(options.clone()).into()],
         )
         .expect("helper runs")
         .unwrap_or_default()
@@ -78,10 +72,7 @@ mod tests {
     fn first_apply_runs_everything_and_records_it() {
         let report = apply(&v1());
         assert_eq!(report["outcome"], "applied");
-        assert_eq!(
-            ids(&report, "applied"),
-            vec!["0001-schema", "0002-customers", "view"]
-        );
+        assert_eq!(ids(&report, "applied"), vec!["0001-schema", "0002-customers", "view"]);
         assert_eq!(report["version"], "1.0.0");
         assert_eq!(report["previous_version"], Value::Null);
         assert_eq!(one::<i64>("SELECT count(*) FROM shop.names"), Some(0));
@@ -89,10 +80,7 @@ mod tests {
             one::<String>("SELECT version FROM deploy.status('shop')").as_deref(),
             Some("1.0.0")
         );
-        assert_eq!(
-            one::<i64>("SELECT changes_applied FROM deploy.status('shop')"),
-            Some(3)
-        );
+        assert_eq!(one::<i64>("SELECT changes_applied FROM deploy.status('shop')"), Some(3));
         assert_eq!(
             one::<i64>("SELECT count(*) FROM deploy.change_log WHERE project = 'shop'"),
             Some(3)
@@ -109,15 +97,9 @@ mod tests {
         let again = apply(&v1());
         assert_eq!(again["outcome"], "no-op");
         assert!(ids(&again, "applied").is_empty());
-        assert_eq!(
-            ids(&again, "skipped"),
-            vec!["0001-schema", "0002-customers", "view"]
-        );
+        assert_eq!(ids(&again, "skipped"), vec!["0001-schema", "0002-customers", "view"]);
         assert_eq!(again["previous_version"], "1.0.0");
-        assert_eq!(
-            one::<i64>("SELECT deployments FROM deploy.status('shop')"),
-            Some(2)
-        );
+        assert_eq!(one::<i64>("SELECT deployments FROM deploy.status('shop')"), Some(2));
     }
 
     #[pg_test]
@@ -125,8 +107,7 @@ mod tests {
         apply(&v1());
         let mut v2 = v1();
         v2["version"] = json!("1.1.0");
-        v2["changes"][2]["sql"] =
-            json!("CREATE OR REPLACE VIEW shop.names AS SELECT name, id FROM shop.customers;");
+        v2["changes"][2]["sql"] = json!("CREATE OR REPLACE VIEW shop.names AS SELECT name, id FROM shop.customers;");
         v2["changes"]
             .as_array_mut()
             .unwrap()
@@ -134,10 +115,7 @@ mod tests {
         let report = apply(&v2);
         assert_eq!(ids(&report, "rerun"), vec!["view"]);
         assert_eq!(ids(&report, "applied"), vec!["0003-orders"]);
-        assert_eq!(
-            ids(&report, "skipped"),
-            vec!["0001-schema", "0002-customers"]
-        );
+        assert_eq!(ids(&report, "skipped"), vec!["0001-schema", "0002-customers"]);
         assert_eq!(
             one::<String>("SELECT version FROM deploy.status('shop')").as_deref(),
             Some("1.1.0")
@@ -200,10 +178,7 @@ mod tests {
             ),
             (
                 "older version",
-                shop(
-                    "0.9.0",
-                    json!([{"id": "0001-schema", "sql": "CREATE SCHEMA shop;"}]),
-                ),
+                shop("0.9.0", json!([{"id": "0001-schema", "sql": "CREATE SCHEMA shop;"}])),
                 json!({}),
                 "55000",
                 "older than the deployed version 1.0.0",
@@ -224,9 +199,7 @@ mod tests {
             ),
             (
                 "syntax error",
-                with_new(
-                    json!([{"id": "0003", "sql": "CREATE TABLE shop.t1 ();\nCREAT TABLE shop.t2 ();"}]),
-                ),
+                with_new(json!([{"id": "0003", "sql": "CREATE TABLE shop.t1 ();\nCREAT TABLE shop.t2 ();"}])),
                 json!({}),
                 "42601",
                 "change \"0003\" of project \"shop\" has a syntax error at line 2, column 1",
@@ -248,11 +221,27 @@ mod tests {
                 "failed at line 1, column 8: column \"nope\" does not exist",
             ),
             (
+                "unknown type in DDL points at it",
+                with_new(json!([{"id": "0003", "sql": "SELECT 1;\nCREATE TABLE shop.t1 (a int, b nosuchtype);"}])),
+                json!({}),
+                "42704",
+                "failed at line 2, column 32: type \"nosuchtype\" does not exist",
+            ),
+            (
+                "error inside a function body points at the call",
+                with_new(
+                    json!([{"id": "0003", "sql": "CREATE FUNCTION shop.f() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RETURN (SELECT nope FROM shop.customers); END $f$;\n  SELECT shop.f();"}]),
+                ),
+                json!({}),
+                "42703",
+                "failed at line 2, column 3: column \"nope\" does not exist",
+            ),
+            (
                 "commit in change",
                 with_new(json!([{"id": "0003", "sql": "CREATE TABLE shop.t1 (); COMMIT;"}])),
                 json!({}),
                 "2D000",
-                "transaction control statements cannot run inside a change",
+                "cannot run at line 1, column 26: COMMIT is transaction control",
             ),
             (
                 "commit in DO block",
@@ -263,9 +252,7 @@ mod tests {
             ),
             (
                 "statement timeout",
-                with_new(
-                    json!([{"id": "0003", "sql": "SELECT pg_sleep(5)", "statement_timeout": "50ms"}]),
-                ),
+                with_new(json!([{"id": "0003", "sql": "SELECT pg_sleep(5)", "statement_timeout": "50ms"}])),
                 json!({}),
                 "57014",
                 "statement timeout",
@@ -325,27 +312,16 @@ mod tests {
             one::<String>("SELECT current_setting('statement_timeout')").as_deref(),
             Some("0")
         );
-        assert_eq!(
-            one::<bool>("SELECT to_regclass('elsewhere.t') IS NOT NULL"),
-            Some(true)
-        );
+        assert_eq!(one::<bool>("SELECT to_regclass('elsewhere.t') IS NOT NULL"), Some(true));
         // Each change starts from the manifest's settings, not the previous change's.
-        assert_eq!(
-            one::<bool>("SELECT to_regclass('pg_temp.u') IS NOT NULL"),
-            Some(true)
-        );
+        assert_eq!(one::<bool>("SELECT to_regclass('pg_temp.u') IS NOT NULL"), Some(true));
     }
 
     #[pg_test]
     fn changes_run_with_the_callers_search_path_by_default() {
         Spi::run("CREATE SCHEMA app; SET search_path = app, public").unwrap();
-        apply(
-            &json!({"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "CREATE TABLE t (x int)"}]}),
-        );
-        assert_eq!(
-            one::<bool>("SELECT to_regclass('app.t') IS NOT NULL"),
-            Some(true)
-        );
+        apply(&json!({"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "CREATE TABLE t (x int)"}]}));
+        assert_eq!(one::<bool>("SELECT to_regclass('app.t') IS NOT NULL"), Some(true));
     }
 
     #[pg_test]
@@ -364,8 +340,7 @@ mod tests {
             Some("accepted")
         );
         assert_eq!(
-            one::<String>("SELECT options->>'reason' FROM deploy.history('shop') LIMIT 1")
-                .as_deref(),
+            one::<String>("SELECT options->>'reason' FROM deploy.history('shop') LIMIT 1").as_deref(),
             Some("comment only")
         );
         assert_eq!(
@@ -396,16 +371,11 @@ mod tests {
     fn names_are_stored_verbatim() {
         let project = "o'brien; DROP TABLE x; -- ✓";
         let id = "0001 \"quoted\" $$ ünï";
-        apply(
-            &json!({"project": project, "version": "1.0.0", "changes": [{"id": id, "sql": "SELECT 1"}]}),
-        );
+        apply(&json!({"project": project, "version": "1.0.0", "changes": [{"id": id, "sql": "SELECT 1"}]}));
         assert_eq!(
-            Spi::get_one_with_args::<String>(
-                "SELECT change_id FROM deploy.changes($1)",
-                &[project.into()]
-            )
-            .unwrap()
-            .as_deref(),
+            Spi::get_one_with_args::<String>("SELECT change_id FROM deploy.changes($1)", &[project.into()])
+                .unwrap()
+                .as_deref(),
             Some(id)
         );
     }
@@ -420,17 +390,15 @@ mod tests {
             &m("sha256:0000000000000000000000000000000000000000000000000000000000000000"),
             &json!({}),
         );
-        assert!(
-            bad.starts_with("22000: invalid manifest: changes[0].checksum"),
-            "{bad}"
-        );
+        assert!(bad.starts_with("22000: invalid manifest: changes[0].checksum"), "{bad}");
     }
 
     #[pg_test]
     fn nowait_succeeds_when_nobody_holds_the_lock() {
-        assert_eq!(
-            apply_with(&v1(), &json!({"wait": false}))["outcome"],
-            "applied"
-        );
+        let m = json!({"project": "nowait", "version": "1.0.0", "changes": [{"id": "a", "sql": "SELECT 1"}]});
+        assert_eq!(apply_with(&m, &json!({"wait": false}))["outcome"], "applied");
     }
+
+    // Statement analysis, lock safety and hazards (shares the helpers above).
+    include!("pg_tests_analysis.rs");
 }

@@ -1,18 +1,23 @@
 //! Splitting a change into statements with PostgreSQL's own parser.
 
+use crate::classify;
 use crate::errpos::PositionProbe;
 use crate::subxact::{in_subtransaction, CaughtPgError};
+use pg_deploy_core::analysis::{Facts, ObjectName};
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
 use std::ffi::{CStr, CString};
 
-/// One statement of a change: its byte range in the change's SQL and its
-/// command tag ("CREATE TABLE", "INSERT", ...).
+/// One statement of a change: its byte range in the change's SQL, its
+/// command tag ("CREATE TABLE", "INSERT", ...), the facts read off its parse
+/// tree and the lock it takes on its main table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
     pub start: usize,
     pub end: usize,
     pub kind: String,
+    pub facts: Facts,
+    pub lock: Option<(ObjectName, &'static str)>,
 }
 
 /// A change whose SQL does not parse: the parser's error and its position.
@@ -39,9 +44,7 @@ pub fn split(sql: &str) -> Result<Vec<Statement>, ParseFailure> {
     });
     parsed.map_err(|error| ParseFailure {
         error,
-        at: probe
-            .cursor()
-            .map(|c| pg_deploy_core::position::cursor_to_byte(sql, c)),
+        at: probe.cursor().map(|c| pg_deploy_core::position::cursor_to_byte(sql, c)),
     })
 }
 
@@ -64,11 +67,23 @@ unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
                 0 => len,
                 n => (start + n).min(len),
             };
-            let tag = pg_sys::CreateCommandTag((*raw).stmt);
+            let node = (*raw).stmt;
+            let tag = pg_sys::CreateCommandTag(node);
             let kind = CStr::from_ptr(pg_sys::GetCommandTagName(tag))
                 .to_string_lossy()
                 .into_owned();
-            out.push(Statement { start, end, kind });
+            let facts = classify::facts_of(node);
+            let lock = match (classify::lock_target(node, &facts), classify::lock_of(node)) {
+                (Some(table), Some(mode)) => Some((table, mode)),
+                _ => None,
+            };
+            out.push(Statement {
+                start,
+                end,
+                kind,
+                facts,
+                lock,
+            });
         }
         out
     }

@@ -55,12 +55,9 @@ pub fn from_caught(error: CaughtError) -> CaughtPgError {
 /// subtransaction is released and its effects stay in the caller's
 /// transaction; when it returns `Err` or raises an error, everything it did is
 /// rolled back and the error comes back as data.
-pub fn in_subtransaction<R>(
-    work: impl FnOnce() -> Result<R, CaughtPgError>,
-) -> Result<R, CaughtPgError> {
+pub fn in_subtransaction<R>(work: impl FnOnce() -> Result<R, CaughtPgError>) -> Result<R, CaughtPgError> {
     // SAFETY: reading two backend globals; we are in a transaction on the main thread.
-    let (old_context, old_owner) =
-        unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    let (old_context, old_owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
     // SAFETY: we are inside a transaction (called from a SQL function); the
     // subtransaction is closed on every path below.
     unsafe {

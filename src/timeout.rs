@@ -47,10 +47,8 @@ pub struct CallerTimer {
 impl CallerTimer {
     pub fn save() -> CallerTimer {
         // SAFETY: plain reads of the timeout module's state.
-        let finish = unsafe {
-            get_timeout_active(STATEMENT_TIMEOUT)
-                .then(|| get_timeout_finish_time(STATEMENT_TIMEOUT))
-        };
+        let finish =
+            unsafe { get_timeout_active(STATEMENT_TIMEOUT).then(|| get_timeout_finish_time(STATEMENT_TIMEOUT)) };
         CallerTimer { finish }
     }
 

@@ -221,11 +221,7 @@ mod tests {
             ("SELECT", Facts::Other, None),
         ];
         for (tag, facts, want) in cases {
-            assert_eq!(
-                refusal(tag, &facts).map(|r| r.sqlstate.code()),
-                want,
-                "{tag} {facts:?}"
-            );
+            assert_eq!(refusal(tag, &facts).map(|r| r.sqlstate.code()), want, "{tag} {facts:?}");
         }
     }
 }

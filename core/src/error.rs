@@ -70,11 +70,7 @@ pub enum ManifestError {
     #[error("{path}: {reason}")]
     InvalidValue { path: String, reason: String },
     #[error("{path}: duplicate change id \"{id}\" (first defined at changes[{first}])")]
-    DuplicateId {
-        path: String,
-        id: String,
-        first: usize,
-    },
+    DuplicateId { path: String, id: String, first: usize },
     #[error("{path}: requires \"{id}\", which is not a change in this manifest")]
     UnknownRequirement { path: String, id: String },
     #[error("{path}: requires \"{id}\", which comes later in the manifest (changes[{at}])")]
@@ -137,22 +133,19 @@ impl ManifestError {
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            ManifestError::UnknownField { suggestion: Some(s), .. } => {
-                Some(format!("Did you mean \"{s}\"?"))
-            }
+            ManifestError::UnknownField {
+                suggestion: Some(s), ..
+            } => Some(format!("Did you mean \"{s}\"?")),
             ManifestError::UnknownField { .. } => {
                 Some("See docs/manifest.md for the fields of manifest format 1.".into())
             }
             ManifestError::ForwardRequirement { .. } => {
                 Some("Changes run in manifest order; move the required change before this one.".into())
             }
-            ManifestError::ChecksumMismatch { .. } => Some(
-                "The checksum is sha256 over the exact bytes of \"sql\"; recompute it or drop the field."
-                    .into(),
-            ),
-            ManifestError::TooLarge { .. } => {
-                Some("Split the deployment into several manifests or projects.".into())
+            ManifestError::ChecksumMismatch { .. } => {
+                Some("The checksum is sha256 over the exact bytes of \"sql\"; recompute it or drop the field.".into())
             }
+            ManifestError::TooLarge { .. } => Some("Split the deployment into several manifests or projects.".into()),
             _ => None,
         }
     }
@@ -162,9 +155,7 @@ impl ManifestError {
 /// database and its recorded history.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PlanError {
-    #[error(
-        "project \"{project}\": {count} applied change(s) no longer match the manifest: {details}"
-    )]
+    #[error("project \"{project}\": {count} applied change(s) no longer match the manifest: {details}")]
     AppliedChangeModified {
         project: String,
         count: usize,
@@ -211,12 +202,10 @@ impl PlanError {
                  options {\"accept_changed\": [ids], \"reason\": \"...\"} (recorded in the history)."
                     .into(),
             ),
-            PlanError::KindChanged { .. } => {
-                Some("Give the change a new id instead of changing its kind.".into())
+            PlanError::KindChanged { .. } => Some("Give the change a new id instead of changing its kind.".into()),
+            PlanError::OlderVersion { .. } => {
+                Some("Pass options {\"allow_downgrade\": true} to apply an older manifest on purpose.".into())
             }
-            PlanError::OlderVersion { .. } => Some(
-                "Pass options {\"allow_downgrade\": true} to apply an older manifest on purpose.".into(),
-            ),
             PlanError::RequirementNotMet { .. } => None,
         }
     }

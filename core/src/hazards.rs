@@ -45,6 +45,8 @@ impl HazardKind {
 /// Size of an existing table, from pg_class and pg_total_relation_size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableFacts {
+    /// The table's oid (0 for a summary of several tables).
+    pub oid: u32,
     /// Schema-qualified name as resolved in the catalogs.
     pub name: String,
     /// Estimated rows (`reltuples`; negative when never analysed).
@@ -120,12 +122,7 @@ impl Hazard {
     pub fn evidence(&self) -> String {
         match &self.table {
             None => String::new(),
-            Some(t) => format!(
-                "{} ({}, {})",
-                t.name,
-                rows_text(t.rows),
-                bytes_text(t.bytes)
-            ),
+            Some(t) => format!("{} ({}, {})", t.name, rows_text(t.rows), bytes_text(t.bytes)),
         }
     }
 }
@@ -155,12 +152,7 @@ pub fn bytes_text(bytes: i64) -> String {
 
 /// The hazards of one statement. `lock` is the lock mode the statement takes
 /// on its table ("AccessExclusiveLock", …), when known.
-pub fn hazards(
-    facts: &Facts,
-    lock: Option<&str>,
-    catalog: &mut dyn Catalog,
-    thresholds: &Thresholds,
-) -> Vec<Hazard> {
+pub fn hazards(facts: &Facts, lock: Option<&str>, catalog: &mut dyn Catalog, thresholds: &Thresholds) -> Vec<Hazard> {
     let mut out = Vec::new();
     let mut push = |kind, table: Option<TableFacts>, reason: String| {
         let big = table.as_ref().is_some_and(|t| thresholds.is_big(t));
@@ -189,13 +181,6 @@ pub fn hazards(
             let Some(t) = catalog.table(table) else {
                 return out;
             };
-            if exclusive {
-                push(
-                    HazardKind::AccessExclusive,
-                    Some(t.clone()),
-                    "ALTER TABLE takes ACCESS EXCLUSIVE: reads and writes wait".into(),
-                );
-            }
             for command in commands {
                 match command {
                     AlterCommand::AddColumn {
@@ -205,7 +190,11 @@ pub fn hazards(
                         ..
                     } => {
                         if *serial || catalog.any_volatile(default_functions) {
-                            push(HazardKind::TableRewrite, Some(t.clone()), format!("ADD COLUMN {column} with a volatile default rewrites every row"));
+                            push(
+                                HazardKind::TableRewrite,
+                                Some(t.clone()),
+                                format!("ADD COLUMN {column} with a volatile default rewrites every row"),
+                            );
                         }
                     }
                     AlterCommand::AlterColumnType {
@@ -230,10 +219,7 @@ pub fn hazards(
                         push(HazardKind::ValidatingConstraint, Some(t.clone()), format!("ADD {what} without NOT VALID checks every row under lock; add it NOT VALID, then VALIDATE CONSTRAINT"));
                     }
                     AlterCommand::AddConstraint {
-                        kind:
-                            ConstraintKind::Unique
-                            | ConstraintKind::PrimaryKey
-                            | ConstraintKind::Exclusion,
+                        kind: ConstraintKind::Unique | ConstraintKind::PrimaryKey | ConstraintKind::Exclusion,
                         uses_index: false,
                         ..
                     } => {
@@ -254,6 +240,14 @@ pub fn hazards(
                     _ => {}
                 }
             }
+            // Last: the specific hazards above explain more when both apply.
+            if exclusive {
+                push(
+                    HazardKind::AccessExclusive,
+                    Some(t),
+                    "ALTER TABLE takes ACCESS EXCLUSIVE: every read and write of the table waits".into(),
+                );
+            }
         }
         Facts::Drop {
             object: DropKind::Table,
@@ -261,11 +255,7 @@ pub fn hazards(
         } => {
             for name in names {
                 if let Some(t) = catalog.table(name) {
-                    push(
-                        HazardKind::DataLoss,
-                        Some(t),
-                        "DROP TABLE destroys its rows".into(),
-                    );
+                    push(HazardKind::DataLoss, Some(t), "DROP TABLE destroys its rows".into());
                 }
             }
         }
@@ -286,11 +276,7 @@ pub fn hazards(
         Facts::Truncate { tables } => {
             for name in tables {
                 if let Some(t) = catalog.table(name) {
-                    push(
-                        HazardKind::DataLoss,
-                        Some(t),
-                        "TRUNCATE destroys every row".into(),
-                    );
+                    push(HazardKind::DataLoss, Some(t), "TRUNCATE destroys every row".into());
                 }
             }
         }
@@ -308,6 +294,17 @@ pub fn hazards(
     out
 }
 
+/// Milliseconds to wait before lock retry `attempt` (1-based): 100 ms doubling
+/// to at most 5 s, scaled by `jitter` in [0, 1) to between 50% and 100%, so
+/// concurrent deployers do not retry in step.
+pub fn retry_backoff_ms(attempt: u32, jitter: f64) -> u64 {
+    let base = 100u64
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(10))
+        .min(5_000);
+    let scale = 0.5 + 0.5 * jitter.clamp(0.0, 1.0);
+    (base as f64 * scale) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,11 +316,13 @@ mod tests {
         fn table(&mut self, name: &ObjectName) -> Option<TableFacts> {
             match name.name.as_str() {
                 "big" => Some(TableFacts {
+                    oid: 1,
                     name: "public.big".into(),
                     rows: 1_000_000.0,
                     bytes: 40 << 20,
                 }),
                 "empty" => Some(TableFacts {
+                    oid: 2,
                     name: "public.empty".into(),
                     rows: 0.0,
                     bytes: 0,
@@ -333,6 +332,7 @@ mod tests {
         }
         fn schema_tables(&mut self, schema: &str) -> Option<TableFacts> {
             (schema == "app").then(|| TableFacts {
+                oid: 0,
                 name: "app.*".into(),
                 rows: 10.0,
                 bytes: 8192,
@@ -409,11 +409,7 @@ mod tests {
                 vec![("table_rewrite", true)],
             ),
             (alter("big", add(&["now"], false)), None, vec![]),
-            (
-                alter("big", add(&[], true)),
-                None,
-                vec![("table_rewrite", true)],
-            ),
+            (alter("big", add(&[], true)), None, vec![("table_rewrite", true)]),
             (
                 alter(
                     "big",
@@ -504,12 +500,12 @@ mod tests {
             (
                 alter("empty", AlterCommand::DropColumn { column: "c".into() }),
                 Some("AccessExclusiveLock"),
-                vec![("access_exclusive", false), ("data_loss", false)],
+                vec![("data_loss", false), ("access_exclusive", false)],
             ),
             (
                 alter("big", AlterCommand::DropColumn { column: "c".into() }),
                 Some("AccessExclusiveLock"),
-                vec![("access_exclusive", true), ("data_loss", true)],
+                vec![("data_loss", true), ("access_exclusive", true)],
             ),
             (
                 Facts::Drop {
@@ -562,12 +558,23 @@ mod tests {
     }
 
     #[test]
+    fn backoff_doubles_with_jitter_and_a_cap() {
+        assert_eq!(retry_backoff_ms(1, 0.999_999), 99);
+        assert_eq!(retry_backoff_ms(1, 0.0), 50);
+        assert_eq!(retry_backoff_ms(2, 0.0), 100);
+        assert_eq!(retry_backoff_ms(3, 0.0), 200);
+        assert_eq!(retry_backoff_ms(30, 0.0), 2_500);
+        assert!(retry_backoff_ms(30, 1.0) <= 5_000);
+    }
+
+    #[test]
     fn thresholds_are_configurable() {
         let small = Thresholds {
             rows: 10.0,
             bytes: i64::MAX,
         };
         let t = TableFacts {
+            oid: 3,
             name: "x".into(),
             rows: 11.0,
             bytes: 0,

@@ -43,11 +43,7 @@ impl<'a> Obj<'a> {
 
     /// Refuses fields outside `known`, suggesting the nearest known name for a typo,
     /// and fields that are reserved for later versions.
-    pub fn check_fields(
-        &self,
-        known: &[&'static str],
-        reserved: &[&'static str],
-    ) -> Result<(), ManifestError> {
+    pub fn check_fields(&self, known: &[&'static str], reserved: &[&'static str]) -> Result<(), ManifestError> {
         for key in self.map.keys() {
             if known.contains(&key.as_str()) {
                 continue;
@@ -218,8 +214,7 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys_recursively() {
-        let v: Value =
-            serde_json::from_str(r#"{"b": [1, {"z": 1, "a": "x"}], "a": null}"#).unwrap();
+        let v: Value = serde_json::from_str(r#"{"b": [1, {"z": 1, "a": "x"}], "a": null}"#).unwrap();
         assert_eq!(canonical_json(&v), r#"{"a":null,"b":[1,{"a":"x","z":1}]}"#);
     }
 }

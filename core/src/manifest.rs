@@ -5,6 +5,7 @@
 
 use crate::checksum::{parse_checksum, sha256_checksum};
 use crate::error::ManifestError;
+use crate::hazards::{HazardKind, Thresholds, ALL_HAZARDS};
 use crate::json::{as_str, Obj};
 use semver::{Version, VersionReq};
 use serde_json::Value;
@@ -47,24 +48,29 @@ pub struct Settings {
     pub lock_timeout: Option<String>,
     pub statement_timeout: Option<String>,
     pub search_path: Option<String>,
+    /// How often a change that hit its lock_timeout is retried.
+    pub lock_retries: Option<u32>,
+    /// Hazards accepted for the change(s).
+    pub allow: Option<Vec<HazardKind>>,
 }
+
+/// pg_deploy's own defaults, used when neither the change nor the manifest
+/// (nor, for lock_timeout, the caller's session) sets a value.
+pub const DEFAULT_LOCK_TIMEOUT: &str = "1s";
+pub const DEFAULT_STATEMENT_TIMEOUT: &str = "15min";
+pub const DEFAULT_LOCK_RETRIES: u32 = 5;
+pub const MAX_LOCK_RETRIES: u64 = 100;
 
 impl Settings {
     /// These settings with unset fields taken from `defaults`.
     pub fn over(&self, defaults: &Settings) -> Settings {
+        let pick = |mine: &Option<String>, theirs: &Option<String>| mine.clone().or_else(|| theirs.clone());
         Settings {
-            lock_timeout: self
-                .lock_timeout
-                .clone()
-                .or_else(|| defaults.lock_timeout.clone()),
-            statement_timeout: self
-                .statement_timeout
-                .clone()
-                .or_else(|| defaults.statement_timeout.clone()),
-            search_path: self
-                .search_path
-                .clone()
-                .or_else(|| defaults.search_path.clone()),
+            lock_timeout: pick(&self.lock_timeout, &defaults.lock_timeout),
+            statement_timeout: pick(&self.statement_timeout, &defaults.statement_timeout),
+            search_path: pick(&self.search_path, &defaults.search_path),
+            lock_retries: self.lock_retries.or(defaults.lock_retries),
+            allow: self.allow.clone().or_else(|| defaults.allow.clone()),
         }
     }
 
@@ -102,23 +108,29 @@ pub struct Change {
     pub settings: Settings,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
     pub project: String,
     pub version: Version,
     pub requires: Requirements,
     pub defaults: Settings,
+    pub thresholds: Thresholds,
     pub changes: Vec<Change>,
     /// `sha256:<hex>` of the canonical JSON of the whole manifest.
     pub sha256: String,
 }
 
-const TOP_FIELDS: &[&str] = &[
-    "format", "project", "version", "requires", "defaults", "changes",
-];
+const TOP_FIELDS: &[&str] = &["format", "project", "version", "requires", "defaults", "changes"];
 const REQUIRES_FIELDS: &[&str] = &["postgres", "extensions", "pg_deploy"];
-const DEFAULTS_FIELDS: &[&str] = &["lock_timeout", "statement_timeout", "search_path"];
-const DEFAULTS_RESERVED: &[&str] = &["lock_retries"];
+const DEFAULTS_FIELDS: &[&str] = &[
+    "lock_timeout",
+    "statement_timeout",
+    "search_path",
+    "lock_retries",
+    "allow",
+    "big_table_rows",
+    "big_table_bytes",
+];
 const CHANGE_FIELDS: &[&str] = &[
     "id",
     "sql",
@@ -128,8 +140,10 @@ const CHANGE_FIELDS: &[&str] = &[
     "lock_timeout",
     "statement_timeout",
     "search_path",
+    "lock_retries",
+    "allow",
 ];
-const CHANGE_RESERVED: &[&str] = &["verify", "revert", "allow", "lock_retries"];
+const CHANGE_RESERVED: &[&str] = &["verify", "revert"];
 
 impl Manifest {
     /// Validates a manifest document completely; the first error found wins.
@@ -164,13 +178,10 @@ impl Manifest {
         }
         let project = name(top.req_str("project")?, "project")?.to_string();
         let version_text = top.req_str("version")?;
-        let version =
-            Version::parse(version_text.trim()).map_err(|e| ManifestError::InvalidValue {
-                path: "version".into(),
-                reason: format!(
-                    "\"{version_text}\" is not a semantic version (MAJOR.MINOR.PATCH): {e}"
-                ),
-            })?;
+        let version = Version::parse(version_text.trim()).map_err(|e| ManifestError::InvalidValue {
+            path: "version".into(),
+            reason: format!("\"{version_text}\" is not a semantic version (MAJOR.MINOR.PATCH): {e}"),
+        })?;
         let requires = match top.get("requires") {
             None => Requirements {
                 postgres: None,
@@ -179,12 +190,17 @@ impl Manifest {
             },
             Some(v) => requirements(v)?,
         };
-        let defaults = match top.get("defaults") {
-            None => Settings::default(),
+        let (defaults, thresholds) = match top.get("defaults") {
+            None => (Settings::default(), Thresholds::default()),
             Some(v) => {
                 let obj = Obj::new(v, "defaults")?;
-                obj.check_fields(DEFAULTS_FIELDS, DEFAULTS_RESERVED)?;
-                settings(&obj)?
+                obj.check_fields(DEFAULTS_FIELDS, &[])?;
+                let base = Thresholds::default();
+                let thresholds = Thresholds {
+                    rows: count(&obj, "big_table_rows", u64::MAX)?.map_or(base.rows, |n| n as f64),
+                    bytes: count(&obj, "big_table_bytes", i64::MAX as u64)?.map_or(base.bytes, |n| n as i64),
+                };
+                (settings(&obj)?, thresholds)
             }
         };
         let changes = changes(top.require("changes")?)?;
@@ -193,6 +209,7 @@ impl Manifest {
             version,
             requires,
             defaults,
+            thresholds,
             changes,
             sha256: sha256_checksum(canonical.as_bytes()),
         })
@@ -253,9 +270,7 @@ fn version_req(obj: &Obj, field: &str) -> Result<Option<VersionReq>, ManifestErr
         .map(Some)
         .map_err(|e| ManifestError::InvalidValue {
             path: obj.field_path(field),
-            reason: format!(
-                "\"{text}\" is not a version range such as \">=15\" or \">=0.1, <2\": {e}"
-            ),
+            reason: format!("\"{text}\" is not a version range such as \">=15\" or \">=0.1, <2\": {e}"),
         })
 }
 
@@ -283,18 +298,13 @@ fn timeout(obj: &Obj, field: &str) -> Result<Option<String>, ManifestError> {
             Some(ms) if ms <= i32::MAX as u64 => Ok(Some(ms.to_string())),
             _ => Err(ManifestError::InvalidValue {
                 path,
-                reason: format!(
-                    "{n} is not a whole number of milliseconds between 0 and {}",
-                    i32::MAX
-                ),
+                reason: format!("{n} is not a whole number of milliseconds between 0 and {}", i32::MAX),
             }),
         },
         Some(Value::String(s)) if is_duration(s) => Ok(Some(s.trim().to_string())),
         Some(Value::String(s)) => Err(ManifestError::InvalidValue {
             path,
-            reason: format!(
-                "\"{s}\" is not a duration such as \"500ms\", \"2s\", \"15min\" or \"1h\""
-            ),
+            reason: format!("\"{s}\" is not a duration such as \"500ms\", \"2s\", \"15min\" or \"1h\""),
         }),
         Some(other) => Err(ManifestError::WrongType {
             path,
@@ -306,9 +316,7 @@ fn timeout(obj: &Obj, field: &str) -> Result<Option<String>, ManifestError> {
 
 fn is_duration(s: &str) -> bool {
     let s = s.trim();
-    let digits_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let digits_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, unit) = s.split_at(digits_end);
     let number_ok = !number.is_empty() && number.parse::<f64>().is_ok();
     number_ok && matches!(unit.trim(), "" | "us" | "ms" | "s" | "min" | "h" | "d")
@@ -330,11 +338,49 @@ fn settings(obj: &Obj) -> Result<Settings, ManifestError> {
         }
         Some(s) => Some(s.to_string()),
     };
+    let allow = match obj.opt_array("allow")? {
+        None => None,
+        Some(_) => {
+            let mut kinds = Vec::new();
+            for (i, name) in obj.opt_str_list("allow")?.into_iter().enumerate() {
+                let kind = HazardKind::parse(name).ok_or_else(|| ManifestError::InvalidValue {
+                    path: format!("{}[{i}]", obj.field_path("allow")),
+                    reason: format!(
+                        "unknown hazard \"{name}\"; one of {}",
+                        ALL_HAZARDS.map(HazardKind::as_str).join(", ")
+                    ),
+                })?;
+                kinds.push(kind);
+            }
+            Some(kinds)
+        }
+    };
     Ok(Settings {
         lock_timeout: timeout(obj, "lock_timeout")?,
         statement_timeout: timeout(obj, "statement_timeout")?,
         search_path,
+        lock_retries: count(obj, "lock_retries", MAX_LOCK_RETRIES)?.map(|n| n as u32),
+        allow,
     })
+}
+
+/// An optional whole number between 0 and `max`.
+fn count(obj: &Obj, field: &str, max: u64) -> Result<Option<u64>, ManifestError> {
+    match obj.get(field) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if v <= max => Ok(Some(v)),
+            _ => Err(ManifestError::InvalidValue {
+                path: obj.field_path(field),
+                reason: format!("{n} is not a whole number between 0 and {max}"),
+            }),
+        },
+        Some(other) => Err(ManifestError::WrongType {
+            path: obj.field_path(field),
+            expected: "a whole number",
+            found: crate::json::type_name(other),
+        }),
+    }
 }
 
 fn changes(value: &Value) -> Result<Vec<Change>, ManifestError> {
@@ -349,9 +395,7 @@ fn changes(value: &Value) -> Result<Vec<Change>, ManifestError> {
         }
     };
     if items.is_empty() {
-        return Err(ManifestError::Empty {
-            path: "changes".into(),
-        });
+        return Err(ManifestError::Empty { path: "changes".into() });
     }
     if items.len() > MAX_CHANGES {
         return Err(ManifestError::TooLarge {
@@ -381,11 +425,7 @@ fn changes(value: &Value) -> Result<Vec<Change>, ManifestError> {
         .collect()
 }
 
-fn change(
-    i: usize,
-    item: &Value,
-    index_of: &HashMap<&str, usize>,
-) -> Result<Change, ManifestError> {
+fn change(i: usize, item: &Value, index_of: &HashMap<&str, usize>) -> Result<Change, ManifestError> {
     let obj = Obj::new(item, format!("changes[{i}]"))?;
     obj.check_fields(CHANGE_FIELDS, CHANGE_RESERVED)?;
     let id = name(obj.req_str("id")?, &obj.field_path("id"))?.to_string();
@@ -411,12 +451,7 @@ fn change(
     for (j, req) in obj.opt_str_list("requires")?.into_iter().enumerate() {
         let path = format!("{}[{j}]", obj.field_path("requires"));
         match index_of.get(req) {
-            None => {
-                return Err(ManifestError::UnknownRequirement {
-                    path,
-                    id: req.into(),
-                })
-            }
+            None => return Err(ManifestError::UnknownRequirement { path, id: req.into() }),
             Some(&at) if at == i => {
                 return Err(ManifestError::InvalidValue {
                     path,

@@ -40,15 +40,43 @@ impl ApplyOptions {
         let defaults = ApplyOptions::default();
         Ok(ApplyOptions {
             wait: obj.opt_bool("wait")?.unwrap_or(defaults.wait),
-            allow_downgrade: obj
-                .opt_bool("allow_downgrade")?
-                .unwrap_or(defaults.allow_downgrade),
+            allow_downgrade: obj.opt_bool("allow_downgrade")?.unwrap_or(defaults.allow_downgrade),
             accept_changed: obj
                 .opt_str_list("accept_changed")?
                 .into_iter()
                 .map(str::to_string)
                 .collect(),
             reason: obj.opt_str("reason")?.map(str::to_string),
+        })
+    }
+}
+
+/// Options of `deploy.plan(manifest, options)`: apply's, plus `execute`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOptions {
+    pub apply: ApplyOptions,
+    /// Run the pending changes in a subtransaction that is rolled back, as proof
+    /// that they run (default true; skipped when anything is refused).
+    pub execute: bool,
+}
+
+impl PlanOptions {
+    pub fn from_value(value: &Value) -> Result<PlanOptions, ManifestError> {
+        let mut rest = value.clone();
+        let execute = match rest.as_object_mut().and_then(|o| o.remove("execute")) {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => b,
+            Some(other) => {
+                return Err(ManifestError::WrongType {
+                    path: "options.execute".into(),
+                    expected: "a boolean",
+                    found: crate::json::type_name(&other),
+                })
+            }
+        };
+        Ok(PlanOptions {
+            apply: ApplyOptions::from_value(&rest)?,
+            execute,
         })
     }
 }
@@ -60,14 +88,8 @@ mod tests {
 
     #[test]
     fn empty_object_gives_defaults() {
-        assert_eq!(
-            ApplyOptions::from_value(&json!({})).unwrap(),
-            ApplyOptions::default()
-        );
-        assert_eq!(
-            ApplyOptions::from_value(&Value::Null).unwrap(),
-            ApplyOptions::default()
-        );
+        assert_eq!(ApplyOptions::from_value(&json!({})).unwrap(), ApplyOptions::default());
+        assert_eq!(ApplyOptions::from_value(&Value::Null).unwrap(), ApplyOptions::default());
     }
 
     #[test]
@@ -79,6 +101,21 @@ mod tests {
         assert!(!o.wait && o.allow_downgrade);
         assert_eq!(o.accept_changed, vec!["a".to_string()]);
         assert_eq!(o.reason.as_deref(), Some("typo"));
+    }
+
+    #[test]
+    fn plan_options_add_execute() {
+        let o = PlanOptions::from_value(&json!({"execute": false, "allow_downgrade": true})).unwrap();
+        assert!(!o.execute && o.apply.allow_downgrade);
+        assert!(PlanOptions::from_value(&json!({})).unwrap().execute);
+        assert_eq!(
+            PlanOptions::from_value(&json!({"execute": 1})).unwrap_err().path(),
+            "options.execute"
+        );
+        assert_eq!(
+            PlanOptions::from_value(&json!({"exectue": true})).unwrap_err().path(),
+            "options.exectue"
+        );
     }
 
     #[test]

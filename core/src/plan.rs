@@ -63,22 +63,14 @@ impl Plan {
 const LISTED: usize = 10;
 
 fn list(ids: &[&str]) -> String {
-    let mut shown: Vec<String> = ids
-        .iter()
-        .take(LISTED)
-        .map(|id| format!("\"{id}\""))
-        .collect();
+    let mut shown: Vec<String> = ids.iter().take(LISTED).map(|id| format!("\"{id}\"")).collect();
     if ids.len() > LISTED {
         shown.push(format!("and {} more", ids.len() - LISTED));
     }
     shown.join(", ")
 }
 
-pub fn plan(
-    manifest: &Manifest,
-    history: &History,
-    options: &ApplyOptions,
-) -> Result<Plan, PlanError> {
+pub fn plan(manifest: &Manifest, history: &History, options: &ApplyOptions) -> Result<Plan, PlanError> {
     let project = &manifest.project;
     let mut warnings = Vec::new();
     if let Some(deployed) = &history.deployed_version {
@@ -144,10 +136,7 @@ pub fn plan(
         .filter(|id| !accepted_used.contains(id))
         .collect();
     if !unused.is_empty() {
-        warnings.push(format!(
-            "accept_changed: nothing to accept for {}",
-            list(&unused)
-        ));
+        warnings.push(format!("accept_changed: nothing to accept for {}", list(&unused)));
     }
     let in_manifest: HashSet<&str> = manifest.changes.iter().map(|c| c.id.as_str()).collect();
     let mut missing: Vec<&str> = history
@@ -215,12 +204,7 @@ pub fn check_requirements(manifest: &Manifest, facts: &ServerFacts) -> Result<()
         return Err(PlanError::RequirementNotMet {
             project: project.clone(),
             what: "extensions",
-            requirement: list(
-                &req.extensions
-                    .iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>(),
-            ),
+            requirement: list(&req.extensions.iter().map(String::as_str).collect::<Vec<_>>()),
             found: format!("not installed in this database: {}", list(&missing)),
         });
     }

@@ -29,9 +29,7 @@ pub fn skip_blank(text: &str, mut byte: usize) -> usize {
         if bytes[byte..].starts_with(b"--") {
             byte = text[byte..].find('\n').map_or(text.len(), |i| byte + i + 1);
         } else if bytes[byte..].starts_with(b"/*") {
-            byte = text[byte + 2..]
-                .find("*/")
-                .map_or(text.len(), |i| byte + 2 + i + 2);
+            byte = text[byte + 2..].find("*/").map_or(text.len(), |i| byte + 2 + i + 2);
         } else {
             return byte;
         }

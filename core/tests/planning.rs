@@ -61,23 +61,14 @@ fn reapply_is_a_noop() {
 #[test]
 fn only_pending_changes_run() {
     let m = m();
-    let p = plan(
-        &m,
-        &history_of(&m, &["0001"], "0.9.0"),
-        &ApplyOptions::default(),
-    )
-    .unwrap();
+    let p = plan(&m, &history_of(&m, &["0001"], "0.9.0"), &ApplyOptions::default()).unwrap();
     assert_eq!(p.actions, vec![Action::Skip, Action::Apply, Action::Apply]);
 }
 
 #[test]
 fn repeatable_reruns_when_its_sql_changes() {
     let old = m();
-    let new = manifest(
-        "1.1.0",
-        "CREATE OR REPLACE VIEW v AS SELECT 2",
-        "CREATE TABLE a ()",
-    );
+    let new = manifest("1.1.0", "CREATE OR REPLACE VIEW v AS SELECT 2", "CREATE TABLE a ()");
     let p = plan(
         &new,
         &history_of(&old, &["0001", "0002", "view"], "1.0.0"),
@@ -90,11 +81,7 @@ fn repeatable_reruns_when_its_sql_changes() {
 #[test]
 fn modified_versioned_change_stops_with_both_checksums() {
     let old = m();
-    let new = manifest(
-        "1.1.0",
-        "CREATE VIEW v AS SELECT 1",
-        "CREATE TABLE a (id int)",
-    );
+    let new = manifest("1.1.0", "CREATE VIEW v AS SELECT 1", "CREATE TABLE a (id int)");
     let err = plan(
         &new,
         &history_of(&old, &["0001", "0002", "view"], "1.0.0"),
@@ -113,26 +100,15 @@ fn modified_versioned_change_stops_with_both_checksums() {
 #[test]
 fn accepted_modification_is_recorded_not_run() {
     let old = m();
-    let new = manifest(
-        "1.1.0",
-        "CREATE VIEW v AS SELECT 1",
-        "CREATE TABLE a (id int)",
-    );
+    let new = manifest("1.1.0", "CREATE VIEW v AS SELECT 1", "CREATE TABLE a (id int)");
     let opts = ApplyOptions {
         accept_changed: vec!["0001".into(), "0002".into()],
         ..Default::default()
     };
-    let p = plan(
-        &new,
-        &history_of(&old, &["0001", "0002", "view"], "1.0.0"),
-        &opts,
-    )
-    .unwrap();
+    let p = plan(&new, &history_of(&old, &["0001", "0002", "view"], "1.0.0"), &opts).unwrap();
     assert_eq!(p.actions, vec![Action::Accept, Action::Skip, Action::Skip]);
     assert!(
-        p.warnings
-            .iter()
-            .any(|w| w.contains("nothing to accept for \"0002\"")),
+        p.warnings.iter().any(|w| w.contains("nothing to accept for \"0002\"")),
         "{:?}",
         p.warnings
     );
@@ -154,9 +130,7 @@ fn older_version_is_refused_unless_allowed() {
     let h = history_of(&m, &["0001"], "2.0.0");
     let err = plan(&m, &h, &ApplyOptions::default()).unwrap_err();
     assert_eq!(err.sqlstate().code(), "55000");
-    assert!(err
-        .to_string()
-        .contains("older than the deployed version 2.0.0"));
+    assert!(err.to_string().contains("older than the deployed version 2.0.0"));
     let p = plan(
         &m,
         &h,

@@ -33,6 +33,7 @@ struct Case {
     fragment: &'static str,
 }
 
+#[rustfmt::skip]
 fn cases() -> Vec<Case> {
     let c = |name, manifest, sqlstate, path, fragment| Case {
         name,
@@ -364,20 +365,14 @@ fn cases() -> Vec<Case> {
             "defaults.search_path",
             "must not be empty",
         ),
-        c(
-            "defaults reserved lock_retries",
-            with(|v| v["defaults"] = json!({"lock_retries": 5})),
-            "0A000",
-            "defaults.lock_retries",
-            "field \"lock_retries\" is not supported",
-        ),
-        c(
-            "change reserved verify",
-            with(|v| v["changes"][0]["verify"] = json!("SELECT true")),
-            "0A000",
-            "changes[0].verify",
-            "is not supported",
-        ),
+        c("defaults lock_retries negative", with(|v| v["defaults"] = json!({"lock_retries": -1})), "22023", "defaults.lock_retries", "not a whole number between 0 and 100"),
+        c("defaults lock_retries too many", with(|v| v["defaults"] = json!({"lock_retries": 101})), "22023", "defaults.lock_retries", "between 0 and 100"),
+        c("change lock_retries a string", with(|v| v["changes"][0]["lock_retries"] = json!("3")), "22023", "changes[0].lock_retries", "expected a whole number"),
+        c("unknown hazard in allow", with(|v| v["changes"][0]["allow"] = json!(["data_lost"])), "22023", "changes[0].allow[0]", "unknown hazard \"data_lost\"; one of table_rewrite"),
+        c("allow not an array", with(|v| v["defaults"] = json!({"allow": "data_loss"})), "22023", "defaults.allow", "expected an array"),
+        c("big_table_rows not a number", with(|v| v["defaults"] = json!({"big_table_rows": "1M"})), "22023", "defaults.big_table_rows", "expected a whole number"),
+        c("change reserved verify", with(|v| v["changes"][0]["verify"] = json!("SELECT true")), "0A000", "changes[0].verify", "field \"verify\" is not supported"),
+        c("change reserved revert", with(|v| v["changes"][0]["revert"] = json!("DROP TABLE a")), "0A000", "changes[0].revert", "is not supported"),
         c(
             "change bad lock_timeout",
             with(|v| v["changes"][0]["lock_timeout"] = json!(true)),
@@ -451,14 +446,13 @@ fn invalid_json_text_is_refused() {
 fn good_manifest_is_read_completely() {
     let v = with(|v| {
         v["format"] = json!(1);
-        v["requires"] =
-            json!({"postgres": ">=15", "extensions": ["plpgsql"], "pg_deploy": ">=0.1"});
-        v["defaults"] = json!({"lock_timeout": "2s", "statement_timeout": 900000, "search_path": "shop, public"});
-        v["changes"][0]["checksum"] = json!(pg_deploy_core::checksum::sha256_checksum(
-            b"CREATE TABLE a (id int);"
-        )
-        .to_uppercase()
-        .replace("SHA256:", "sha256:"));
+        v["requires"] = json!({"postgres": ">=15", "extensions": ["plpgsql"], "pg_deploy": ">=0.1"});
+        v["defaults"] = json!({"lock_timeout": "2s", "statement_timeout": 900000, "search_path": "shop, public",
+                                "lock_retries": 3, "allow": ["data_loss"], "big_table_rows": 10, "big_table_bytes": 1024});
+        v["changes"][2]["allow"] = json!(["table_rewrite", "access_exclusive"]);
+        v["changes"][0]["checksum"] = json!(pg_deploy_core::checksum::sha256_checksum(b"CREATE TABLE a (id int);")
+            .to_uppercase()
+            .replace("SHA256:", "sha256:"));
         v["changes"][1]["lock_timeout"] = json!("500ms");
     });
     let m = Manifest::from_value(&v).unwrap();
@@ -472,15 +466,26 @@ fn good_manifest_is_read_completely() {
     assert_eq!(effective.lock_timeout.as_deref(), Some("500ms"));
     assert_eq!(effective.search_path.as_deref(), Some("shop, public"));
     assert!(m.sha256.starts_with("sha256:"));
+    use pg_deploy_core::hazards::HazardKind;
+    assert_eq!(m.thresholds.rows, 10.0);
+    assert_eq!(m.thresholds.bytes, 1024);
+    assert_eq!(effective.lock_retries, Some(3));
+    assert_eq!(effective.allow, Some(vec![HazardKind::DataLoss]));
+    let view = m.changes[2].settings.over(&m.defaults);
+    assert_eq!(
+        view.allow,
+        Some(vec![HazardKind::TableRewrite, HazardKind::AccessExclusive])
+    );
 }
 
 #[test]
 fn manifest_sha256_ignores_key_order_and_spacing() {
-    let a = Manifest::from_json_str(
-        r#"{"project":"p","version":"1.0.0","changes":[{"id":"a","sql":"SELECT 1"}]}"#,
+    let a = Manifest::from_json_str(r#"{"project":"p","version":"1.0.0","changes":[{"id":"a","sql":"SELECT 1"}]}"#)
+        .unwrap();
+    let b = Manifest::from_json_str(
+        "{ \"changes\": [ {\"sql\": \"SELECT 1\", \"id\": \"a\"} ],\n \"version\": \"1.0.0\", \"project\": \"p\" }",
     )
     .unwrap();
-    let b = Manifest::from_json_str("{ \"changes\": [ {\"sql\": \"SELECT 1\", \"id\": \"a\"} ],\n \"version\": \"1.0.0\", \"project\": \"p\" }").unwrap();
     assert_eq!(a.sha256, b.sha256);
 }
 

@@ -1,0 +1,210 @@
+//! Before anything runs: every pending change is parsed, each statement
+//! classified, refused when it cannot work in a deployment, and checked for
+//! hazards against the catalogs. Shared by `deploy.apply` and `deploy.plan`.
+
+use crate::catalog::{SchemaCache, SpiCatalog};
+use crate::error::{ChangeLocation, DeployError};
+use crate::history::SessionFacts;
+use crate::statements::{self, Statement};
+use pg_deploy_core::analysis::{refusal, Facts, Refusal};
+use pg_deploy_core::hazards::{hazards, Hazard, HazardKind, Thresholds};
+use pg_deploy_core::manifest::{DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT};
+use pg_deploy_core::{Change, Manifest, Settings};
+use pgrx::spi::SpiClient;
+
+/// The settings a change runs under, every default resolved.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub search_path: String,
+    pub lock_timeout: String,
+    pub statement_timeout: String,
+    pub lock_retries: u32,
+    pub allow: Vec<HazardKind>,
+}
+
+impl RunSettings {
+    /// Change, then manifest defaults, then (search_path, lock_timeout) the
+    /// caller's session, then pg_deploy's defaults.
+    pub fn resolve(change: &Change, manifest: &Manifest, session: &SessionFacts) -> RunSettings {
+        let s: Settings = change.settings.over(&manifest.defaults);
+        let caller_lock_timeout = (session.lock_timeout != "0").then(|| session.lock_timeout.clone());
+        RunSettings {
+            search_path: s.search_path.unwrap_or_else(|| session.search_path.clone()),
+            lock_timeout: s
+                .lock_timeout
+                .or(caller_lock_timeout)
+                .unwrap_or_else(|| DEFAULT_LOCK_TIMEOUT.into()),
+            statement_timeout: s.statement_timeout.unwrap_or_else(|| DEFAULT_STATEMENT_TIMEOUT.into()),
+            lock_retries: s.lock_retries.unwrap_or(DEFAULT_LOCK_RETRIES),
+            allow: s.allow.unwrap_or_default(),
+        }
+    }
+
+    /// (GUC, value) pairs set for the change.
+    pub fn gucs(&self) -> [(&'static str, &str); 3] {
+        [
+            ("search_path", &self.search_path),
+            ("lock_timeout", &self.lock_timeout),
+            ("statement_timeout", &self.statement_timeout),
+        ]
+    }
+}
+
+/// One statement with what pg_deploy found out about it.
+#[derive(Debug, Clone)]
+pub struct AnalysedStatement {
+    pub statement: Statement,
+    pub refusal: Option<Refusal>,
+    pub hazards: Vec<Hazard>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChangeAnalysis {
+    pub statements: Vec<AnalysedStatement>,
+    pub settings: RunSettings,
+}
+
+impl ChangeAnalysis {
+    pub fn plain_statements(&self) -> Vec<Statement> {
+        self.statements.iter().map(|s| s.statement.clone()).collect()
+    }
+
+    /// The first reason this change must not run: a refused statement or a
+    /// hazard that is not allowed.
+    pub fn first_objection(&self, project: &str, change: &Change) -> Option<DeployError> {
+        for (i, s) in self.statements.iter().enumerate() {
+            let location = || ChangeLocation::of_statement(project, change, &self.plain_statements(), i, None);
+            if let Some(refusal) = &s.refusal {
+                return Some(DeployError::Refused {
+                    location: location(),
+                    refusal: refusal.clone(),
+                });
+            }
+            if let Some(hazard) = s.hazards.iter().find(|h| h.refused(&self.settings.allow)) {
+                return Some(DeployError::Hazard {
+                    location: location(),
+                    hazard: hazard.clone(),
+                });
+            }
+        }
+        None
+    }
+}
+
+pub fn analyse_change(
+    client: &mut SpiClient<'_>,
+    schemas: &mut SchemaCache,
+    project: &str,
+    change: &Change,
+    settings: RunSettings,
+    thresholds: &Thresholds,
+) -> Result<ChangeAnalysis, DeployError> {
+    let parsed = statements::split(&change.sql).map_err(|failure| DeployError::Syntax {
+        location: ChangeLocation::new(project, &change.id, &change.sql, failure.at),
+        error: failure.error,
+    })?;
+    let needs_catalog = parsed.iter().any(|s| !matches!(s.facts, Facts::Other));
+    let path = if needs_catalog {
+        schemas.get(client, &settings.search_path)?
+    } else {
+        Vec::new()
+    };
+    let mut catalog = SpiCatalog::new(client, path);
+    let mut statements = Vec::with_capacity(parsed.len());
+    for statement in parsed {
+        let refusal = refusal(&statement.kind, &statement.facts);
+        let lock = statement.lock.as_ref().map(|(_, mode)| *mode);
+        let found = if refusal.is_none() {
+            hazards(&statement.facts, lock, &mut catalog, thresholds)
+        } else {
+            Vec::new()
+        };
+        statements.push(AnalysedStatement {
+            statement,
+            refusal,
+            hazards: found,
+        });
+    }
+    if let Some(error) = catalog.error.take() {
+        return Err(error);
+    }
+    Ok(ChangeAnalysis { statements, settings })
+}
+
+/// Changes that add an enum value, and later changes whose SQL mentions it:
+/// the value cannot be used before the transaction that added it commits (55P04).
+pub fn enum_value_uses(changes: &[(&Change, &ChangeAnalysis)]) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    for (i, (adder, analysis)) in changes.iter().enumerate() {
+        for s in &analysis.statements {
+            let Facts::AddEnumValue { type_name, value } = &s.statement.facts else {
+                continue;
+            };
+            let literal = format!("'{}'", value.replace('\'', "''"));
+            if adder.sql[s.statement.end..].contains(&literal) {
+                found.push((
+                    adder.id.clone(),
+                    adder.id.clone(),
+                    format!("{type_name} value {literal}"),
+                ));
+            }
+            for (user, _) in &changes[i + 1..] {
+                if user.sql.contains(&literal) {
+                    found.push((
+                        adder.id.clone(),
+                        user.id.clone(),
+                        format!("{type_name} value {literal}"),
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Analyses every change that will run (`runs[i]`), in manifest order.
+pub fn analyse_pending(
+    client: &mut SpiClient<'_>,
+    manifest: &Manifest,
+    runs: &[bool],
+    session: &SessionFacts,
+) -> Result<Vec<Option<ChangeAnalysis>>, DeployError> {
+    let mut schemas = SchemaCache::default();
+    let mut out = Vec::with_capacity(manifest.changes.len());
+    for (change, &runs) in manifest.changes.iter().zip(runs) {
+        if !runs {
+            out.push(None);
+            continue;
+        }
+        let settings = RunSettings::resolve(change, manifest, session);
+        out.push(Some(analyse_change(
+            client,
+            &mut schemas,
+            &manifest.project,
+            change,
+            settings,
+            &manifest.thresholds,
+        )?));
+    }
+    Ok(out)
+}
+
+/// Warnings about values that need a commit, naming both changes.
+pub fn enum_warnings(manifest: &Manifest, analyses: &[Option<ChangeAnalysis>]) -> Vec<String> {
+    let pending: Vec<(&Change, &ChangeAnalysis)> = manifest
+        .changes
+        .iter()
+        .zip(analyses)
+        .filter_map(|(c, a)| a.as_ref().map(|a| (c, a)))
+        .collect();
+    enum_value_uses(&pending)
+        .into_iter()
+        .map(|(adder, user, what)| {
+            format!(
+                "change \"{user}\" appears to use {what}, added by change \"{adder}\" in the same deployment; \
+                 PostgreSQL refuses new enum values before the transaction that added them commits (55P04): \
+                 split the release in two"
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,187 @@
+//! Answers the hazard rules' questions from the catalogs, for one change.
+//! Unqualified names resolve along the change's own search_path.
+
+use crate::error::DeployError;
+use crate::subxact::GucLevel;
+use pg_deploy_core::analysis::ObjectName;
+use pg_deploy_core::hazards::{Catalog, TableFacts};
+use pgrx::spi::SpiClient;
+use std::collections::HashMap;
+
+pub struct SpiCatalog<'a, 'conn> {
+    client: &'a mut SpiClient<'conn>,
+    /// Schemas of the change's search_path, in order (pg_catalog and pg_temp included).
+    schemas: Vec<String>,
+    /// The first query error, kept: the trait's answers cannot carry it.
+    pub error: Option<DeployError>,
+}
+
+/// The schemas a search_path setting resolves to, as `current_schemas(true)` says.
+pub fn schemas_of(client: &mut SpiClient<'_>, search_path: &str) -> Result<Vec<String>, DeployError> {
+    let level = GucLevel::open();
+    let schemas = client
+        .update(
+            "SELECT pg_catalog.set_config('search_path', $1, true),
+                    pg_catalog.current_schemas(true)::pg_catalog.text[]",
+            Some(1),
+            &[search_path.into()],
+        )
+        .and_then(|t| t.first().get::<Vec<String>>(2));
+    level.restore();
+    Ok(schemas?.unwrap_or_default())
+}
+
+impl<'a, 'conn> SpiCatalog<'a, 'conn> {
+    pub fn new(client: &'a mut SpiClient<'conn>, schemas: Vec<String>) -> Self {
+        SpiCatalog {
+            client,
+            schemas,
+            error: None,
+        }
+    }
+
+    fn keep<T>(&mut self, result: Result<T, pgrx::spi::Error>, fallback: T) -> T {
+        result.unwrap_or_else(|e| {
+            self.error.get_or_insert(DeployError::from(e));
+            fallback
+        })
+    }
+}
+
+const TABLE: &str = "
+    SELECT c.oid::pg_catalog.int8, pg_catalog.concat(n.nspname, '.', c.relname),
+           c.reltuples::pg_catalog.float8, pg_catalog.pg_total_relation_size(c.oid)
+      FROM pg_catalog.unnest($3::pg_catalog.text[]) WITH ORDINALITY AS s(nsp, ord)
+      JOIN pg_catalog.pg_namespace n ON n.nspname = s.nsp
+      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = $2
+     WHERE c.relkind IN ('r', 'p', 'm') AND ($1 IS NULL OR n.nspname = $1)
+     ORDER BY s.ord
+     LIMIT 1";
+
+impl Catalog for SpiCatalog<'_, '_> {
+    fn table(&mut self, name: &ObjectName) -> Option<TableFacts> {
+        // A qualified name is looked up in its own schema, whatever the path.
+        let schemas = match &name.schema {
+            Some(schema) => vec![schema.clone()],
+            None => self.schemas.clone(),
+        };
+        let result = self
+            .client
+            .update(
+                TABLE,
+                Some(1),
+                &[name.schema.clone().into(), name.name.as_str().into(), schemas.into()],
+            )
+            .and_then(|t| {
+                if t.is_empty() {
+                    return Ok(None);
+                }
+                let row = t.first();
+                Ok(Some(TableFacts {
+                    oid: row.get::<i64>(1)?.unwrap_or(0) as u32,
+                    name: row.get::<String>(2)?.unwrap_or_default(),
+                    rows: row.get::<f64>(3)?.unwrap_or(-1.0),
+                    bytes: row.get::<i64>(4)?.unwrap_or(0),
+                }))
+            });
+        self.keep(result, None)
+    }
+
+    fn schema_tables(&mut self, schema: &str) -> Option<TableFacts> {
+        let result = self
+            .client
+            .update(
+                "SELECT pg_catalog.sum(pg_catalog.greatest(c.reltuples, 0))::pg_catalog.float8,
+                        pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid))::pg_catalog.int8
+                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'm')
+                 HAVING pg_catalog.count(*) > 0",
+                Some(1),
+                &[schema.into()],
+            )
+            .and_then(|t| {
+                if t.is_empty() {
+                    return Ok(None);
+                }
+                let row = t.first();
+                Ok(Some(TableFacts {
+                    oid: 0,
+                    name: format!("{schema}.*"),
+                    rows: row.get::<f64>(1)?.unwrap_or(0.0),
+                    bytes: row.get::<i64>(2)?.unwrap_or(0),
+                }))
+            });
+        self.keep(result, None)
+    }
+
+    fn any_volatile(&mut self, functions: &[String]) -> bool {
+        if functions.is_empty() {
+            return false;
+        }
+        let result = self
+            .client
+            .update(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_proc
+                                 WHERE proname::pg_catalog.text = ANY ($1) AND provolatile = 'v')",
+                Some(1),
+                &[functions.to_vec().into()],
+            )
+            .and_then(|t| t.first().get_one::<bool>());
+        self.keep(result, None).unwrap_or(true)
+    }
+
+    fn type_change_rewrites(&mut self, table: &TableFacts, column: &str, new_type: &str) -> bool {
+        let result = self
+            .client
+            .update(
+                "SELECT a.atttypid IS DISTINCT FROM t.oid
+                        AND NOT EXISTS (SELECT FROM pg_catalog.pg_cast
+                                         WHERE castsource = a.atttypid AND casttarget = t.oid AND castmethod = 'b')
+                   FROM pg_catalog.pg_attribute a,
+                        LATERAL (SELECT pg_catalog.to_regtype($3)::pg_catalog.oid AS oid) t
+                  WHERE a.attrelid = $1::pg_catalog.oid AND a.attname = $2 AND NOT a.attisdropped",
+                Some(1),
+                &[i64::from(table.oid).into(), column.into(), new_type.into()],
+            )
+            .and_then(|t| {
+                if t.is_empty() {
+                    Ok(None)
+                } else {
+                    t.first().get_one::<bool>()
+                }
+            });
+        // An unknown column or type: the statement will fail or rewrite; assume the worst.
+        self.keep(result, None).unwrap_or(true)
+    }
+
+    fn not_null_proven(&mut self, table: &TableFacts, column: &str) -> bool {
+        let result = self
+            .client
+            .update(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_constraint
+                                 WHERE conrelid = $1::pg_catalog.oid AND contype = 'c' AND convalidated
+                                   AND pg_catalog.strpos(pg_catalog.pg_get_constraintdef(oid),
+                                         pg_catalog.concat('(', pg_catalog.quote_ident($2), ' IS NOT NULL)')) > 0)",
+                Some(1),
+                &[i64::from(table.oid).into(), column.into()],
+            )
+            .and_then(|t| t.first().get_one::<bool>());
+        self.keep(result, None).unwrap_or(false)
+    }
+}
+
+/// Catalog lookups along one search_path are the same for every change that
+/// uses it, so the resolved schemas are computed once per path.
+#[derive(Default)]
+pub struct SchemaCache(HashMap<String, Vec<String>>);
+
+impl SchemaCache {
+    pub fn get(&mut self, client: &mut SpiClient<'_>, search_path: &str) -> Result<Vec<String>, DeployError> {
+        if let Some(schemas) = self.0.get(search_path) {
+            return Ok(schemas.clone());
+        }
+        let schemas = schemas_of(client, search_path)?;
+        self.0.insert(search_path.to_string(), schemas.clone());
+        Ok(schemas)
+    }
+}

@@ -1,0 +1,188 @@
+// Included into `pg_tests::tests`: statement analysis, deploy.plan, hazards.
+
+fn plan_of(manifest: &Value, options: &Value) -> Value {
+    Spi::get_one_with_args::<JsonB>(
+        "SELECT deploy.plan($1, $2)",
+        &[JsonB(manifest.clone()).into(), JsonB(options.clone()).into()],
+    )
+    .expect("plan runs")
+    .expect("plan returns a report")
+    .0
+}
+
+/// The refusal SQLSTATE deploy.plan gives each statement kind, without running anything.
+#[pg_test]
+fn statement_kinds_are_classified_before_anything_runs() {
+    #[rustfmt::skip]
+    let cases: &[(&str, Option<&str>)] = &[
+        // transaction control
+        ("BEGIN", Some("2D000")), ("START TRANSACTION", Some("2D000")), ("COMMIT", Some("2D000")),
+        ("END", Some("2D000")), ("ROLLBACK", Some("2D000")), ("ABORT", Some("2D000")),
+        ("SAVEPOINT s", Some("2D000")), ("RELEASE SAVEPOINT s", Some("2D000")),
+        ("ROLLBACK TO SAVEPOINT s", Some("2D000")), ("PREPARE TRANSACTION 'x'", Some("2D000")),
+        ("COMMIT PREPARED 'x'", Some("2D000")), ("ROLLBACK PREPARED 'x'", Some("2D000")),
+        // cannot run inside a transaction block
+        ("CREATE INDEX CONCURRENTLY i ON t (a)", Some("25001")), ("CREATE UNIQUE INDEX CONCURRENTLY i ON t (a)", Some("25001")),
+        ("DROP INDEX CONCURRENTLY i", Some("25001")), ("REINDEX INDEX CONCURRENTLY i", Some("25001")),
+        ("REINDEX TABLE CONCURRENTLY t", Some("25001")), ("REINDEX DATABASE d", Some("25001")),
+        ("REINDEX SYSTEM d", Some("25001")), ("VACUUM", Some("25001")), ("VACUUM FULL t", Some("25001")),
+        ("VACUUM (ANALYZE) t", Some("25001")), ("CREATE DATABASE d", Some("25001")), ("DROP DATABASE d", Some("25001")),
+        ("ALTER DATABASE d SET TABLESPACE x", Some("25001")), ("CREATE TABLESPACE x LOCATION '/tmp/x'", Some("25001")),
+        ("DROP TABLESPACE x", Some("25001")), ("ALTER SYSTEM SET work_mem = '1MB'", Some("25001")),
+        ("ALTER SYSTEM RESET ALL", Some("25001")), ("CLUSTER", Some("25001")),
+        ("CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p", Some("25001")), ("DROP SUBSCRIPTION s", Some("25001")),
+        ("ALTER TABLE t DETACH PARTITION p CONCURRENTLY", Some("25001")),
+        // would outlive the deployment in a (pooled) session, or needs a client
+        ("DISCARD ALL", Some("0A000")), ("DISCARD PLANS", Some("0A000")), ("LISTEN c", Some("0A000")),
+        ("UNLISTEN *", Some("0A000")), ("PREPARE q AS SELECT 1", Some("0A000")), ("DEALLOCATE q", Some("0A000")),
+        ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", Some("0A000")), ("LOAD 'auto_explain'", Some("0A000")),
+        ("CREATE TEMP TABLE tt (a int)", Some("0A000")), ("CREATE TEMP TABLE tt AS SELECT 1", Some("0A000")),
+        ("COPY t FROM STDIN", Some("0A000")), ("COPY t TO STDOUT", Some("0A000")),
+        // fine inside a deployment
+        ("CREATE TABLE t (a int)", None), ("CREATE TEMP TABLE tt (a int) ON COMMIT DROP", None),
+        ("CREATE INDEX i ON t (a)", None), ("ANALYZE t", None), ("CLUSTER t USING i", None), ("REINDEX TABLE t", None),
+        ("ALTER DATABASE d SET work_mem = '1MB'", None), ("SET search_path = x", None),
+        ("SET LOCAL lock_timeout = '1s'", None), ("RESET ALL", None), ("DECLARE c CURSOR FOR SELECT 1", None),
+        ("NOTIFY c", None), ("COPY t FROM '/tmp/x.csv'", None), ("INSERT INTO t VALUES (1)", None),
+        ("UPDATE t SET a = 1", None), ("DELETE FROM t WHERE a = 1", None), ("CREATE VIEW v AS SELECT 1", None),
+        ("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", None), ("DO $$ BEGIN END $$", None),
+        ("ALTER TYPE e ADD VALUE 'x'", None), ("GRANT SELECT ON t TO PUBLIC", None), ("COMMENT ON TABLE t IS 'x'", None),
+        ("CREATE EXTENSION IF NOT EXISTS x", None), ("LOCK TABLE t IN SHARE MODE", None), ("CREATE SCHEMA s", None),
+        ("ALTER TABLE t ADD COLUMN b int", None), ("TRUNCATE t", None), ("CHECKPOINT", None), ("CALL p()", None),
+        ("ALTER TABLE t DETACH PARTITION p", None), ("CREATE MATERIALIZED VIEW mv AS SELECT 1", None),
+    ];
+    assert!(cases.len() >= 40);
+    let changes: Vec<Value> =
+        cases.iter().enumerate().map(|(i, (sql, _))| json!({"id": format!("c{i}"), "sql": sql})).collect();
+    let report = plan_of(&json!({"project": "kinds", "version": "1.0.0", "changes": changes}), &json!({}));
+    assert_eq!(report["outcome"], "refused");
+    assert_eq!(report["execution"]["executed"], false);
+    let mut wrong = Vec::new();
+    for (i, (sql, want)) in cases.iter().enumerate() {
+        let statement = &report["changes"][i]["statements"][0];
+        let got = statement["refusal"]["sqlstate"].as_str();
+        if got != *want {
+            wrong.push(format!("{sql}: got {got:?}, wanted {want:?}"));
+        }
+        if want.is_some() && report["changes"][i]["action"] != "refuse" {
+            wrong.push(format!("{sql}: action {}", report["changes"][i]["action"]));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(one::<i64>("SELECT count(*) FROM deploy.deployments"), Some(0), "plan records nothing");
+}
+
+#[pg_test]
+fn refused_statements_stop_apply_before_anything_runs() {
+    let m = json!({"project": "r", "version": "1.0.0", "changes": [
+        {"id": "a", "sql": "CREATE TABLE r_t (a int);"},
+        {"id": "b", "sql": "SELECT 1;\n  CREATE INDEX CONCURRENTLY ON r_t (a);"}]});
+    let got = try_apply(&m, &json!({}));
+    assert!(got.starts_with("25001: change \"b\" of project \"r\" cannot run at line 2, column 3: CREATE INDEX cannot run inside a transaction block"), "{got}");
+    assert_eq!(one::<bool>("SELECT to_regclass('r_t') IS NULL"), Some(true));
+}
+
+#[pg_test]
+fn plan_executes_and_rolls_back_leaving_no_trace() {
+    Spi::run("SET search_path = public").unwrap();
+    let m = json!({"project": "p", "version": "1.0.0", "defaults": {"search_path": "pg_catalog"},
+                   "changes": [{"id": "a", "sql": "CREATE TABLE public.plan_t (a int); SET work_mem = '7MB';"},
+                               {"id": "b", "sql": "INSERT INTO public.plan_t VALUES (1)"}]});
+    let report = plan_of(&m, &json!({}));
+    assert_eq!(report["outcome"], "would apply");
+    assert_eq!(report["execution"]["ok"], true, "{report}");
+    assert_eq!(report["changes"][0]["action"], "apply");
+    assert_eq!(report["changes"][1]["statements"][0]["locks"][0]["mode"], "RowExclusiveLock");
+    assert_eq!(one::<bool>("SELECT to_regclass('public.plan_t') IS NULL"), Some(true));
+    assert_eq!(one::<String>("SELECT current_setting('search_path')").as_deref(), Some("public"));
+    assert_ne!(one::<String>("SELECT current_setting('work_mem')").as_deref(), Some("7MB"));
+    assert_eq!(one::<i64>("SELECT count(*) FROM deploy.projects"), Some(0));
+    let failing = json!({"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "SELECT 1;\nSELECT 1/0"}]});
+    let report = plan_of(&failing, &json!({}));
+    assert_eq!(report["execution"]["ok"], false);
+    assert_eq!(report["execution"]["sqlstate"], "22012");
+    assert_eq!(report["execution"]["line"], 2);
+    assert_eq!(plan_of(&failing, &json!({"execute": false}))["execution"]["executed"], false);
+}
+
+#[pg_test]
+fn hazards_on_a_big_table_are_refused_unless_allowed() {
+    Spi::run(
+        "CREATE TABLE big (id int PRIMARY KEY, v text, other int);
+         INSERT INTO big SELECT g, md5(g::text), g FROM generate_series(1, 1000000) g;
+         CREATE TABLE small (id int PRIMARY KEY);
+         INSERT INTO small VALUES (1);
+         ANALYZE big; ANALYZE small;",
+    )
+    .unwrap();
+    let m = |sql: &str, allow: Value| {
+        json!({"project": "h", "version": "1.0.0", "changes": [{"id": "c", "sql": sql, "allow": allow}]})
+    };
+    #[rustfmt::skip]
+    let cases: &[(&str, &[&str], bool)] = &[
+        ("CREATE INDEX ON big (v)", &["blocking_index_build"], true),
+        ("CREATE INDEX ON small (id)", &["blocking_index_build"], false),
+        ("ALTER TABLE big ALTER COLUMN other TYPE bigint", &["table_rewrite", "access_exclusive"], true),
+        ("ALTER TABLE big ALTER COLUMN v TYPE varchar", &["access_exclusive"], true),
+        ("ALTER TABLE big ADD COLUMN r float8 DEFAULT random()", &["table_rewrite", "access_exclusive"], true),
+        ("ALTER TABLE big ADD COLUMN s serial", &["table_rewrite", "access_exclusive"], true),
+        ("ALTER TABLE big ADD COLUMN n timestamptz DEFAULT now()", &["access_exclusive"], true),
+        ("ALTER TABLE big ADD CONSTRAINT fk FOREIGN KEY (other) REFERENCES small (id)", &["validating_constraint"], true),
+        ("ALTER TABLE big ADD CONSTRAINT fk FOREIGN KEY (other) REFERENCES small (id) NOT VALID", &[], false),
+        ("ALTER TABLE big ADD CONSTRAINT c CHECK (other > 0)", &["validating_constraint", "access_exclusive"], true),
+        ("ALTER TABLE big ALTER COLUMN v SET NOT NULL", &["validating_constraint", "access_exclusive"], true),
+        ("ALTER TABLE big DROP COLUMN v", &["data_loss", "access_exclusive"], true),
+        ("DROP TABLE small", &["data_loss"], true),
+        ("TRUNCATE big", &["data_loss"], true),
+        ("DELETE FROM small", &["data_loss"], true),
+        ("DELETE FROM small WHERE id = 2", &[], false),
+        ("CREATE TABLE fresh (a int); CREATE INDEX ON fresh (a)", &[], false),
+    ];
+    let mut wrong = Vec::new();
+    for (sql, kinds, refused) in cases {
+        let report = plan_of(&m(sql, json!([])), &json!({"execute": false}));
+        let change = &report["changes"][0];
+        let got: Vec<String> = change["statements"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["hazards"].as_array().cloned().unwrap_or_default())
+            .map(|h| h["kind"].as_str().unwrap_or("").to_string())
+            .collect();
+        let got_refused = change["action"] == "refuse";
+        if got != *kinds || got_refused != *refused {
+            wrong.push(format!("{sql}: got {got:?} refused={got_refused}, wanted {kinds:?} refused={refused}"));
+        }
+        if *refused {
+            let allowed = plan_of(&m(sql, json!(kinds)), &json!({"execute": false}));
+            if allowed["changes"][0]["action"] != "apply" {
+                wrong.push(format!("{sql}: still refused with allow {kinds:?}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    // Evidence in the error, and apply honours allow.
+    let got = try_apply(&m("ALTER TABLE big ALTER COLUMN other TYPE bigint", json!([])), &json!({}));
+    assert!(got.starts_with("55000: change \"c\" of project \"h\" has the hazard table_rewrite"), "{got}");
+    assert!(got.contains("public.big (~1000000 rows"), "{got}");
+    let ok = apply(&m("ALTER TABLE big ADD COLUMN n int", json!(["access_exclusive"])));
+    assert_eq!(ok["outcome"], "applied");
+    // Thresholds are configurable: with a 10-billion-row bar the table is not big.
+    let lenient = json!({"project": "h2", "version": "1.0.0", "defaults": {"big_table_rows": 10_000_000_000u64, "big_table_bytes": 1_000_000_000_000u64},
+                         "changes": [{"id": "c", "sql": "CREATE INDEX ON big (v)"}]});
+    assert_eq!(plan_of(&lenient, &json!({"execute": false}))["changes"][0]["action"], "apply");
+}
+
+#[pg_test]
+fn enum_values_used_before_commit_are_explained() {
+    let m = json!({"project": "e", "version": "1.0.0", "changes": [
+        {"id": "a", "sql": "CREATE TYPE mood AS ENUM ('sad')"},
+        {"id": "b", "sql": "ALTER TYPE mood ADD VALUE 'happy'"},
+        {"id": "c", "sql": "SELECT 'happy'::mood"}]});
+    let report = plan_of(&m, &json!({"execute": false}));
+    let warning = report["warnings"][0].as_str().unwrap_or("");
+    assert!(warning.contains("change \"c\"") && warning.contains("change \"b\"") && warning.contains("split the release"), "{warning}");
+    let got = try_apply(&m, &json!({}));
+    assert!(got.starts_with("55P04: change \"c\" of project \"e\" failed"), "{got}");
+}
