@@ -1,0 +1,10 @@
+.PHONY: demo test bench
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash scripts/test.sh
+
+bench:
+	bash bench/run.sh

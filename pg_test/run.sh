@@ -1,0 +1,370 @@
+#!/usr/bin/env bash
+# End-to-end tests of pg_deploy against a real cluster (port 5498) with
+# pgbouncer in transaction mode in front of it (port 6498).
+# Assumes the extension is installed (scripts/setup.sh).
+# Usage: pg_test/run.sh [t_name ...]   (default: all tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PORT=${PORT:-5498}
+BOUNCER_PORT=${BOUNCER_PORT:-6498}
+EXAMPLES=$ROOT/examples/bookings
+
+TMP=$(mktemp -d /tmp/pg_deploy_e2e.XXXXXX)
+cleanup() {
+  if [ -f "$TMP/pgbouncer.pid" ]; then kill "$(cat "$TMP/pgbouncer.pid")" 2>/dev/null || true; fi
+  bash "$ROOT/scripts/cluster.sh" stop "$TMP" || true
+  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+bash scripts/cluster.sh start "$TMP" "$PORT"
+eval "$(bash scripts/cluster.sh env "$TMP")"
+
+# pgbouncer: trust auth still needs the user listed in auth_file.
+echo '"postgres" ""' >"$TMP/userlist.txt"
+cat >"$TMP/pgbouncer.ini" <<EOF
+[databases]
+* = host=$TMP/sock port=$PORT
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $TMP/userlist.txt
+pool_mode = transaction
+max_client_conn = 100
+default_pool_size = 20
+logfile = $TMP/pgbouncer.log
+pidfile = $TMP/pgbouncer.pid
+EOF
+chown postgres: "$TMP/pgbouncer.ini" "$TMP/userlist.txt"
+runuser -u postgres -- /usr/sbin/pgbouncer -d -q "$TMP/pgbouncer.ini"
+for _ in $(seq 50); do
+  psql -X -h 127.0.0.1 -p "$BOUNCER_PORT" -d postgres -Atc 'SELECT 1' >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+mkdir -p "$TMP/m" "$TMP/out"
+
+# ---------------------------------------------------------------- helpers
+
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -At)
+
+# newdb: fresh database with the extension, named after the running test.
+newdb() {
+  DB=e2e_${CURRENT#t_}
+  createdb "$DB"
+  q "CREATE EXTENSION pg_deploy;"
+}
+
+# q SQL: run SQL in $DB, print rows unaligned.
+q() { "${PSQL[@]}" -d "$DB" -c "$1"; }
+
+# apply FILE [OPTIONS] [extra psql args]: print the report (compact JSON).
+apply() {
+  local file=$1 opts=${2:-'{}'}
+  shift $(( $# < 2 ? $# : 2 ))
+  "${PSQL[@]}" -d "$DB" "$@" -v manifest="$(cat "$file")" -v opts="$opts" <<'SQL'
+SELECT deploy.apply(:'manifest'::jsonb, :'opts'::jsonb);
+SQL
+}
+
+# apply_err SQLSTATE FILE [OPTIONS]: the apply must fail with SQLSTATE; prints the error.
+apply_err() {
+  local state=$1 file=$2 opts=${3:-'{}'} out
+  if out=$("${PSQL[@]}" -d "$DB" -v manifest="$(cat "$file")" -v opts="$opts" 2>&1 <<'SQL'
+\set VERBOSITY verbose
+SELECT deploy.apply(:'manifest'::jsonb, :'opts'::jsonb);
+SQL
+  ); then
+    echo "expected SQLSTATE $state, but apply succeeded: $out" >&2; return 1
+  fi
+  if ! grep -q "^ERROR:  $state:" <<<"$out"; then
+    echo "expected SQLSTATE $state, got: $out" >&2; return 1
+  fi
+  printf '%s\n' "$out"
+}
+
+# j JSON EXPR: evaluate a python expression over the parsed JSON `r`.
+j() {
+  python3 -c 'import json, sys
+r = json.loads(sys.argv[1]); v = eval(sys.argv[2])
+print(v if isinstance(v, str) else json.dumps(v, sort_keys=True))' "$1" "$2"
+}
+
+# jedit IN OUT STMT: write manifest IN to OUT after running a python statement on `m`.
+jedit() {
+  python3 -c 'import json, sys
+m = json.load(open(sys.argv[1])); exec(sys.argv[3]); json.dump(m, open(sys.argv[2], "w"))' "$@"
+}
+
+eq() { # eq ACTUAL EXPECTED WHAT
+  if [ "$1" != "$2" ]; then
+    printf '%s: expected [%s], got [%s]\n' "$3" "$2" "$1" >&2; return 1
+  fi
+}
+has() { # has TEXT PATTERN WHAT  (extended regex)
+  if ! grep -Eq -- "$2" <<<"$1"; then
+    printf '%s: /%s/ not found in:\n%s\n' "$3" "$2" "$1" >&2; return 1
+  fi
+}
+
+# sql_sum FILE ID: "sha256:<hex>" of a change's sql.
+sql_sum() {
+  python3 -c 'import hashlib, json, sys
+c = next(c for c in json.load(open(sys.argv[1]))["changes"] if c["id"] == sys.argv[2])
+print("sha256:" + hashlib.sha256(c["sql"].encode()).hexdigest())' "$1" "$2"
+}
+
+n_changes() { python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["changes"]))' "$1"; }
+
+# A few small versioned changes; the sleep widens the race between appliers.
+write_race_manifest() {
+  cat >"$1" <<'JSON'
+{"project": "race", "version": "1.0.0",
+ "changes": [
+   {"id": "r1", "sql": "CREATE TABLE race_a (id int PRIMARY KEY);"},
+   {"id": "r2", "sql": "SELECT pg_sleep(0.5); CREATE TABLE race_b (id int REFERENCES race_a);", "requires": ["r1"]},
+   {"id": "r3", "sql": "CREATE INDEX race_b_id ON race_b (id);", "requires": ["r2"]},
+   {"id": "r4", "sql": "INSERT INTO race_a VALUES (1), (2), (3);", "requires": ["r1"]}
+ ]}
+JSON
+}
+
+# race HOST PORT: 8 appliers at once; exactly one applies, seven see a no-op.
+race() {
+  local host=$1 port=$2 m=$TMP/m/race.json i pids=() fails=0
+  write_race_manifest "$m"
+  for i in 1 2 3 4 5 6 7 8; do
+    apply "$m" '{}' -h "$host" -p "$port" >"$TMP/out/$DB.$i" 2>"$TMP/out/$DB.$i.err" &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then
+      fails=$((fails + 1)); cat "$TMP/out/$DB.$((i + 1)).err" >&2
+    fi
+  done
+  eq "$fails" 0 "appliers that failed"
+  local outcomes
+  outcomes=$(for i in 1 2 3 4 5 6 7 8; do j "$(cat "$TMP/out/$DB.$i")" 'r["outcome"]'; done | sort | uniq -c | awk '{print $2 "=" $1}' | paste -sd' ')
+  eq "$outcomes" "applied=1 no-op=7" "outcomes"
+  eq "$(q "SELECT string_agg(change_id || '=' || n, ' ' ORDER BY change_id)
+           FROM (SELECT change_id, count(*) n FROM deploy.change_log WHERE project = 'race' GROUP BY 1) s")" \
+     "r1=1 r2=1 r3=1 r4=1" "change_log rows per change"
+  eq "$(q "SELECT count(*) FROM race_a")" 3 "rows inserted once"
+}
+
+# ---------------------------------------------------------------- tests
+
+t_reapply_is_noop() {
+  newdb
+  local r n
+  r=$(apply "$EXAMPLES/v1.json")
+  eq "$(j "$r" 'r["outcome"]')" applied "first outcome"
+  n=$(n_changes "$EXAMPLES/v1.json")
+  eq "$(j "$r" 'len(r["applied"])')" "$n" "first: applied count"
+  r=$(apply "$EXAMPLES/v1.json")
+  eq "$(j "$r" 'r["outcome"]')" no-op "second outcome"
+  eq "$(j "$r" 'r["applied"]')" "[]" "second: applied"
+  eq "$(j "$r" 'r["rerun"]')" "[]" "second: rerun"
+  eq "$(j "$r" 'len(r["skipped"])')" "$n" "second: skipped count"
+}
+
+t_checksum_mismatch() {
+  newdb
+  local m=$TMP/m/changed.json err r
+  apply "$EXAMPLES/v1.json" >/dev/null
+  jedit "$EXAMPLES/v1.json" "$m" '
+c = next(c for c in m["changes"] if c["id"] == "0004-customers")
+c["sql"] = c["sql"].replace("full_name  text", "full_name text")'
+  err=$(apply_err 23000 "$m")
+  has "$err" "$(sql_sum "$EXAMPLES/v1.json" 0004-customers)" "applied checksum in message"
+  has "$err" "$(sql_sum "$m" 0004-customers)" "manifest checksum in message"
+  has "$err" '0004-customers' "change id in message"
+  r=$(apply "$m" '{"accept_changed": ["0004-customers"], "reason": "typo fix"}')
+  eq "$(j "$r" 'r["accepted"]')" '["0004-customers"]' "accepted"
+  eq "$(j "$r" 'r["applied"]')" "[]" "nothing re-run"
+  eq "$(q "SELECT count(*) FROM deploy.change_log WHERE change_id = '0004-customers' AND action = 'accepted'")" 1 "accepted logged"
+  # Once accepted, the new text is the applied one.
+  r=$(apply "$m")
+  eq "$(j "$r" 'r["outcome"]')" no-op "after accept"
+}
+
+t_failure_leaves_nothing() {
+  newdb
+  local m=$TMP/m/fail.json err
+  cat >"$m" <<'JSON'
+{"project": "failing", "version": "1.0.0",
+ "changes": [
+   {"id": "f1", "sql": "CREATE TABLE f1 (id int);"},
+   {"id": "f2", "sql": "CREATE TABLE f2 (id int);"},
+   {"id": "f3-divide", "sql": "CREATE TABLE f3 (id int);\nSELECT 1/0;"}
+ ]}
+JSON
+  err=$(apply_err 22012 "$m")
+  has "$err" 'f3-divide' "change id in message"
+  has "$err" 'failing' "project in message"
+  has "$err" 'line 2, column [0-9]+' "line/column in message"
+  eq "$(q "SELECT count(*) FROM pg_class WHERE relname IN ('f1', 'f2', 'f3')")" 0 "objects left"
+  eq "$(q "SELECT count(*) FROM deploy.status('failing')")" 0 "status rows"
+  eq "$(q "SELECT count(*) FROM deploy.deployments")" 0 "deployments rows"
+}
+
+t_rollback_leaves_nothing() {
+  newdb
+  "${PSQL[@]}" -d "$DB" -v manifest="$(cat "$EXAMPLES/v1.json")" >/dev/null <<'SQL'
+BEGIN;
+SELECT deploy.apply(:'manifest'::jsonb);
+ROLLBACK;
+SQL
+  eq "$(q "SELECT count(*) FROM pg_namespace WHERE nspname = 'bookings'")" 0 "schema bookings"
+  eq "$(q "SELECT count(*) FROM deploy.deployments")" 0 "deployments rows"
+  eq "$(q "SELECT count(*) FROM deploy.change_log")" 0 "change_log rows"
+  eq "$(q "SELECT count(*) FROM deploy.status()")" 0 "status rows"
+}
+
+t_guc_restore() {
+  newdb
+  local m=$TMP/m/guc.json out
+  cat >"$m" <<'JSON'
+{"project": "guc", "version": "1.0.0",
+ "defaults": {"statement_timeout": "45s", "lock_timeout": "3s"},
+ "changes": [
+   {"id": "g1", "sql": "SET search_path = elsewhere; SET lock_timeout = '1s'; CREATE TABLE t (x int);"}
+ ]}
+JSON
+  q "CREATE SCHEMA elsewhere;"
+  out=$("${PSQL[@]}" -d "$DB" -v manifest="$(cat "$m")" 2>"$TMP/out/guc.err" <<'SQL'
+SET search_path = public;
+SET lock_timeout = '7s';
+SELECT deploy.apply(:'manifest'::jsonb) IS NOT NULL;
+SHOW search_path;
+SHOW lock_timeout;
+SHOW statement_timeout;
+SQL
+  ) || { cat "$TMP/out/guc.err" >&2; return 1; }
+  eq "$(paste -sd' ' <<<"$out")" "t public 7s 0" "session GUCs after apply"
+  eq "$(q "SELECT to_regclass('elsewhere.t') IS NOT NULL")" t "table created in elsewhere"
+}
+
+t_concurrent_8() {
+  newdb
+  race "$PGHOST" "$PGPORT"
+}
+
+t_concurrent_8_pgbouncer() {
+  newdb
+  race 127.0.0.1 "$BOUNCER_PORT"
+}
+
+t_nowait_lock() {
+  newdb
+  local m=$TMP/m/nowait.json a_pid t0 t1 err
+  cat >"$m" <<'JSON'
+{"project": "nowait", "version": "1.0.0",
+ "changes": [{"id": "n1", "sql": "CREATE TABLE n1 (id int);"}]}
+JSON
+  PGAPPNAME=nowait_a "${PSQL[@]}" -d "$DB" -v manifest="$(cat "$m")" >"$TMP/out/nowait_a" 2>&1 <<'SQL' &
+BEGIN;
+SELECT deploy.apply(:'manifest'::jsonb) IS NOT NULL;
+SELECT pg_sleep(3);
+COMMIT;
+SQL
+  a_pid=$!
+  # Wait until session A sleeps, i.e. holds the project lock inside its transaction.
+  for _ in $(seq 100); do
+    [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'nowait_a' AND query LIKE '%pg_sleep(3)%'")" = 1 ] && break
+    sleep 0.05
+  done
+  t0=$(date +%s%N)
+  err=$(apply_err 55P03 "$m" '{"wait": false}')
+  t1=$(date +%s%N)
+  if (( (t1 - t0) / 1000000 > 2000 )); then
+    echo "wait=false took $(( (t1 - t0) / 1000000 )) ms: it waited for the lock" >&2; return 1
+  fi
+  wait "$a_pid" || { cat "$TMP/out/nowait_a" >&2; return 1; }
+  eq "$(q "SELECT count(*) FROM deploy.deployments WHERE project = 'nowait'")" 1 "deployments"
+}
+
+t_restart_between_applies() {
+  newdb
+  local r
+  r=$(apply "$EXAMPLES/v1.json")
+  eq "$(j "$r" 'r["outcome"]')" applied "v1 outcome"
+  bash "$ROOT/scripts/cluster.sh" restart "$TMP"
+  r=$(apply "$EXAMPLES/v2.json")
+  eq "$(j "$r" 'r["outcome"]')" applied "v2 outcome"
+  eq "$(j "$r" 'r["previous_version"]')" 1.0.0 "previous_version"
+  eq "$(j "$r" 'sorted(c["id"] for c in r["applied"])')" \
+     '["0007-customer-phone", "0008-booking-notes", "0009-payments"]' "v2 applied"
+  eq "$(j "$r" '[c["id"] for c in r["rerun"]]')" '["view-upcoming"]' "v2 rerun"
+  eq "$(q "SELECT version FROM deploy.status('bookings')")" 1.1.0 "status version"
+  eq "$(q "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'bookings' AND table_name = 'upcoming' AND column_name = 'paid'")" 1 "view updated"
+}
+
+t_duplicate_id() {
+  newdb
+  local m=$TMP/m/dup.json err
+  cat >"$m" <<'JSON'
+{"project": "dup", "version": "1.0.0",
+ "changes": [{"id": "a", "sql": "SELECT 1;"}, {"id": "a", "sql": "SELECT 2;"}]}
+JSON
+  err=$(apply_err 23505 "$m")
+  has "$err" 'changes\[1\]\.id' "path in message"
+}
+
+t_unknown_key() {
+  newdb
+  local m=$TMP/m/unknown.json err
+  cat >"$m" <<'JSON'
+{"project": "unk", "version": "1.0.0",
+ "changes": [{"id": "a", "sql": "SELECT 1;", "repeatible": true}]}
+JSON
+  err=$(apply_err 22023 "$m")
+  has "$err" 'repeatible' "key named in message"
+}
+
+t_given_checksum_wrong() {
+  newdb
+  local m=$TMP/m/sum.json
+  cat >"$m" <<'JSON'
+{"project": "sum", "version": "1.0.0",
+ "changes": [{"id": "a", "sql": "SELECT 1;",
+              "checksum": "sha256:0000000000000000000000000000000000000000000000000000000000000000"}]}
+JSON
+  apply_err 22000 "$m" >/dev/null
+}
+
+t_requires_later_id() {
+  newdb
+  local m=$TMP/m/req.json
+  cat >"$m" <<'JSON'
+{"project": "req", "version": "1.0.0",
+ "changes": [{"id": "a", "sql": "SELECT 1;", "requires": ["b"]},
+             {"id": "b", "sql": "SELECT 2;"}]}
+JSON
+  apply_err 23503 "$m" >/dev/null
+}
+
+# ---------------------------------------------------------------- runner
+
+if [ $# -gt 0 ]; then tests=("$@"); else
+  mapfile -t tests < <(declare -F | awk '$3 ~ /^t_/ {print $3}')
+fi
+passed=0 failed=0
+for CURRENT in "${tests[@]}"; do
+  log=$TMP/out/$CURRENT.log
+  # A subshell outside any `if` so that set -e stops the test at its first failure.
+  set +e
+  ( set -e; "$CURRENT" ) >"$log" 2>&1
+  rc=$?
+  set -e
+  if [ "$rc" = 0 ]; then
+    echo "ok - ${CURRENT#t_}"; passed=$((passed + 1))
+  else
+    echo "not ok - ${CURRENT#t_}"; sed 's/^/#   /' "$log"; failed=$((failed + 1))
+  fi
+done
+echo "e2e: $passed passed, $failed failed"
+[ "$failed" = 0 ]

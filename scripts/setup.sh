@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Idempotent machine setup: packages, cargo-pgrx, pgrx init, extension install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+PGRX_VERSION=0.18.0
+APT_PKGS=(postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo pgbouncer)
+
+step() { echo "==> $*"; }
+
+step "apt packages"
+if dpkg -s "${APT_PKGS[@]}" >/dev/null 2>&1; then
+  echo "    already installed"
+else
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y "${APT_PKGS[@]}"
+fi
+
+step "cargo-pgrx $PGRX_VERSION"
+if cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+  echo "    already installed"
+else
+  cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+fi
+
+step "cargo pgrx init (pg15 -> $PG_CONFIG)"
+# cargo-pgrx keeps its config under $PGRX_HOME, default ~/.pgrx
+PGRX_CONFIG="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
+if grep -Eq "^pg15 *= *\"$PG_CONFIG\"" "$PGRX_CONFIG" 2>/dev/null; then
+  echo "    already initialised"
+else
+  cargo pgrx init --pg15 "$PG_CONFIG"
+fi
+
+step "cargo pgrx install --release"
+cargo pgrx install --release --pg-config "$PG_CONFIG"

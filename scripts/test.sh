@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# All tests: core unit tests, #[pg_test]s, end-to-end tests.
+# Ends with "summary: N passed, M failed"; exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+# Without a fresh build+install the later stages would test a stale extension.
+if ! bash scripts/setup.sh; then
+  echo "summary: 0 passed, 1 failed"
+  exit 1
+fi
+
+LOGS=$(mktemp -d /tmp/pg_deploy_test.XXXXXX)
+# Parent dir for the #[pg_test] cluster; pgrx creates PGDATA inside it as postgres.
+PGTEST_BASE=$(mktemp -d /tmp/pg_deploy_pgtest.XXXXXX)
+chown postgres: "$PGTEST_BASE"
+trap 'rm -rf "$LOGS" "$PGTEST_BASE"' EXIT
+
+passed=0 failed=0
+
+# stage NAME CMD...: run CMD, tee its output, add up its test counts.
+# A stage that fails without reporting a failed test (e.g. a build error) counts as one failure.
+stage() {
+  local name=$1 log=$LOGS/$1.log rc p f
+  shift
+  echo "==> $name: $*"
+  set +e
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  # cargo: "test result: ok. 3 passed; 0 failed; ..."; e2e: "e2e: 3 passed, 0 failed"
+  read -r p f < <(sed -nE 's/^(test result: [A-Za-z]+\.|e2e:) ([0-9]+) passed[;,] ([0-9]+) failed.*/\2 \3/p' "$log" |
+                   awk '{p += $1; f += $2} END {print p + 0, f + 0}')
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; echo "==> $name exited $rc"; fi
+  echo "==> $name: $p passed, $f failed"
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+stage unit cargo test -p pg_deploy_core
+stage pg_test cargo pgrx test pg15 --runas postgres --pgdata "$PGTEST_BASE"
+stage e2e bash "$ROOT/pg_test/run.sh"
+
+echo "summary: $passed passed, $failed failed"
+[ "$failed" = 0 ]
