@@ -347,6 +347,97 @@ JSON
   apply_err 23503 "$m" >/dev/null
 }
 
+# hold_access_share SECONDS: a reader that holds ACCESS SHARE on table hot, in the background.
+hold_access_share() {
+  PGAPPNAME=reader "${PSQL[@]}" -d "$DB" >"$TMP/out/$DB.reader" 2>&1 <<SQL &
+BEGIN;
+SELECT count(*) FROM hot;
+SELECT pg_sleep($1);
+COMMIT;
+SQL
+  READER=$!
+  for _ in $(seq 100); do
+    [ "$(q "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'reader' AND l.relation = 'hot'::regclass AND l.granted")" = 1 ] && return 0
+    sleep 0.05
+  done
+  echo "reader never took its lock" >&2; return 1
+}
+
+# A deployment needing ACCESS EXCLUSIVE waits behind a long reader, but never
+# for long in the lock queue: a third session's SELECT, started while apply
+# waits, finishes fast, and apply succeeds once the reader is gone.
+t_lock_safe_retry() {
+  newdb
+  local m=$TMP/m/lock.json r apply_pid t0 t1 waited=0
+  q "CREATE TABLE hot (id int); INSERT INTO hot SELECT generate_series(1, 1000);"
+  cat >"$m" <<'JSON'
+{"project": "lock", "version": "1.0.0",
+ "defaults": {"lock_timeout": "200ms", "lock_retries": 30},
+ "changes": [{"id": "l1", "sql": "ALTER TABLE hot ADD COLUMN note text;"}]}
+JSON
+  hold_access_share 3
+  PGAPPNAME=deployer apply "$m" >"$TMP/out/lock_apply" 2>"$TMP/out/lock_apply.err" &
+  apply_pid=$!
+  # Wait until apply sits in the lock queue for its ACCESS EXCLUSIVE lock.
+  for _ in $(seq 200); do
+    if [ "$(q "SELECT count(*) FROM pg_locks WHERE relation = 'hot'::regclass AND NOT granted AND mode = 'AccessExclusiveLock'")" = 1 ]; then
+      waited=1; break
+    fi
+    sleep 0.01
+  done
+  eq "$waited" 1 "apply queued for its lock"
+  t0=$(date +%s%N)
+  eq "$(q "SELECT count(*) FROM hot")" 1000 "third session's read"
+  t1=$(date +%s%N)
+  echo "third session's SELECT took $(( (t1 - t0) / 1000000 )) ms"
+  if (( (t1 - t0) / 1000000 >= 700 )); then
+    echo "the SELECT waited $(( (t1 - t0) / 1000000 )) ms behind the deployment" >&2; return 1
+  fi
+  wait "$READER"
+  wait "$apply_pid" || { cat "$TMP/out/lock_apply.err" >&2; return 1; }
+  r=$(cat "$TMP/out/lock_apply")
+  eq "$(j "$r" 'r["outcome"]')" applied "outcome"
+  if (( $(j "$r" 'r["applied"][0]["lock_retries"]') < 1 )); then echo "no retries reported: $r" >&2; return 1; fi
+  grep -q 'timed out waiting for a lock' "$TMP/out/lock_apply.err" || { echo "no retry NOTICE" >&2; return 1; }
+  eq "$(q "SELECT lock_retries > 0 FROM deploy.change_log WHERE change_id = 'l1'")" t "retries recorded"
+  eq "$(q "SELECT count(*) FROM information_schema.columns WHERE table_name = 'hot' AND column_name = 'note'")" 1 "column added"
+}
+
+# With its retries used up, apply fails naming the change, the lock, the table and who holds it.
+t_lock_retries_exhausted() {
+  newdb
+  local m=$TMP/m/lock2.json err
+  q "CREATE TABLE hot (id int);"
+  cat >"$m" <<'JSON'
+{"project": "lock2", "version": "1.0.0",
+ "changes": [{"id": "l2-widen", "sql": "SELECT 1;\nALTER TABLE hot ADD COLUMN note text;",
+              "lock_timeout": "100ms", "lock_retries": 2}]}
+JSON
+  hold_access_share 3
+  err=$(apply_err 55P03 "$m")
+  wait "$READER"
+  has "$err" 'change "l2-widen" of project "lock2" failed at line 2, column 1: canceling statement due to lock timeout' "message"
+  has "$err" 'Waited for AccessExclusiveLock on hot \(lock_timeout 100ms, 2 retries\); held by: pid [0-9]+ \(AccessShareLock, application "reader"' "detail"
+  has "$err" 'HINT:.*lock_retries' "hint"
+  eq "$(q "SELECT count(*) FROM deploy.deployments")" 0 "no deployment recorded"
+}
+
+# deploy.plan reports and proves, and leaves nothing behind in a committed session.
+t_plan_leaves_no_trace() {
+  newdb
+  local out
+  out=$("${PSQL[@]}" -d "$DB" -v manifest="$(cat "$EXAMPLES/v1.json")" <<'SQL'
+SET search_path = public;
+SELECT deploy.plan(:'manifest'::jsonb)->'execution'->>'ok';
+SHOW search_path;
+SQL
+  )
+  eq "$(paste -sd' ' <<<"$out")" "true public" "plan ran the changes; search_path kept"
+  eq "$(q "SELECT count(*) FROM pg_namespace WHERE nspname = 'bookings'")" 0 "objects left by plan"
+  eq "$(q "SELECT count(*) FROM deploy.deployments") $(q "SELECT count(*) FROM deploy.projects")" "0 0" "history left by plan"
+}
+
 # ---------------------------------------------------------------- runner
 
 if [ $# -gt 0 ]; then tests=("$@"); else

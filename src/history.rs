@@ -198,11 +198,18 @@ pub fn record(
     d: DeploymentRecord<'_>,
     changes: Vec<ChangeRecord>,
 ) -> Result<(i64, f64), DeployError> {
-    client.update(
-        "INSERT INTO deploy.manifests (sha256, manifest) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
-        None,
-        &[d.manifest_sha256.into(), JsonB(d.manifest).into()],
-    )?;
+    // A re-applied manifest is stored already: skip turning it back into jsonb.
+    let stored = client
+        .update("SELECT EXISTS (SELECT FROM deploy.manifests WHERE sha256 = $1)", Some(1), &[d.manifest_sha256.into()])?
+        .first()
+        .get_one::<bool>()?;
+    if stored != Some(true) {
+        client.update(
+            "INSERT INTO deploy.manifests (sha256, manifest) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+            None,
+            &[d.manifest_sha256.into(), JsonB(d.manifest).into()],
+        )?;
+    }
     let [applied, rerun, skipped, accepted] = d.counts;
     let row = client
         .update(
