@@ -103,7 +103,7 @@ pub fn analyse_change(
         location: ChangeLocation::new(project, &change.id, &change.sql, failure.at),
         error: failure.error,
     })?;
-    let needs_catalog = parsed.iter().any(|s| !matches!(s.facts, Facts::Other));
+    let needs_catalog = parsed.iter().any(|s| !matches!(s.facts, Facts::Other) || s.lock.is_some());
     let path = if needs_catalog {
         schemas.get(client, &settings.search_path)?
     } else {
@@ -113,7 +113,7 @@ pub fn analyse_change(
     let mut statements = Vec::with_capacity(parsed.len());
     for statement in parsed {
         let refusal = refusal(&statement.kind, &statement.facts);
-        let lock = statement.lock.as_ref().map(|(_, mode)| *mode);
+        let lock = statement.lock.as_ref().map(|(table, mode)| (table, *mode));
         let found = if refusal.is_none() {
             hazards(&statement.facts, lock, &mut catalog, thresholds)
         } else {

@@ -200,7 +200,11 @@ pub fn record(
 ) -> Result<(i64, f64), DeployError> {
     // A re-applied manifest is stored already: skip turning it back into jsonb.
     let stored = client
-        .update("SELECT EXISTS (SELECT FROM deploy.manifests WHERE sha256 = $1)", Some(1), &[d.manifest_sha256.into()])?
+        .update(
+            "SELECT EXISTS (SELECT FROM deploy.manifests WHERE sha256 = $1)",
+            Some(1),
+            &[d.manifest_sha256.into()],
+        )?
         .first()
         .get_one::<bool>()?;
     if stored != Some(true) {

@@ -136,6 +136,8 @@ fn hazards_on_a_big_table_are_refused_unless_allowed() {
         ("TRUNCATE big", &["data_loss"], true),
         ("DELETE FROM small", &["data_loss"], true),
         ("DELETE FROM small WHERE id = 2", &[], false),
+        ("ALTER TABLE big RENAME COLUMN v TO w", &["access_exclusive"], true),
+        ("ALTER TABLE small RENAME TO tiny", &["access_exclusive"], false),
         ("CREATE TABLE fresh (a int); CREATE INDEX ON fresh (a)", &[], false),
     ];
     let mut wrong = Vec::new();

@@ -152,7 +152,12 @@ pub fn bytes_text(bytes: i64) -> String {
 
 /// The hazards of one statement. `lock` is the lock mode the statement takes
 /// on its table ("AccessExclusiveLock", …), when known.
-pub fn hazards(facts: &Facts, lock: Option<&str>, catalog: &mut dyn Catalog, thresholds: &Thresholds) -> Vec<Hazard> {
+pub fn hazards(
+    facts: &Facts,
+    lock: Option<(&ObjectName, &str)>,
+    catalog: &mut dyn Catalog,
+    thresholds: &Thresholds,
+) -> Vec<Hazard> {
     let mut out = Vec::new();
     let mut push = |kind, table: Option<TableFacts>, reason: String| {
         let big = table.as_ref().is_some_and(|t| thresholds.is_big(t));
@@ -163,7 +168,7 @@ pub fn hazards(facts: &Facts, lock: Option<&str>, catalog: &mut dyn Catalog, thr
             reason,
         });
     };
-    let exclusive = lock == Some("AccessExclusiveLock");
+    let exclusive = lock.is_some_and(|(_, mode)| mode == "AccessExclusiveLock");
     match facts {
         Facts::CreateIndex {
             table,
@@ -289,6 +294,16 @@ pub fn hazards(facts: &Facts, lock: Option<&str>, catalog: &mut dyn Catalog, thr
                 );
             }
         }
+        // Any other statement holding ACCESS EXCLUSIVE on an existing table (RENAME, …).
+        Facts::Other if exclusive => {
+            if let Some(t) = lock.and_then(|(table, _)| catalog.table(table)) {
+                push(
+                    HazardKind::AccessExclusive,
+                    Some(t),
+                    "the statement takes ACCESS EXCLUSIVE: every read and write of the table waits".into(),
+                );
+            }
+        }
         _ => {}
     }
     out
@@ -364,10 +379,16 @@ mod tests {
     }
 
     fn kinds(facts: &Facts, lock: Option<&str>) -> Vec<(&'static str, bool)> {
-        hazards(facts, lock, &mut Tables, &Thresholds::default())
-            .iter()
-            .map(|h| (h.kind.as_str(), h.refused(&[])))
-            .collect()
+        let target = name("big");
+        hazards(
+            facts,
+            lock.map(|mode| (&target, mode)),
+            &mut Tables,
+            &Thresholds::default(),
+        )
+        .iter()
+        .map(|h| (h.kind.as_str(), h.refused(&[])))
+        .collect()
     }
 
     #[test]
@@ -536,6 +557,12 @@ mod tests {
                 vec![("data_loss", true)],
             ),
             (Facts::Other, None, vec![]),
+            (
+                Facts::Other,
+                Some("AccessExclusiveLock"),
+                vec![("access_exclusive", true)],
+            ),
+            (Facts::Other, Some("RowExclusiveLock"), vec![]),
         ];
         for (facts, lock, want) in cases {
             assert_eq!(kinds(&facts, lock), want, "{facts:?}");
