@@ -23,7 +23,7 @@ CREATE TABLE deploy.deployments (
     project           text NOT NULL,
     version           text NOT NULL,
     previous_version  text,
-    outcome           text NOT NULL CHECK (outcome IN ('applied', 'no-op')),
+    outcome           text NOT NULL CHECK (outcome IN ('applied', 'no-op', 'baseline', 'revert')),
     manifest_sha256   text NOT NULL REFERENCES deploy.manifests (sha256),
     applied_by        name NOT NULL,
     session_user_name name NOT NULL,
@@ -37,9 +37,17 @@ CREATE TABLE deploy.deployments (
     changes_rerun     integer NOT NULL,
     changes_skipped   integer NOT NULL,
     changes_accepted  integer NOT NULL,
+    changes_baselined integer NOT NULL DEFAULT 0,
+    changes_reverted  integer NOT NULL DEFAULT 0,
     options           jsonb NOT NULL,
     warnings          text[] NOT NULL,
-    pg_deploy_version text NOT NULL
+    pg_deploy_version text NOT NULL,
+    -- sha256 over the fingerprints of the objects the project manages, after this deployment.
+    fingerprint       text,
+    -- The hash chain: row_hash of the project's previous deployment ('' for the first),
+    -- and sha256 over this row and its change_log rows (deploy.deployment_digest).
+    prev_hash         text NOT NULL DEFAULT '',
+    row_hash          text
 );
 CREATE INDEX deployments_project_idx ON deploy.deployments (project, id);
 
@@ -50,31 +58,96 @@ CREATE TABLE deploy.change_log (
     project       text NOT NULL,
     change_id     text NOT NULL,
     kind          text NOT NULL CHECK (kind IN ('versioned', 'repeatable')),
-    action        text NOT NULL CHECK (action IN ('applied', 'rerun', 'accepted')),
+    action        text NOT NULL CHECK (action IN ('applied', 'rerun', 'accepted', 'baseline', 'reverted')),
     checksum      text NOT NULL,
     statements    integer NOT NULL,
     lock_retries  integer NOT NULL DEFAULT 0,
     duration_ms   double precision NOT NULL,
     applied_at    timestamptz NOT NULL,
+    -- The change's revert SQL as it was applied, for deploy.revert.
+    revert_sql    text,
     PRIMARY KEY (deployment_id, ordinal)
 );
 CREATE INDEX change_log_project_change_idx ON deploy.change_log (project, change_id, deployment_id DESC);
 
--- The current state of every change: its latest checksum, when it first and last ran.
+-- The current state of every applied change: its latest checksum, when it
+-- first and last ran. Reverted changes are not applied any more.
 CREATE VIEW deploy.applied_changes AS
-SELECT DISTINCT ON (l.project, l.change_id)
-       l.project,
-       l.change_id,
-       l.kind,
-       l.checksum,
-       l.action AS last_action,
-       l.deployment_id AS last_deployment_id,
-       pg_catalog.min(l.applied_at) OVER w AS first_applied_at,
-       l.applied_at AS last_applied_at,
-       pg_catalog.count(*) FILTER (WHERE l.action OPERATOR(pg_catalog.<>) 'accepted') OVER w AS runs
-  FROM deploy.change_log l
-WINDOW w AS (PARTITION BY l.project, l.change_id)
- ORDER BY l.project, l.change_id, l.deployment_id DESC;
+SELECT s.project, s.change_id, s.kind, s.checksum, s.last_action, s.last_deployment_id,
+       s.first_applied_at, s.last_applied_at, s.runs
+  FROM (SELECT DISTINCT ON (l.project, l.change_id)
+               l.project,
+               l.change_id,
+               l.kind,
+               l.checksum,
+               l.action AS last_action,
+               l.deployment_id AS last_deployment_id,
+               pg_catalog.min(l.applied_at) OVER w AS first_applied_at,
+               l.applied_at AS last_applied_at,
+               pg_catalog.count(*) FILTER (WHERE l.action OPERATOR(pg_catalog.=) ANY ('{applied,rerun}')) OVER w AS runs
+          FROM deploy.change_log l
+        WINDOW w AS (PARTITION BY l.project, l.change_id)
+         ORDER BY l.project, l.change_id, l.deployment_id DESC) s
+ WHERE s.last_action OPERATOR(pg_catalog.<>) 'reverted';
+
+-- What the hash chain covers of a deployment: every column but row_hash, and
+-- its change_log rows. Times and floats go in as numerics so the text does not
+-- depend on TimeZone, DateStyle or extra_float_digits.
+CREATE FUNCTION deploy.deployment_digest(d deploy.deployments)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT concat('sha256:', encode(sha256(convert_to(jsonb_build_object(
+        'id', d.id, 'project', d.project, 'version', d.version, 'previous_version', d.previous_version,
+        'outcome', d.outcome, 'manifest_sha256', d.manifest_sha256, 'applied_by', d.applied_by,
+        'session_user', d.session_user_name, 'application_name', d.application_name,
+        'client_addr', host(d.client_addr), 'backend_pid', d.backend_pid,
+        'started_at', extract(epoch FROM d.started_at), 'finished_at', extract(epoch FROM d.finished_at),
+        'duration_ms', d.duration_ms::numeric,
+        'counts', jsonb_build_array(d.changes_applied, d.changes_rerun, d.changes_skipped, d.changes_accepted,
+                                    d.changes_baselined, d.changes_reverted),
+        'options', d.options, 'warnings', to_jsonb(d.warnings), 'pg_deploy_version', d.pg_deploy_version,
+        'fingerprint', d.fingerprint, 'prev_hash', d.prev_hash,
+        'changes', (SELECT coalesce(jsonb_agg(jsonb_build_array(l.ordinal, l.change_id, l.kind, l.action, l.checksum,
+                                                                l.statements, l.lock_retries, l.duration_ms::numeric,
+                                                                extract(epoch FROM l.applied_at), l.revert_sql)
+                                              ORDER BY l.ordinal), '[]'::jsonb)
+                      FROM deploy.change_log l WHERE l.deployment_id = d.id)
+    )::text, 'UTF8')), 'hex'))
+$$;
+
+-- Checks every project's hash chain; reports the first broken link.
+CREATE FUNCTION deploy.verify_log(project_name text DEFAULT NULL)
+RETURNS TABLE (project text, deployments bigint, intact boolean, first_broken_id bigint, problem text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH chain AS (
+        SELECT d.project, d.id, d.prev_hash, d.row_hash, deploy.deployment_digest(d) AS digest,
+               lag(d.row_hash) OVER (PARTITION BY d.project ORDER BY d.id) AS expected_prev,
+               lead(d.id) OVER (PARTITION BY d.project ORDER BY d.id) AS next_id
+          FROM deploy.deployments d
+         WHERE project_name IS NULL OR d.project = project_name
+    ), checked AS (
+        SELECT c.project, c.id,
+               CASE WHEN c.row_hash IS DISTINCT FROM c.digest
+                        THEN 'deployment ' || c.id || ': its content or its change_log rows no longer match its hash'
+                    WHEN c.prev_hash IS DISTINCT FROM coalesce(c.expected_prev, '')
+                        THEN 'deployment ' || c.id || ': the link to the previous deployment is broken (a row was deleted or inserted)'
+                    WHEN c.next_id IS NULL AND NOT EXISTS (SELECT FROM deploy.projects p
+                                                            WHERE p.project = c.project AND p.last_deployment_id = c.id)
+                        THEN 'deployment ' || c.id || ' is the last one left, but deploy.projects names another: later rows were deleted'
+               END AS problem
+          FROM chain c
+    )
+    SELECT k.project, count(*), bool_and(k.problem IS NULL),
+           min(k.id) FILTER (WHERE k.problem IS NOT NULL),
+           (array_agg(k.problem ORDER BY k.id) FILTER (WHERE k.problem IS NOT NULL))[1]
+      FROM checked k
+     GROUP BY k.project
+     ORDER BY k.project
+$$;
 
 -- Where every project stands.
 CREATE FUNCTION deploy.status(project_name text DEFAULT NULL)
@@ -91,7 +164,7 @@ RETURNS TABLE (
     last_client_addr      inet,
     last_duration_ms      double precision
 )
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT p.project,
@@ -114,7 +187,7 @@ $$;
 -- The deployment log, newest first.
 CREATE FUNCTION deploy.history(project_name text DEFAULT NULL)
 RETURNS SETOF deploy.deployments
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM deploy.deployments d
@@ -125,7 +198,7 @@ $$;
 -- The applied changes of a project (or all), in the order they first ran.
 CREATE FUNCTION deploy.changes(project_name text DEFAULT NULL)
 RETURNS SETOF deploy.applied_changes
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM deploy.applied_changes a

@@ -103,7 +103,9 @@ pub fn analyse_change(
         location: ChangeLocation::new(project, &change.id, &change.sql, failure.at),
         error: failure.error,
     })?;
-    let needs_catalog = parsed.iter().any(|s| !matches!(s.facts, Facts::Other) || s.lock.is_some());
+    let needs_catalog = parsed
+        .iter()
+        .any(|s| !matches!(s.facts, Facts::Other) || s.lock.is_some());
     let path = if needs_catalog {
         schemas.get(client, &settings.search_path)?
     } else {

@@ -3,8 +3,9 @@
 use crate::analyze::{analyse_pending, enum_warnings, ChangeAnalysis};
 use crate::catalog::{schemas_of, SpiCatalog};
 use crate::error::{ChangeLocation, DeployError};
-use crate::execute::{run_change, ChangeFailure};
-use crate::history::{self, ChangeRecord, DeploymentRecord, SessionFacts};
+use crate::execute::{run_change, ChangeFailure, ChangeWork};
+use crate::history::{self, ChangeRecord, Counts, DeploymentRecord, SessionFacts};
+use crate::owner::Owner;
 use crate::subxact::{from_caught, GucLevel};
 use pg_deploy_core::hazards::Catalog;
 use pg_deploy_core::plan::{check_requirements, plan, postgres_version, ServerFacts};
@@ -46,6 +47,7 @@ pub fn guarded(function: &'static str, work: impl FnOnce() -> Result<Value, Depl
 /// What both apply and plan need before deciding anything.
 pub struct Prepared {
     pub session: SessionFacts,
+    pub owner: Owner,
     pub previous_version: Option<String>,
     pub plan: Plan,
     pub analyses: Vec<Option<ChangeAnalysis>>,
@@ -70,12 +72,13 @@ pub fn prepare(
 
     let internal = GucLevel::open();
     history::use_internal_search_path(client)?;
+    let owner = Owner::of_extension(client)?;
     let project = manifest.project.as_str();
     let previous_version = if lock {
         history::lock_project(client, project, options.wait)?;
-        history::claim_project(client, project)?
+        owner.run(|| history::claim_project(client, project))?
     } else {
-        history::deployed_version(client, project)?
+        owner.run(|| history::deployed_version(client, project))?
     };
     let deployed_version = match &previous_version {
         None => None,
@@ -85,7 +88,7 @@ pub fn prepare(
     };
     let history = History {
         deployed_version,
-        applied: history::applied_changes(client, project)?,
+        applied: owner.run(|| history::applied_changes(client, project))?,
     };
     let mut plan = plan(manifest, &history, options)?;
     let runs: Vec<bool> = plan.actions.iter().map(|a| a.runs()).collect();
@@ -93,6 +96,7 @@ pub fn prepare(
     plan.warnings.extend(enum_warnings(manifest, &analyses));
     Ok(Prepared {
         session,
+        owner,
         previous_version,
         plan,
         analyses,
@@ -111,6 +115,7 @@ fn deploy(
     let project = manifest.project.as_str();
     let Prepared {
         session,
+        owner,
         previous_version,
         plan,
         analyses,
@@ -140,6 +145,7 @@ fn deploy(
             retries: 0,
             duration_ms: 0.0,
             finished_after_ms: 0.0,
+            revert_sql: change.revert.clone(),
         };
         match (action, analysis) {
             (Action::Skip, _) => {
@@ -149,7 +155,13 @@ fn deploy(
             (Action::Accept, _) => accepted.push(json!(change.id)),
             (Action::Apply | Action::Rerun, Some(analysis)) => {
                 let statements = analysis.plain_statements();
-                let run = run_change(client, &change.id, &change.sql, &statements, &analysis.settings)
+                let work = ChangeWork {
+                    id: &change.id,
+                    sql: &change.sql,
+                    statements: &statements,
+                    verify: change.verify.as_deref(),
+                };
+                let run = run_change(client, &work, &analysis.settings)
                     .map_err(|failure| change_failed(client, manifest, change, analysis, failure))?;
                 let ms = run.duration.as_secs_f64() * 1000.0;
                 record.statements = statements.len() as i32;
@@ -182,28 +194,33 @@ fn deploy(
     }
 
     let outcome = if plan.is_noop() { "no-op" } else { "applied" };
-    let counts = [
-        applied.len() as i32,
-        rerun.len() as i32,
-        skipped.len() as i32,
-        accepted.len() as i32,
-    ];
-    let (deployment_id, duration_ms) = history::record(
-        client,
-        DeploymentRecord {
-            project,
-            version: manifest.version.to_string(),
-            previous_version: previous_version.clone(),
-            outcome,
-            manifest_sha256: &manifest.sha256,
-            manifest: manifest_doc,
-            started_at: session.started_at,
-            counts,
-            options: options_doc,
-            warnings: plan.warnings.clone(),
-        },
-        records,
-    )?;
+    let counts = Counts {
+        applied: applied.len() as i32,
+        rerun: rerun.len() as i32,
+        skipped: skipped.len() as i32,
+        accepted: accepted.len() as i32,
+        ..Counts::default()
+    };
+    let fingerprint = None;
+    let (deployment_id, duration_ms) = owner.run(|| {
+        history::record(
+            client,
+            DeploymentRecord {
+                project,
+                version: manifest.version.to_string(),
+                previous_version: previous_version.clone(),
+                outcome,
+                manifest_sha256: &manifest.sha256,
+                manifest: Some(manifest_doc),
+                started_at: session.started_at,
+                counts,
+                options: options_doc,
+                warnings: plan.warnings.clone(),
+                fingerprint,
+            },
+            records,
+        )
+    })?;
     internal.restore();
 
     Ok(json!({

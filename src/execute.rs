@@ -3,9 +3,10 @@
 use crate::analyze::RunSettings;
 use crate::errpos::PositionProbe;
 use crate::statements::Statement;
-use crate::subxact::{in_subtransaction, CaughtPgError, GucLevel};
+use crate::subxact::{from_caught, in_subtransaction, CaughtPgError, GucLevel};
 use crate::timeout::CallerTimer;
 use pg_deploy_core::hazards::retry_backoff_ms;
+use pgrx::pg_sys::PgTryBuilder;
 use pgrx::spi::{SpiClient, SpiError, SpiErrorCodes};
 use pgrx::PgSqlErrorCode;
 use std::cell::Cell;
@@ -38,15 +39,13 @@ pub struct ChangeRun {
 /// `settings.lock_retries` times; locks taken by earlier changes stay held.
 pub fn run_change(
     client: &mut SpiClient<'_>,
-    change_id: &str,
-    sql: &str,
-    statements: &[Statement],
+    work: &ChangeWork<'_>,
     settings: &RunSettings,
 ) -> Result<ChangeRun, ChangeFailure> {
     let started = Instant::now();
     let mut retries = 0;
     loop {
-        match attempt(client, sql, statements, settings) {
+        match attempt(client, work, settings) {
             Ok(()) => {
                 return Ok(ChangeRun {
                     duration: started.elapsed(),
@@ -60,8 +59,8 @@ pub fn run_change(
                 retries += 1;
                 let wait = retry_backoff_ms(retries, jitter());
                 pgrx::notice!(
-                    "pg_deploy: change \"{change_id}\" timed out waiting for a lock (lock_timeout {}); \
-                     retry {retries} of {} in {wait} ms",
+                    "pg_deploy: change \"{}\" timed out waiting for a lock (lock_timeout {}); retry {retries} of {} in {wait} ms",
+                    work.id,
                     settings.lock_timeout,
                     settings.lock_retries
                 );
@@ -72,12 +71,16 @@ pub fn run_change(
     }
 }
 
-fn attempt(
-    client: &mut SpiClient<'_>,
-    sql: &str,
-    statements: &[Statement],
-    settings: &RunSettings,
-) -> Result<(), ChangeFailure> {
+/// What one change runs: its statements, then its verify query.
+pub struct ChangeWork<'a> {
+    pub id: &'a str,
+    pub sql: &'a str,
+    pub statements: &'a [Statement],
+    pub verify: Option<&'a str>,
+}
+
+fn attempt(client: &mut SpiClient<'_>, work: &ChangeWork<'_>, settings: &RunSettings) -> Result<(), ChangeFailure> {
+    let (sql, statements) = (work.sql, work.statements);
     let level = GucLevel::open();
     let timer = CallerTimer::save();
     let current = Cell::new(None::<usize>);
@@ -97,6 +100,11 @@ fn attempt(
             timer.arm_for_statement();
             let text = &sql[statement.start..statement.end];
             probe.watch(|| client.update(text, None, &[])).map_err(spi_failure)?;
+        }
+        if let Some(verify) = work.verify {
+            current.set(None);
+            timer.arm_for_statement();
+            run_verify(client, verify)?;
         }
         Ok(())
     });
@@ -122,6 +130,40 @@ fn attempt(
             retries: 0,
         }
     })
+}
+
+/// Runs a change's verify query: its first column of its first row must be true.
+fn run_verify(client: &mut SpiClient<'_>, verify: &str) -> Result<(), CaughtPgError> {
+    let got: Result<Option<bool>, CaughtPgError> = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        let table = client.update(verify, Some(1), &[]).map_err(spi_failure)?;
+        if table.is_empty() {
+            return Ok(None);
+        }
+        table.first().get::<bool>(1).map_err(|_| {
+            CaughtPgError::new(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                "verify: the first column of the verify query is not a boolean",
+            )
+        })
+    }))
+    .catch_others(|caught| {
+        let mut e = from_caught(caught);
+        e.message = format!("verify: {}", e.message);
+        Err(e)
+    })
+    .execute();
+    match got? {
+        Some(true) => Ok(()),
+        other => Err(CaughtPgError {
+            code: PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+            message: format!(
+                "verify returned {}",
+                other.map_or("NULL or no row".to_string(), |b| b.to_string())
+            ),
+            detail: Some(format!("Verify: {}", verify.trim())),
+            hint: Some("The verify query must return true in its first column once the change has run.".into()),
+        }),
+    }
 }
 
 /// A number in [0, 1) that differs between backends and calls, for jitter.

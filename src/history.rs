@@ -164,7 +164,7 @@ pub fn lock_holders(client: &mut SpiClient<'_>, table_oid: u32) -> Result<Option
     Ok(holders)
 }
 
-/// One change that ran or was accepted in this deployment.
+/// One change that ran, or was accepted, baselined or reverted, in this deployment.
 pub struct ChangeRecord {
     pub ordinal: i32,
     pub id: String,
@@ -176,6 +176,18 @@ pub struct ChangeRecord {
     pub duration_ms: f64,
     /// Milliseconds from the start of the deployment to the end of this change.
     pub finished_after_ms: f64,
+    pub revert_sql: Option<String>,
+}
+
+/// How many changes a deployment applied, re-ran, skipped, accepted, baselined, reverted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub applied: i32,
+    pub rerun: i32,
+    pub skipped: i32,
+    pub accepted: i32,
+    pub baselined: i32,
+    pub reverted: i32,
 }
 
 pub struct DeploymentRecord<'a> {
@@ -184,51 +196,57 @@ pub struct DeploymentRecord<'a> {
     pub previous_version: Option<String>,
     pub outcome: &'static str,
     pub manifest_sha256: &'a str,
-    pub manifest: serde_json::Value,
+    /// The manifest, stored once per sha256; None when there is none (revert).
+    pub manifest: Option<serde_json::Value>,
     pub started_at: TimestampWithTimeZone,
-    pub counts: [i32; 4],
+    pub counts: Counts,
     pub options: serde_json::Value,
     pub warnings: Vec<String>,
+    pub fingerprint: Option<String>,
 }
 
-/// Writes the deployment, its changes and the project's new head; returns
-/// the deployment id and its duration as recorded.
+/// Writes the deployment, its changes, its link in the project's hash chain
+/// and the project's new head; returns the deployment id and its duration as
+/// recorded. Run it as the extension's owner.
 pub fn record(
     client: &mut SpiClient<'_>,
     d: DeploymentRecord<'_>,
     changes: Vec<ChangeRecord>,
 ) -> Result<(i64, f64), DeployError> {
-    // A re-applied manifest is stored already: skip turning it back into jsonb.
-    let stored = client
-        .update(
-            "SELECT EXISTS (SELECT FROM deploy.manifests WHERE sha256 = $1)",
-            Some(1),
-            &[d.manifest_sha256.into()],
-        )?
-        .first()
-        .get_one::<bool>()?;
-    if stored != Some(true) {
-        client.update(
-            "INSERT INTO deploy.manifests (sha256, manifest) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
-            None,
-            &[d.manifest_sha256.into(), JsonB(d.manifest).into()],
-        )?;
+    if let Some(manifest) = d.manifest {
+        // A re-applied manifest is stored already: skip turning it back into jsonb.
+        let stored = client
+            .update(
+                "SELECT EXISTS (SELECT FROM deploy.manifests WHERE sha256 = $1)",
+                Some(1),
+                &[d.manifest_sha256.into()],
+            )?
+            .first()
+            .get_one::<bool>()?;
+        if stored != Some(true) {
+            client.update(
+                "INSERT INTO deploy.manifests (sha256, manifest) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+                None,
+                &[d.manifest_sha256.into(), JsonB(manifest).into()],
+            )?;
+        }
     }
-    let [applied, rerun, skipped, accepted] = d.counts;
+    let c = d.counts;
     let row = client
         .update(
             "INSERT INTO deploy.deployments
                (project, version, previous_version, outcome, manifest_sha256,
                 applied_by, session_user_name, application_name, client_addr, backend_pid,
                 started_at, finished_at, duration_ms,
-                changes_applied, changes_rerun, changes_skipped, changes_accepted,
-                options, warnings, pg_deploy_version)
+                changes_applied, changes_rerun, changes_skipped, changes_accepted, changes_baselined, changes_reverted,
+                options, warnings, pg_deploy_version, fingerprint, prev_hash)
              VALUES ($1, $2, $3, $4, $5,
                      current_user, session_user, pg_catalog.current_setting('application_name'),
                      pg_catalog.inet_client_addr(), pg_catalog.pg_backend_pid(),
                      $6, pg_catalog.clock_timestamp(),
                      EXTRACT(epoch FROM pg_catalog.clock_timestamp() - $6)::pg_catalog.float8 * 1000,
-                     $7, $8, $9, $10, $11, $12, $13)
+                     $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                     coalesce((SELECT row_hash FROM deploy.deployments WHERE project = $1 ORDER BY id DESC LIMIT 1), ''))
              RETURNING id, duration_ms",
             Some(1),
             &[
@@ -238,13 +256,16 @@ pub fn record(
                 d.outcome.into(),
                 d.manifest_sha256.into(),
                 d.started_at.into(),
-                applied.into(),
-                rerun.into(),
-                skipped.into(),
-                accepted.into(),
+                c.applied.into(),
+                c.rerun.into(),
+                c.skipped.into(),
+                c.accepted.into(),
+                c.baselined.into(),
+                c.reverted.into(),
                 JsonB(d.options).into(),
                 d.warnings.into(),
                 pg_deploy_core::VERSION.into(),
+                d.fingerprint.into(),
             ],
         )?
         .first();
@@ -264,19 +285,20 @@ pub fn record(
             cols.retries.push(c.retries);
             cols.duration_ms.push(c.duration_ms);
             cols.finished_after_ms.push(c.finished_after_ms);
+            cols.revert_sql.push(c.revert_sql);
         }
         client.update(
             "INSERT INTO deploy.change_log
                (deployment_id, ordinal, project, change_id, kind, action, checksum, statements,
-                lock_retries, duration_ms, applied_at)
+                lock_retries, duration_ms, applied_at, revert_sql)
              SELECT $1, u.o, $2, u.i, u.k, u.a, u.c, u.s, u.r, u.d,
-                    $3 + pg_catalog.make_interval(secs => u.f / 1000)
+                    $3 + pg_catalog.make_interval(secs => u.f / 1000), u.v
                FROM ROWS FROM (pg_catalog.unnest($4::pg_catalog.int4[]), pg_catalog.unnest($5::pg_catalog.text[]),
                                pg_catalog.unnest($6::pg_catalog.text[]), pg_catalog.unnest($7::pg_catalog.text[]),
                                pg_catalog.unnest($8::pg_catalog.text[]), pg_catalog.unnest($9::pg_catalog.int4[]),
                                pg_catalog.unnest($10::pg_catalog.int4[]), pg_catalog.unnest($11::pg_catalog.float8[]),
-                               pg_catalog.unnest($12::pg_catalog.float8[]))
-                    AS u(o, i, k, a, c, s, r, d, f)",
+                               pg_catalog.unnest($12::pg_catalog.float8[]), pg_catalog.unnest($13::pg_catalog.text[]))
+                    AS u(o, i, k, a, c, s, r, d, f, v)",
             None,
             &[
                 id.into(),
@@ -291,9 +313,16 @@ pub fn record(
                 cols.retries.into(),
                 cols.duration_ms.into(),
                 cols.finished_after_ms.into(),
+                cols.revert_sql.into(),
             ],
         )?;
     }
+    // The row's hash covers its change_log rows, so it is written last.
+    client.update(
+        "UPDATE deploy.deployments d SET row_hash = deploy.deployment_digest(d) WHERE d.id = $1",
+        None,
+        &[id.into()],
+    )?;
     client.update(
         "UPDATE deploy.projects
             SET version = $2, last_deployment_id = $3, updated_at = pg_catalog.clock_timestamp()
@@ -315,4 +344,5 @@ struct ChangeColumns {
     retries: Vec<i32>,
     duration_ms: Vec<f64>,
     finished_after_ms: Vec<f64>,
+    revert_sql: Vec<Option<String>>,
 }

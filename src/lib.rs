@@ -12,18 +12,21 @@ use pgrx::prelude::*;
 
 mod analyze;
 mod apply;
+mod baseline;
 mod catalog;
 mod classify;
 mod error;
 mod errpos;
 mod execute;
 mod history;
+mod owner;
 mod plan;
 mod statements;
 mod subxact;
 mod timeout;
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;

@@ -5,7 +5,7 @@
 use crate::analyze::ChangeAnalysis;
 use crate::apply::{guarded, prepare, round, Prepared};
 use crate::error::{ChangeLocation, DeployError};
-use crate::execute::run_change;
+use crate::execute::{run_change, ChangeWork};
 use crate::subxact::{in_subtransaction, CaughtPgError};
 use pg_deploy_core::hazards::Hazard;
 use pg_deploy_core::position::{line_col, skip_blank};
@@ -152,7 +152,13 @@ fn execute_and_roll_back(
                 continue;
             };
             let statements = analysis.plain_statements();
-            if let Err(failure) = run_change(client, &change.id, &change.sql, &statements, &analysis.settings) {
+            let work = ChangeWork {
+                id: &change.id,
+                sql: &change.sql,
+                statements: &statements,
+                verify: change.verify.as_deref(),
+            };
+            if let Err(failure) = run_change(client, &work, &analysis.settings) {
                 let location = match failure.statement {
                     Some(i) => ChangeLocation::of_statement(&manifest.project, change, &statements, i, failure.at),
                     None => ChangeLocation::new(&manifest.project, &change.id, &change.sql, failure.at),

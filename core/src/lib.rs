@@ -14,7 +14,7 @@ pub mod position;
 
 pub use error::{ManifestError, PlanError, SqlState};
 pub use manifest::{Change, ChangeKind, Manifest, Settings};
-pub use options::{ApplyOptions, PlanOptions};
+pub use options::{ApplyOptions, BaselineOptions, BaselineSelection, PlanOptions};
 pub use plan::{Action, AppliedChange, History, Plan};
 
 /// The pg_deploy release this core belongs to.

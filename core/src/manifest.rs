@@ -106,6 +106,10 @@ pub struct Change {
     pub kind: ChangeKind,
     pub requires: Vec<String>,
     pub settings: Settings,
+    /// SQL run right after the change, in the same transaction; must return true.
+    pub verify: Option<String>,
+    /// SQL that undoes the change, kept in the history for deploy.revert.
+    pub revert: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,12 +119,16 @@ pub struct Manifest {
     pub requires: Requirements,
     pub defaults: Settings,
     pub thresholds: Thresholds,
+    /// Schemas whose objects the project manages (drift); None: derived from the changes.
+    pub schemas: Option<Vec<String>>,
     pub changes: Vec<Change>,
     /// `sha256:<hex>` of the canonical JSON of the whole manifest.
     pub sha256: String,
 }
 
-const TOP_FIELDS: &[&str] = &["format", "project", "version", "requires", "defaults", "changes"];
+const TOP_FIELDS: &[&str] = &[
+    "format", "project", "version", "requires", "defaults", "schemas", "changes",
+];
 const REQUIRES_FIELDS: &[&str] = &["postgres", "extensions", "pg_deploy"];
 const DEFAULTS_FIELDS: &[&str] = &[
     "lock_timeout",
@@ -142,8 +150,9 @@ const CHANGE_FIELDS: &[&str] = &[
     "search_path",
     "lock_retries",
     "allow",
+    "verify",
+    "revert",
 ];
-const CHANGE_RESERVED: &[&str] = &["verify", "revert"];
 
 impl Manifest {
     /// Validates a manifest document completely; the first error found wins.
@@ -210,6 +219,10 @@ impl Manifest {
             requires,
             defaults,
             thresholds,
+            schemas: match top.get("schemas") {
+                None => None,
+                Some(_) => Some(top.opt_str_list("schemas")?.into_iter().map(str::to_string).collect()),
+            },
             changes,
             sha256: sha256_checksum(canonical.as_bytes()),
         })
@@ -427,7 +440,7 @@ fn changes(value: &Value) -> Result<Vec<Change>, ManifestError> {
 
 fn change(i: usize, item: &Value, index_of: &HashMap<&str, usize>) -> Result<Change, ManifestError> {
     let obj = Obj::new(item, format!("changes[{i}]"))?;
-    obj.check_fields(CHANGE_FIELDS, CHANGE_RESERVED)?;
+    obj.check_fields(CHANGE_FIELDS, &[])?;
     let id = name(obj.req_str("id")?, &obj.field_path("id"))?.to_string();
     let sql = obj.req_str("sql")?;
     if sql.trim().is_empty() {
@@ -480,5 +493,17 @@ fn change(i: usize, item: &Value, index_of: &HashMap<&str, usize>) -> Result<Cha
         kind,
         requires,
         settings: settings(&obj)?,
+        verify: optional_sql(&obj, "verify")?,
+        revert: optional_sql(&obj, "revert")?,
     })
+}
+
+/// An optional SQL text that must not be blank when given.
+fn optional_sql(obj: &Obj, field: &str) -> Result<Option<String>, ManifestError> {
+    match obj.opt_str(field)? {
+        Some(sql) if sql.trim().is_empty() => Err(ManifestError::Empty {
+            path: obj.field_path(field),
+        }),
+        other => Ok(other.map(str::to_string)),
+    }
 }

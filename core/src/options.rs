@@ -119,9 +119,96 @@ mod tests {
     }
 
     #[test]
+    fn baseline_options_resolve_to_indexes() {
+        let m = crate::Manifest::from_value(&json!({"project": "p", "version": "1.0.0", "changes": [
+            {"id": "a", "sql": "SELECT 1"}, {"id": "b", "sql": "SELECT 2"}, {"id": "c", "sql": "SELECT 3"}]}))
+        .unwrap();
+        let (_, through) = BaselineOptions::from_value(&json!({"through": "b"}), &m).unwrap();
+        assert_eq!(through, vec![0, 1]);
+        let (o, listed) = BaselineOptions::from_value(&json!({"changes": ["c", "a", "c"], "reason": "x"}), &m).unwrap();
+        assert_eq!(listed, vec![0, 2]);
+        assert_eq!(o.reason.as_deref(), Some("x"));
+        let e = BaselineOptions::from_value(&json!({"through": "z"}), &m).unwrap_err();
+        assert_eq!((e.path(), e.sqlstate().code()), ("options.through", "22023"));
+        let e = BaselineOptions::from_value(&json!({"changes": ["a", "q"]}), &m).unwrap_err();
+        assert_eq!(e.path(), "options.changes[1]");
+        assert!(BaselineOptions::from_value(&json!({}), &m).is_err());
+        assert!(BaselineOptions::from_value(&json!({"through": "a", "changes": ["a"]}), &m).is_err());
+    }
+
+    #[test]
     fn rejects_typos_with_a_suggestion() {
         let err = ApplyOptions::from_value(&json!({"wiat": false})).unwrap_err();
         assert_eq!(err.path(), "options.wiat");
         assert_eq!(err.hint().as_deref(), Some("Did you mean \"wait\"?"));
+    }
+}
+
+/// Options of `deploy.baseline(manifest, options)`: which changes to record
+/// as applied without running them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaselineSelection {
+    /// Every change up to and including this id.
+    Through(String),
+    /// Exactly these ids.
+    Changes(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaselineOptions {
+    pub selection: BaselineSelection,
+    pub reason: Option<String>,
+}
+
+impl BaselineOptions {
+    /// Reads the options and resolves them to manifest indexes.
+    pub fn from_value(
+        value: &Value,
+        manifest: &crate::Manifest,
+    ) -> Result<(BaselineOptions, Vec<usize>), ManifestError> {
+        let obj = Obj::new(value, "options")?;
+        obj.check_fields(&["through", "changes", "reason"], &[])?;
+        let index_of = |id: &str, path: String| {
+            manifest
+                .changes
+                .iter()
+                .position(|c| c.id == id)
+                .ok_or_else(|| ManifestError::InvalidValue {
+                    path,
+                    reason: format!("\"{id}\" is not a change of this manifest"),
+                })
+        };
+        let (selection, indexes) = match (obj.opt_str("through")?, obj.opt_array("changes")?) {
+            (Some(through), None) => {
+                let last = index_of(through, "options.through".into())?;
+                (BaselineSelection::Through(through.to_string()), (0..=last).collect())
+            }
+            (None, Some(_)) => {
+                let ids = obj.opt_str_list("changes")?;
+                let mut indexes = Vec::with_capacity(ids.len());
+                for (i, id) in ids.iter().enumerate() {
+                    indexes.push(index_of(id, format!("options.changes[{i}]"))?);
+                }
+                indexes.sort_unstable();
+                indexes.dedup();
+                (
+                    BaselineSelection::Changes(ids.into_iter().map(str::to_string).collect()),
+                    indexes,
+                )
+            }
+            _ => {
+                return Err(ManifestError::InvalidValue {
+                    path: "options".into(),
+                    reason: "give exactly one of \"through\" (a change id) or \"changes\" (a list of ids)".into(),
+                })
+            }
+        };
+        Ok((
+            BaselineOptions {
+                selection,
+                reason: obj.opt_str("reason")?.map(str::to_string),
+            },
+            indexes,
+        ))
     }
 }

@@ -371,8 +371,11 @@ fn cases() -> Vec<Case> {
         c("unknown hazard in allow", with(|v| v["changes"][0]["allow"] = json!(["data_lost"])), "22023", "changes[0].allow[0]", "unknown hazard \"data_lost\"; one of table_rewrite"),
         c("allow not an array", with(|v| v["defaults"] = json!({"allow": "data_loss"})), "22023", "defaults.allow", "expected an array"),
         c("big_table_rows not a number", with(|v| v["defaults"] = json!({"big_table_rows": "1M"})), "22023", "defaults.big_table_rows", "expected a whole number"),
-        c("change reserved verify", with(|v| v["changes"][0]["verify"] = json!("SELECT true")), "0A000", "changes[0].verify", "field \"verify\" is not supported"),
-        c("change reserved revert", with(|v| v["changes"][0]["revert"] = json!("DROP TABLE a")), "0A000", "changes[0].revert", "is not supported"),
+        c("verify not a string", with(|v| v["changes"][0]["verify"] = json!(true)), "22023", "changes[0].verify", "expected a string, found a boolean"),
+        c("revert blank", with(|v| v["changes"][0]["revert"] = json!("  ")), "22023", "changes[0].revert", "must not be empty"),
+        c("schemas not a list", with(|v| v["schemas"] = json!("shop")), "22023", "schemas", "expected an array"),
+        c("schemas entry empty", with(|v| v["schemas"] = json!(["shop", ""])), "22023", "schemas[1]", "must not be empty"),
+        c("format 1.5", with(|v| v["format"] = json!(1.5)), "0A000", "format", "manifest format 1.5 is not supported"),
         c(
             "change bad lock_timeout",
             with(|v| v["changes"][0]["lock_timeout"] = json!(true)),
