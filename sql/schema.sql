@@ -24,7 +24,8 @@ CREATE TABLE deploy.deployments (
     version           text NOT NULL,
     previous_version  text,
     outcome           text NOT NULL CHECK (outcome IN ('applied', 'no-op', 'baseline', 'revert')),
-    manifest_sha256   text NOT NULL REFERENCES deploy.manifests (sha256),
+    -- The manifest deployed; for a revert, the one whose state it returns to (NULL: none).
+    manifest_sha256   text REFERENCES deploy.manifests (sha256),
     applied_by        name NOT NULL,
     session_user_name name NOT NULL,
     application_name  text,

@@ -210,7 +210,7 @@ fn deploy(
                 version: manifest.version.to_string(),
                 previous_version: previous_version.clone(),
                 outcome,
-                manifest_sha256: &manifest.sha256,
+                manifest_sha256: Some(&manifest.sha256),
                 manifest: Some(manifest_doc),
                 started_at: session.started_at,
                 counts,

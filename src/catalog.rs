@@ -91,7 +91,7 @@ impl Catalog for SpiCatalog<'_, '_> {
         let result = self
             .client
             .update(
-                "SELECT pg_catalog.sum(pg_catalog.greatest(c.reltuples, 0))::pg_catalog.float8,
+                "SELECT pg_catalog.sum(GREATEST(c.reltuples, 0))::pg_catalog.float8,
                         pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid))::pg_catalog.int8
                    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                   WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'm')

@@ -82,6 +82,9 @@ pub enum DeployError {
     Refused { location: ChangeLocation, refusal: Refusal },
     #[error("change \"{}\" of project \"{}\" has the hazard {}{}: {}: {}", .location.change, .location.project, .hazard.kind.as_str(), .location.where_(), .hazard.reason, .hazard.evidence())]
     Hazard { location: ChangeLocation, hazard: Hazard },
+    /// A revert that cannot go ahead: `missing_reverts` when changes lack revert SQL.
+    #[error("{message}")]
+    Revert { message: String, missing_reverts: bool },
     /// A PostgreSQL error outside any change (e.g. permission denied on the
     /// history), passed on as it was raised.
     #[error("{}", .0.message)]
@@ -137,7 +140,9 @@ impl DeployError {
             DeployError::Syntax { error, .. } | DeployError::ChangeFailed { error, .. } => error.code,
             DeployError::Postgres(error) => error.code,
             DeployError::Refused { refusal, .. } => code_of(refusal.sqlstate),
-            DeployError::Hazard { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            DeployError::Hazard { .. } | DeployError::Revert { .. } => {
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
             DeployError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -161,6 +166,14 @@ impl DeployError {
                 Some("Retry later, or leave out {\"wait\": false} to wait for the other deployment.".into())
             }
             DeployError::Refused { refusal, .. } => Some(refusal.hint.clone()),
+            DeployError::Revert {
+                missing_reverts: false, ..
+            } => None,
+            DeployError::Revert {
+                missing_reverts: true, ..
+            } => Some(
+                "Give those changes \"revert\" SQL in the manifest and apply it, or revert to a later version.".into(),
+            ),
             DeployError::Hazard { hazard, .. } => Some(format!(
                 "If this is intended, allow it with \"allow\": [\"{}\"] on the change (or in \"defaults\"); \
                  big tables are those over defaults.big_table_rows / big_table_bytes.",

@@ -119,16 +119,19 @@ pub fn deployed_version(client: &mut SpiClient<'_>, project: &str) -> Result<Opt
     Ok(rows.first().get_one::<String>()?)
 }
 
-/// The latest recorded checksum and kind of every change of the project.
+/// The latest recorded checksum and kind of every change of the project that
+/// is applied now (not reverted since).
 pub fn applied_changes(
     client: &mut SpiClient<'_>,
     project: &str,
 ) -> Result<HashMap<String, AppliedChange>, DeployError> {
     let rows = client.update(
-        "SELECT DISTINCT ON (change_id) change_id, kind, checksum
-           FROM deploy.change_log
-          WHERE project = $1
-          ORDER BY change_id, deployment_id DESC",
+        "SELECT change_id, kind, checksum
+           FROM (SELECT DISTINCT ON (change_id) change_id, kind, checksum, action
+                   FROM deploy.change_log
+                  WHERE project = $1
+                  ORDER BY change_id, deployment_id DESC) latest
+          WHERE action <> 'reverted'",
         None,
         &[project.into()],
     )?;
@@ -195,7 +198,7 @@ pub struct DeploymentRecord<'a> {
     pub version: String,
     pub previous_version: Option<String>,
     pub outcome: &'static str,
-    pub manifest_sha256: &'a str,
+    pub manifest_sha256: Option<&'a str>,
     /// The manifest, stored once per sha256; None when there is none (revert).
     pub manifest: Option<serde_json::Value>,
     pub started_at: TimestampWithTimeZone,
@@ -213,13 +216,13 @@ pub fn record(
     d: DeploymentRecord<'_>,
     changes: Vec<ChangeRecord>,
 ) -> Result<(i64, f64), DeployError> {
-    if let Some(manifest) = d.manifest {
+    if let (Some(manifest), Some(sha)) = (d.manifest, d.manifest_sha256) {
         // A re-applied manifest is stored already: skip turning it back into jsonb.
         let stored = client
             .update(
                 "SELECT EXISTS (SELECT FROM deploy.manifests WHERE sha256 = $1)",
                 Some(1),
-                &[d.manifest_sha256.into()],
+                &[sha.into()],
             )?
             .first()
             .get_one::<bool>()?;
@@ -227,7 +230,7 @@ pub fn record(
             client.update(
                 "INSERT INTO deploy.manifests (sha256, manifest) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
                 None,
-                &[d.manifest_sha256.into(), JsonB(manifest).into()],
+                &[sha.into(), JsonB(manifest).into()],
             )?;
         }
     }
@@ -244,7 +247,7 @@ pub fn record(
                      current_user, session_user, pg_catalog.current_setting('application_name'),
                      pg_catalog.inet_client_addr(), pg_catalog.pg_backend_pid(),
                      $6, pg_catalog.clock_timestamp(),
-                     EXTRACT(epoch FROM pg_catalog.clock_timestamp() - $6)::pg_catalog.float8 * 1000,
+                     pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - $6) * 1000, 3)::pg_catalog.float8,
                      $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
                      coalesce((SELECT row_hash FROM deploy.deployments WHERE project = $1 ORDER BY id DESC LIMIT 1), ''))
              RETURNING id, duration_ms",

@@ -21,6 +21,7 @@ mod execute;
 mod history;
 mod owner;
 mod plan;
+mod revert;
 mod statements;
 mod subxact;
 mod timeout;

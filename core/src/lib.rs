@@ -11,10 +11,11 @@ pub mod manifest;
 pub mod options;
 pub mod plan;
 pub mod position;
+pub mod revert;
 
 pub use error::{ManifestError, PlanError, SqlState};
 pub use manifest::{Change, ChangeKind, Manifest, Settings};
-pub use options::{ApplyOptions, BaselineOptions, BaselineSelection, PlanOptions};
+pub use options::{ApplyOptions, BaselineOptions, BaselineSelection, PlanOptions, RevertOptions};
 pub use plan::{Action, AppliedChange, History, Plan};
 
 /// The pg_deploy release this core belongs to.

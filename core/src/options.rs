@@ -212,3 +212,36 @@ impl BaselineOptions {
         ))
     }
 }
+
+/// Options of `deploy.revert(project, to_version, options)`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RevertOptions {
+    pub wait: Option<bool>,
+    /// Hazards the revert SQL may have (reverts usually drop things).
+    pub allow: Vec<crate::hazards::HazardKind>,
+    pub reason: Option<String>,
+}
+
+impl RevertOptions {
+    pub fn from_value(value: &Value) -> Result<RevertOptions, ManifestError> {
+        if value.is_null() {
+            return Ok(RevertOptions::default());
+        }
+        let obj = Obj::new(value, "options")?;
+        obj.check_fields(&["wait", "allow", "reason"], &[])?;
+        let mut allow = Vec::new();
+        for (i, name) in obj.opt_str_list("allow")?.into_iter().enumerate() {
+            allow.push(
+                crate::hazards::HazardKind::parse(name).ok_or_else(|| ManifestError::InvalidValue {
+                    path: format!("options.allow[{i}]"),
+                    reason: format!("unknown hazard \"{name}\""),
+                })?,
+            );
+        }
+        Ok(RevertOptions {
+            wait: obj.opt_bool("wait")?,
+            allow,
+            reason: obj.opt_str("reason")?.map(str::to_string),
+        })
+    }
+}

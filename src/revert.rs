@@ -1,0 +1,322 @@
+//! `deploy.revert(project, to_version, options)`: undo everything deployed
+//! after `to_version`, in reverse order, in the caller's transaction.
+
+use crate::analyze::{analyse_change, RunSettings};
+use crate::apply::{guarded, round};
+use crate::catalog::SchemaCache;
+use crate::error::{ChangeLocation, DeployError};
+use crate::execute::{run_change, ChangeWork};
+use crate::history::{self, ChangeRecord, Counts, DeploymentRecord, SessionFacts};
+use crate::owner::Owner;
+use crate::subxact::GucLevel;
+use pg_deploy_core::checksum::sha256_checksum;
+use pg_deploy_core::hazards::Thresholds;
+use pg_deploy_core::revert::{plan_revert, LoggedEvent, RevertStep};
+use pg_deploy_core::{Change, ChangeKind, Manifest, ManifestError, PlanError, RevertOptions, Settings};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use semver::Version;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// Reverts `project_name` to `to_version` with the revert SQL stored with each
+/// change; refuses when a needed revert is missing. Options: `allow` (hazards
+/// the revert SQL may have), `wait`, `reason`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn revert(project_name: Option<String>, to_version: Option<String>, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
+    let options_doc = options.map_or(Value::Null, |o| o.0);
+    guarded("deploy.revert", || {
+        let project = project_name.ok_or_else(|| {
+            DeployError::Options(ManifestError::Missing {
+                path: "project_name".into(),
+            })
+        })?;
+        let text = to_version.unwrap_or_default();
+        let to = Version::parse(text.trim()).map_err(|e| {
+            DeployError::Options(ManifestError::InvalidValue {
+                path: "to_version".into(),
+                reason: format!("\"{text}\" is not a semantic version: {e}"),
+            })
+        })?;
+        let options = RevertOptions::from_value(&options_doc).map_err(DeployError::Options)?;
+        Spi::connect_mut(|client| run_revert(client, &project, &to, &options, options_doc))
+    })
+}
+
+fn events(client: &mut SpiClient<'_>, project: &str) -> Result<Vec<LoggedEvent>, DeployError> {
+    let rows = client.update(
+        "SELECT l.deployment_id, l.ordinal, d.version, d.outcome, d.manifest_sha256, l.change_id, l.kind,
+                l.action, l.checksum, l.revert_sql
+           FROM deploy.change_log l JOIN deploy.deployments d ON d.id = l.deployment_id
+          WHERE l.project = $1
+          ORDER BY l.deployment_id, l.ordinal",
+        None,
+        &[project.into()],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let version = row.get::<String>(3)?.unwrap_or_default();
+        let kind = row.get::<String>(7)?.unwrap_or_default();
+        out.push(LoggedEvent {
+            deployment_id: row.get::<i64>(1)?.unwrap_or(0),
+            ordinal: row.get::<i32>(2)?.unwrap_or(0),
+            deployment_version: Version::parse(&version)
+                .map_err(|e| DeployError::Internal(format!("recorded version \"{version}\": {e}")))?,
+            deployment_outcome: row.get::<String>(4)?.unwrap_or_default(),
+            manifest_sha256: row.get::<String>(5)?,
+            change_id: row.get::<String>(6)?.unwrap_or_default(),
+            kind: ChangeKind::parse(&kind).ok_or_else(|| DeployError::Internal(format!("change kind \"{kind}\"")))?,
+            action: row.get::<String>(8)?.unwrap_or_default(),
+            checksum: row.get::<String>(9)?.unwrap_or_default(),
+            revert_sql: row.get::<String>(10)?,
+        });
+    }
+    Ok(out)
+}
+
+fn stored_manifest(client: &mut SpiClient<'_>, sha: &str) -> Result<Option<Manifest>, DeployError> {
+    let doc = client
+        .update(
+            "SELECT manifest FROM deploy.manifests WHERE sha256 = $1",
+            Some(1),
+            &[sha.into()],
+        )?
+        .first()
+        .get_one::<JsonB>()?;
+    Ok(doc.and_then(|d| Manifest::from_value(&d.0).ok()))
+}
+
+/// What one revert step runs, and under which settings.
+struct StepWork {
+    change: Change,
+    settings: RunSettings,
+    action: &'static str,
+    thresholds: Thresholds,
+}
+
+fn step_work(
+    client: &mut SpiClient<'_>,
+    owner: Owner,
+    step: &RevertStep,
+    session: &SessionFacts,
+    options: &RevertOptions,
+) -> Result<StepWork, DeployError> {
+    let (id, kind, sql, sha, action) = match step {
+        RevertStep::Undo {
+            change_id,
+            kind,
+            revert_sql,
+            manifest_sha256,
+            ..
+        } => (
+            change_id,
+            *kind,
+            Some(revert_sql.clone()),
+            manifest_sha256.clone(),
+            "reverted",
+        ),
+        RevertStep::Restore {
+            change_id,
+            kind,
+            manifest_sha256,
+        } => (change_id, *kind, None, Some(manifest_sha256.clone()), "rerun"),
+    };
+    let manifest = match &sha {
+        Some(sha) => owner.run(|| stored_manifest(client, sha))?,
+        None => None,
+    };
+    let original = manifest.as_ref().and_then(|m| m.changes.iter().find(|c| &c.id == id));
+    let sql = match (sql, original) {
+        (Some(sql), _) => sql,
+        (None, Some(c)) => c.sql.clone(),
+        (None, None) => {
+            return Err(DeployError::Internal(format!(
+                "the earlier SQL of repeatable change \"{id}\" is not stored"
+            )))
+        }
+    };
+    let change = Change {
+        id: id.clone(),
+        checksum: sha256_checksum(sql.as_bytes()),
+        sql,
+        kind,
+        requires: Vec::new(),
+        settings: original.map(|c| c.settings.clone()).unwrap_or_default(),
+        verify: None,
+        revert: None,
+    };
+    let mut settings = match &manifest {
+        Some(m) => RunSettings::resolve(&change, m, session),
+        None => RunSettings::resolve(&change, &empty_manifest(), session),
+    };
+    settings.allow = options.allow.clone();
+    let thresholds = manifest.map(|m| m.thresholds).unwrap_or_default();
+    Ok(StepWork {
+        change,
+        settings,
+        action,
+        thresholds,
+    })
+}
+
+fn run_revert(
+    client: &mut SpiClient<'_>,
+    project: &str,
+    to: &Version,
+    options: &RevertOptions,
+    options_doc: Value,
+) -> Result<Value, DeployError> {
+    let started = Instant::now();
+    let session = history::session_facts(client)?;
+    let internal = GucLevel::open();
+    history::use_internal_search_path(client)?;
+    let owner = Owner::of_extension(client)?;
+    history::lock_project(client, project, options.wait.unwrap_or(true))?;
+    let current = owner.run(|| history::deployed_version(client, project))?;
+    let Some(current) = current else {
+        return Err(PlanError::RequirementNotMet {
+            project: project.into(),
+            what: "deployment",
+            requirement: "to revert".into(),
+            found: "the project has never been deployed".into(),
+        }
+        .into());
+    };
+    let deployed = Version::parse(&current).map_err(|e| DeployError::Internal(e.to_string()))?;
+    if *to > deployed {
+        return Err(DeployError::Revert {
+            message: format!(
+                "project \"{project}\": cannot revert to {to}, which is newer than the deployed version {deployed}"
+            ),
+            missing_reverts: false,
+        });
+    }
+    let log = owner.run(|| events(client, project))?;
+    let plan = plan_revert(&log, to).map_err(|missing| DeployError::Revert {
+        message: format!(
+            "project \"{project}\": cannot revert to {to}: no revert SQL for {}",
+            missing
+                .0
+                .iter()
+                .map(|id| format!("\"{id}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        missing_reverts: true,
+    })?;
+
+    // Analyse every step before running any, as apply does.
+    let mut schemas = SchemaCache::default();
+    let mut works = Vec::with_capacity(plan.steps.len());
+    for step in &plan.steps {
+        let work = step_work(client, owner, step, &session, options)?;
+        let analysis = analyse_change(
+            client,
+            &mut schemas,
+            project,
+            &work.change,
+            work.settings.clone(),
+            &work.thresholds,
+        )?;
+        if let Some(objection) = analysis.first_objection(project, &work.change) {
+            return Err(objection);
+        }
+        works.push((work, analysis));
+    }
+    let mut records = Vec::new();
+    let mut reverted = Vec::new();
+    for (ordinal, (work, analysis)) in works.iter().enumerate() {
+        let statements = analysis.plain_statements();
+        let change = &work.change;
+        let job = ChangeWork {
+            id: &change.id,
+            sql: &change.sql,
+            statements: &statements,
+            verify: None,
+        };
+        let run = run_change(client, &job, &analysis.settings).map_err(|failure| {
+            let location = match failure.statement {
+                Some(i) => ChangeLocation::of_statement(project, change, &statements, i, failure.at),
+                None => ChangeLocation::new(project, &change.id, &change.sql, failure.at),
+            };
+            DeployError::ChangeFailed {
+                location,
+                error: failure.error,
+            }
+        })?;
+        let ms = run.duration.as_secs_f64() * 1000.0;
+        pgrx::notice!("pg_deploy: {project}: {} \"{}\" ({:.1} ms)", work.action, change.id, ms);
+        reverted.push(json!({"id": change.id, "action": work.action, "duration_ms": round(ms)}));
+        let checksum = match (&plan.steps[ordinal], work.action) {
+            (RevertStep::Undo { checksum, .. }, _) => checksum.clone(),
+            _ => change.checksum.clone(),
+        };
+        records.push(ChangeRecord {
+            ordinal: ordinal as i32,
+            id: change.id.clone(),
+            kind: change.kind.as_str(),
+            action: work.action,
+            checksum,
+            statements: statements.len() as i32,
+            retries: run.retries as i32,
+            duration_ms: ms,
+            finished_after_ms: started.elapsed().as_secs_f64() * 1000.0,
+            revert_sql: None,
+        });
+    }
+    let counts = Counts {
+        reverted: records.iter().filter(|r| r.action == "reverted").count() as i32,
+        rerun: records.iter().filter(|r| r.action == "rerun").count() as i32,
+        ..Counts::default()
+    };
+    let (deployment_id, _) = owner.run(|| {
+        history::record(
+            client,
+            DeploymentRecord {
+                project,
+                version: to.to_string(),
+                previous_version: Some(current.clone()),
+                outcome: "revert",
+                manifest_sha256: plan.target_manifest.as_deref(),
+                manifest: None,
+                started_at: session.started_at,
+                counts,
+                options: options_doc,
+                warnings: Vec::new(),
+                fingerprint: None,
+            },
+            records,
+        )
+    })?;
+    internal.restore();
+    Ok(json!({
+        "project": project,
+        "version": to.to_string(),
+        "previous_version": current,
+        "outcome": "revert",
+        "deployment_id": deployment_id,
+        "reverted": reverted,
+        "duration_ms": round(started.elapsed().as_secs_f64() * 1000.0),
+    }))
+}
+
+/// A manifest with nothing in it, for settings of changes whose manifest is gone.
+fn empty_manifest() -> Manifest {
+    {
+        Manifest {
+            project: String::new(),
+            version: Version::new(0, 0, 0),
+            requires: pg_deploy_core::manifest::Requirements {
+                postgres: None,
+                extensions: Vec::new(),
+                pg_deploy: None,
+            },
+            defaults: Settings::default(),
+            thresholds: Thresholds::default(),
+            schemas: None,
+            changes: Vec::new(),
+            sha256: String::new(),
+        }
+    }
+}
