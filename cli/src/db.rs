@@ -1,0 +1,142 @@
+//! The calls into the extension. Each command is one statement; manifests and
+//! options travel as text parameters and come back as the extension's JSON.
+
+use crate::error::{CliError, ServerError};
+use postgres::types::Type;
+use postgres::Client;
+use serde_json::Value;
+
+/// Turns a failed call into the error the user sees: the server's SQLSTATE,
+/// message, DETAIL and HINT (exit 1), or a lost connection (exit 3).
+pub fn call_error(context: &str, function: &str, e: postgres::Error) -> CliError {
+    let Some(db) = e.as_db_error() else {
+        return CliError::Connect {
+            message: format!("{context}: the connection failed: {e}"),
+            hint: Some(
+                "If the connection broke after the call was sent, the outcome is unknown: check `pg-deploy status`."
+                    .into(),
+            ),
+        };
+    };
+    let code = db.code().code().to_string();
+    let missing_function = code == "42883" && db.message().contains(function);
+    let missing_schema = code == "3F000" && db.message().contains("\"deploy\"");
+    if missing_schema || (code == "42883" && db.message().contains("deploy.")) {
+        let hint = if missing_schema {
+            "Install the extension in this database: CREATE EXTENSION pg_deploy;".to_string()
+        } else if missing_function {
+            format!("This database's pg_deploy has no {function}; upgrade the extension (ALTER EXTENSION pg_deploy UPDATE) or install a newer build.")
+        } else {
+            "Check that pg_deploy is installed and up to date in this database.".to_string()
+        };
+        return CliError::Server {
+            context: context.into(),
+            error: ServerError {
+                sqlstate: code,
+                message: db.message().to_string(),
+                detail: db.detail().map(str::to_string),
+                hint: Some(db.hint().map_or(hint.clone(), |h| format!("{h}\n{hint}"))),
+            },
+        };
+    }
+    CliError::Server {
+        context: context.into(),
+        error: ServerError {
+            sqlstate: code,
+            message: db.message().to_string(),
+            detail: db.detail().map(str::to_string),
+            hint: db.hint().map(str::to_string),
+        },
+    }
+}
+
+/// Runs `sql` (which returns one text column holding JSON) with text parameters.
+fn json_call(
+    client: &mut Client,
+    context: &str,
+    function: &str,
+    sql: &str,
+    params: &[&str],
+) -> Result<Value, CliError> {
+    let typed: Vec<(&(dyn postgres::types::ToSql + Sync), Type)> = params
+        .iter()
+        .map(|p| (p as &(dyn postgres::types::ToSql + Sync), Type::TEXT))
+        .collect();
+    let rows = client
+        .query_typed(sql, &typed)
+        .map_err(|e| call_error(context, function, e))?;
+    let text: Option<String> = match rows.first() {
+        Some(row) => row.try_get(0).map_err(|e| call_error(context, function, e))?,
+        None => None,
+    };
+    let text = text.unwrap_or_else(|| "null".into());
+    serde_json::from_str(&text).map_err(|e| CliError::Refused {
+        message: format!("{context}: the server's answer is not JSON: {e}"),
+        hint: None,
+    })
+}
+
+pub fn apply(client: &mut Client, manifest: &str, options: &str) -> Result<Value, CliError> {
+    json_call(
+        client,
+        "apply",
+        "deploy.apply",
+        "SELECT deploy.apply($1::jsonb, $2::jsonb)::text",
+        &[manifest, options],
+    )
+}
+
+pub fn plan(client: &mut Client, manifest: &str, options: &str) -> Result<Value, CliError> {
+    json_call(
+        client,
+        "plan",
+        "deploy.plan",
+        "SELECT deploy.plan($1::jsonb, $2::jsonb)::text",
+        &[manifest, options],
+    )
+}
+
+pub fn baseline(client: &mut Client, manifest: &str, options: &str) -> Result<Value, CliError> {
+    json_call(
+        client,
+        "baseline",
+        "deploy.baseline",
+        "SELECT deploy.baseline($1::jsonb, $2::jsonb)::text",
+        &[manifest, options],
+    )
+}
+
+/// deploy.status() rows as JSON objects.
+pub fn status(client: &mut Client, project: Option<&str>) -> Result<Value, CliError> {
+    let sql = "SELECT coalesce(jsonb_agg(to_jsonb(s) ORDER BY s.project), '[]')::text FROM deploy.status($1) s";
+    let typed: [(&(dyn postgres::types::ToSql + Sync), Type); 1] = [(&project, Type::TEXT)];
+    let rows = client
+        .query_typed(sql, &typed)
+        .map_err(|e| call_error("status", "deploy.status", e))?;
+    let text: String = match rows.first() {
+        Some(row) => row.try_get(0).map_err(|e| call_error("status", "deploy.status", e))?,
+        None => "[]".into(),
+    };
+    serde_json::from_str(&text).map_err(|e| CliError::Refused {
+        message: format!("status: the server's answer is not JSON: {e}"),
+        hint: None,
+    })
+}
+
+/// deploy.drift(project): whatever it returns (a JSON report or rows), as JSON.
+pub fn drift(client: &mut Client, project: &str) -> Result<Value, CliError> {
+    let all = json_call(
+        client,
+        "drift",
+        "deploy.drift",
+        "SELECT coalesce(jsonb_agg(to_jsonb(d)), '[]')::text FROM deploy.drift($1) d",
+        &[project],
+    )?;
+    // A function returning one jsonb report comes back as a one-element array.
+    match all {
+        Value::Array(mut items) if items.len() == 1 && items[0].is_object() && items[0].get("project").is_some() => {
+            Ok(items.remove(0))
+        }
+        other => Ok(other),
+    }
+}

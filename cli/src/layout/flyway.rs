@@ -1,0 +1,249 @@
+//! Flyway: `V<version>__<description>.sql` (versioned), `R__<description>.sql`
+//! (repeatable), `U<version>__<description>.sql` (undo, becomes the revert of
+//! the versioned migration with the same version). Sub-folders are read too,
+//! as Flyway does. Versions compare part by part (1.2 < 1.10).
+//!
+//! Ids are the file name without `.sql` (`V1.2__add_users`, `R__views`); the
+//! history key is the canonical version (`1.2`) or `R:<description>`.
+
+use super::{file_name, list, non_empty, read_text, Migration};
+use crate::error::CliError;
+use crate::order::FlywayVersion;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Name {
+    Versioned { version: String, description: String },
+    Undo { version: String },
+    Repeatable { description: String },
+}
+
+/// Parses a Flyway file name; None if it is not one.
+pub fn parse_name(name: &str) -> Option<Name> {
+    let stem = name.strip_suffix(".sql")?;
+    let (head, description) = stem.split_once("__")?;
+    let mut chars = head.chars();
+    let prefix = chars.next()?;
+    let version = chars.as_str();
+    match prefix {
+        'R' if version.is_empty() && !description.is_empty() => Some(Name::Repeatable {
+            description: description.to_string(),
+        }),
+        'V' | 'U' if FlywayVersion::parse(version).is_some() => {
+            if prefix == 'V' {
+                Some(Name::Versioned {
+                    version: version.to_string(),
+                    description: description.to_string(),
+                })
+            } else {
+                Some(Name::Undo {
+                    version: version.to_string(),
+                })
+            }
+        }
+        _ => None,
+    }
+}
+
+pub fn is_flyway_name(name: &str) -> bool {
+    parse_name(name).is_some()
+}
+
+/// Flyway's description as stored in its history: underscores become spaces.
+pub fn description_key(description: &str) -> String {
+    format!("R:{}", description.replace('_', " "))
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
+    for p in list(dir)? {
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else if file_name(&p).ends_with(".sql") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
+    let mut files = Vec::new();
+    collect(dir, &mut files)?;
+    let mut versioned: Vec<(FlywayVersion, Migration)> = Vec::new();
+    let mut repeatable: Vec<Migration> = Vec::new();
+    let mut undo: Vec<(FlywayVersion, String, PathBuf)> = Vec::new();
+    for p in files {
+        let name = file_name(&p);
+        let id = name.trim_end_matches(".sql").to_string();
+        match parse_name(&name) {
+            None => {
+                return Err(CliError::input_hint(
+                    format!("{} is not a Flyway migration name", p.display()),
+                    "Flyway names are V<version>__<description>.sql, R__<description>.sql or U<version>__<description>.sql; move other .sql files out of the folder.",
+                ))
+            }
+            Some(Name::Versioned { version, .. }) => {
+                let v = FlywayVersion::parse(&version).ok_or_else(|| CliError::input(format!("bad version in {name}")))?;
+                if let Some((_, first)) = versioned.iter().find(|(w, _)| *w == v) {
+                    return Err(CliError::input_hint(
+                        format!(
+                            "duplicate version {}: {} and {}",
+                            v.canonical(),
+                            first.source.display(),
+                            p.display()
+                        ),
+                        "Each Flyway version may be used once (1, 1.0 and 01 are the same version).",
+                    ));
+                }
+                let sql = non_empty(read_text(&p)?, &p)?;
+                versioned.push((
+                    v.clone(),
+                    Migration {
+                        id,
+                        sql,
+                        repeatable: false,
+                        revert: None,
+                        verify: None,
+                        requires: Vec::new(),
+                        key: v.canonical(),
+                        source: p,
+                    },
+                ));
+            }
+            Some(Name::Repeatable { description }) => {
+                let sql = non_empty(read_text(&p)?, &p)?;
+                if let Some(first) = repeatable.iter().find(|m| m.id == id) {
+                    return Err(CliError::input(format!(
+                        "duplicate repeatable migration {id}: {} and {}",
+                        first.source.display(),
+                        p.display()
+                    )));
+                }
+                repeatable.push(Migration {
+                    id,
+                    sql,
+                    repeatable: true,
+                    revert: None,
+                    verify: None,
+                    requires: Vec::new(),
+                    key: description_key(&description),
+                    source: p,
+                });
+            }
+            Some(Name::Undo { version }) => {
+                let v = FlywayVersion::parse(&version).ok_or_else(|| CliError::input(format!("bad version in {name}")))?;
+                if let Some((_, _, first)) = undo.iter().find(|(w, _, _)| *w == v) {
+                    return Err(CliError::input(format!(
+                        "duplicate undo version {}: {} and {}",
+                        v.canonical(),
+                        first.display(),
+                        p.display()
+                    )));
+                }
+                let sql = non_empty(read_text(&p)?, &p)?;
+                undo.push((v, sql, p));
+            }
+        }
+    }
+    versioned.sort_by(|a, b| a.0.cmp(&b.0));
+    for (v, sql, p) in undo {
+        match versioned.iter_mut().find(|(w, _)| *w == v) {
+            Some((_, m)) => m.revert = Some(sql),
+            None => {
+                return Err(CliError::input(format!(
+                    "{} undoes version {}, which has no V{}__*.sql migration",
+                    p.display(),
+                    v.canonical(),
+                    v.canonical()
+                )))
+            }
+        }
+    }
+    // Flyway runs repeatables after all versioned migrations, ordered by description.
+    repeatable.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut out: Vec<Migration> = versioned.into_iter().map(|(_, m)| m).collect();
+    out.extend(repeatable);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::testdir;
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            parse_name("V1.2__add_users.sql"),
+            Some(Name::Versioned {
+                version: "1.2".into(),
+                description: "add_users".into()
+            })
+        );
+        assert_eq!(
+            parse_name("R__views.sql"),
+            Some(Name::Repeatable {
+                description: "views".into()
+            })
+        );
+        assert_eq!(parse_name("U3__drop.sql"), Some(Name::Undo { version: "3".into() }));
+        assert_eq!(parse_name("V1_2__x.sql").is_some(), true);
+        for bad in [
+            "V1.2_x.sql",
+            "Vx__a.sql",
+            "R1__a.sql",
+            "V1__a.txt",
+            "afterMigrate.sql",
+            "R__.sql",
+        ] {
+            assert_eq!(parse_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn orders_by_version_part_by_part_then_repeatables() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(
+            tmp.path(),
+            &[
+                ("V1.10__ten.sql", "SELECT 10;"),
+                ("V1.2__two.sql", "SELECT 2;"),
+                ("sub/V1.9__nine.sql", "SELECT 9;"),
+                ("R__b_view.sql", "SELECT 'b';"),
+                ("R__a_view.sql", "SELECT 'a';"),
+                ("U1.2__two.sql", "SELECT -2;"),
+            ],
+        );
+        let m = read(tmp.path()).expect("read");
+        let ids: Vec<&str> = m.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["V1.2__two", "V1.9__nine", "V1.10__ten", "R__a_view", "R__b_view"]);
+        assert_eq!(m[0].revert.as_deref(), Some("SELECT -2;"));
+        assert_eq!(m[0].key, "1.2");
+        assert!(m[3].repeatable);
+        assert_eq!(m[3].key, "R:a view");
+    }
+
+    #[test]
+    fn duplicate_versions_are_bad_input() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(tmp.path(), &[("V1__a.sql", "SELECT 1;"), ("V1.0__b.sql", "SELECT 2;")]);
+        let e = read(tmp.path()).expect_err("dup");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("duplicate version 1"), "{e}");
+    }
+
+    #[test]
+    fn stray_files_and_orphan_undos_are_bad_input() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(tmp.path(), &[("V1__a.sql", "SELECT 1;"), ("notes.sql", "x")]);
+        assert!(read(tmp.path())
+            .expect_err("stray")
+            .to_string()
+            .contains("not a Flyway migration name"));
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(tmp.path(), &[("V1__a.sql", "SELECT 1;"), ("U2__b.sql", "SELECT 2;")]);
+        assert!(read(tmp.path())
+            .expect_err("orphan")
+            .to_string()
+            .contains("undoes version 2"));
+    }
+}

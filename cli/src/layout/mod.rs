@@ -1,0 +1,329 @@
+//! Migration folders: detect the layout, read the migrations in order.
+//! Each format lives in its own module; this one holds what they share.
+
+pub mod dbmate;
+pub mod flyway;
+pub mod golang_migrate;
+pub mod plain;
+pub mod prisma;
+pub mod sqitch;
+
+use crate::error::CliError;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Flyway,
+    GolangMigrate,
+    Dbmate,
+    Sqitch,
+    Prisma,
+    Plain,
+}
+
+pub const LAYOUT_NAMES: &[&str] = &["flyway", "golang-migrate", "dbmate", "sqitch", "prisma", "plain"];
+
+impl Layout {
+    pub fn parse(name: &str) -> Result<Layout, CliError> {
+        match name {
+            "flyway" => Ok(Layout::Flyway),
+            "golang-migrate" | "migrate" => Ok(Layout::GolangMigrate),
+            "dbmate" => Ok(Layout::Dbmate),
+            "sqitch" => Ok(Layout::Sqitch),
+            "prisma" => Ok(Layout::Prisma),
+            "plain" | "sql" => Ok(Layout::Plain),
+            other => Err(CliError::input_hint(
+                format!("unknown layout \"{other}\""),
+                format!("--layout is one of: {}", LAYOUT_NAMES.join(", ")),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Flyway => "flyway",
+            Layout::GolangMigrate => "golang-migrate",
+            Layout::Dbmate => "dbmate",
+            Layout::Sqitch => "sqitch",
+            Layout::Prisma => "prisma",
+            Layout::Plain => "plain",
+        }
+    }
+}
+
+/// One migration read from a folder, ready to become a manifest change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// The change id in the manifest (stable: derived from the file name only).
+    pub id: String,
+    pub sql: String,
+    pub repeatable: bool,
+    /// Down / undo / revert script.
+    pub revert: Option<String>,
+    /// Verify script (Sqitch).
+    pub verify: Option<String>,
+    /// Ids of changes this one depends on (Sqitch dependencies).
+    pub requires: Vec<String>,
+    /// The key the tool's own history uses for this migration: a version
+    /// (digits or a Flyway version), a Sqitch change name, a Prisma folder name.
+    pub key: String,
+    /// The file the SQL came from, for messages.
+    pub source: PathBuf,
+}
+
+/// A folder read in one layout.
+#[derive(Debug, Clone)]
+pub struct Folder {
+    pub layout: Layout,
+    pub migrations: Vec<Migration>,
+    /// A project name the folder declares (Sqitch's `%project`).
+    pub declared_project: Option<String>,
+}
+
+/// Reads `dir` in the given layout, or in the one detected.
+pub fn read_folder(dir: &Path, layout: Option<Layout>) -> Result<Folder, CliError> {
+    let meta = fs::metadata(dir).map_err(|e| CliError::input(format!("cannot read folder {}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(CliError::input(format!("{} is not a folder", dir.display())));
+    }
+    let layout = match layout {
+        Some(l) => l,
+        None => detect(dir)?,
+    };
+    let (migrations, declared_project) = match layout {
+        Layout::Flyway => (flyway::read(dir)?, None),
+        Layout::GolangMigrate => (golang_migrate::read(dir)?, None),
+        Layout::Dbmate => (dbmate::read(dir)?, None),
+        Layout::Sqitch => {
+            let (m, project) = sqitch::read(dir)?;
+            (m, project)
+        }
+        Layout::Prisma => (prisma::read(dir)?, None),
+        Layout::Plain => (plain::read(dir)?, None),
+    };
+    if migrations.is_empty() {
+        return Err(CliError::input_hint(
+            format!("no migrations found in {} (layout {})", dir.display(), layout.name()),
+            "See docs/cli.md for the file names each layout reads.",
+        ));
+    }
+    Ok(Folder {
+        layout,
+        migrations,
+        declared_project,
+    })
+}
+
+/// Detects the layout from the folder's contents, most specific first.
+pub fn detect(dir: &Path) -> Result<Layout, CliError> {
+    if dir.join("sqitch.plan").is_file() {
+        return Ok(Layout::Sqitch);
+    }
+    let entries = list(dir)?;
+    if entries.iter().any(|p| p.is_dir() && p.join("migration.sql").is_file()) {
+        return Ok(Layout::Prisma);
+    }
+    let sql_files: Vec<&PathBuf> = entries
+        .iter()
+        .filter(|p| p.is_file() && file_name(p).ends_with(".sql"))
+        .collect();
+    if sql_files.iter().any(|p| flyway::is_flyway_name(&file_name(p))) {
+        return Ok(Layout::Flyway);
+    }
+    if sql_files.iter().any(|p| {
+        let n = file_name(p);
+        n.ends_with(".up.sql") || n.ends_with(".down.sql")
+    }) {
+        return Ok(Layout::GolangMigrate);
+    }
+    for p in &sql_files {
+        if read_text(p)?.lines().any(dbmate::is_up_marker) {
+            return Ok(Layout::Dbmate);
+        }
+    }
+    if !sql_files.is_empty() {
+        return Ok(Layout::Plain);
+    }
+    Err(CliError::input_hint(
+        format!(
+            "cannot tell the layout of {}: no sqitch.plan, no */migration.sql, no .sql files",
+            dir.display()
+        ),
+        format!(
+            "Pass --layout ({}) or point at the folder that holds the migrations.",
+            LAYOUT_NAMES.join(", ")
+        ),
+    ))
+}
+
+/// The entries of a folder, sorted by name.
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+    let rd = fs::read_dir(dir).map_err(|e| CliError::input(format!("cannot read folder {}: {e}", dir.display())))?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| CliError::input(format!("cannot read folder {}: {e}", dir.display())))?;
+        out.push(entry.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A file's text; unreadable or non-UTF-8 files are bad input.
+pub fn read_text(p: &Path) -> Result<String, CliError> {
+    let bytes = fs::read(p).map_err(|e| CliError::input(format!("cannot read {}: {e}", p.display())))?;
+    String::from_utf8(bytes).map_err(|e| {
+        CliError::input_hint(
+            format!(
+                "{} is not valid UTF-8 (byte {})",
+                p.display(),
+                e.utf8_error().valid_up_to()
+            ),
+            "Save migration files as UTF-8.",
+        )
+    })
+}
+
+/// An empty script is bad input: a change needs SQL.
+pub fn non_empty(sql: String, p: &Path) -> Result<String, CliError> {
+    if sql.trim().is_empty() {
+        return Err(CliError::input(format!("{} has no SQL", p.display())));
+    }
+    Ok(sql)
+}
+
+/// Removes a wrapping `BEGIN;` … `COMMIT;` (or `ROLLBACK;`), as Sqitch's
+/// templates write them: pg_deploy runs every change in its own transaction
+/// already and refuses transaction control inside one. Only whole lines that
+/// are the first and last statement lines are removed; anything else is kept.
+pub fn strip_transaction_wrapper(sql: &str) -> String {
+    let lines: Vec<&str> = sql.lines().collect();
+    let is_code = |l: &&str| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with("--")
+    };
+    let first = lines.iter().position(|l| is_code(&l));
+    let last = lines.iter().rposition(|l| is_code(&l));
+    let (Some(first), Some(last)) = (first, last) else {
+        return sql.to_string();
+    };
+    let norm = |l: &str| l.trim().trim_end_matches(';').trim().to_ascii_uppercase();
+    let begins = matches!(
+        norm(lines[first]).as_str(),
+        "BEGIN" | "START TRANSACTION" | "BEGIN TRANSACTION"
+    );
+    let ends = matches!(
+        norm(lines[last]).as_str(),
+        "COMMIT" | "ROLLBACK" | "END" | "COMMIT TRANSACTION"
+    );
+    if first >= last || !begins || !ends {
+        return sql.to_string();
+    }
+    let mut out: Vec<&str> = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        if i != first && i != last {
+            out.push(l);
+        }
+    }
+    let mut text = out.join("\n");
+    if sql.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+pub(crate) mod testdir {
+    use std::fs;
+    use std::path::Path;
+
+    /// Writes (relative path, content) pairs under `dir`.
+    pub fn write(dir: &Path, files: &[(&str, &str)]) {
+        for (name, text) in files {
+            let p = dir.join(name);
+            if let Some(parent) = p.parent() {
+                fs::create_dir_all(parent).expect("mkdir");
+            }
+            fs::write(p, text).expect("write");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_each_layout() {
+        let cases: &[(&[(&str, &str)], Layout)] = &[
+            (
+                &[("sqitch.plan", "%project=x\n"), ("deploy/a.sql", "SELECT 1;")],
+                Layout::Sqitch,
+            ),
+            (&[("20240101000000_init/migration.sql", "SELECT 1;")], Layout::Prisma),
+            (&[("V1__init.sql", "SELECT 1;")], Layout::Flyway),
+            (&[("R__views.sql", "SELECT 1;")], Layout::Flyway),
+            (&[("1_init.up.sql", "SELECT 1;")], Layout::GolangMigrate),
+            (
+                &[("001_init.sql", "-- migrate:up\nSELECT 1;\n-- migrate:down\n")],
+                Layout::Dbmate,
+            ),
+            (&[("001_init.sql", "SELECT 1;")], Layout::Plain),
+        ];
+        for (files, want) in cases {
+            let tmp = tempfile::tempdir().expect("tmp");
+            testdir::write(tmp.path(), files);
+            assert_eq!(detect(tmp.path()).expect("detect"), *want, "{files:?}");
+        }
+    }
+
+    #[test]
+    fn empty_or_missing_folders_are_bad_input() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let e = detect(tmp.path()).expect_err("empty");
+        assert_eq!(e.exit_code(), 2);
+        let e = read_folder(&tmp.path().join("nope"), None).expect_err("missing");
+        assert!(e.to_string().contains("cannot read folder"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn unknown_layout_names_the_known_ones() {
+        let e = Layout::parse("liquibase").expect_err("unknown");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("unknown layout \"liquibase\""));
+        assert!(e.to_string().contains("flyway, golang-migrate"));
+        for name in LAYOUT_NAMES {
+            assert_eq!(Layout::parse(name).expect("known").name(), *name);
+        }
+    }
+
+    #[test]
+    fn non_utf8_is_bad_input() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let p = tmp.path().join("x.sql");
+        fs::write(&p, [0x53, 0xff, 0xfe]).expect("write");
+        let e = read_text(&p).expect_err("utf8");
+        assert!(e.to_string().contains("not valid UTF-8"));
+    }
+
+    #[test]
+    fn transaction_wrapper_is_stripped() {
+        let s = "-- Deploy x:a to pg\n\nBEGIN;\n\nCREATE SCHEMA a;\n\nCOMMIT;\n";
+        assert_eq!(
+            strip_transaction_wrapper(s),
+            "-- Deploy x:a to pg\n\n\nCREATE SCHEMA a;\n\n"
+        );
+        let v = "BEGIN;\nSELECT 1/count(*) FROM a;\nROLLBACK;";
+        assert_eq!(strip_transaction_wrapper(v), "SELECT 1/count(*) FROM a;");
+        let untouched = "CREATE TABLE t (x int);\nCOMMIT;\n";
+        assert_eq!(strip_transaction_wrapper(untouched), untouched);
+        assert_eq!(strip_transaction_wrapper("begin;\ncommit;"), "");
+    }
+}

@@ -1,0 +1,202 @@
+//! Sqitch: `sqitch.plan` lists the changes in order, with dependencies in
+//! brackets; `deploy/<change>.sql` is the change, `revert/<change>.sql` its
+//! revert, `verify/<change>.sql` its verify script. Sqitch's templates wrap
+//! scripts in `BEGIN;` … `COMMIT;` (or `ROLLBACK;`), which are removed since
+//! pg_deploy runs each change in its own subtransaction.
+//!
+//! Ids are the change names; the history key is the change name too.
+
+use super::{non_empty, read_text, strip_transaction_wrapper, Migration};
+use crate::error::CliError;
+use std::path::Path;
+
+/// One change line of a plan: name and the changes it requires.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PlanChange {
+    pub name: String,
+    pub requires: Vec<String>,
+    pub line: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub project: Option<String>,
+    pub changes: Vec<PlanChange>,
+}
+
+/// Parses the text of a sqitch.plan.
+pub fn parse_plan(text: &str) -> Result<Plan, CliError> {
+    let mut project = None;
+    let mut changes: Vec<PlanChange> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('@') {
+            continue; // blank, comment, tag
+        }
+        if let Some(pragma) = line.strip_prefix('%') {
+            if let Some((k, v)) = pragma.split_once('=') {
+                if k.trim() == "project" {
+                    project = Some(v.trim().to_string());
+                }
+            }
+            continue;
+        }
+        let bad = |why: &str| CliError::input(format!("sqitch.plan line {line_no}: {why}: {line}"));
+        // Drop the note, then read "name [deps] timestamp planner <email>".
+        let body = line.split_once(" #").map_or(line, |(b, _)| b).trim();
+        let mut name = body.split_whitespace().next().ok_or_else(|| bad("no change name"))?;
+        if let Some(n) = name.strip_prefix('+') {
+            name = n;
+        } else if name.starts_with('-') {
+            return Err(bad("revert entries (-change) are not supported"));
+        }
+        if name.is_empty() {
+            return Err(bad("no change name"));
+        }
+        let mut requires = Vec::new();
+        if let Some(open) = body.find('[') {
+            let close = body[open..].find(']').ok_or_else(|| bad("unclosed ["))? + open;
+            for dep in body[open + 1..close].split_whitespace() {
+                if dep.starts_with('!') {
+                    continue; // a conflict, not a dependency
+                }
+                if dep.contains(':') {
+                    return Err(bad("dependencies on other projects are not supported"));
+                }
+                let dep = dep.split_once('@').map_or(dep, |(d, _)| d);
+                requires.push(dep.to_string());
+            }
+        }
+        if changes.iter().any(|c| c.name == name) {
+            return Err(CliError::input_hint(
+                format!("sqitch.plan line {line_no}: change \"{name}\" appears twice (a reworked change)"),
+                "Reworked Sqitch changes are not supported; give the new version its own change name.",
+            ));
+        }
+        changes.push(PlanChange {
+            name: name.to_string(),
+            requires,
+            line: line_no,
+        });
+    }
+    Ok(Plan { project, changes })
+}
+
+/// A Sqitch verify script fails by raising an error; pg_deploy's verify must
+/// return true. Running the script and then `SELECT true` gives Sqitch's meaning.
+pub fn verify_query(script: &str) -> String {
+    format!("{}\n;\nSELECT true;\n", script.trim_end())
+}
+
+pub fn read(dir: &Path) -> Result<(Vec<Migration>, Option<String>), CliError> {
+    let plan = parse_plan(&read_text(&dir.join("sqitch.plan"))?)?;
+    let mut out = Vec::with_capacity(plan.changes.len());
+    for c in &plan.changes {
+        let deploy = dir.join("deploy").join(format!("{}.sql", c.name));
+        if !deploy.is_file() {
+            return Err(CliError::input(format!(
+                "sqitch.plan line {} lists \"{}\" but {} does not exist",
+                c.line,
+                c.name,
+                deploy.display()
+            )));
+        }
+        let sql = non_empty(strip_transaction_wrapper(&read_text(&deploy)?), &deploy)?;
+        let optional = |sub: &str| -> Result<Option<String>, CliError> {
+            let p = dir.join(sub).join(format!("{}.sql", c.name));
+            if !p.is_file() {
+                return Ok(None);
+            }
+            let text = strip_transaction_wrapper(&read_text(&p)?);
+            Ok((!text.trim().is_empty()).then_some(text))
+        };
+        out.push(Migration {
+            id: c.name.clone(),
+            sql,
+            repeatable: false,
+            revert: optional("revert")?,
+            verify: optional("verify")?.map(|v| verify_query(&v)),
+            requires: c.requires.clone(),
+            key: c.name.clone(),
+            source: deploy,
+        });
+    }
+    Ok((out, plan.project))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::testdir;
+
+    const PLAN: &str = "%syntax-version=1.0.0\n%project=flipr\n%uri=https://example.com/flipr/\n\n\
+appschema 2013-12-30T23:49:00Z Marge <marge@example.com> # App schema\n\
+users [appschema] 2013-12-31T00:26:59Z Marge <marge@example.com> # Users\n\
+@v1.0 2013-12-31T00:30:00Z Marge <marge@example.com> # Tag\n\
+flips [appschema users@v1.0 !oldflips] 2014-01-01T00:00:00Z Marge <marge@example.com> # note [not deps]\n";
+
+    #[test]
+    fn parses_plan() {
+        let p = parse_plan(PLAN).expect("plan");
+        assert_eq!(p.project.as_deref(), Some("flipr"));
+        let names: Vec<&str> = p.changes.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["appschema", "users", "flips"]);
+        assert_eq!(p.changes[1].requires, ["appschema"]);
+        assert_eq!(p.changes[2].requires, ["appschema", "users"]);
+    }
+
+    #[test]
+    fn reworked_changes_are_refused() {
+        let e = parse_plan(
+            "a 2014-01-01T00:00:00Z M <m@x>\n@t 2014-01-01T00:00:00Z M <m@x>\na 2014-01-02T00:00:00Z M <m@x>\n",
+        )
+        .expect_err("rework");
+        assert!(e.to_string().contains("appears twice"));
+    }
+
+    #[test]
+    fn reads_scripts_without_transaction_wrappers() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(
+            tmp.path(),
+            &[
+                ("sqitch.plan", PLAN),
+                (
+                    "deploy/appschema.sql",
+                    "-- Deploy flipr:appschema to pg\n\nBEGIN;\n\nCREATE SCHEMA flipr;\n\nCOMMIT;\n",
+                ),
+                ("revert/appschema.sql", "BEGIN;\nDROP SCHEMA flipr;\nCOMMIT;\n"),
+                (
+                    "verify/appschema.sql",
+                    "BEGIN;\nSELECT pg_catalog.has_schema_privilege('flipr', 'usage');\nROLLBACK;\n",
+                ),
+                ("deploy/users.sql", "CREATE TABLE flipr.users (n text);"),
+                ("deploy/flips.sql", "CREATE TABLE flipr.flips (n text);"),
+            ],
+        );
+        let (m, project) = read(tmp.path()).expect("read");
+        assert_eq!(project.as_deref(), Some("flipr"));
+        assert_eq!(
+            m[0].sql,
+            "-- Deploy flipr:appschema to pg\n\n\nCREATE SCHEMA flipr;\n\n"
+        );
+        assert_eq!(m[0].revert.as_deref(), Some("DROP SCHEMA flipr;\n"));
+        assert_eq!(
+            m[0].verify.as_deref(),
+            Some("SELECT pg_catalog.has_schema_privilege('flipr', 'usage');\n;\nSELECT true;\n")
+        );
+        assert_eq!(m[1].revert, None);
+        assert_eq!(m[2].requires, ["appschema", "users"]);
+    }
+
+    #[test]
+    fn missing_deploy_script_is_bad_input() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(tmp.path(), &[("sqitch.plan", "a 2014-01-01T00:00:00Z M <m@x>\n")]);
+        assert!(read(tmp.path())
+            .expect_err("missing")
+            .to_string()
+            .contains("does not exist"));
+    }
+}
