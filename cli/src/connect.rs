@@ -61,7 +61,9 @@ pub fn config(url: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result
                 cfg.port(port);
             }
             let user = env("PGUSER").filter(|s| !s.is_empty()).unwrap_or_else(|| os_user(env));
-            let dbname = env("PGDATABASE").filter(|s| !s.is_empty()).unwrap_or_else(|| user.clone());
+            let dbname = env("PGDATABASE")
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| user.clone());
             cfg.dbname(&dbname);
             cfg.user(&user);
             if let Some(pw) = env("PGPASSWORD") {

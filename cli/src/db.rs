@@ -25,7 +25,7 @@ pub fn call_error(context: &str, function: &str, e: postgres::Error) -> CliError
         let hint = if missing_schema {
             "Install the extension in this database: CREATE EXTENSION pg_deploy;".to_string()
         } else if missing_function {
-            format!("This database's pg_deploy has no {function}; upgrade the extension (ALTER EXTENSION pg_deploy UPDATE) or install a newer build.")
+            format!("The pg_deploy installed in this database has no {function}; install a newer build and run ALTER EXTENSION pg_deploy UPDATE.")
         } else {
             "Check that pg_deploy is installed and up to date in this database.".to_string()
         };
@@ -35,7 +35,11 @@ pub fn call_error(context: &str, function: &str, e: postgres::Error) -> CliError
                 sqlstate: code,
                 message: db.message().to_string(),
                 detail: db.detail().map(str::to_string),
-                hint: Some(db.hint().map_or(hint.clone(), |h| format!("{h}\n{hint}"))),
+                hint: Some(if missing_function || missing_schema {
+                    hint
+                } else {
+                    db.hint().map_or(hint.clone(), |h| format!("{h}\n{hint}"))
+                }),
             },
         };
     }

@@ -63,7 +63,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut out: Vec<(String, Migration)> = Vec::new();
     for p in list(dir)? {
         let name = file_name(&p);
-        if !p.is_file() || !name.ends_with(".sql") {
+        if p.is_dir() || !name.ends_with(".sql") {
             continue;
         }
         let id = name.trim_end_matches(".sql").to_string();

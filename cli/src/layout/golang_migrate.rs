@@ -34,7 +34,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut downs: Vec<(String, String, std::path::PathBuf)> = Vec::new();
     for p in list(dir)? {
         let name = file_name(&p);
-        if !p.is_file() || !name.ends_with(".sql") {
+        if p.is_dir() || !name.ends_with(".sql") {
             continue;
         }
         let Some((version, id, up)) = parse_name(&name) else {

@@ -13,7 +13,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut out: Vec<Migration> = Vec::new();
     let mut files: Vec<_> = list(dir)?
         .into_iter()
-        .filter(|p| p.is_file() && file_name(p).ends_with(".sql"))
+        .filter(|p| !p.is_dir() && file_name(p).ends_with(".sql"))
         .collect();
     files.sort_by(|a, b| cmp_natural(&file_name(a), &file_name(b)));
     for p in files {
