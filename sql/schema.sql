@@ -6,6 +6,9 @@ CREATE TABLE deploy.projects (
     project            text PRIMARY KEY,
     version            text,
     last_deployment_id bigint,
+    -- The schemas whose objects are fingerprinted for drift (manifest "schemas",
+    -- or the schemas the project's changes create objects in).
+    schemas            text[],
     created_at         timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     updated_at         timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
 );
@@ -70,6 +73,123 @@ CREATE TABLE deploy.change_log (
     PRIMARY KEY (deployment_id, ordinal)
 );
 CREATE INDEX change_log_project_change_idx ON deploy.change_log (project, change_id, deployment_id DESC);
+
+-- The fingerprint of every object a project manages, as of its last
+-- deployment that changed something: sha256 over a canonical description.
+CREATE TABLE deploy.fingerprints (
+    project  text NOT NULL,
+    kind     text NOT NULL,
+    name     text NOT NULL,
+    sha256   text NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    PRIMARY KEY (project, kind, name)
+);
+
+-- A canonical description of every object in `schemas`, hashed: the schema
+-- itself, tables (columns, types, defaults, not null, identity, generated,
+-- constraints, triggers, policies, row security), views and materialized
+-- views (rewrite rules), indexes, sequences, functions and procedures, types
+-- (enums, domains, ranges, composites); each with owner and privileges.
+-- Expressions are compared as PostgreSQL stores them (pg_node_tree), which is
+-- exact and much cheaper than deparsing them.
+CREATE FUNCTION deploy.object_fingerprints(schemas text[])
+RETURNS TABLE (kind text, name text, sha256 text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+-- Compiling this plan with JIT costs seconds and saves nothing.
+SET jit = off
+AS $$
+    WITH ns AS (SELECT n.oid, n.nspname FROM pg_namespace n WHERE n.nspname = ANY (schemas)),
+    rel AS (SELECT c.*, ns.nspname FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I')),
+    cols AS (SELECT a.attrelid,
+                    string_agg(concat_ws(':', a.attname, a.atttypid, a.atttypmod, a.attnotnull, d.adbin, a.attidentity,
+                                         a.attgenerated, a.attcollation, a.attacl), ',' ORDER BY a.attnum) AS d
+               FROM pg_attribute a JOIN rel ON rel.oid = a.attrelid
+               LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+              WHERE a.attnum > 0 AND NOT a.attisdropped
+              GROUP BY a.attrelid),
+    cons AS (SELECT co.conrelid,
+                    string_agg(concat_ws(':', co.conname, co.contype, co.condeferrable, co.condeferred, co.convalidated,
+                                         co.conkey, co.confrelid, co.confkey, co.confupdtype, co.confdeltype, co.conbin),
+                               ',' ORDER BY co.conname) AS d
+               FROM pg_constraint co JOIN rel ON rel.oid = co.conrelid
+              GROUP BY co.conrelid),
+    trigs AS (SELECT t.tgrelid,
+                     string_agg(concat_ws(':', t.tgname, t.tgfoid, t.tgtype, t.tgenabled, t.tgattr, t.tgargs, t.tgqual),
+                                ',' ORDER BY t.tgname) AS d
+                FROM pg_trigger t JOIN rel ON rel.oid = t.tgrelid
+               WHERE NOT t.tgisinternal
+               GROUP BY t.tgrelid),
+    pols AS (SELECT p.polrelid,
+                    string_agg(concat_ws(':', p.polname, p.polcmd, p.polpermissive, p.polroles, p.polqual, p.polwithcheck),
+                               ',' ORDER BY p.polname) AS d
+               FROM pg_policy p JOIN rel ON rel.oid = p.polrelid
+              GROUP BY p.polrelid),
+    objects AS (
+        SELECT 'schema' AS kind, ns.nspname::text AS name,
+               concat_ws('|', n.nspowner, n.nspacl) AS description
+          FROM pg_namespace n JOIN ns USING (oid)
+        UNION ALL
+        SELECT CASE rel.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+                                WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+                                ELSE 'index' END,
+               rel.nspname || '.' || rel.relname,
+               concat_ws('|', rel.relkind, rel.relowner, rel.relacl, rel.relpersistence, rel.relrowsecurity,
+                         rel.relforcerowsecurity, rel.relam, rel.reloptions, cols.d, cons.d, trigs.d, pols.d,
+                         (SELECT string_agg(concat_ws(':', r.rulename, r.ev_type, r.ev_action), ',' ORDER BY r.rulename)
+                            FROM pg_rewrite r WHERE r.ev_class = rel.oid),
+                         (SELECT concat_ws(':', i.indrelid, i.indisunique, i.indisprimary, i.indkey, i.indclass,
+                                           i.indoption, i.indexprs, i.indpred, i.indnullsnotdistinct)
+                            FROM pg_index i WHERE i.indexrelid = rel.oid),
+                         (SELECT concat_ws(':', s.seqtypid, s.seqstart, s.seqincrement, s.seqmax, s.seqmin, s.seqcache,
+                                           s.seqcycle)
+                            FROM pg_sequence s WHERE s.seqrelid = rel.oid))
+          FROM rel
+          LEFT JOIN cols ON cols.attrelid = rel.oid
+          LEFT JOIN cons ON cons.conrelid = rel.oid
+          LEFT JOIN trigs ON trigs.tgrelid = rel.oid
+          LEFT JOIN pols ON pols.polrelid = rel.oid
+        UNION ALL
+        SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
+               ns.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+               concat_ws('|', p.proowner, p.proacl, p.prolang, p.prorettype, p.proargtypes, p.proallargtypes,
+                         p.proargmodes, p.proretset, p.provolatile, p.prosecdef, p.proleakproof, p.proisstrict,
+                         p.proparallel, p.proconfig, p.prosrc, p.probin, p.prosqlbody)
+          FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+        UNION ALL
+        SELECT 'type', ns.nspname || '.' || t.typname,
+               concat_ws('|', t.typtype, t.typowner, t.typacl, t.typbasetype, t.typtypmod, t.typnotnull, t.typdefaultbin,
+                         (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
+                         (SELECT string_agg(concat_ws(':', co.conname, co.conbin), ',' ORDER BY co.conname)
+                            FROM pg_constraint co WHERE co.contypid = t.oid),
+                         (SELECT string_agg(concat_ws(':', a.attname, a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
+                            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                           WHERE c.oid = t.typrelid AND c.relkind = 'c' AND a.attnum > 0),
+                         (SELECT concat_ws(':', r.rngsubtype, r.rngcollation, r.rngsubopc) FROM pg_range r WHERE r.rngtypid = t.oid))
+          FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+         WHERE t.typtype IN ('e', 'd', 'r', 'm')
+            OR (t.typtype = 'c' AND EXISTS (SELECT FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))
+    )
+    SELECT o.kind, o.name, encode(sha256(convert_to(coalesce(o.description, ''), 'UTF8')), 'hex')
+      FROM objects o
+$$;
+
+-- Objects added, removed or changed since the project's last deployment.
+CREATE FUNCTION deploy.drift(project_name text)
+RETURNS TABLE (change text, kind text, name text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH now AS (SELECT f.* FROM deploy.projects p, deploy.object_fingerprints(p.schemas) f
+                  WHERE p.project = project_name AND p.schemas IS NOT NULL),
+         was AS (SELECT f.kind, f.name, f.sha256 FROM deploy.fingerprints f WHERE f.project = project_name)
+    SELECT CASE WHEN was.name IS NULL THEN 'added' WHEN now.name IS NULL THEN 'removed' ELSE 'changed' END,
+           coalesce(now.kind, was.kind), coalesce(now.name, was.name)
+      FROM now FULL JOIN was ON now.kind = was.kind AND now.name = was.name
+     WHERE now.sha256 IS DISTINCT FROM was.sha256
+     ORDER BY 2, 3
+$$;
 
 -- The current state of every applied change: its latest checksum, when it
 -- first and last ran. Reverted changes are not applied any more.
@@ -163,7 +283,9 @@ RETURNS TABLE (
     last_deployed_by      name,
     last_application_name text,
     last_client_addr      inet,
-    last_duration_ms      double precision
+    last_duration_ms      double precision,
+    managed_schemas       text[],
+    drifted               boolean
 )
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -178,7 +300,9 @@ AS $$
            d.applied_by,
            d.application_name,
            d.client_addr,
-           d.duration_ms
+           d.duration_ms,
+           p.schemas,
+           CASE WHEN p.schemas IS NOT NULL THEN EXISTS (SELECT FROM deploy.drift(p.project)) END
       FROM deploy.projects p
       LEFT JOIN deploy.deployments d ON d.id = p.last_deployment_id
      WHERE project_name IS NULL OR p.project = project_name

@@ -1,7 +1,8 @@
 //! `deploy.apply(manifest, options)`: validate, lock, plan, analyse, run, record, report.
 
 use crate::analyze::{analyse_pending, enum_warnings, ChangeAnalysis};
-use crate::catalog::{schemas_of, SpiCatalog};
+use crate::catalog::{schemas_of, SchemaCache, SpiCatalog};
+use crate::drift;
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeFailure, ChangeWork};
 use crate::history::{self, ChangeRecord, Counts, DeploymentRecord, SessionFacts};
@@ -9,7 +10,7 @@ use crate::owner::Owner;
 use crate::subxact::{from_caught, GucLevel};
 use pg_deploy_core::hazards::Catalog;
 use pg_deploy_core::plan::{check_requirements, plan, postgres_version, ServerFacts};
-use pg_deploy_core::{Action, ApplyOptions, Change, History, Manifest, Plan};
+use pg_deploy_core::{Action, ApplyOptions, Change, DriftPolicy, History, Manifest, Plan};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
@@ -80,6 +81,34 @@ pub fn prepare(
     } else {
         owner.run(|| history::deployed_version(client, project))?
     };
+    let mut drift_warnings = Vec::new();
+    if options.drift != DriftPolicy::Ignore {
+        let drifted = owner.run(|| drift::drift(client, project))?;
+        if !drifted.is_empty() {
+            let listed: Vec<String> = drifted
+                .iter()
+                .take(10)
+                .map(|(change, kind, name)| format!("{change} {kind} {name}"))
+                .collect();
+            let more = if drifted.len() > 10 {
+                format!(" and {} more", drifted.len() - 10)
+            } else {
+                String::new()
+            };
+            let message = format!(
+                "{} object(s) changed outside deployments since the last one: {}{more}",
+                drifted.len(),
+                listed.join(", ")
+            );
+            if options.drift == DriftPolicy::Refuse {
+                return Err(DeployError::Drifted {
+                    project: project.to_string(),
+                    message,
+                });
+            }
+            drift_warnings.push(message);
+        }
+    }
     let deployed_version = match &previous_version {
         None => None,
         Some(v) => Some(semver::Version::parse(v).map_err(|e| {
@@ -93,6 +122,7 @@ pub fn prepare(
     let mut plan = plan(manifest, &history, options)?;
     let runs: Vec<bool> = plan.actions.iter().map(|a| a.runs()).collect();
     let analyses = analyse_pending(client, manifest, &runs, &session)?;
+    plan.warnings.extend(drift_warnings);
     plan.warnings.extend(enum_warnings(manifest, &analyses));
     Ok(Prepared {
         session,
@@ -201,7 +231,16 @@ fn deploy(
         accepted: accepted.len() as i32,
         ..Counts::default()
     };
-    let fingerprint = None;
+    // Fingerprint what the project manages after every deployment that changed
+    // something (and the first time), so later drift shows.
+    let before = owner.run(|| drift::recorded_schemas(client, project))?;
+    let fingerprint = if !plan.is_noop() || before.is_none() {
+        let mut schemas = SchemaCache::default();
+        let managed = drift::managed_schemas(client, &mut schemas, manifest, &analyses, before)?;
+        Some(owner.run(|| drift::fingerprint(client, project, &managed))?)
+    } else {
+        None
+    };
     let (deployment_id, duration_ms) = owner.run(|| {
         history::record(
             client,

@@ -445,3 +445,41 @@ pub unsafe fn lock_target(stmt: *mut pg_sys::Node, facts: &Facts) -> Option<Obje
         }
     }
 }
+
+/// The object a statement creates or alters, as named (schema or not), for
+/// working out which schemas a project manages.
+///
+/// # Safety
+/// `stmt` is a valid node from `pg_parse_query`.
+pub unsafe fn object_of(stmt: *mut pg_sys::Node, facts: &Facts) -> Option<ObjectName> {
+    if let Facts::CreateIndex { table, .. } | Facts::AlterTable { table, .. } = facts {
+        return Some(table.clone());
+    }
+    // SAFETY: each arm casts the node to the struct its tag names.
+    unsafe {
+        match tag(stmt)? {
+            NodeTag::T_CreateSchemaStmt => {
+                let name = text((*(stmt as *mut pg_sys::CreateSchemaStmt)).schemaname)?;
+                Some(ObjectName {
+                    schema: Some(name),
+                    name: String::new(),
+                })
+            }
+            NodeTag::T_CreateStmt => Some(range_var((*(stmt as *mut pg_sys::CreateStmt)).relation)),
+            NodeTag::T_ViewStmt => Some(range_var((*(stmt as *mut pg_sys::ViewStmt)).view)),
+            NodeTag::T_CreateSeqStmt => Some(range_var((*(stmt as *mut pg_sys::CreateSeqStmt)).sequence)),
+            NodeTag::T_CompositeTypeStmt => Some(range_var((*(stmt as *mut pg_sys::CompositeTypeStmt)).typevar)),
+            NodeTag::T_CreateTableAsStmt => {
+                let into = (*(stmt as *mut pg_sys::CreateTableAsStmt)).into;
+                (!into.is_null()).then(|| range_var((*into).rel))
+            }
+            NodeTag::T_CreateFunctionStmt => Some(dotted((*(stmt as *mut pg_sys::CreateFunctionStmt)).funcname)),
+            NodeTag::T_CreateEnumStmt => Some(dotted((*(stmt as *mut pg_sys::CreateEnumStmt)).typeName)),
+            NodeTag::T_CreateDomainStmt => Some(dotted((*(stmt as *mut pg_sys::CreateDomainStmt)).domainname)),
+            NodeTag::T_CreateRangeStmt => Some(dotted((*(stmt as *mut pg_sys::CreateRangeStmt)).typeName)),
+            NodeTag::T_DefineStmt => Some(dotted((*(stmt as *mut pg_sys::DefineStmt)).defnames)),
+            NodeTag::T_CreateTrigStmt => Some(range_var((*(stmt as *mut pg_sys::CreateTrigStmt)).relation)),
+            _ => None,
+        }
+    }
+}

@@ -82,6 +82,8 @@ pub enum DeployError {
     Refused { location: ChangeLocation, refusal: Refusal },
     #[error("change \"{}\" of project \"{}\" has the hazard {}{}: {}: {}", .location.change, .location.project, .hazard.kind.as_str(), .location.where_(), .hazard.reason, .hazard.evidence())]
     Hazard { location: ChangeLocation, hazard: Hazard },
+    #[error("project \"{project}\" has drifted: {message}")]
+    Drifted { project: String, message: String },
     /// A revert that cannot go ahead: `missing_reverts` when changes lack revert SQL.
     #[error("{message}")]
     Revert { message: String, missing_reverts: bool },
@@ -140,7 +142,7 @@ impl DeployError {
             DeployError::Syntax { error, .. } | DeployError::ChangeFailed { error, .. } => error.code,
             DeployError::Postgres(error) => error.code,
             DeployError::Refused { refusal, .. } => code_of(refusal.sqlstate),
-            DeployError::Hazard { .. } | DeployError::Revert { .. } => {
+            DeployError::Hazard { .. } | DeployError::Revert { .. } | DeployError::Drifted { .. } => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
             DeployError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -169,6 +171,11 @@ impl DeployError {
             DeployError::Revert {
                 missing_reverts: false, ..
             } => None,
+            DeployError::Drifted { project, .. } => Some(format!(
+                "See SELECT * FROM deploy.drift('{}'); put the change in a deployment, undo it, or pass \
+                 {{\"drift\": \"warn\"}} or {{\"drift\": \"ignore\"}}.",
+                project.replace('\'', "''")
+            )),
             DeployError::Revert {
                 missing_reverts: true, ..
             } => Some(

@@ -15,6 +15,7 @@ mod apply;
 mod baseline;
 mod catalog;
 mod classify;
+mod drift;
 mod error;
 mod errpos;
 mod execute;

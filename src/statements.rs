@@ -18,6 +18,8 @@ pub struct Statement {
     pub kind: String,
     pub facts: Facts,
     pub lock: Option<(ObjectName, &'static str)>,
+    /// The object it creates or alters, as named.
+    pub object: Option<ObjectName>,
 }
 
 /// A change whose SQL does not parse: the parser's error and its position.
@@ -77,12 +79,14 @@ unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
                 (Some(table), Some(mode)) => Some((table, mode)),
                 _ => None,
             };
+            let object = classify::object_of(node, &facts);
             out.push(Statement {
                 start,
                 end,
                 kind,
                 facts,
                 lock,
+                object,
             });
         }
         out

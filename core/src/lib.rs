@@ -15,7 +15,7 @@ pub mod revert;
 
 pub use error::{ManifestError, PlanError, SqlState};
 pub use manifest::{Change, ChangeKind, Manifest, Settings};
-pub use options::{ApplyOptions, BaselineOptions, BaselineSelection, PlanOptions, RevertOptions};
+pub use options::{ApplyOptions, BaselineOptions, BaselineSelection, DriftPolicy, PlanOptions, RevertOptions};
 pub use plan::{Action, AppliedChange, History, Plan};
 
 /// The pg_deploy release this core belongs to.

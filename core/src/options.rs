@@ -15,6 +15,15 @@ pub struct ApplyOptions {
     pub accept_changed: Vec<String>,
     /// Free text kept with the deployment (why an override was needed).
     pub reason: Option<String>,
+    /// What to do when the project's objects changed outside deployments.
+    pub drift: DriftPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftPolicy {
+    Ignore,
+    Warn,
+    Refuse,
 }
 
 impl Default for ApplyOptions {
@@ -24,11 +33,12 @@ impl Default for ApplyOptions {
             allow_downgrade: false,
             accept_changed: Vec::new(),
             reason: None,
+            drift: DriftPolicy::Ignore,
         }
     }
 }
 
-const FIELDS: &[&str] = &["wait", "allow_downgrade", "accept_changed", "reason"];
+const FIELDS: &[&str] = &["wait", "allow_downgrade", "accept_changed", "reason", "drift"];
 
 impl ApplyOptions {
     pub fn from_value(value: &Value) -> Result<ApplyOptions, ManifestError> {
@@ -47,6 +57,18 @@ impl ApplyOptions {
                 .map(str::to_string)
                 .collect(),
             reason: obj.opt_str("reason")?.map(str::to_string),
+            drift: match obj.opt_str("drift")? {
+                None => defaults.drift,
+                Some("ignore") => DriftPolicy::Ignore,
+                Some("warn") => DriftPolicy::Warn,
+                Some("refuse") => DriftPolicy::Refuse,
+                Some(other) => {
+                    return Err(ManifestError::InvalidValue {
+                        path: "options.drift".into(),
+                        reason: format!("\"{other}\" is not one of \"ignore\", \"warn\", \"refuse\""),
+                    })
+                }
+            },
         })
     }
 }

@@ -1,0 +1,110 @@
+//! Drift: fingerprints of the objects a project manages, taken after each
+//! deployment that changed something, and compared with the catalogs later
+//! (`deploy.drift`, `deploy.status`, apply's `drift` option).
+
+use crate::analyze::ChangeAnalysis;
+use crate::catalog::SchemaCache;
+use crate::error::DeployError;
+use pg_deploy_core::Manifest;
+use pgrx::spi::SpiClient;
+use std::collections::BTreeSet;
+
+/// Schemas that are never a project's.
+fn is_system(schema: &str) -> bool {
+    matches!(schema, "pg_catalog" | "information_schema" | "pg_toast" | "deploy") || schema.starts_with("pg_temp")
+}
+
+/// The schemas a project manages: the manifest's `schemas` when given, else
+/// those it managed before plus every schema this deployment's changes create
+/// or alter objects in (an unqualified name counts for the first schema of the
+/// change's search_path).
+pub fn managed_schemas(
+    client: &mut SpiClient<'_>,
+    schemas: &mut SchemaCache,
+    manifest: &Manifest,
+    analyses: &[Option<ChangeAnalysis>],
+    before: Option<Vec<String>>,
+) -> Result<Vec<String>, DeployError> {
+    if let Some(explicit) = &manifest.schemas {
+        return Ok(explicit.clone());
+    }
+    let mut found: BTreeSet<String> = before.unwrap_or_default().into_iter().collect();
+    for analysis in analyses.iter().flatten() {
+        for s in &analysis.statements {
+            let Some(object) = &s.statement.object else { continue };
+            let schema = match &object.schema {
+                Some(schema) => Some(schema.clone()),
+                None => schemas
+                    .get(client, &analysis.settings.search_path)?
+                    .into_iter()
+                    .find(|s| !is_system(s)),
+            };
+            found.extend(schema.filter(|s| !is_system(s)));
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// The schemas recorded for a project by its last fingerprint.
+pub fn recorded_schemas(client: &mut SpiClient<'_>, project: &str) -> Result<Option<Vec<String>>, DeployError> {
+    let rows = client.update(
+        "SELECT schemas FROM deploy.projects WHERE project = $1",
+        Some(1),
+        &[project.into()],
+    )?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(rows.first().get_one::<Vec<String>>()?)
+}
+
+/// Replaces the project's fingerprints with the objects in `schemas` now;
+/// returns the sha256 over all of them. Run it as the extension's owner.
+pub fn fingerprint(client: &mut SpiClient<'_>, project: &str, schemas: &[String]) -> Result<String, DeployError> {
+    client.update(
+        "DELETE FROM deploy.fingerprints WHERE project = $1",
+        None,
+        &[project.into()],
+    )?;
+    client.update(
+        "INSERT INTO deploy.fingerprints (project, kind, name, sha256)
+         SELECT $1, f.kind, f.name, f.sha256 FROM deploy.object_fingerprints($2) f",
+        None,
+        &[project.into(), schemas.to_vec().into()],
+    )?;
+    client.update(
+        "UPDATE deploy.projects SET schemas = $2 WHERE project = $1",
+        None,
+        &[project.into(), schemas.to_vec().into()],
+    )?;
+    let whole = client
+        .update(
+            "SELECT pg_catalog.concat('sha256:', pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+                    coalesce(pg_catalog.string_agg(pg_catalog.concat_ws(' ', kind, name, sha256), E'\\n' ORDER BY kind, name), ''),
+                    'UTF8')), 'hex'))
+               FROM deploy.fingerprints WHERE project = $1",
+            Some(1),
+            &[project.into()],
+        )?
+        .first()
+        .get_one::<String>()?;
+    whole.ok_or_else(|| DeployError::Internal("fingerprint query returned no row".into()))
+}
+
+/// Objects added, removed or changed since the last fingerprint: (change, kind, name).
+pub fn drift(client: &mut SpiClient<'_>, project: &str) -> Result<Vec<(String, String, String)>, DeployError> {
+    let rows = client.update(
+        "SELECT change, kind, name FROM deploy.drift($1)",
+        None,
+        &[project.into()],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push((
+            row.get::<String>(1)?.unwrap_or_default(),
+            row.get::<String>(2)?.unwrap_or_default(),
+            row.get::<String>(3)?.unwrap_or_default(),
+        ));
+    }
+    Ok(out)
+}
