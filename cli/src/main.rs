@@ -32,7 +32,7 @@ struct Cli {
     /// Print the extension's JSON report (or a JSON error) on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// Do not print the server's NOTICEs and the retry messages' companions on stderr.
+    /// Do not print the server's NOTICEs and the "what was read" line on stderr (connection retries are still said).
     #[arg(long, short, global = true)]
     quiet: bool,
     #[command(subcommand)]
