@@ -50,7 +50,8 @@ impl<'a, 'conn> SpiCatalog<'a, 'conn> {
 
 const TABLE: &str = "
     SELECT c.oid::pg_catalog.int8, pg_catalog.concat(n.nspname, '.', c.relname),
-           c.reltuples::pg_catalog.float8, pg_catalog.pg_total_relation_size(c.oid)
+           c.reltuples::pg_catalog.float8, pg_catalog.pg_total_relation_size(c.oid),
+           pg_catalog.pg_relation_size(c.oid)
       FROM pg_catalog.unnest($3::pg_catalog.text[]) WITH ORDINALITY AS s(nsp, ord)
       JOIN pg_catalog.pg_namespace n ON n.nspname = s.nsp
       JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = $2
@@ -82,6 +83,7 @@ impl Catalog for SpiCatalog<'_, '_> {
                     name: row.get::<String>(2)?.unwrap_or_default(),
                     rows: row.get::<f64>(3)?.unwrap_or(-1.0),
                     bytes: row.get::<i64>(4)?.unwrap_or(0),
+                    heap_bytes: row.get::<i64>(5)?.unwrap_or(0),
                 }))
             });
         self.keep(result, None)
@@ -92,7 +94,8 @@ impl Catalog for SpiCatalog<'_, '_> {
             .client
             .update(
                 "SELECT pg_catalog.sum(GREATEST(c.reltuples, 0))::pg_catalog.float8,
-                        pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid))::pg_catalog.int8
+                        pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid))::pg_catalog.int8,
+                        pg_catalog.sum(pg_catalog.pg_relation_size(c.oid))::pg_catalog.int8
                    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                   WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'm')
                  HAVING pg_catalog.count(*) > 0",
@@ -109,6 +112,7 @@ impl Catalog for SpiCatalog<'_, '_> {
                     name: format!("{schema}.*"),
                     rows: row.get::<f64>(1)?.unwrap_or(0.0),
                     bytes: row.get::<i64>(2)?.unwrap_or(0),
+                    heap_bytes: row.get::<i64>(3)?.unwrap_or(0),
                 }))
             });
         self.keep(result, None)

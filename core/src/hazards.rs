@@ -53,11 +53,14 @@ pub struct TableFacts {
     pub rows: f64,
     /// Bytes including indexes and TOAST.
     pub bytes: i64,
+    /// Bytes of the table's own rows (its main fork): 0 for an empty table.
+    pub heap_bytes: i64,
 }
 
 impl TableFacts {
+    /// Rows as of the last ANALYZE; for a never-analysed table, any heap pages.
     pub fn has_data(&self) -> bool {
-        self.rows > 0.0 || self.bytes > 0
+        self.rows > 0.0 || (self.rows < 0.0 && self.heap_bytes > 0)
     }
 }
 
@@ -335,12 +338,14 @@ mod tests {
                     name: "public.big".into(),
                     rows: 1_000_000.0,
                     bytes: 40 << 20,
+                    heap_bytes: 40 << 20,
                 }),
                 "empty" => Some(TableFacts {
                     oid: 2,
                     name: "public.empty".into(),
                     rows: 0.0,
                     bytes: 0,
+                    heap_bytes: 0,
                 }),
                 _ => None,
             }
@@ -351,6 +356,7 @@ mod tests {
                 name: "app.*".into(),
                 rows: 10.0,
                 bytes: 8192,
+                heap_bytes: 8192,
             })
         }
         fn any_volatile(&mut self, functions: &[String]) -> bool {
@@ -605,6 +611,7 @@ mod tests {
             name: "x".into(),
             rows: 11.0,
             bytes: 0,
+            heap_bytes: 0,
         };
         assert!(small.is_big(&t));
         assert!(!Thresholds::default().is_big(&t));

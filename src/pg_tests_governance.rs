@@ -1,0 +1,179 @@
+// Included into `pg_tests::tests`: verify and revert, baseline, the
+// tamper-evident log, drift, and search_path tricks.
+
+fn app(version: &str, extra: Value) -> Value {
+    let mut changes = vec![
+        json!({"id": "0001-schema", "sql": "CREATE SCHEMA app;", "revert": "DROP SCHEMA app;"}),
+        json!({"id": "0002-items", "sql": "CREATE TABLE app.items (id int PRIMARY KEY, name text);",
+               "verify": "SELECT to_regclass('app.items') IS NOT NULL", "revert": "DROP TABLE app.items;"}),
+        json!({"id": "names", "repeatable": true,
+               "sql": "DROP VIEW IF EXISTS app.names; CREATE VIEW app.names AS SELECT name FROM app.items;",
+               "revert": "DROP VIEW app.names;"}),
+    ];
+    // New changes go before the repeatable view, which may use them.
+    let view = changes.pop();
+    changes.extend(extra.as_array().cloned().unwrap_or_default());
+    changes.extend(view);
+    json!({"project": "app", "version": version, "changes": changes})
+}
+
+fn revert(project: &str, to: &str, options: Value) -> String {
+    Spi::run(
+        "CREATE OR REPLACE FUNCTION pg_temp.try_revert(p text, v text, o jsonb) RETURNS text LANGUAGE plpgsql AS $$
+         BEGIN RETURN deploy.revert(p, v, o)::text;
+         EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$",
+    )
+    .expect("helper created");
+    Spi::get_one_with_args::<String>(
+        "SELECT pg_temp.try_revert($1, $2, $3)",
+        &[project.into(), to.into(), JsonB(options).into()],
+    )
+    .expect("helper runs")
+    .unwrap_or_default()
+}
+
+#[pg_test]
+fn verify_must_return_true() {
+    assert_eq!(apply(&app("1.0.0", json!([])))["outcome"], "applied");
+    let failing = |verify: &str| {
+        app("1.1.0", json!([{"id": "0003", "sql": "CREATE TABLE app.more (id int);", "verify": verify}]))
+    };
+    let got = try_apply(&failing("SELECT count(*) = 1 FROM app.more"), &json!({}));
+    assert!(got.starts_with("23514: change \"0003\" of project \"app\" failed: verify returned false"), "{got}");
+    let got = try_apply(&failing("SELECT 1/0"), &json!({}));
+    assert!(got.starts_with("22012: change \"0003\" of project \"app\" failed: verify: division by zero"), "{got}");
+    let got = try_apply(&failing("SELECT NULL::boolean"), &json!({}));
+    assert!(got.contains("verify returned NULL or no row"), "{got}");
+    assert_eq!(one::<bool>("SELECT to_regclass('app.more') IS NULL"), Some(true));
+    assert_eq!(apply(&failing("SELECT count(*) = 0 FROM app.more"))["outcome"], "applied");
+}
+
+#[pg_test]
+fn revert_undoes_later_versions_in_reverse() {
+    apply(&app("1.0.0", json!([])));
+    let mut v2 = app("1.1.0", json!([{"id": "0003-price", "sql": "ALTER TABLE app.items ADD COLUMN price numeric;",
+                                     "revert": "ALTER TABLE app.items DROP COLUMN price;"}]));
+    v2["changes"][3]["sql"] = json!("DROP VIEW IF EXISTS app.names; CREATE VIEW app.names AS SELECT name, price FROM app.items;");
+    apply(&v2);
+    let report = revert("app", "1.0.0", json!({}));
+    assert!(report.contains("\"outcome\": \"revert\""), "{report}");
+    // The view came back to its 1.0.0 text before the column it used went away.
+    assert_eq!(one::<i64>("SELECT count(*) FROM information_schema.columns WHERE table_name = 'names'"), Some(1));
+    assert_eq!(one::<i64>("SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'price'"), Some(0));
+    assert_eq!(one::<String>("SELECT version FROM deploy.status('app')").as_deref(), Some("1.0.0"));
+    // Applying 1.1.0 again runs the reverted change again.
+    let again = apply(&v2);
+    assert_eq!(ids(&again, "applied"), vec!["0003-price"]);
+    assert_eq!(ids(&again, "rerun"), vec!["names"]);
+}
+
+#[pg_test]
+fn revert_refuses_missing_reverts_and_unallowed_data_loss() {
+    apply(&app("1.0.0", json!([])));
+    apply(&app("1.1.0", json!([{"id": "0003-seed", "sql": "INSERT INTO app.items VALUES (1, 'a');"},
+                               {"id": "0004-idx", "sql": "CREATE INDEX ON app.items (name);"}])));
+    let got = revert("app", "1.0.0", json!({}));
+    assert!(got.starts_with("55000: project \"app\": cannot revert to 1.0.0: no revert SQL for \"0004-idx\", \"0003-seed\""), "{got}");
+    let got = revert("app", "0.1.0", json!({}));
+    assert!(got.starts_with("55000: project \"app\": cannot revert to 0.1.0: no revert SQL"), "{got}");
+    let got = revert("app", "2.0.0", json!({}));
+    assert!(got.contains("newer than the deployed version 1.1.0"), "{got}");
+    let got = revert("app", "x", json!({}));
+    assert!(got.starts_with("22023: invalid options: to_version"), "{got}");
+    // Dropping a table with rows is data loss: refused unless allowed.
+    let only_items = || json!({"project": "loss", "version": "1.0.0", "changes": [
+        {"id": "t", "sql": "CREATE TABLE loss_t (id int); INSERT INTO loss_t VALUES (1);", "revert": "DROP TABLE loss_t;"}]});
+    apply(&only_items());
+    Spi::run("ANALYZE loss_t").unwrap();
+    let got = revert("loss", "0.0.1", json!({}));
+    assert!(got.starts_with("55000: change \"t\" of project \"loss\" has the hazard data_loss"), "{got}");
+    let got = revert("loss", "0.0.1", json!({"allow": ["data_loss"]}));
+    assert!(got.contains("\"reverted\""), "{got}");
+    assert_eq!(one::<bool>("SELECT to_regclass('loss_t') IS NULL"), Some(true));
+}
+
+#[pg_test]
+fn baseline_records_without_running() {
+    Spi::run("CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, name text)").unwrap();
+    let report = Spi::get_one_with_args::<JsonB>(
+        "SELECT deploy.baseline($1, '{\"through\": \"0002-items\"}')",
+        &[JsonB(app("1.0.0", json!([]))).into()],
+    )
+    .unwrap()
+    .unwrap()
+    .0;
+    assert_eq!(report["baselined"], json!(["0001-schema", "0002-items"]));
+    let next = apply(&app("1.0.0", json!([])));
+    assert_eq!(ids(&next, "applied"), vec!["names"], "only what was not baselined runs");
+    assert_eq!(one::<String>("SELECT last_action FROM deploy.changes('app') WHERE change_id = '0001-schema'").as_deref(), Some("baseline"));
+}
+
+#[pg_test]
+fn the_log_is_hash_chained_and_edits_are_found() {
+    apply(&app("1.0.0", json!([])));
+    apply(&app("1.1.0", json!([{"id": "0003", "sql": "SELECT 1"}])));
+    apply(&app("1.1.0", json!([{"id": "0003", "sql": "SELECT 1"}])));
+    let intact = "SELECT intact FROM deploy.verify_log('app')";
+    assert_eq!(one::<bool>(intact), Some(true));
+    // The digest does not depend on session settings.
+    Spi::run("SET TimeZone = 'Pacific/Chatham'; SET DateStyle = 'SQL, DMY'; SET extra_float_digits = -10").unwrap();
+    assert_eq!(one::<bool>(intact), Some(true));
+    let original = one::<String>("SELECT checksum FROM deploy.change_log WHERE change_id = '0003'").unwrap_or_default();
+    Spi::run("UPDATE deploy.change_log SET checksum = 'sha256:forged' WHERE change_id = '0003'").unwrap();
+    assert_eq!(one::<bool>(intact), Some(false));
+    let id = one::<i64>("SELECT first_broken_id FROM deploy.verify_log('app')");
+    assert_eq!(id, one::<i64>("SELECT deployment_id FROM deploy.change_log WHERE change_id = '0003'"));
+    Spi::run_with_args("UPDATE deploy.change_log SET checksum = $1 WHERE change_id = '0003'", &[original.into()]).unwrap();
+    assert_eq!(one::<bool>(intact), Some(true), "putting the value back mends the chain");
+    // Deleting a row in the middle breaks the next link.
+    Spi::run("DELETE FROM deploy.change_log WHERE deployment_id = (SELECT min(id) FROM deploy.deployments);
+              DELETE FROM deploy.deployments WHERE id = (SELECT min(id) FROM deploy.deployments)").unwrap();
+    let problem = one::<String>("SELECT problem FROM deploy.verify_log('app')").unwrap_or_default();
+    assert!(problem.contains("link to the previous deployment is broken"), "{problem}");
+}
+
+#[pg_test]
+fn drift_shows_objects_changed_outside_deployments() {
+    apply(&app("1.0.0", json!([])));
+    assert_eq!(one::<Vec<String>>("SELECT managed_schemas FROM deploy.status('app')"), Some(vec!["app".to_string()]));
+    assert_eq!(one::<bool>("SELECT drifted FROM deploy.status('app')"), Some(false));
+    Spi::run("ALTER TABLE app.items ADD COLUMN sneaky int; CREATE TABLE app.extra (); DROP VIEW app.names;
+              GRANT SELECT ON app.items TO PUBLIC").unwrap();
+    assert_eq!(one::<bool>("SELECT drifted FROM deploy.status('app')"), Some(true));
+    let rows = one::<String>("SELECT string_agg(change || ' ' || kind || ' ' || name, ', ' ORDER BY name) FROM deploy.drift('app')");
+    assert_eq!(rows.as_deref(), Some("added table app.extra, changed table app.items, removed view app.names"));
+    let got = try_apply(&app("1.0.0", json!([])), &json!({"drift": "refuse"}));
+    assert!(got.starts_with("55000: project \"app\" has drifted: 3 object(s) changed outside deployments"), "{got}");
+    let warned = apply_with(&app("1.0.0", json!([])), &json!({"drift": "warn"}));
+    assert!(warned["warnings"][0].as_str().unwrap_or("").contains("added table app.extra"), "{warned}");
+    // An explicit schema list wins over the derived one.
+    let explicit = json!({"project": "x", "version": "1.0.0", "schemas": ["app", "public"], "changes": [{"id": "a", "sql": "SELECT 1"}]});
+    apply(&explicit);
+    assert_eq!(one::<Vec<String>>("SELECT managed_schemas FROM deploy.status('x')"), Some(vec!["app".into(), "public".into()]));
+}
+
+#[pg_test]
+fn internal_queries_ignore_shadowing_functions_and_operators() {
+    Spi::run(
+        "CREATE SCHEMA evil;
+         CREATE FUNCTION evil.boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadowed'; END $$;
+         CREATE FUNCTION evil.clock_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadowed clock_timestamp'; END $$;
+         CREATE FUNCTION evil.current_setting(text) RETURNS text LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadowed current_setting'; END $$;
+         CREATE FUNCTION evil.set_config(text, text, boolean) RETURNS text LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadowed set_config'; END $$;
+         CREATE FUNCTION evil.unnest(anyarray) RETURNS SETOF anyelement LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadowed unnest'; END $$;
+         CREATE FUNCTION evil.texteq(text, text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadowed ='; END $$;
+         CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.texteq);
+         CREATE FUNCTION evil.textcat(text, text) RETURNS text LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadowed ||'; END $$;
+         CREATE OPERATOR evil.|| (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.textcat);
+         SET search_path = evil, pg_catalog, public;",
+    )
+    .unwrap();
+    let m = json!({"project": "p'; DROP SCHEMA evil; --", "version": "1.0.0",
+                   "changes": [{"id": "a", "sql": "CREATE TABLE public.safe (id int)", "revert": "DROP TABLE public.safe"}]});
+    assert_eq!(apply(&m)["outcome"], "applied");
+    assert_eq!(plan_of(&m, &json!({}))["outcome"], "no-op");
+    assert_eq!(apply(&m)["outcome"], "no-op");
+    assert_eq!(one::<bool>("SELECT intact FROM deploy.verify_log()"), Some(true));
+    assert_eq!(one::<bool>("SELECT to_regnamespace('evil') IS NOT NULL"), Some(true));
+    assert_eq!(one::<String>("SELECT pg_catalog.current_setting('search_path')").as_deref(), Some("evil, pg_catalog, public"));
+}
