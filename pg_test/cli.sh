@@ -299,6 +299,36 @@ t_connect_refused_by_server_no_retry() {
   [ $((SECONDS - start)) -le 3 ] || { echo "retried a permanent error" >&2; return 1; }
 }
 
+# TLS as libpq's sslmode says: require encrypts without checking the
+# certificate; verify-full checks it against sslrootcert (or PGSSLROOTCERT).
+t_tls() {
+  local c=$TMP/tls; mkdir -p "$c"
+  ( cd "$c"
+    openssl req -new -x509 -days 2 -nodes -subj "/CN=pg_deploy test CA" -keyout ca.key -out ca.crt
+    openssl req -new -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext.cnf
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.crt
+  ) 2>/dev/null
+  cp "$c/server.crt" "$c/server.key" "$TMP/data/"
+  chown postgres: "$TMP/data/server.crt" "$TMP/data/server.key"; chmod 600 "$TMP/data/server.key"
+  newdb
+  q "ALTER SYSTEM SET ssl = on"; q "SELECT pg_reload_conf()" >/dev/null; sleep 0.5
+  local url="postgres://postgres@localhost:$PORT/$DB"
+  pgd status --database-url "$url?sslmode=require&application_name=tls-require"
+  eq "$RC" 0 "sslmode=require"
+  pgd status --database-url "$url?sslmode=verify-full&sslrootcert=$c/ca.crt"
+  eq "$RC" 0 "sslmode=verify-full with the CA"
+  PGSSLROOTCERT=$c/ca.crt pgd status --database-url "$url?sslmode=verify-ca"
+  eq "$RC" 0 "sslmode=verify-ca with PGSSLROOTCERT"
+  pgd status --wait 0 --database-url "$url?sslmode=verify-full"
+  eq "$RC" 3 "verify-full without the CA"
+  has "$ERR" "invalid peer certificate: UnknownIssuer" "message"
+  pgd apply "$FIXTURES/plain" --database-url "$url?sslmode=require&application_name=tls-apply" --json
+  eq "$(j "$OUT" 'r["outcome"]')" applied "apply over TLS"
+  eq "$(q "SELECT count(*) FROM deploy.deployments d WHERE application_name = 'tls-apply'")" 1 "recorded"
+  q "ALTER SYSTEM RESET ssl"; q "SELECT pg_reload_conf()" >/dev/null
+}
+
 # ---------------------------------------------------------------- adoption
 
 t_adopt_dbmate() {

@@ -438,6 +438,67 @@ SQL
   eq "$(q "SELECT count(*) FROM deploy.deployments") $(q "SELECT count(*) FROM deploy.projects")" "0 0" "history left by plan"
 }
 
+# as ROLE SQL: run SQL in $DB as another role; prints rows, or the error.
+as_role() { "${PSQL[@]}" -v VERBOSITY=verbose -U "$1" -d "$DB" -c "$2" 2>&1; }
+
+# A role granted EXECUTE on apply deploys with its own privileges and no more;
+# history is written for it but cannot be touched by it; edits by the owner show.
+t_least_privilege() {
+  newdb
+  local dep=dep_$$ nobody=nobody_$$ m=$TMP/m/priv.json out
+  q "CREATE ROLE $dep LOGIN; CREATE ROLE $nobody LOGIN;
+     GRANT CREATE ON DATABASE $DB TO $dep;
+     GRANT USAGE ON SCHEMA deploy TO $dep;
+     GRANT EXECUTE ON FUNCTION deploy.apply(jsonb, jsonb), deploy.status(text) TO $dep;
+     CREATE TABLE secret (x int);"
+  cat >"$m" <<'JSON'
+{"project": "priv", "version": "1.0.0",
+ "changes": [{"id": "a", "sql": "CREATE SCHEMA app; CREATE TABLE app.t (id int);"}]}
+JSON
+  out=$("${PSQL[@]}" -U "$dep" -d "$DB" -v manifest="$(cat "$m")" 2>"$TMP/out/priv.err" <<'SQL'
+SELECT deploy.apply(:'manifest'::jsonb)->>'outcome';
+SELECT version FROM deploy.status('priv');
+SQL
+  ) || { cat "$TMP/out/priv.err" >&2; return 1; }
+  eq "$(paste -sd' ' <<<"$out")" "applied 1.0.0" "apply and status as the deployer"
+  eq "$(q "SELECT tableowner FROM pg_tables WHERE schemaname = 'app' AND tablename = 't'")" "$dep" "objects belong to the caller"
+  eq "$(q "SELECT applied_by FROM deploy.deployments")" "$dep" "who is recorded"
+  has "$(as_role "$dep" "UPDATE deploy.deployments SET applied_by = 'someone'")" 'permission denied for table deployments' "deployer edits history"
+  has "$(as_role "$dep" "SELECT * FROM deploy.change_log")" 'permission denied for table change_log' "deployer reads raw history"
+  has "$(as_role "$dep" "SELECT deploy.revert('priv', '0.1.0')")" 'permission denied for function revert' "revert not granted"
+  has "$(as_role "$nobody" "SELECT deploy.status()")" 'permission denied for schema deploy' "no grants at all"
+  # Changes run with the caller's privileges.
+  has "$(as_role "$dep" "SELECT deploy.apply('{\"project\": \"priv\", \"version\": \"1.0.0\", \"changes\": [{\"id\": \"b\", \"sql\": \"SELECT * FROM public.secret\"}]}')")" \
+      'ERROR:  42501: change "b" of project "priv" failed at line 1, column 1: permission denied for table secret' "change reads a table it may not"
+  has "$(as_role "$dep" "SELECT deploy.apply('{\"project\": \"priv\", \"version\": \"1.0.0\", \"changes\": [{\"id\": \"c\", \"sql\": \"ALTER ROLE $dep SUPERUSER\"}]}')")" \
+      '42501: change "c" of project "priv" failed at line 1, column 1: must be superuser' "change makes itself superuser"
+  eq "$(q "SELECT rolsuper FROM pg_roles WHERE rolname = '$dep'")" f "still not superuser"
+  eq "$(q "SELECT intact FROM deploy.verify_log('priv')")" t "log intact"
+  # The owner can edit history directly; the hash chain shows it.
+  q "UPDATE deploy.deployments SET applied_by = 'mallory'"
+  eq "$(q "SELECT intact, first_broken_id IS NOT NULL FROM deploy.verify_log('priv')")" "f|t" "owner's edit found"
+}
+
+# Project names and change ids with quotes, semicolons, unicode are stored and reported verbatim.
+t_hostile_names() {
+  newdb
+  local m=$TMP/m/names.json err
+  python3 - "$m" <<'PY'
+import json, sys
+json.dump({"project": "o'brien\"; DROP TABLE x; --", "version": "1.0.0",
+           "changes": [{"id": "0001 'q' \"dq\" ; $$ ✓ 🚀", "sql": "SELECT 1"},
+                       {"id": "0002 ✓", "sql": "SELECT 1/0"}]}, open(sys.argv[1], "w"))
+PY
+  err=$(apply_err 22012 "$m")
+  has "$err" "change \"0002 ✓\" of project \"o'brien\"; DROP TABLE x; --\"" "names in the error"
+  jedit "$m" "$m" 'm["changes"] = m["changes"][:1]'
+  apply "$m" >/dev/null
+  eq "$(q "SELECT change_id FROM deploy.change_log")" "0001 'q' \"dq\" ; \$\$ ✓ 🚀" "id stored verbatim"
+  eq "$(q "SELECT project FROM deploy.status()")" "o'brien\"; DROP TABLE x; --" "project stored verbatim"
+  jedit "$m" "$TMP/m/ctl.json" 'm["changes"][0]["id"] = "bad\u0007id"'
+  apply_err 22023 "$TMP/m/ctl.json" | grep -q 'control characters' || { echo "control character not refused" >&2; return 1; }
+}
+
 # ---------------------------------------------------------------- runner
 
 if [ $# -gt 0 ]; then tests=("$@"); else

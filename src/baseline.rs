@@ -80,6 +80,7 @@ fn record_baseline(
                 manifest_sha256: Some(&manifest.sha256),
                 manifest: Some(manifest_doc),
                 started_at: session.started_at,
+                who: (session.current_user.clone(), session.session_user.clone()),
                 counts,
                 options: options_doc,
                 warnings: Vec::new(),

@@ -15,6 +15,9 @@ pub struct SessionFacts {
     pub server_version_num: i64,
     pub search_path: String,
     pub lock_timeout: String,
+    /// Who called, taken before history is written as the extension's owner.
+    pub current_user: String,
+    pub session_user: String,
     pub extensions: Vec<String>,
     pub started_at: TimestampWithTimeZone,
 }
@@ -26,7 +29,8 @@ pub fn session_facts(client: &mut SpiClient<'_>) -> Result<SessionFacts, DeployE
                     pg_catalog.current_setting('search_path'),
                     ARRAY(SELECT extname::pg_catalog.text FROM pg_catalog.pg_extension),
                     pg_catalog.clock_timestamp(),
-                    pg_catalog.current_setting('lock_timeout')",
+                    pg_catalog.current_setting('lock_timeout'),
+                    current_user::pg_catalog.text, session_user::pg_catalog.text",
             Some(1),
             &[],
         )?
@@ -38,6 +42,8 @@ pub fn session_facts(client: &mut SpiClient<'_>) -> Result<SessionFacts, DeployE
         extensions: row.get::<Vec<String>>(3)?.unwrap_or_default(),
         started_at: row.get::<TimestampWithTimeZone>(4)?.ok_or_else(missing)?,
         lock_timeout: row.get::<String>(5)?.unwrap_or_default(),
+        current_user: row.get::<String>(6)?.unwrap_or_default(),
+        session_user: row.get::<String>(7)?.unwrap_or_default(),
     })
 }
 
@@ -202,6 +208,8 @@ pub struct DeploymentRecord<'a> {
     /// The manifest, stored once per sha256; None when there is none (revert).
     pub manifest: Option<serde_json::Value>,
     pub started_at: TimestampWithTimeZone,
+    /// (current_user, session_user) of the caller.
+    pub who: (String, String),
     pub counts: Counts,
     pub options: serde_json::Value,
     pub warnings: Vec<String>,
@@ -244,7 +252,7 @@ pub fn record(
                 changes_applied, changes_rerun, changes_skipped, changes_accepted, changes_baselined, changes_reverted,
                 options, warnings, pg_deploy_version, fingerprint, prev_hash)
              VALUES ($1, $2, $3, $4, $5,
-                     current_user, session_user, pg_catalog.current_setting('application_name'),
+                     $17, $18, pg_catalog.current_setting('application_name'),
                      pg_catalog.inet_client_addr(), pg_catalog.pg_backend_pid(),
                      $6, pg_catalog.clock_timestamp(),
                      pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - $6) * 1000, 3)::pg_catalog.float8,
@@ -269,6 +277,8 @@ pub fn record(
                 d.warnings.into(),
                 pg_deploy_core::VERSION.into(),
                 d.fingerprint.into(),
+                d.who.0.into(),
+                d.who.1.into(),
             ],
         )?
         .first();

@@ -281,6 +281,7 @@ fn run_revert(
                 manifest_sha256: plan.target_manifest.as_deref(),
                 manifest: None,
                 started_at: session.started_at,
+                who: (session.current_user.clone(), session.session_user.clone()),
                 counts,
                 options: options_doc,
                 warnings: Vec::new(),
