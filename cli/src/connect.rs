@@ -3,6 +3,8 @@
 //! "the database system is starting up") retry with backoff up to `--wait`.
 
 use crate::error::CliError;
+use crate::tls::TlsWish;
+use postgres::config::{Host, SslMode};
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
 use std::io;
@@ -21,13 +23,16 @@ pub enum Source {
 /// The connection config: a URL or `key=value` string if one is given (flag,
 /// then DATABASE_URL), else PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD,
 /// PGAPPNAME, PGCONNECT_TIMEOUT with libpq's defaults.
-pub fn config(url: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<(Config, Source), CliError> {
+pub fn config(url: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<(Config, Source, TlsWish), CliError> {
+    let mut wish = TlsWish::default();
     let (text, url_source) = match url {
         Some(u) => (Some(u.to_string()), Source::Flag),
         None => (env("DATABASE_URL").filter(|s| !s.is_empty()), Source::DatabaseUrl),
     };
     let (mut cfg, source) = match text {
         Some(t) => {
+            let (t, from_url) = crate::tls::split_params(&t);
+            wish = from_url;
             let mut cfg = Config::from_str(&t).map_err(|e| {
                 CliError::input_hint(
                     format!("bad connection string: {e}"),
@@ -72,6 +77,20 @@ pub fn config(url: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result
             if let Some(t) = env("PGCONNECT_TIMEOUT").and_then(|t| t.parse::<u64>().ok()) {
                 cfg.connect_timeout(Duration::from_secs(t.max(1)));
             }
+            match env("PGSSLMODE").as_deref() {
+                None | Some("") | Some("prefer") | Some("allow") => {}
+                Some("disable") => {
+                    cfg.ssl_mode(SslMode::Disable);
+                }
+                Some("require") => {
+                    cfg.ssl_mode(SslMode::Require);
+                }
+                Some("verify-ca") | Some("verify-full") => {
+                    cfg.ssl_mode(SslMode::Require);
+                    wish.verify = true;
+                }
+                Some(other) => return Err(CliError::input(format!("PGSSLMODE \"{other}\" is not an sslmode"))),
+            }
             if let Some(app) = env("PGAPPNAME") {
                 cfg.application_name(&app);
             }
@@ -84,7 +103,10 @@ pub fn config(url: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(Duration::from_secs(10));
     }
-    Ok((cfg, source))
+    if wish.root_cert.is_none() {
+        wish.root_cert = env("PGSSLROOTCERT").filter(|s| !s.is_empty());
+    }
+    Ok((cfg, source, wish))
 }
 
 fn add_host(cfg: &mut Config, host: &str) {
@@ -149,11 +171,18 @@ pub fn backoff(attempt: u32) -> Duration {
 
 /// Connects, retrying while the server is not up, for at most `wait`.
 /// Each retry is announced on stderr. Other failures end at once (exit 3).
-pub fn connect(cfg: &Config, source: &Source, wait: Duration) -> Result<Client, CliError> {
+pub fn connect(cfg: &Config, source: &Source, tls: &TlsWish, wait: Duration) -> Result<Client, CliError> {
     let start = Instant::now();
     let mut attempt = 0u32;
+    // TLS is never started on Unix sockets, nor with sslmode=disable.
+    let plain = cfg.get_ssl_mode() == SslMode::Disable || cfg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
+    let connector = if plain { None } else { Some(crate::tls::connector(tls)?) };
     loop {
-        match cfg.connect(NoTls) {
+        let result = match &connector {
+            None => cfg.connect(NoTls),
+            Some(c) => cfg.connect(c.clone()),
+        };
+        match result {
             Ok(client) => return Ok(client),
             Err(e) => {
                 let reason = retry_reason(&e);
@@ -198,13 +227,24 @@ pub fn connect(cfg: &Config, source: &Source, wait: Duration) -> Result<Client, 
 pub fn full_error(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("ERROR {}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                let more = s.to_string();
+                if !text.contains(&more) {
+                    text.push_str(": ");
+                    text.push_str(&more);
+                }
+                source = s.source();
+            }
+            text
+        }
     }
 }
 
 /// host:port/dbname as user, for messages (never the password).
 pub fn describe(cfg: &Config) -> String {
-    use postgres::config::Host;
     let host = match cfg.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         Some(Host::Unix(p)) => p.display().to_string(),
@@ -221,7 +261,6 @@ pub fn describe(cfg: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postgres::config::Host;
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -237,7 +276,7 @@ mod tests {
             ("PGUSER", "alice"),
             ("PGPASSWORD", "pw"),
         ]);
-        let (cfg, source) = config(None, &env).expect("config");
+        let (cfg, source, _) = config(None, &env).expect("config");
         assert_eq!(source, Source::PgEnv);
         assert_eq!(cfg.get_hosts(), &[Host::Unix("/tmp/sock".into())]);
         assert_eq!(cfg.get_ports(), &[5491]);
@@ -254,11 +293,13 @@ mod tests {
             ("DATABASE_URL", "postgres://bob@db.example:6543/shop"),
             ("PGHOST", "/tmp/sock"),
         ]);
-        let (cfg, source) = config(None, &env).expect("config");
+        let (cfg, source, _) = config(None, &env).expect("config");
         assert_eq!(source, Source::DatabaseUrl);
         assert_eq!(cfg.get_hosts(), &[Host::Tcp("db.example".into())]);
         assert_eq!(cfg.get_dbname(), Some("shop"));
-        let (cfg, source) = config(Some("host=h user=u dbname=d"), &env).expect("config");
+        let (cfg, source, tls) = config(Some("host=h user=u dbname=d sslmode=verify-full"), &env).expect("config");
+        assert!(tls.verify);
+        assert_eq!(cfg.get_ssl_mode(), SslMode::Require);
         assert_eq!(source, Source::Flag);
         assert_eq!(cfg.get_hosts(), &[Host::Tcp("h".into())]);
     }

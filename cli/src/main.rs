@@ -10,6 +10,7 @@ mod layout;
 mod manifest;
 mod order;
 mod output;
+mod tls;
 
 use clap::{Args, Parser, Subcommand};
 use error::CliError;
@@ -193,13 +194,13 @@ fn apply_options(a: &ApplyArgs) -> Value {
 
 fn client(cli: &Cli) -> Result<postgres::Client, CliError> {
     let env = |k: &str| std::env::var(k).ok();
-    let (mut cfg, source) = connect::config(cli.database_url.as_deref(), &env)?;
+    let (mut cfg, source, tls) = connect::config(cli.database_url.as_deref(), &env)?;
     if !cli.quiet {
         cfg.notice_callback(|n| eprintln!("NOTICE: {}", n.message()));
     } else {
         cfg.notice_callback(|_| {});
     }
-    connect::connect(&cfg, &source, Duration::from_secs(cli.wait))
+    connect::connect(&cfg, &source, &tls, Duration::from_secs(cli.wait))
 }
 
 fn text(v: &Value) -> String {
