@@ -382,6 +382,41 @@ t_adopt_flyway() {
   eq "$(j "$OUT" 'r["baselined"]')" '[]' "second adopt"
 }
 
+t_adopt_sqitch() {
+  newdb
+  local d; d=$(copy sqitch)
+  run_sql_of "$d" --no-verify
+  q "CREATE SCHEMA sqitch;
+     CREATE TABLE sqitch.changes (
+       change_id text PRIMARY KEY, script_hash text, change text NOT NULL, project text NOT NULL,
+       note text NOT NULL DEFAULT '', committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+       committer_name text NOT NULL DEFAULT 'm', committer_email text NOT NULL DEFAULT 'm@x',
+       planned_at timestamptz NOT NULL DEFAULT now(), planner_name text NOT NULL DEFAULT 'm',
+       planner_email text NOT NULL DEFAULT 'm@x');
+     INSERT INTO sqitch.changes (change_id, change, project) VALUES
+       ('a1', 'appschema', 'flipr'), ('a2', 'users', 'flipr'), ('a3', 'flips', 'flipr'), ('o1', 'other', 'elsewhere');"
+  pgd adopt "$d" --from sqitch --json
+  eq "$RC" 0 "adopt exit code"
+  eq "$(j "$OUT" 'r["baselined"]')" '["appschema", "users", "flips"]' "baselined, other projects ignored"
+  pgd apply "$d" --json
+  eq "$(j "$OUT" 'r["outcome"]')" no-op "nothing left to run"
+}
+
+t_adopt_sqlx() {
+  newdb
+  local d; d=$(copy plain)
+  q "CREATE SCHEMA plain; CREATE TABLE plain.items (id int PRIMARY KEY, label text);
+     CREATE TABLE _sqlx_migrations (version bigint PRIMARY KEY, description text NOT NULL,
+       installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL,
+       checksum bytea NOT NULL, execution_time bigint NOT NULL);
+     INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES
+       (1, 'schema', true, '\\x00', 1), (2, 'items', true, '\\x00', 1), (9, 'items label', false, '\\x00', 1);"
+  pgd adopt "$d" --project plain --from sqlx --json
+  eq "$(j "$OUT" 'r["baselined"]')" '["1_schema", "2_items"]' "successful versions only"
+  pgd apply "$d" --project plain --json
+  eq "$(j "$OUT" '[c["id"] for c in r["applied"]]')" '["9_items_label", "10_seed"]' "the rest runs"
+}
+
 t_adopt_refusals() {
   newdb
   local d; d=$(copy golang-migrate)

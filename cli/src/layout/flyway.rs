@@ -186,7 +186,7 @@ mod tests {
             })
         );
         assert_eq!(parse_name("U3__drop.sql"), Some(Name::Undo { version: "3".into() }));
-        assert_eq!(parse_name("V1_2__x.sql").is_some(), true);
+        assert!(parse_name("V1_2__x.sql").is_some());
         for bad in [
             "V1.2_x.sql",
             "Vx__a.sql",

@@ -208,8 +208,8 @@ pub fn strip_transaction_wrapper(sql: &str) -> String {
         let t = l.trim();
         !t.is_empty() && !t.starts_with("--")
     };
-    let first = lines.iter().position(|l| is_code(&l));
-    let last = lines.iter().rposition(|l| is_code(&l));
+    let first = lines.iter().position(&is_code);
+    let last = lines.iter().rposition(&is_code);
     let (Some(first), Some(last)) = (first, last) else {
         return sql.to_string();
     };
