@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end tests of the pg-deploy command-line client against a real cluster
-# (port 5491; the cold-start test uses a second one on 5492).
+# (port 5491; the cold-start tests use a second one on 5492, PgBouncer 5493).
 # Assumes the extension is installed (scripts/setup.sh); builds the client.
 # Usage: pg_test/cli.sh [t_name ...]   (default: all tests)
 # Prints "ok - name" / "not ok - name" and ends with "cli-e2e: N passed, M failed".
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PORT=${CLI_PORT:-5491}
 COLD_PORT=${CLI_COLD_PORT:-5492}
+BOUNCER_PORT=${CLI_BOUNCER_PORT:-5493}
 FIXTURES=$ROOT/pg_test/fixtures
 
 cargo build -q -p pg-deploy-cli
@@ -17,6 +18,7 @@ BIN=$ROOT/target/debug/pg-deploy
 TMP=$(mktemp -d /tmp/pg_deploy_cli.XXXXXX)
 chmod 755 "$TMP"
 cleanup() {
+  if [ -f "$TMP/pgbouncer.pid" ]; then kill "$(cat "$TMP/pgbouncer.pid")" 2>/dev/null || true; fi
   bash "$ROOT/scripts/cluster.sh" stop "$TMP/cold" >/dev/null 2>&1 || true
   bash "$ROOT/scripts/cluster.sh" stop "$TMP" || true
   if [ "${E2E_KEEP:-0}" = 1 ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
@@ -205,6 +207,38 @@ t_missing_extension() {
   pgd status
   eq "$RC" 1 "exit code"
   has "$ERR" "CREATE EXTENSION pg_deploy" "hint"
+}
+
+# Through PgBouncer in transaction mode: one statement per command, no session state.
+t_through_pgbouncer() {
+  newdb
+  echo '"postgres" ""' >"$TMP/userlist.txt"
+  cat >"$TMP/pgbouncer.ini" <<INI
+[databases]
+* = host=$TMP/sock port=$PORT
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $TMP/userlist.txt
+pool_mode = transaction
+default_pool_size = 2
+logfile = $TMP/pgbouncer.log
+pidfile = $TMP/pgbouncer.pid
+INI
+  chown postgres: "$TMP/pgbouncer.ini" "$TMP/userlist.txt"
+  runuser -u postgres -- /usr/sbin/pgbouncer -d -q "$TMP/pgbouncer.ini"
+  local url="postgres://postgres@127.0.0.1:$BOUNCER_PORT/$DB?sslmode=disable"
+  pgd apply "$FIXTURES/dbmate" --database-url "$url" --json --wait 10
+  eq "$RC" 0 "apply through pgbouncer"
+  eq "$(j "$OUT" 'r["outcome"]')" applied "outcome"
+  pgd plan "$FIXTURES/dbmate" --database-url "$url"
+  eq "$RC" 0 "plan through pgbouncer"
+  has "$OUT" "no-op" "plan says no-op"
+  pgd status --database-url "$url" --json
+  eq "$(j "$OUT" 'r[0]["project"]')" dbmate "status through pgbouncer"
+  kill "$(cat "$TMP/pgbouncer.pid")"; rm -f "$TMP/pgbouncer.pid"
 }
 
 # ---------------------------------------------------------------- cold start
