@@ -195,6 +195,13 @@ t_status_and_drift() {
   pgd drift --project plain
   if q "SELECT 1 FROM pg_proc WHERE proname = 'drift' AND pronamespace = 'deploy'::regnamespace" | grep -q 1; then
     eq "$RC" 0 "drift exit code"
+    has "$OUT" "^no drift" "no drift after apply"
+    q "CREATE TABLE plain.by_hand (id int)"
+    pgd drift --project plain
+    eq "$RC" 1 "drift exit code when objects changed by hand"
+    has "$OUT" "added +table +plain.by_hand" "lists the object"
+    pgd drift --project plain --json
+    eq "$(j "$OUT" 'r[0]["change"]')" added "JSON rows"
   else
     eq "$RC" 1 "drift exit code without deploy.drift"
     has "$ERR" "ERROR 42883" "sqlstate"

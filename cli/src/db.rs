@@ -138,9 +138,7 @@ pub fn drift(client: &mut Client, project: &str) -> Result<Value, CliError> {
     )?;
     // A function returning one jsonb report comes back as a one-element array.
     match all {
-        Value::Array(mut items) if items.len() == 1 && items[0].is_object() && items[0].get("project").is_some() => {
-            Ok(items.remove(0))
-        }
+        Value::Array(mut items) if items.len() == 1 && items[0].get("project").is_some() => Ok(items.remove(0)),
         other => Ok(other),
     }
 }

@@ -109,7 +109,7 @@ enum Command {
         #[arg(long)]
         project: Option<String>,
     },
-    /// Compare the database with what was deployed: deploy.drift(project).
+    /// Objects added, removed or changed since the last deployment: deploy.drift(project); exit 1 if any.
     Drift {
         #[arg(long)]
         project: String,
@@ -257,8 +257,8 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
         Command::Drift { project } => {
             let mut c = client(cli)?;
             let report = db::drift(&mut c, project)?;
-            show(cli, &report, output::generic);
-            Ok(0)
+            show(cli, &report, output::drift);
+            Ok(if output::drift_found(&report) { 1 } else { 0 })
         }
         Command::Adopt {
             folder,

@@ -188,7 +188,35 @@ pub fn baseline(r: &Value) -> String {
     out
 }
 
-/// Any other report (drift): pretty JSON.
+/// deploy.drift(project) rows `{change, kind, name}`: objects added, removed
+/// or changed since the project's last deployment. Other shapes: pretty JSON.
+pub fn drift(r: &Value) -> String {
+    let Some(rows) = r.as_array() else {
+        return generic(r);
+    };
+    if rows.is_empty() {
+        return "no drift: the objects match the last deployment\n".into();
+    }
+    if !rows.iter().all(|x| x.get("change").is_some() && x.get("name").is_some()) {
+        return generic(r);
+    }
+    let mut out = format!("drift: {} object(s) differ from the last deployment\n", rows.len());
+    for x in rows {
+        out.push_str(&format!("  {:<8} {} {}\n", s(&x["change"]), s(&x["kind"]), s(&x["name"])));
+    }
+    out
+}
+
+/// Whether drift was found (exit 1).
+pub fn drift_found(r: &Value) -> bool {
+    match r {
+        Value::Array(rows) => !rows.is_empty(),
+        Value::Object(o) => o.get("drifted") == Some(&Value::Bool(true)),
+        _ => false,
+    }
+}
+
+/// Any other report: pretty JSON.
 pub fn generic(r: &Value) -> String {
     serde_json::to_string_pretty(r).map_or_else(|_| r.to_string(), |t| t + "\n")
 }
@@ -229,6 +257,15 @@ mod tests {
         assert!(plan_failed(
             &json!({"outcome": "would apply", "execution": {"ok": false}})
         ));
+    }
+
+    #[test]
+    fn drift_rows() {
+        assert!(drift(&json!([])).starts_with("no drift"));
+        assert!(!drift_found(&json!([])));
+        let rows = json!([{"change": "added", "kind": "table", "name": "shop.extra"}]);
+        assert_eq!(drift(&rows), "drift: 1 object(s) differ from the last deployment\n  added    table shop.extra\n");
+        assert!(drift_found(&rows));
     }
 
     #[test]
