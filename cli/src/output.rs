@@ -197,12 +197,20 @@ pub fn drift(r: &Value) -> String {
     if rows.is_empty() {
         return "no drift: the objects match the last deployment\n".into();
     }
-    if !rows.iter().all(|x| x.get("change").is_some() && x.get("name").is_some()) {
+    if !rows
+        .iter()
+        .all(|x| x.get("change").is_some() && x.get("name").is_some())
+    {
         return generic(r);
     }
     let mut out = format!("drift: {} object(s) differ from the last deployment\n", rows.len());
     for x in rows {
-        out.push_str(&format!("  {:<8} {} {}\n", s(&x["change"]), s(&x["kind"]), s(&x["name"])));
+        out.push_str(&format!(
+            "  {:<8} {} {}\n",
+            s(&x["change"]),
+            s(&x["kind"]),
+            s(&x["name"])
+        ));
     }
     out
 }
@@ -264,7 +272,10 @@ mod tests {
         assert!(drift(&json!([])).starts_with("no drift"));
         assert!(!drift_found(&json!([])));
         let rows = json!([{"change": "added", "kind": "table", "name": "shop.extra"}]);
-        assert_eq!(drift(&rows), "drift: 1 object(s) differ from the last deployment\n  added    table shop.extra\n");
+        assert_eq!(
+            drift(&rows),
+            "drift: 1 object(s) differ from the last deployment\n  added    table shop.extra\n"
+        );
         assert!(drift_found(&rows));
     }
 
