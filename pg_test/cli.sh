@@ -202,6 +202,12 @@ t_status_and_drift() {
     has "$OUT" "added +table +plain.by_hand" "lists the object"
     pgd drift --project plain --json
     eq "$(j "$OUT" 'r[0]["change"]')" added "JSON rows"
+    pgd apply "$FIXTURES/plain" --drift refuse
+    eq "$RC" 1 "apply --drift refuse"
+    has "$ERR" "ERROR 55000" "refused with 55000"
+    pgd apply "$FIXTURES/plain" --drift warn --json
+    eq "$RC" 0 "apply --drift warn"
+    has "$(j "$OUT" 'r["warnings"]')" "by_hand" "drift in warnings"
   else
     eq "$RC" 1 "drift exit code without deploy.drift"
     has "$ERR" "ERROR 42883" "sqlstate"

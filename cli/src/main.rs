@@ -62,6 +62,9 @@ struct FolderArgs {
     /// JSON object for the manifest's "defaults" (lock_timeout, statement_timeout, search_path, allow, ...).
     #[arg(long, value_name = "JSON")]
     defaults: Option<String>,
+    /// Schemas the project manages, for drift (manifest "schemas"), comma-separated; default: derived from the changes.
+    #[arg(long, value_delimiter = ',', value_name = "SCHEMA,...")]
+    schemas: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -78,6 +81,9 @@ struct ApplyArgs {
     /// Free text recorded with the deployment.
     #[arg(long)]
     reason: Option<String>,
+    /// Objects changed outside deployments since the last one: ignore (default), warn, or refuse (55000).
+    #[arg(long, value_parser = ["ignore", "warn", "refuse"])]
+    drift: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +162,7 @@ fn load(f: &FolderArgs) -> Result<(Folder, Value), CliError> {
         include_revert: !f.no_revert,
         include_verify: !f.no_verify,
         defaults,
+        schemas: f.schemas.clone(),
     };
     let doc = manifest::build(&f.dir, &folder, &opts)?;
     Ok((folder, doc))
@@ -188,6 +195,9 @@ fn apply_options(a: &ApplyArgs) -> Value {
     }
     if let Some(r) = &a.reason {
         o["reason"] = json!(r);
+    }
+    if let Some(d) = &a.drift {
+        o["drift"] = json!(d);
     }
     o
 }

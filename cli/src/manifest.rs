@@ -19,6 +19,8 @@ pub struct BuildOptions {
     pub include_verify: bool,
     /// `--defaults`: a JSON object put in the manifest's `defaults`.
     pub defaults: Option<Value>,
+    /// `--schemas`: the manifest's `schemas` (for drift); empty = not set.
+    pub schemas: Vec<String>,
 }
 
 /// The version of a folder without `--release`: `0.<N>.0`, N being the number
@@ -83,6 +85,9 @@ pub fn build(dir: &Path, folder: &Folder, opts: &BuildOptions) -> Result<Value, 
     let mut doc = json!({"format": 1, "project": project, "version": version, "changes": changes});
     if let Some(d) = &opts.defaults {
         doc["defaults"] = d.clone();
+    }
+    if !opts.schemas.is_empty() {
+        doc["schemas"] = json!(opts.schemas);
     }
     validate(&doc)?;
     Ok(doc)
