@@ -5,8 +5,10 @@ use crate::error::DeployError;
 use crate::subxact::GucLevel;
 use pg_deploy_core::analysis::ObjectName;
 use pg_deploy_core::hazards::{Catalog, TableFacts};
+use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 use std::collections::HashMap;
+use std::ffi::CString;
 
 pub struct SpiCatalog<'a, 'conn> {
     client: &'a mut SpiClient<'conn>,
@@ -48,42 +50,55 @@ impl<'a, 'conn> SpiCatalog<'a, 'conn> {
     }
 }
 
+/// Resolves a relation name through the syscache (no query: most names in a
+/// new deployment do not exist yet); only tables, partitioned tables and
+/// materialized views count.
+fn resolve(schemas: &[String], name: &ObjectName) -> Option<pg_sys::Oid> {
+    let relname = CString::new(name.name.as_str()).ok()?;
+    let lookup_in = |schema: &str| -> Option<pg_sys::Oid> {
+        let nspname = CString::new(schema).ok()?;
+        // SAFETY: syscache lookups with valid C strings; missing_ok, so no error.
+        unsafe {
+            let nsp = pg_sys::get_namespace_oid(nspname.as_ptr(), true);
+            if nsp == pg_sys::InvalidOid {
+                return None;
+            }
+            let rel = pg_sys::get_relname_relid(relname.as_ptr(), nsp);
+            (rel != pg_sys::InvalidOid).then_some(rel)
+        }
+    };
+    let oid = match &name.schema {
+        Some(schema) => lookup_in(schema),
+        None => schemas.iter().find_map(|s| lookup_in(s)),
+    }?;
+    // SAFETY: a syscache lookup of an oid that exists.
+    let kind = unsafe { pg_sys::get_rel_relkind(oid) } as u8;
+    matches!(kind, b'r' | b'p' | b'm').then_some(oid)
+}
+
 const TABLE: &str = "
-    SELECT c.oid::pg_catalog.int8, pg_catalog.concat(n.nspname, '.', c.relname),
-           c.reltuples::pg_catalog.float8, pg_catalog.pg_total_relation_size(c.oid),
-           pg_catalog.pg_relation_size(c.oid)
-      FROM pg_catalog.unnest($3::pg_catalog.text[]) WITH ORDINALITY AS s(nsp, ord)
-      JOIN pg_catalog.pg_namespace n ON n.nspname = s.nsp
-      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = $2
-     WHERE c.relkind IN ('r', 'p', 'm') AND ($1 IS NULL OR n.nspname = $1)
-     ORDER BY s.ord
-     LIMIT 1";
+    SELECT pg_catalog.concat(n.nspname, '.', c.relname), c.reltuples::pg_catalog.float8,
+           pg_catalog.pg_total_relation_size(c.oid), pg_catalog.pg_relation_size(c.oid)
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = $1::pg_catalog.oid";
 
 impl Catalog for SpiCatalog<'_, '_> {
     fn table(&mut self, name: &ObjectName) -> Option<TableFacts> {
-        // A qualified name is looked up in its own schema, whatever the path.
-        let schemas = match &name.schema {
-            Some(schema) => vec![schema.clone()],
-            None => self.schemas.clone(),
-        };
+        let oid = resolve(&self.schemas, name)?;
         let result = self
             .client
-            .update(
-                TABLE,
-                Some(1),
-                &[name.schema.clone().into(), name.name.as_str().into(), schemas.into()],
-            )
+            .update(TABLE, Some(1), &[i64::from(u32::from(oid)).into()])
             .and_then(|t| {
                 if t.is_empty() {
                     return Ok(None);
                 }
                 let row = t.first();
                 Ok(Some(TableFacts {
-                    oid: row.get::<i64>(1)?.unwrap_or(0) as u32,
-                    name: row.get::<String>(2)?.unwrap_or_default(),
-                    rows: row.get::<f64>(3)?.unwrap_or(-1.0),
-                    bytes: row.get::<i64>(4)?.unwrap_or(0),
-                    heap_bytes: row.get::<i64>(5)?.unwrap_or(0),
+                    oid: u32::from(oid),
+                    name: row.get::<String>(1)?.unwrap_or_default(),
+                    rows: row.get::<f64>(2)?.unwrap_or(-1.0),
+                    bytes: row.get::<i64>(3)?.unwrap_or(0),
+                    heap_bytes: row.get::<i64>(4)?.unwrap_or(0),
                 }))
             });
         self.keep(result, None)

@@ -3,7 +3,7 @@
 use crate::analyze::RunSettings;
 use crate::errpos::PositionProbe;
 use crate::statements::Statement;
-use crate::subxact::{from_caught, in_subtransaction, CaughtPgError, GucLevel};
+use crate::subxact::{from_caught, in_subtransaction, set_local, CaughtPgError, GucLevel};
 use crate::timeout::CallerTimer;
 use pg_deploy_core::hazards::retry_backoff_ms;
 use pgrx::pg_sys::PgTryBuilder;
@@ -87,13 +87,7 @@ fn attempt(client: &mut SpiClient<'_>, work: &ChangeWork<'_>, settings: &RunSett
     let mut probe = PositionProbe::new();
     let outcome = in_subtransaction(|| {
         for (name, value) in settings.gucs() {
-            client
-                .update(
-                    "SELECT pg_catalog.set_config($1, $2, true)",
-                    None,
-                    &[name.into(), value.into()],
-                )
-                .map_err(spi_failure)?;
+            set_local(name, value)?;
         }
         for (i, statement) in statements.iter().enumerate() {
             current.set(Some(i));

@@ -116,3 +116,31 @@ impl GucLevel {
         unsafe { pg_sys::AtEOXact_GUC(false, self.0) };
     }
 }
+
+/// `SET LOCAL name = value`, without a query: the setting lives until the
+/// current GUC level is restored. Raises PostgreSQL's error for a bad value.
+pub fn set_local(name: &str, value: &str) -> Result<(), CaughtPgError> {
+    let bad = |what: &str| {
+        CaughtPgError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{what} contains a NUL byte"),
+        )
+    };
+    let name_c = std::ffi::CString::new(name).map_err(|_| bad(name))?;
+    let value_c = std::ffi::CString::new(value).map_err(|_| bad(name))?;
+    // SAFETY: valid C strings; with elevel ERROR a bad value raises, which the
+    // enclosing subtransaction (or the caller's transaction) handles.
+    unsafe {
+        pg_sys::set_config_option(
+            name_c.as_ptr(),
+            value_c.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            pg_sys::PGERROR as i32,
+            false,
+        )
+    };
+    Ok(())
+}
