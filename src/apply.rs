@@ -71,16 +71,14 @@ pub fn prepare(
     };
     check_requirements(manifest, &facts)?;
 
-    let internal = GucLevel::open();
-    history::use_internal_search_path(client)?;
-    let owner = Owner::of_extension(client)?;
     let project = manifest.project.as_str();
-    let previous_version = if lock {
-        history::lock_project(client, project, options.wait)?;
-        owner.run(|| history::claim_project(client, project))?
-    } else {
-        owner.run(|| history::deployed_version(client, project))?
-    };
+    let lock = lock.then_some(options.wait);
+    let history::Opened {
+        session,
+        internal,
+        owner,
+        previous_version,
+    } = history::open_project(client, session, project, lock)?;
     let mut drift_warnings = Vec::new();
     if options.drift != DriftPolicy::Ignore {
         let drifted = owner.run(|| drift::drift(client, project))?;

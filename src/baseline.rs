@@ -4,8 +4,6 @@
 use crate::apply::{guarded, round};
 use crate::error::DeployError;
 use crate::history::{self, ChangeRecord, Counts, DeploymentRecord};
-use crate::owner::Owner;
-use crate::subxact::GucLevel;
 use pg_deploy_core::{BaselineOptions, Manifest};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -34,13 +32,14 @@ fn record_baseline(
     options_doc: Value,
 ) -> Result<Value, DeployError> {
     let started = Instant::now();
-    let session = history::session_facts(client)?;
-    let internal = GucLevel::open();
-    history::use_internal_search_path(client)?;
-    let owner = Owner::of_extension(client)?;
     let project = manifest.project.as_str();
-    history::lock_project(client, project, true)?;
-    let previous_version = owner.run(|| history::claim_project(client, project))?;
+    let session = history::session_facts(client)?;
+    let history::Opened {
+        session,
+        internal,
+        owner,
+        previous_version,
+    } = history::open_project(client, session, project, Some(true))?;
     let applied = owner.run(|| history::applied_changes(client, project))?;
 
     let (mut baselined, mut skipped, mut records) = (Vec::new(), Vec::new(), Vec::new());

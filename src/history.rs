@@ -3,6 +3,8 @@
 //! `search_path = pg_catalog, pg_temp`; manifest strings only travel as parameters.
 
 use crate::error::DeployError;
+use crate::owner::Owner;
+use crate::subxact::GucLevel;
 use pg_deploy_core::checksum::sha256_hex;
 use pg_deploy_core::{AppliedChange, ChangeKind};
 use pgrx::datum::TimestampWithTimeZone;
@@ -47,8 +49,45 @@ pub fn session_facts(client: &mut SpiClient<'_>) -> Result<SessionFacts, DeployE
     })
 }
 
+/// What every call that works on a project's history starts with.
+pub struct Opened {
+    pub session: SessionFacts,
+    /// The GUC level of the internal search_path; restored when the call succeeds.
+    pub internal: GucLevel,
+    pub owner: Owner,
+    /// The deployed version before this call.
+    pub previous_version: Option<String>,
+}
+
+/// Switches to the internal search_path and, with `lock: Some(wait)`, takes the
+/// project's lock and claims its row (apply, baseline, revert); with `None` it
+/// only reads (plan).
+pub fn open_project(
+    client: &mut SpiClient<'_>,
+    session: SessionFacts,
+    project: &str,
+    lock: Option<bool>,
+) -> Result<Opened, DeployError> {
+    let internal = GucLevel::open();
+    use_internal_search_path(client)?;
+    let owner = Owner::of_extension(client)?;
+    let previous_version = match lock {
+        Some(wait) => {
+            lock_project(client, project, wait)?;
+            owner.run(|| claim_project(client, project))?
+        }
+        None => owner.run(|| deployed_version(client, project))?,
+    };
+    Ok(Opened {
+        session,
+        internal,
+        owner,
+        previous_version,
+    })
+}
+
 /// Internal queries resolve functions and operators in pg_catalog only.
-pub fn use_internal_search_path(client: &mut SpiClient<'_>) -> Result<(), DeployError> {
+fn use_internal_search_path(client: &mut SpiClient<'_>) -> Result<(), DeployError> {
     client.update(
         "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
         None,

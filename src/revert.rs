@@ -8,7 +8,6 @@ use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
 use crate::history::{self, ChangeRecord, Counts, DeploymentRecord, SessionFacts};
 use crate::owner::Owner;
-use crate::subxact::GucLevel;
 use pg_deploy_core::checksum::sha256_checksum;
 use pg_deploy_core::hazards::Thresholds;
 use pg_deploy_core::revert::{plan_revert, LoggedEvent, RevertStep};
@@ -169,12 +168,13 @@ fn run_revert(
 ) -> Result<Value, DeployError> {
     let started = Instant::now();
     let session = history::session_facts(client)?;
-    let internal = GucLevel::open();
-    history::use_internal_search_path(client)?;
-    let owner = Owner::of_extension(client)?;
-    history::lock_project(client, project, options.wait.unwrap_or(true))?;
-    let current = owner.run(|| history::deployed_version(client, project))?;
-    let Some(current) = current else {
+    let history::Opened {
+        session,
+        internal,
+        owner,
+        previous_version,
+    } = history::open_project(client, session, project, Some(options.wait.unwrap_or(true)))?;
+    let Some(current) = previous_version else {
         return Err(PlanError::RequirementNotMet {
             project: project.into(),
             what: "deployment",
