@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/pg_test/lib.sh"
 PORT=${CLI_PORT:-5491}
 COLD_PORT=${CLI_COLD_PORT:-5492}
 BOUNCER_PORT=${CLI_BOUNCER_PORT:-5493}
@@ -53,23 +55,7 @@ pgd() {
   printf '$ pg-deploy %s\n%s\n%s\n[exit %s]\n' "$*" "$OUT" "$ERR" "$RC"
 }
 
-# j JSON EXPR: evaluate a python expression over the parsed JSON `r`.
-j() {
-  python3 -c 'import json, sys
-r = json.loads(sys.argv[1]); v = eval(sys.argv[2])
-print(v if isinstance(v, str) else json.dumps(v, sort_keys=True))' "$1" "$2"
-}
 
-eq() { # eq ACTUAL EXPECTED WHAT
-  if [ "$1" != "$2" ]; then
-    printf '%s: expected [%s], got [%s]\n' "$3" "$2" "$1" >&2; return 1
-  fi
-}
-has() { # has TEXT PATTERN WHAT  (extended regex)
-  if ! grep -Eq -- "$2" <<<"$1"; then
-    printf '%s: /%s/ not found in:\n%s\n' "$3" "$2" "$1" >&2; return 1
-  fi
-}
 
 # copy FIXTURE: a writable copy of a fixture folder; prints its path.
 copy() {
@@ -598,21 +584,4 @@ t_bad_input_unreadable_file() {
 
 # ---------------------------------------------------------------- runner
 
-if [ $# -gt 0 ]; then tests=("$@"); else
-  mapfile -t tests < <(declare -F | awk '$3 ~ /^t_/ {print $3}')
-fi
-passed=0 failed=0
-for CURRENT in "${tests[@]}"; do
-  log=$TMP/out/$CURRENT.log
-  set +e
-  ( set -e; "$CURRENT" ) >"$log" 2>&1
-  rc=$?
-  set -e
-  if [ "$rc" = 0 ]; then
-    echo "ok - ${CURRENT#t_}"; passed=$((passed + 1))
-  else
-    echo "not ok - ${CURRENT#t_}"; sed 's/^/#   /' "$log"; failed=$((failed + 1))
-  fi
-done
-echo "cli-e2e: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+run_tests cli-e2e "$@"

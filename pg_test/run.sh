@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/pg_test/lib.sh"
 PORT=${PORT:-5498}
 BOUNCER_PORT=${BOUNCER_PORT:-6498}
 EXAMPLES=$ROOT/examples/bookings
@@ -86,12 +88,6 @@ SQL
   printf '%s\n' "$out"
 }
 
-# j JSON EXPR: evaluate a python expression over the parsed JSON `r`.
-j() {
-  python3 -c 'import json, sys
-r = json.loads(sys.argv[1]); v = eval(sys.argv[2])
-print(v if isinstance(v, str) else json.dumps(v, sort_keys=True))' "$1" "$2"
-}
 
 # jedit IN OUT STMT: write manifest IN to OUT after running a python statement on `m`.
 jedit() {
@@ -99,16 +95,6 @@ jedit() {
 m = json.load(open(sys.argv[1])); exec(sys.argv[3]); json.dump(m, open(sys.argv[2], "w"))' "$@"
 }
 
-eq() { # eq ACTUAL EXPECTED WHAT
-  if [ "$1" != "$2" ]; then
-    printf '%s: expected [%s], got [%s]\n' "$3" "$2" "$1" >&2; return 1
-  fi
-}
-has() { # has TEXT PATTERN WHAT  (extended regex)
-  if ! grep -Eq -- "$2" <<<"$1"; then
-    printf '%s: /%s/ not found in:\n%s\n' "$3" "$2" "$1" >&2; return 1
-  fi
-}
 
 # sql_sum FILE ID: "sha256:<hex>" of a change's sql.
 sql_sum() {
@@ -501,22 +487,4 @@ PY
 
 # ---------------------------------------------------------------- runner
 
-if [ $# -gt 0 ]; then tests=("$@"); else
-  mapfile -t tests < <(declare -F | awk '$3 ~ /^t_/ {print $3}')
-fi
-passed=0 failed=0
-for CURRENT in "${tests[@]}"; do
-  log=$TMP/out/$CURRENT.log
-  # A subshell outside any `if` so that set -e stops the test at its first failure.
-  set +e
-  ( set -e; "$CURRENT" ) >"$log" 2>&1
-  rc=$?
-  set -e
-  if [ "$rc" = 0 ]; then
-    echo "ok - ${CURRENT#t_}"; passed=$((passed + 1))
-  else
-    echo "not ok - ${CURRENT#t_}"; sed 's/^/#   /' "$log"; failed=$((failed + 1))
-  fi
-done
-echo "e2e: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+run_tests e2e "$@"

@@ -246,9 +246,8 @@ pub struct DeploymentRecord<'a> {
     pub manifest_sha256: Option<&'a str>,
     /// The manifest, stored once per sha256; None when there is none (revert).
     pub manifest: Option<serde_json::Value>,
-    pub started_at: TimestampWithTimeZone,
-    /// (current_user, session_user) of the caller.
-    pub who: (String, String),
+    /// The caller: when the call started and who made it.
+    pub session: &'a SessionFacts,
     pub counts: Counts,
     pub options: serde_json::Value,
     pub warnings: Vec<String>,
@@ -305,7 +304,7 @@ pub fn record(
                 d.previous_version.into(),
                 d.outcome.into(),
                 d.manifest_sha256.into(),
-                d.started_at.into(),
+                d.session.started_at.into(),
                 c.applied.into(),
                 c.rerun.into(),
                 c.skipped.into(),
@@ -316,8 +315,8 @@ pub fn record(
                 d.warnings.into(),
                 pg_deploy_core::VERSION.into(),
                 d.fingerprint.into(),
-                d.who.0.into(),
-                d.who.1.into(),
+                d.session.current_user.as_str().into(),
+                d.session.session_user.as_str().into(),
             ],
         )?
         .first();
@@ -355,7 +354,7 @@ pub fn record(
             &[
                 id.into(),
                 d.project.into(),
-                d.started_at.into(),
+                d.session.started_at.into(),
                 cols.ordinal.into(),
                 cols.id.into(),
                 cols.kind.into(),

@@ -1,0 +1,46 @@
+# Shared by the end-to-end suites (run.sh, cli.sh): assertions and the runner.
+# Sourced, not run.
+
+eq() { # eq ACTUAL EXPECTED WHAT
+  if [ "$1" != "$2" ]; then
+    printf '%s: expected [%s], got [%s]\n' "$3" "$2" "$1" >&2; return 1
+  fi
+}
+
+has() { # has TEXT PATTERN WHAT  (extended regex)
+  if ! grep -Eq -- "$2" <<<"$1"; then
+    printf '%s: /%s/ not found in:\n%s\n' "$3" "$2" "$1" >&2; return 1
+  fi
+}
+
+# j JSON EXPR: evaluate a python expression over the parsed JSON `r`.
+j() {
+  python3 -c 'import json, sys
+r = json.loads(sys.argv[1]); v = eval(sys.argv[2])
+print(v if isinstance(v, str) else json.dumps(v, sort_keys=True))' "$1" "$2"
+}
+
+# run_tests LABEL [t_name ...]: runs the named tests (default: every t_*
+# function), each in a subshell that stops at its first failure, with its log
+# in $TMP/out; prints "ok - name" / "not ok - name" and "LABEL: N passed, M failed".
+run_tests() {
+  local label=$1 tests log rc passed=0 failed=0
+  shift
+  if [ $# -gt 0 ]; then tests=("$@"); else
+    mapfile -t tests < <(declare -F | awk '$3 ~ /^t_/ {print $3}')
+  fi
+  for CURRENT in "${tests[@]}"; do
+    log=$TMP/out/$CURRENT.log
+    set +e
+    ( set -e; "$CURRENT" ) >"$log" 2>&1
+    rc=$?
+    set -e
+    if [ "$rc" = 0 ]; then
+      echo "ok - ${CURRENT#t_}"; passed=$((passed + 1))
+    else
+      echo "not ok - ${CURRENT#t_}"; sed 's/^/#   /' "$log"; failed=$((failed + 1))
+    fi
+  done
+  echo "$label: $passed passed, $failed failed"
+  [ "$failed" = 0 ]
+}
