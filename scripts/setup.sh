@@ -8,14 +8,16 @@ PGRX_VERSION=0.18.0
 APT_PKGS=(postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo pgbouncer)
 
 step() { echo "==> $*"; }
+# Root installs directly; anyone else through sudo (apt and PostgreSQL's directories need it).
+SUDO=()
+[ "$(id -u)" = 0 ] || SUDO=(sudo)
 
 step "apt packages"
 if dpkg -s "${APT_PKGS[@]}" >/dev/null 2>&1; then
   echo "    already installed"
 else
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update
-  apt-get install -y "${APT_PKGS[@]}"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${APT_PKGS[@]}"
 fi
 
 step "cargo-pgrx $PGRX_VERSION"
@@ -35,4 +37,8 @@ else
 fi
 
 step "cargo pgrx install --release"
-cargo pgrx install --release --pg-config "$PG_CONFIG"
+if [ "$(id -u)" = 0 ]; then
+  cargo pgrx install --release --pg-config "$PG_CONFIG"
+else
+  cargo pgrx install --release --sudo --pg-config "$PG_CONFIG"
+fi
