@@ -39,6 +39,7 @@ stage() {
 
 stage unit cargo test -p pg_deploy_core
 stage pg_test cargo pgrx test pg15 --runas postgres --pgdata "$PGTEST_BASE"
+stage pg_test_pg18 bash "$ROOT/scripts/test-pg18.sh"
 stage e2e bash "$ROOT/pg_test/run.sh"
 stage cli cargo test -p pg-deploy-cli
 stage cli-e2e bash "$ROOT/pg_test/cli.sh"
