@@ -5,6 +5,8 @@
 //! inside the caller's transaction. The PostgreSQL-free logic lives in the
 //! `pg_deploy_core` crate; this crate is the thin edge that touches the server.
 #![forbid(unsafe_op_in_unsafe_fn)]
+// DeployError carries the whole story of a failure; it is built once per call, so its size does not matter.
+#![allow(clippy::result_large_err)]
 
 use pgrx::prelude::*;
 

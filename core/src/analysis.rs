@@ -165,7 +165,7 @@ pub fn function_names_in_node_dump(dump: &str) -> Vec<String> {
     for (at, _) in dump.match_indices("{FUNCCALL :funcname (") {
         let rest = &dump[at + "{FUNCCALL :funcname (".len()..];
         let list = &rest[..rest.find(')').unwrap_or(rest.len())];
-        if let Some(last) = list.split('"').filter(|p| !p.trim().is_empty()).last() {
+        if let Some(last) = list.split('"').rfind(|p| !p.trim().is_empty()) {
             names.push(last.to_string());
         }
     }

@@ -196,23 +196,25 @@ pub fn hazards(
                         default_functions,
                         serial,
                         ..
-                    } => {
-                        if *serial || catalog.any_volatile(default_functions) {
-                            push(
-                                HazardKind::TableRewrite,
-                                Some(t.clone()),
-                                format!("ADD COLUMN {column} with a volatile default rewrites every row"),
-                            );
-                        }
+                    } if (*serial || catalog.any_volatile(default_functions)) => {
+                        push(
+                            HazardKind::TableRewrite,
+                            Some(t.clone()),
+                            format!("ADD COLUMN {column} with a volatile default rewrites every row"),
+                        );
                     }
                     AlterCommand::AlterColumnType {
                         column,
                         new_type,
                         using,
-                    } => {
-                        if *using || catalog.type_change_rewrites(&t, column, new_type) {
-                            push(HazardKind::TableRewrite, Some(t.clone()), format!("ALTER COLUMN {column} TYPE {new_type} is not binary-coercible: the table is rewritten"));
-                        }
+                    } if (*using || catalog.type_change_rewrites(&t, column, new_type)) => {
+                        push(
+                            HazardKind::TableRewrite,
+                            Some(t.clone()),
+                            format!(
+                                "ALTER COLUMN {column} TYPE {new_type} is not binary-coercible: the table is rewritten"
+                            ),
+                        );
                     }
                     AlterCommand::AddConstraint {
                         kind: kind @ (ConstraintKind::ForeignKey | ConstraintKind::Check),
@@ -233,10 +235,8 @@ pub fn hazards(
                     } => {
                         push(HazardKind::BlockingIndexBuild, Some(t.clone()), "ADD CONSTRAINT builds its index under lock; build it CONCURRENTLY first, then ADD CONSTRAINT … USING INDEX".into());
                     }
-                    AlterCommand::SetNotNull { column } => {
-                        if !catalog.not_null_proven(&t, column) {
-                            push(HazardKind::ValidatingConstraint, Some(t.clone()), format!("SET NOT NULL on {column} scans every row under ACCESS EXCLUSIVE; add a CHECK ({column} IS NOT NULL) NOT VALID and VALIDATE it first"));
-                        }
+                    AlterCommand::SetNotNull { column } if !catalog.not_null_proven(&t, column) => {
+                        push(HazardKind::ValidatingConstraint, Some(t.clone()), format!("SET NOT NULL on {column} scans every row under ACCESS EXCLUSIVE; add a CHECK ({column} IS NOT NULL) NOT VALID and VALIDATE it first"));
                     }
                     AlterCommand::DropColumn { column } => {
                         push(
