@@ -485,6 +485,19 @@ PY
   apply_err 22023 "$TMP/m/ctl.json" | grep -q 'control characters' || { echo "control character not refused" >&2; return 1; }
 }
 
+# Deterministic interleavings of sessions with PostgreSQL's own isolation tester
+# (pg_test/isolation/specs, expected output in pg_test/isolation/expected).
+t_isolation() {
+  newdb
+  local pgxs
+  pgxs=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")
+  mkdir -p "$TMP/isolation"
+  "$pgxs/../test/isolation/pg_isolation_regress" --use-existing --host="$PGHOST" --port="$PGPORT" \
+    --bindir=/usr/lib/postgresql/15/bin --inputdir="$ROOT/pg_test/isolation" --outputdir="$TMP/isolation" \
+    --dbname="$DB" concurrent_apply \
+    || { cat "$TMP/isolation/regression.diffs" >&2 2>/dev/null; return 1; }
+}
+
 # ---------------------------------------------------------------- runner
 
 run_tests e2e "$@"
