@@ -179,26 +179,20 @@ t_status_and_drift() {
   pgd status --project plain --json
   eq "$(j "$OUT" 'r[0]["version"]')" 0.4.0 "status JSON"
   pgd drift --project plain
-  if q "SELECT 1 FROM pg_proc WHERE proname = 'drift' AND pronamespace = 'deploy'::regnamespace" | grep -q 1; then
-    eq "$RC" 0 "drift exit code"
-    has "$OUT" "^no drift" "no drift after apply"
-    q "CREATE TABLE plain.by_hand (id int)"
-    pgd drift --project plain
-    eq "$RC" 1 "drift exit code when objects changed by hand"
-    has "$OUT" "added +table +plain.by_hand" "lists the object"
-    pgd drift --project plain --json
-    eq "$(j "$OUT" 'r[0]["change"]')" added "JSON rows"
-    pgd apply "$FIXTURES/plain" --drift refuse
-    eq "$RC" 1 "apply --drift refuse"
-    has "$ERR" "ERROR 55000" "refused with 55000"
-    pgd apply "$FIXTURES/plain" --drift warn --json
-    eq "$RC" 0 "apply --drift warn"
-    has "$(j "$OUT" 'r["warnings"]')" "by_hand" "drift in warnings"
-  else
-    eq "$RC" 1 "drift exit code without deploy.drift"
-    has "$ERR" "ERROR 42883" "sqlstate"
-    has "$ERR" "has no deploy.drift" "says the function is missing"
-  fi
+  eq "$RC" 0 "drift exit code"
+  has "$OUT" "^no drift" "no drift after apply"
+  q "CREATE TABLE plain.by_hand (id int)"
+  pgd drift --project plain
+  eq "$RC" 1 "drift exit code when objects changed by hand"
+  has "$OUT" "added +table +plain.by_hand" "lists the object"
+  pgd drift --project plain --json
+  eq "$(j "$OUT" 'r[0]["change"]')" added "JSON rows"
+  pgd apply "$FIXTURES/plain" --drift refuse
+  eq "$RC" 1 "apply --drift refuse"
+  has "$ERR" "ERROR 55000" "refused with 55000"
+  pgd apply "$FIXTURES/plain" --drift warn --json
+  eq "$RC" 0 "apply --drift warn"
+  has "$(j "$OUT" 'r["warnings"]')" "by_hand" "drift in warnings"
 }
 
 t_missing_extension() {
@@ -580,6 +574,31 @@ t_bad_input_unreadable_file() {
   pgd apply "$d" --release not-a-version
   eq "$RC" 2 "bad --release"
   has "$ERR" 'invalid manifest \(22023\): version: "not-a-version" is not a semantic version' "message"
+}
+
+# revert goes back with the stored down scripts; verify-log checks the chain.
+t_revert_and_verify_log() {
+  newdb
+  local dir
+  dir=$(copy golang-migrate)
+  pgd apply "$dir" --release 1.0.0
+  eq "$RC" 0 "apply 1.0.0"
+  printf 'CREATE TABLE later (id int);\n' >"$dir/900_later.up.sql"
+  printf 'DROP TABLE later;\n' >"$dir/900_later.down.sql"
+  pgd apply "$dir" --release 1.1.0
+  eq "$RC" 0 "apply 1.1.0"
+  pgd revert --project "$(basename "$dir")" --to 1.0.0
+  eq "$RC" 0 "revert exit code"
+  has "$OUT" "reverted from 1.1.0 to 1.0.0" "revert report"
+  has "$OUT" "undid 900_later" "undone change"
+  eq "$(q "SELECT to_regclass('later') IS NULL")" t "table gone"
+  pgd verify-log
+  eq "$RC" 0 "verify-log exit code"
+  has "$OUT" "log intact" "intact"
+  q "UPDATE deploy.deployments SET applied_by = 'mallory' WHERE id = 1"
+  pgd verify-log --json
+  eq "$RC" 1 "verify-log exit code when broken"
+  eq "$(j "$OUT" 'r[0]["first_broken_id"]')" 1 "first broken id"
 }
 
 # ---------------------------------------------------------------- runner

@@ -110,6 +110,35 @@ pub fn baseline(client: &mut Client, manifest: &str, options: &str) -> Result<Va
     )
 }
 
+pub fn revert(client: &mut Client, project: &str, to_version: &str, options: &str) -> Result<Value, CliError> {
+    json_call(
+        client,
+        "revert",
+        "deploy.revert",
+        "SELECT deploy.revert($1, $2, $3::jsonb)::text",
+        &[project, to_version, options],
+    )
+}
+
+/// deploy.verify_log() rows as JSON objects.
+pub fn verify_log(client: &mut Client, project: Option<&str>) -> Result<Value, CliError> {
+    let sql = "SELECT coalesce(jsonb_agg(to_jsonb(v) ORDER BY v.project), '[]')::text FROM deploy.verify_log($1) v";
+    let typed: [(&(dyn postgres::types::ToSql + Sync), Type); 1] = [(&project, Type::TEXT)];
+    let rows = client
+        .query_typed(sql, &typed)
+        .map_err(|e| call_error("verify-log", "deploy.verify_log", e))?;
+    let text: String = match rows.first() {
+        Some(row) => row
+            .try_get(0)
+            .map_err(|e| call_error("verify-log", "deploy.verify_log", e))?,
+        None => "[]".into(),
+    };
+    serde_json::from_str(&text).map_err(|e| CliError::Refused {
+        message: format!("verify-log: the server's answer is not JSON: {e}"),
+        hint: None,
+    })
+}
+
 /// deploy.status() rows as JSON objects.
 pub fn status(client: &mut Client, project: Option<&str>) -> Result<Value, CliError> {
     let sql = "SELECT coalesce(jsonb_agg(to_jsonb(s) ORDER BY s.project), '[]')::text FROM deploy.status($1) s";

@@ -133,6 +133,24 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Undo everything deployed after VERSION with the stored revert SQL: deploy.revert(project, version).
+    Revert {
+        #[arg(long)]
+        project: String,
+        /// The version to go back to.
+        #[arg(long, value_name = "VERSION")]
+        to: String,
+        /// Hazards the revert SQL may have (comma-separated), e.g. data_loss.
+        #[arg(long, value_delimiter = ',')]
+        allow: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Check the hash chain of the deployment log: deploy.verify_log(); exit 1 if broken.
+    VerifyLog {
+        #[arg(long)]
+        project: Option<String>,
+    },
     /// Record every change up to and including ID as applied without running it.
     Baseline {
         #[command(flatten)]
@@ -306,6 +324,30 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             let report = db::baseline(&mut c, &text(&doc), &text(&opts))?;
             show(cli, &report, output::baseline);
             Ok(0)
+        }
+        Command::Revert {
+            project,
+            to,
+            allow,
+            reason,
+        } => {
+            let mut opts = json!({});
+            if !allow.is_empty() {
+                opts["allow"] = json!(allow);
+            }
+            if let Some(r) = reason {
+                opts["reason"] = json!(r);
+            }
+            let mut c = client(cli)?;
+            let report = db::revert(&mut c, project, to, &text(&opts))?;
+            show(cli, &report, output::revert);
+            Ok(0)
+        }
+        Command::VerifyLog { project } => {
+            let mut c = client(cli)?;
+            let rows = db::verify_log(&mut c, project.as_deref())?;
+            show(cli, &rows, output::verify_log);
+            Ok(if output::log_broken(&rows) { 1 } else { 0 })
         }
         Command::Baseline {
             folder,

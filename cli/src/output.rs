@@ -224,6 +224,65 @@ pub fn drift_found(r: &Value) -> bool {
     }
 }
 
+/// deploy.revert's report.
+pub fn revert(r: &Value) -> String {
+    let steps: Vec<String> = r["reverted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let verb = if s(&e["action"]) == "rerun" {
+                "restored"
+            } else {
+                "undid"
+            };
+            format!("  {verb} {}\n", s(&e["id"]))
+        })
+        .collect();
+    format!(
+        "{}: reverted from {} to {} ({} step(s), {} ms)\n{}",
+        s(&r["project"]),
+        s(&r["previous_version"]),
+        s(&r["version"]),
+        steps.len(),
+        r["duration_ms"],
+        steps.concat()
+    )
+}
+
+/// deploy.verify_log() rows.
+pub fn verify_log(rows: &Value) -> String {
+    let mut out = String::new();
+    for row in rows.as_array().into_iter().flatten() {
+        if row["intact"] == Value::Bool(true) {
+            out.push_str(&format!(
+                "{}: {} deployment(s), log intact\n",
+                s(&row["project"]),
+                row["deployments"]
+            ));
+        } else {
+            out.push_str(&format!(
+                "{}: BROKEN at deployment {}: {}\n",
+                s(&row["project"]),
+                row["first_broken_id"],
+                s(&row["problem"])
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no deployments\n");
+    }
+    out
+}
+
+/// Whether any project's log is broken.
+pub fn log_broken(rows: &Value) -> bool {
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .any(|row| row["intact"] != Value::Bool(true))
+}
+
 /// Any other report: pretty JSON.
 pub fn generic(r: &Value) -> String {
     serde_json::to_string_pretty(r).map_or_else(|_| r.to_string(), |t| t + "\n")
