@@ -81,23 +81,7 @@ pub fn prepare(
     } = history::open_project(client, session, project, lock)?;
     let mut drift_warnings = Vec::new();
     if options.drift != DriftPolicy::Ignore {
-        let drifted = owner.run(|| drift::drift(client, project))?;
-        if !drifted.is_empty() {
-            let listed: Vec<String> = drifted
-                .iter()
-                .take(10)
-                .map(|(change, kind, name)| format!("{change} {kind} {name}"))
-                .collect();
-            let more = if drifted.len() > 10 {
-                format!(" and {} more", drifted.len() - 10)
-            } else {
-                String::new()
-            };
-            let message = format!(
-                "{} object(s) changed outside deployments since the last one: {}{more}",
-                drifted.len(),
-                listed.join(", ")
-            );
+        if let Some(message) = owner.run(|| drift::summary(client, project))? {
             if options.drift == DriftPolicy::Refuse {
                 return Err(DeployError::Drifted {
                     project: project.to_string(),

@@ -91,6 +91,29 @@ pub fn fingerprint(client: &mut SpiClient<'_>, project: &str, schemas: &[String]
     whole.ok_or_else(|| DeployError::Internal("fingerprint query returned no row".into()))
 }
 
+/// One line on the project's drift, naming the first objects, or None without drift.
+pub fn summary(client: &mut SpiClient<'_>, project: &str) -> Result<Option<String>, DeployError> {
+    const LISTED: usize = 10;
+    let drifted = drift(client, project)?;
+    if drifted.is_empty() {
+        return Ok(None);
+    }
+    let listed: Vec<String> = drifted
+        .iter()
+        .take(LISTED)
+        .map(|(change, kind, name)| format!("{change} {kind} {name}"))
+        .collect();
+    let more = match drifted.len().checked_sub(LISTED) {
+        Some(n) if n > 0 => format!(" and {n} more"),
+        _ => String::new(),
+    };
+    Ok(Some(format!(
+        "{} object(s) changed outside deployments since the last one: {}{more}",
+        drifted.len(),
+        listed.join(", ")
+    )))
+}
+
 /// Objects added, removed or changed since the last fingerprint: (change, kind, name).
 pub fn drift(client: &mut SpiClient<'_>, project: &str) -> Result<Vec<(String, String, String)>, DeployError> {
     let rows = client.update(
