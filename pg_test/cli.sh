@@ -34,16 +34,7 @@ mkdir -p "$TMP/out" "$TMP/w"
 
 # ---------------------------------------------------------------- helpers
 
-PSQL=(psql -X -q -v ON_ERROR_STOP=1 -At)
-
-# newdb: fresh database with the extension, named after the running test.
-newdb() {
-  DB=cli_${CURRENT#t_}
-  createdb "$DB"
-  q "CREATE EXTENSION pg_deploy;"
-}
-
-q() { "${PSQL[@]}" -d "$DB" -c "$1"; }
+DB_PREFIX=cli_
 
 # pgd ARGS...: run the client against $DB; stdout in $OUT, stderr in $ERR, exit code in $RC.
 pgd() {

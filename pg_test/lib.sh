@@ -1,6 +1,18 @@
 # Shared by the end-to-end suites (run.sh, cli.sh): assertions and the runner.
 # Sourced, not run.
 
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -At)
+
+# newdb: fresh database with the extension, named $DB_PREFIX + the running test.
+newdb() {
+  DB=${DB_PREFIX}${CURRENT#t_}
+  createdb "$DB"
+  q "CREATE EXTENSION pg_deploy;"
+}
+
+# q SQL: run SQL in $DB, print rows unaligned.
+q() { "${PSQL[@]}" -d "$DB" -c "$1"; }
+
 eq() { # eq ACTUAL EXPECTED WHAT
   if [ "$1" != "$2" ]; then
     printf '%s: expected [%s], got [%s]\n' "$3" "$2" "$1" >&2; return 1

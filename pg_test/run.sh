@@ -51,17 +51,7 @@ mkdir -p "$TMP/m" "$TMP/out"
 
 # ---------------------------------------------------------------- helpers
 
-PSQL=(psql -X -q -v ON_ERROR_STOP=1 -At)
-
-# newdb: fresh database with the extension, named after the running test.
-newdb() {
-  DB=e2e_${CURRENT#t_}
-  createdb "$DB"
-  q "CREATE EXTENSION pg_deploy;"
-}
-
-# q SQL: run SQL in $DB, print rows unaligned.
-q() { "${PSQL[@]}" -d "$DB" -c "$1"; }
+DB_PREFIX=e2e_
 
 # apply FILE [OPTIONS] [extra psql args]: print the report (compact JSON).
 apply() {

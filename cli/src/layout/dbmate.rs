@@ -93,14 +93,8 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
         out.push((
             version.clone(),
             Migration {
-                id,
-                sql: up,
-                repeatable: false,
                 revert: down,
-                verify: None,
-                requires: Vec::new(),
-                key: super::golang_migrate::key(&version),
-                source: p,
+                ..Migration::versioned(id, up, super::golang_migrate::key(&version), p)
             },
         ));
     }

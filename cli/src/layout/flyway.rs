@@ -97,16 +97,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                 let sql = non_empty(read_text(&p)?, &p)?;
                 versioned.push((
                     v.clone(),
-                    Migration {
-                        id,
-                        sql,
-                        repeatable: false,
-                        revert: None,
-                        verify: None,
-                        requires: Vec::new(),
-                        key: v.canonical(),
-                        source: p,
-                    },
+                    Migration::versioned(id, sql, v.canonical(), p),
                 ));
             }
             Some(Name::Repeatable { description }) => {
@@ -119,14 +110,8 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                     )));
                 }
                 repeatable.push(Migration {
-                    id,
-                    sql,
                     repeatable: true,
-                    revert: None,
-                    verify: None,
-                    requires: Vec::new(),
-                    key: description_key(&description),
-                    source: p,
+                    ..Migration::versioned(id, sql, description_key(&description), p)
                 });
             }
             Some(Name::Undo { version }) => {

@@ -56,19 +56,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                 ));
             }
             let sql = non_empty(read_text(&p)?, &p)?;
-            ups.push((
-                version.clone(),
-                Migration {
-                    id,
-                    sql,
-                    repeatable: false,
-                    revert: None,
-                    verify: None,
-                    requires: Vec::new(),
-                    key: key(&version),
-                    source: p,
-                },
-            ));
+            ups.push((version.clone(), Migration::versioned(id, sql, key(&version), p)));
         } else {
             if downs.iter().any(|(v, _, _)| cmp_digits(v, &version).is_eq()) {
                 return Err(CliError::input(format!(

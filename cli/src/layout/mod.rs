@@ -72,6 +72,23 @@ pub struct Migration {
     pub source: PathBuf,
 }
 
+impl Migration {
+    /// A versioned migration with no revert, verify or dependencies; the
+    /// layouts that have those set them on top.
+    pub fn versioned(id: String, sql: String, key: String, source: PathBuf) -> Migration {
+        Migration {
+            id,
+            sql,
+            repeatable: false,
+            revert: None,
+            verify: None,
+            requires: Vec::new(),
+            key,
+            source,
+        }
+    }
+}
+
 /// A folder read in one layout.
 #[derive(Debug, Clone)]
 pub struct Folder {

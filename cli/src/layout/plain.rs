@@ -41,16 +41,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
             golang_migrate::key(digits)
         };
         let sql = non_empty(read_text(&p)?, &p)?;
-        out.push(Migration {
-            id,
-            sql,
-            repeatable: false,
-            revert: None,
-            verify: None,
-            requires: Vec::new(),
-            key,
-            source: p,
-        });
+        out.push(Migration::versioned(id, sql, key, p));
     }
     Ok(out)
 }

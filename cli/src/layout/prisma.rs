@@ -21,16 +21,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
         }
         let id = file_name(&p);
         let sql = non_empty(read_text(&file)?, &file)?;
-        out.push(Migration {
-            id: id.clone(),
-            sql,
-            repeatable: false,
-            revert: None,
-            verify: None,
-            requires: Vec::new(),
-            key: id,
-            source: file,
-        });
+        out.push(Migration::versioned(id.clone(), sql, id, file));
     }
     out.sort_by(|a, b| cmp_natural(&a.id, &b.id));
     Ok(out)

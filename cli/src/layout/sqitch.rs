@@ -112,14 +112,10 @@ pub fn read(dir: &Path) -> Result<(Vec<Migration>, Option<String>), CliError> {
             Ok((!text.trim().is_empty()).then_some(text))
         };
         out.push(Migration {
-            id: c.name.clone(),
-            sql,
-            repeatable: false,
             revert: optional("revert")?,
             verify: optional("verify")?.map(|v| verify_query(&v)),
             requires: c.requires.clone(),
-            key: c.name.clone(),
-            source: deploy,
+            ..Migration::versioned(c.name.clone(), sql, c.name.clone(), deploy)
         });
     }
     Ok((out, plan.project))
