@@ -488,6 +488,22 @@ t_isolation() {
     || { cat "$TMP/isolation/regression.diffs" >&2 2>/dev/null; return 1; }
 }
 
+# History travels with pg_dump: a restored database re-applies nothing and its log is intact.
+t_dump_and_restore() {
+  newdb
+  local r copy=${DB}_copy
+  apply "$EXAMPLES/v1.json" >/dev/null
+  createdb "$copy"
+  pg_dump -Fc "$DB" >"$TMP/out/dump"
+  pg_restore -d "$copy" "$TMP/out/dump"
+  DB=$copy
+  r=$(apply "$EXAMPLES/v1.json")
+  eq "$(j "$r" 'r["outcome"]')" no-op "re-apply after restore"
+  eq "$(q "SELECT intact FROM deploy.verify_log('bookings')")" t "log intact after restore"
+  r=$(apply "$EXAMPLES/v2.json")
+  eq "$(j "$r" 'r["outcome"]')" applied "v2 after restore"
+}
+
 # ---------------------------------------------------------------- runner
 
 run_tests e2e "$@"

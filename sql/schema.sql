@@ -330,3 +330,12 @@ AS $$
      WHERE project_name IS NULL OR a.project = project_name
      ORDER BY a.project, a.first_applied_at, a.change_id
 $$;
+
+-- pg_dump leaves an extension's tables out unless told: the history must travel
+-- with a dump, or a restored database would deploy everything again.
+SELECT pg_catalog.pg_extension_config_dump('deploy.projects', '');
+SELECT pg_catalog.pg_extension_config_dump('deploy.manifests', '');
+SELECT pg_catalog.pg_extension_config_dump('deploy.deployments', '');
+SELECT pg_catalog.pg_extension_config_dump('deploy.deployments_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('deploy.change_log', '');
+SELECT pg_catalog.pg_extension_config_dump('deploy.fingerprints', '');
