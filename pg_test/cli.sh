@@ -196,23 +196,7 @@ t_missing_extension() {
 # Through PgBouncer in transaction mode: one statement per command, no session state.
 t_through_pgbouncer() {
   newdb
-  echo '"postgres" ""' >"$TMP/userlist.txt"
-  cat >"$TMP/pgbouncer.ini" <<INI
-[databases]
-* = host=$TMP/sock port=$PORT
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $TMP/userlist.txt
-pool_mode = transaction
-default_pool_size = 2
-logfile = $TMP/pgbouncer.log
-pidfile = $TMP/pgbouncer.pid
-INI
-  chown postgres: "$TMP/pgbouncer.ini" "$TMP/userlist.txt"
-  runuser -u postgres -- /usr/sbin/pgbouncer -d -q "$TMP/pgbouncer.ini"
+  start_pgbouncer 2
   local url="postgres://postgres@127.0.0.1:$BOUNCER_PORT/$DB?sslmode=disable"
   pgd apply "$FIXTURES/dbmate" --database-url "$url" --json --wait 10
   eq "$RC" 0 "apply through pgbouncer"

@@ -13,6 +13,36 @@ newdb() {
 # q SQL: run SQL in $DB, print rows unaligned.
 q() { "${PSQL[@]}" -d "$DB" -c "$1"; }
 
+# start_pgbouncer POOL_SIZE: PgBouncer in transaction mode on 127.0.0.1:$BOUNCER_PORT
+# in front of the cluster in $TMP (port $PORT), run as postgres; waits until it answers.
+start_pgbouncer() {
+  # trust auth still needs the user listed in auth_file.
+  echo '"postgres" ""' >"$TMP/userlist.txt"
+  cat >"$TMP/pgbouncer.ini" <<INI
+[databases]
+* = host=$TMP/sock port=$PORT
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $TMP/userlist.txt
+pool_mode = transaction
+max_client_conn = 100
+default_pool_size = $1
+logfile = $TMP/pgbouncer.log
+pidfile = $TMP/pgbouncer.pid
+INI
+  chown postgres: "$TMP/pgbouncer.ini" "$TMP/userlist.txt"
+  runuser -u postgres -- /usr/sbin/pgbouncer -d -q "$TMP/pgbouncer.ini"
+  for _ in $(seq 50); do
+    psql -X -h 127.0.0.1 -p "$BOUNCER_PORT" -d postgres -Atc 'SELECT 1' >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "pgbouncer did not answer on port $BOUNCER_PORT" >&2
+  return 1
+}
+
 eq() { # eq ACTUAL EXPECTED WHAT
   if [ "$1" != "$2" ]; then
     printf '%s: expected [%s], got [%s]\n' "$3" "$2" "$1" >&2; return 1

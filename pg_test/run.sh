@@ -23,29 +23,7 @@ trap cleanup EXIT
 bash scripts/cluster.sh start "$TMP" "$PORT"
 eval "$(bash scripts/cluster.sh env "$TMP")"
 
-# pgbouncer: trust auth still needs the user listed in auth_file.
-echo '"postgres" ""' >"$TMP/userlist.txt"
-cat >"$TMP/pgbouncer.ini" <<EOF
-[databases]
-* = host=$TMP/sock port=$PORT
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $TMP/userlist.txt
-pool_mode = transaction
-max_client_conn = 100
-default_pool_size = 20
-logfile = $TMP/pgbouncer.log
-pidfile = $TMP/pgbouncer.pid
-EOF
-chown postgres: "$TMP/pgbouncer.ini" "$TMP/userlist.txt"
-runuser -u postgres -- /usr/sbin/pgbouncer -d -q "$TMP/pgbouncer.ini"
-for _ in $(seq 50); do
-  psql -X -h 127.0.0.1 -p "$BOUNCER_PORT" -d postgres -Atc 'SELECT 1' >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_pgbouncer 20
 
 mkdir -p "$TMP/m" "$TMP/out"
 
