@@ -29,7 +29,7 @@ stage() {
   "$@" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   set -e
-  # cargo: "test result: ok. 3 passed; 0 failed; ..."; e2e: "e2e: 3 passed, 0 failed"; "cli-e2e: 3 passed, 0 failed"
+  # cargo: "test result: ok. 3 passed; 0 failed; ..."; e2e: "e2e: 3 passed, 0 failed"; "cli-e2e: 3 passed, 0 failed", "security-e2e: …"
   read -r p f < <(sed -nE 's/^(test result: [A-Za-z]+\.|([a-z]+-)?e2e:) ([0-9]+) passed[;,] ([0-9]+) failed.*/\3 \4/p' "$log" |
                    awk '{p += $1; f += $2} END {print p + 0, f + 0}')
   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; echo "==> $name exited $rc"; fi
@@ -41,6 +41,7 @@ stage unit cargo test -p pg_deploy_core
 stage pg_test cargo pgrx test pg15 --runas postgres --pgdata "$PGTEST_BASE"
 stage pg_test_pg18 bash "$ROOT/scripts/test-pg18.sh"
 stage e2e bash "$ROOT/pg_test/run.sh"
+stage security-e2e bash "$ROOT/pg_test/security.sh"
 stage cli cargo test -p pg-deploy-cli
 stage cli-e2e bash "$ROOT/pg_test/cli.sh"
 

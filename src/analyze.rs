@@ -4,7 +4,7 @@
 
 use crate::catalog::{SchemaCache, SpiCatalog};
 use crate::error::{ChangeLocation, DeployError};
-use crate::history::SessionFacts;
+use crate::session::SessionFacts;
 use crate::statements::{self, Statement};
 use pg_deploy_core::analysis::{refusal, Facts, Refusal};
 use pg_deploy_core::hazards::{hazards, Hazard, HazardKind, Thresholds};

@@ -5,54 +5,33 @@ use crate::catalog::{schemas_of, SchemaCache, SpiCatalog};
 use crate::drift;
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeFailure, ChangeWork};
-use crate::history::{self, ChangeRecord, Counts, DeploymentRecord, SessionFacts};
-use crate::owner::Owner;
-use crate::subxact::{from_caught, GucLevel};
+use crate::deployment::{open_project, with_manifest, Call, Finished, Opened};
+use crate::history;
+use crate::project_lock::lock_holders;
+use crate::record::ChangeRecord;
+use crate::session::session_facts;
 use pg_deploy_core::hazards::Catalog;
 use pg_deploy_core::plan::{check_requirements, plan, postgres_version, ServerFacts};
+use pg_deploy_core::report::{round_ms, ApplyOutcome, ApplyReport, ChangeRun};
 use pg_deploy_core::{Action, ApplyOptions, Change, DriftPolicy, History, Manifest, Plan};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use pgrx::PgSqlErrorCode;
-use serde_json::{json, Value};
-use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 /// Applies every pending change of `manifest` in the caller's transaction and
 /// returns a report. See docs/manifest.md and docs/errors.md.
 #[pg_extern(volatile, parallel_unsafe)]
 fn apply(manifest: Option<JsonB>, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
-    let manifest = manifest.map_or(Value::Null, |m| m.0);
-    let options = options.map_or(Value::Null, |o| o.0);
-    guarded("deploy.apply", || {
-        let manifest_value = Manifest::from_value(&manifest).map_err(DeployError::Manifest)?;
-        let options_value = ApplyOptions::from_value(&options).map_err(DeployError::Options)?;
-        Spi::connect_mut(|client| deploy(client, &manifest_value, manifest, &options_value, options))
-    })
-}
-
-/// Runs `work`, turning every error into a pg_deploy error report. PostgreSQL
-/// errors raised outside a change are re-raised as they came, without pgrx's
-/// Rust backtrace in their detail.
-pub fn guarded(function: &'static str, work: impl FnOnce() -> Result<Value, DeployError>) -> JsonB {
-    let outcome = PgTryBuilder::new(AssertUnwindSafe(work))
-        .catch_others(|caught| Err(DeployError::Postgres(from_caught(caught))))
-        .execute();
-    match outcome {
-        Ok(report) => JsonB(report),
-        Err(error) => error.raise(function),
-    }
+    with_manifest("deploy.apply", manifest, options, ApplyOptions::from_value, deploy)
 }
 
 /// What both apply and plan need before deciding anything.
 pub struct Prepared {
-    pub session: SessionFacts,
-    pub owner: Owner,
-    pub previous_version: Option<String>,
+    pub opened: Opened,
     pub plan: Plan,
     pub analyses: Vec<Option<ChangeAnalysis>>,
-    pub internal: GucLevel,
 }
 
 /// Checks requirements, switches to the internal search_path, optionally
@@ -63,7 +42,7 @@ pub fn prepare(
     options: &ApplyOptions,
     lock: bool,
 ) -> Result<Prepared, DeployError> {
-    let session = history::session_facts(client)?;
+    let session = session_facts(client)?;
     let facts = ServerFacts {
         postgres: postgres_version(session.server_version_num),
         installed_extensions: session.extensions.clone(),
@@ -72,13 +51,8 @@ pub fn prepare(
     check_requirements(manifest, &facts)?;
 
     let project = manifest.project.as_str();
-    let lock = lock.then_some(options.wait);
-    let history::Opened {
-        session,
-        internal,
-        owner,
-        previous_version,
-    } = history::open_project(client, session, project, lock)?;
+    let opened = open_project(client, session, project, lock.then_some(options.wait))?;
+    let owner = opened.owner;
     let mut drift_warnings = Vec::new();
     if options.drift != DriftPolicy::Ignore {
         if let Some(message) = owner.run(|| drift::summary(client, project))? {
@@ -91,7 +65,7 @@ pub fn prepare(
             drift_warnings.push(message);
         }
     }
-    let deployed_version = match &previous_version {
+    let deployed_version = match &opened.previous_version {
         None => None,
         Some(v) => Some(semver::Version::parse(v).map_err(|e| {
             DeployError::Internal(format!("deployed version \"{v}\" of \"{project}\" is not semver: {e}"))
@@ -103,36 +77,25 @@ pub fn prepare(
     };
     let mut plan = plan(manifest, &history, options)?;
     let runs: Vec<bool> = plan.actions.iter().map(|a| a.runs()).collect();
-    let analyses = analyse_pending(client, manifest, &runs, &session)?;
+    let analyses = analyse_pending(client, manifest, &runs, &opened.session)?;
     plan.warnings.extend(drift_warnings);
     plan.warnings.extend(enum_warnings(manifest, &analyses));
     Ok(Prepared {
-        session,
-        owner,
-        previous_version,
+        opened,
         plan,
         analyses,
-        internal,
     })
 }
 
-fn deploy(
-    client: &mut SpiClient<'_>,
-    manifest: &Manifest,
-    manifest_doc: Value,
-    options: &ApplyOptions,
-    options_doc: Value,
-) -> Result<Value, DeployError> {
+fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyReport, DeployError> {
     let started = Instant::now();
+    let manifest = &call.manifest;
     let project = manifest.project.as_str();
     let Prepared {
-        session,
-        owner,
-        previous_version,
+        opened,
         plan,
         analyses,
-        internal,
-    } = prepare(client, manifest, options, true)?;
+    } = prepare(client, manifest, &call.options, true)?;
     for warning in &plan.warnings {
         pgrx::warning!("pg_deploy: {project}: {warning}");
     }
@@ -147,24 +110,13 @@ fn deploy(
     let (mut applied, mut rerun, mut skipped, mut accepted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (ordinal, ((change, action), analysis)) in manifest.changes.iter().zip(&plan.actions).zip(&analyses).enumerate()
     {
-        let mut record = ChangeRecord {
-            ordinal: ordinal as i32,
-            id: change.id.clone(),
-            kind: change.kind.as_str(),
-            action: action.as_str(),
-            checksum: change.checksum.clone(),
-            statements: 0,
-            retries: 0,
-            duration_ms: 0.0,
-            finished_after_ms: 0.0,
-            revert_sql: change.revert.clone(),
-        };
+        let mut record = ChangeRecord::of(ordinal, change, action.as_str());
         match (action, analysis) {
             (Action::Skip, _) => {
-                skipped.push(json!(change.id));
+                skipped.push(change.id.clone());
                 continue;
             }
-            (Action::Accept, _) => accepted.push(json!(change.id)),
+            (Action::Accept, _) => accepted.push(change.id.clone()),
             (Action::Apply | Action::Rerun, Some(analysis)) => {
                 let statements = analysis.plain_statements();
                 let work = ChangeWork {
@@ -179,8 +131,6 @@ fn deploy(
                 record.statements = statements.len() as i32;
                 record.retries = run.retries as i32;
                 record.duration_ms = ms;
-                let entry = json!({"id": change.id, "kind": change.kind.as_str(), "statements": statements.len(),
-                                   "lock_retries": run.retries, "duration_ms": round(ms)});
                 let verb = if *action == Action::Apply { "applied" } else { "re-ran" };
                 pgrx::notice!(
                     "pg_deploy: {project}: {verb} \"{}\" ({} statement(s), {:.1} ms)",
@@ -188,6 +138,13 @@ fn deploy(
                     statements.len(),
                     ms
                 );
+                let entry = ChangeRun {
+                    id: change.id.clone(),
+                    kind: change.kind.as_str().to_string(),
+                    statements: statements.len(),
+                    lock_retries: run.retries,
+                    duration_ms: round_ms(ms),
+                };
                 if *action == Action::Apply {
                     applied.push(entry)
                 } else {
@@ -205,16 +162,14 @@ fn deploy(
         records.push(record);
     }
 
-    let outcome = if plan.is_noop() { "no-op" } else { "applied" };
-    let counts = Counts {
-        applied: applied.len() as i32,
-        rerun: rerun.len() as i32,
-        skipped: skipped.len() as i32,
-        accepted: accepted.len() as i32,
-        ..Counts::default()
+    let outcome = if plan.is_noop() {
+        ApplyOutcome::NoOp
+    } else {
+        ApplyOutcome::Applied
     };
     // Fingerprint what the project manages after every deployment that changed
     // something (and the first time), so later drift shows.
+    let owner = opened.owner;
     let before = owner.run(|| drift::recorded_schemas(client, project))?;
     let fingerprint = if !plan.is_noop() || before.is_none() {
         let mut schemas = SchemaCache::default();
@@ -223,41 +178,36 @@ fn deploy(
     } else {
         None
     };
-    let (deployment_id, duration_ms) = owner.run(|| {
-        history::record(
-            client,
-            DeploymentRecord {
-                project,
-                version: manifest.version.to_string(),
-                previous_version: previous_version.clone(),
-                outcome,
-                manifest_sha256: Some(&manifest.sha256),
-                manifest: Some(manifest_doc),
-                session: &session,
-                counts,
-                options: options_doc,
-                warnings: plan.warnings.clone(),
-                fingerprint,
-            },
-            records,
-        )
-    })?;
-    internal.restore();
-
-    Ok(json!({
-        "project": project,
-        "version": manifest.version.to_string(),
-        "previous_version": previous_version,
-        "outcome": outcome,
-        "deployment_id": deployment_id,
-        "manifest_sha256": manifest.sha256,
-        "applied": applied,
-        "rerun": rerun,
-        "skipped": skipped,
-        "accepted": accepted,
-        "warnings": plan.warnings,
-        "duration_ms": round(duration_ms),
-    }))
+    let previous_version = opened.previous_version.clone();
+    let (deployment_id, duration_ms) = opened.finish(
+        client,
+        Finished {
+            project,
+            version: manifest.version.to_string(),
+            outcome: if outcome == ApplyOutcome::NoOp { "no-op" } else { "applied" },
+            manifest_sha256: Some(&manifest.sha256),
+            manifest: Some(call.manifest_doc),
+            skipped: skipped.len(),
+            options: call.options_doc,
+            warnings: plan.warnings.clone(),
+            fingerprint,
+        },
+        records,
+    )?;
+    Ok(ApplyReport {
+        project: project.to_string(),
+        version: manifest.version.to_string(),
+        previous_version,
+        outcome,
+        deployment_id,
+        manifest_sha256: manifest.sha256.clone(),
+        applied,
+        rerun,
+        skipped,
+        accepted,
+        warnings: plan.warnings,
+        duration_ms: round_ms(duration_ms),
+    })
 }
 
 /// The error for a change that failed, with what explains it: who holds the
@@ -282,7 +232,7 @@ fn change_failed(
             let holders = schemas_of(client, &analysis.settings.search_path)
                 .ok()
                 .and_then(|path| SpiCatalog::new(client, path).table(table))
-                .and_then(|t| history::lock_holders(client, t.oid).ok().flatten());
+                .and_then(|t| lock_holders(client, t.oid).ok().flatten());
             extra = Some(format!(
                 "Waited for {mode} on {table} (lock_timeout {}, {} retries); held by: {}.",
                 analysis.settings.lock_timeout,
@@ -311,9 +261,4 @@ fn change_failed(
         location,
         error: failure.error,
     }
-}
-
-/// Milliseconds to three decimals, so reports stay readable.
-pub fn round(ms: f64) -> f64 {
-    (ms * 1000.0).round() / 1000.0
 }

@@ -1,101 +1,70 @@
 //! `deploy.baseline(manifest, options)`: record changes as applied without
 //! running them, to adopt a database another tool (or a person) already built.
 
-use crate::apply::{guarded, round};
+use crate::deployment::{open_project, with_manifest, Call, Finished};
 use crate::error::DeployError;
-use crate::history::{self, ChangeRecord, Counts, DeploymentRecord};
-use pg_deploy_core::{BaselineOptions, Manifest};
+use crate::history;
+use crate::record::ChangeRecord;
+use crate::session::session_facts;
+use pg_deploy_core::report::{round_ms, BaselineReport};
+use pg_deploy_core::BaselineOptions;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Instant;
 
 /// Records the chosen changes of `manifest` as applied, without running them.
 /// Options: `{"through": "id"}` or `{"changes": ["id", ...]}`, and `reason`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn baseline(manifest: Option<JsonB>, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
-    let manifest_doc = manifest.map_or(Value::Null, |m| m.0);
-    let options_doc = options.map_or(Value::Null, |o| o.0);
-    guarded("deploy.baseline", || {
-        let manifest = Manifest::from_value(&manifest_doc).map_err(DeployError::Manifest)?;
-        let (_, chosen) = BaselineOptions::from_value(&options_doc, &manifest).map_err(DeployError::Options)?;
-        Spi::connect_mut(|client| record_baseline(client, &manifest, manifest_doc, &chosen, options_doc))
-    })
+    // Which changes the options choose depends on the manifest: parsed below.
+    with_manifest("deploy.baseline", manifest, options, |v| Ok(v.clone()), record_baseline)
 }
 
-fn record_baseline(
-    client: &mut SpiClient<'_>,
-    manifest: &Manifest,
-    manifest_doc: Value,
-    chosen: &[usize],
-    options_doc: Value,
-) -> Result<Value, DeployError> {
+fn record_baseline(client: &mut SpiClient<'_>, call: Call<Value>) -> Result<BaselineReport, DeployError> {
     let started = Instant::now();
+    let manifest = &call.manifest;
+    let (_, chosen) = BaselineOptions::from_value(&call.options, manifest).map_err(DeployError::Options)?;
     let project = manifest.project.as_str();
-    let session = history::session_facts(client)?;
-    let history::Opened {
-        session,
-        internal,
-        owner,
-        previous_version,
-    } = history::open_project(client, session, project, Some(true))?;
-    let applied = owner.run(|| history::applied_changes(client, project))?;
+    let session = session_facts(client)?;
+    let opened = open_project(client, session, project, Some(true))?;
+    let applied = opened.owner.run(|| history::applied_changes(client, project))?;
 
     let (mut baselined, mut skipped, mut records) = (Vec::new(), Vec::new(), Vec::new());
-    for &i in chosen {
+    for &i in &chosen {
         let change = &manifest.changes[i];
         if applied.contains_key(&change.id) {
-            skipped.push(json!(change.id));
+            skipped.push(change.id.clone());
             continue;
         }
-        baselined.push(json!(change.id));
-        records.push(ChangeRecord {
-            ordinal: i as i32,
-            id: change.id.clone(),
-            kind: change.kind.as_str(),
-            action: "baseline",
-            checksum: change.checksum.clone(),
-            statements: 0,
-            retries: 0,
-            duration_ms: 0.0,
-            finished_after_ms: 0.0,
-            revert_sql: change.revert.clone(),
-        });
+        baselined.push(change.id.clone());
+        records.push(ChangeRecord::of(i, change, "baseline"));
     }
-    let counts = Counts {
-        skipped: skipped.len() as i32,
-        baselined: baselined.len() as i32,
-        ..Counts::default()
-    };
-    let (deployment_id, _) = owner.run(|| {
-        history::record(
-            client,
-            DeploymentRecord {
-                project,
-                version: manifest.version.to_string(),
-                previous_version: previous_version.clone(),
-                outcome: "baseline",
-                manifest_sha256: Some(&manifest.sha256),
-                manifest: Some(manifest_doc),
-                session: &session,
-                counts,
-                options: options_doc,
-                warnings: Vec::new(),
-                fingerprint: None,
-            },
-            records,
-        )
-    })?;
-    internal.restore();
-    Ok(json!({
-        "project": project,
-        "version": manifest.version.to_string(),
-        "previous_version": previous_version,
-        "outcome": "baseline",
-        "deployment_id": deployment_id,
-        "baselined": baselined,
-        "skipped": skipped,
-        "duration_ms": round(started.elapsed().as_secs_f64() * 1000.0),
-    }))
+    let previous_version = opened.previous_version.clone();
+    let (deployment_id, _) = opened.finish(
+        client,
+        Finished {
+            project,
+            version: manifest.version.to_string(),
+            outcome: "baseline",
+            manifest_sha256: Some(&manifest.sha256),
+            manifest: Some(call.manifest_doc),
+            skipped: skipped.len(),
+            options: call.options_doc,
+            warnings: Vec::new(),
+            fingerprint: None,
+        },
+        records,
+    )?;
+    Ok(BaselineReport {
+        project: project.to_string(),
+        version: manifest.version.to_string(),
+        previous_version,
+        outcome: "baseline".into(),
+        deployment_id,
+        baselined,
+        skipped,
+        duration_ms: round_ms(started.elapsed().as_secs_f64() * 1000.0),
+    })
 }

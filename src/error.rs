@@ -1,5 +1,6 @@
 //! Every error pg_deploy raises, each with a stable SQLSTATE (docs/errors.md).
 
+use crate::author::NotAuthor;
 use crate::statements::Statement;
 use crate::subxact::CaughtPgError;
 use pg_deploy_core::analysis::Refusal;
@@ -87,6 +88,17 @@ pub enum DeployError {
     /// A revert that cannot go ahead: `missing_reverts` when changes lack revert SQL.
     #[error("{message}")]
     Revert { message: String, missing_reverts: bool },
+    /// Stored SQL recorded by another role that the caller may not run as.
+    #[error("project \"{project}\": the stored SQL of change \"{change}\" was recorded by role \"{author}\", {}", match .reason {
+        NotAuthor::Dropped => "which no longer exists".to_string(),
+        NotAuthor::NotMember { caller } => format!("and current_user \"{caller}\" does not have its privileges"),
+    })]
+    NotAuthor {
+        project: String,
+        change: String,
+        author: String,
+        reason: NotAuthor,
+    },
     /// A PostgreSQL error outside any change (e.g. permission denied on the
     /// history), passed on as it was raised.
     #[error("{}", .0.message)]
@@ -145,6 +157,11 @@ impl DeployError {
             DeployError::Hazard { .. } | DeployError::Revert { .. } | DeployError::Drifted { .. } => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
+            DeployError::NotAuthor {
+                reason: NotAuthor::Dropped,
+                ..
+            } => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            DeployError::NotAuthor { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             DeployError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -198,6 +215,22 @@ impl DeployError {
             DeployError::Syntax { error, .. }
             | DeployError::ChangeFailed { error, .. }
             | DeployError::Postgres(error) => error.hint.clone(),
+            DeployError::NotAuthor {
+                author,
+                reason: NotAuthor::NotMember { caller },
+                ..
+            } => Some(format!(
+                "Stored SQL runs only as the role that recorded it, never with more rights: run deploy.revert as \
+                 \"{author}\" or as a member of it (GRANT \"{author}\" TO \"{caller}\")."
+            )),
+            DeployError::NotAuthor {
+                reason: NotAuthor::Dropped,
+                ..
+            } => Some(
+                "Stored SQL runs only as the role that recorded it: undo those changes by hand and record the result \
+                 with deploy.baseline, or revert to a later version."
+                    .into(),
+            ),
             DeployError::Internal(_) => Some("Please report this as a pg_deploy bug.".into()),
         }
     }

@@ -31,16 +31,24 @@ impl Owner {
     /// (no SET ROLE, no temporary objects); the caller's id comes back on
     /// return and on unwind alike.
     pub fn run<R>(self, work: impl FnOnce() -> R) -> R {
-        let (mut user, mut context) = (pg_sys::InvalidOid, 0);
-        // SAFETY: reads the current user id and security context into locals.
-        unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
-        let _restore = Restore { user, context };
-        let restricted =
-            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
-        // SAFETY: the owner oid came from pg_extension; `_restore` puts the caller back.
-        unsafe { pg_sys::SetUserIdAndSecContext(self.0, restricted) };
-        work()
+        run_as_role(self.0, work)
     }
+}
+
+/// Runs `work` as `role`, the way PostgreSQL runs a SECURITY DEFINER function
+/// and, restricted, maintenance as a table's owner: no SET ROLE, no temporary
+/// objects, no LISTEN. The caller's user id and context come back on return
+/// and on unwind alike.
+pub fn run_as_role<R>(role: pg_sys::Oid, work: impl FnOnce() -> R) -> R {
+    let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+    // SAFETY: reads the current user id and security context into locals.
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
+    let _restore = Restore { user, context };
+    let restricted =
+        context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
+    // SAFETY: `role` names an existing role (from the catalogs); `_restore` puts the caller back.
+    unsafe { pg_sys::SetUserIdAndSecContext(role, restricted) };
+    work()
 }
 
 struct Restore {

@@ -3,17 +3,21 @@
 //! without leaving any trace.
 
 use crate::analyze::ChangeAnalysis;
-use crate::apply::{guarded, prepare, round, Prepared};
+use crate::apply::{prepare, Prepared};
+use crate::deployment::{with_manifest, Call};
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
 use crate::subxact::{in_subtransaction, CaughtPgError};
 use pg_deploy_core::hazards::Hazard;
 use pg_deploy_core::position::{line_col, skip_blank};
+use pg_deploy_core::report::{
+    round_ms, Objection, PlanOutcome, PlanReport, PlannedChange, PlannedHazard, PlannedLock, PlannedRefusal,
+    PlannedSettings, PlannedStatement, TrialRun,
+};
 use pg_deploy_core::{Action, Change, Manifest, PlanOptions};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, PgSqlErrorCode};
-use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::time::Instant;
 
@@ -22,24 +26,17 @@ use std::time::Instant;
 /// subtransaction that it rolls back.
 #[pg_extern(volatile, parallel_unsafe)]
 fn plan(manifest: Option<JsonB>, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
-    let manifest = manifest.map_or(Value::Null, |m| m.0);
-    let options = options.map_or(Value::Null, |o| o.0);
-    guarded("deploy.plan", || {
-        let manifest = Manifest::from_value(&manifest).map_err(DeployError::Manifest)?;
-        let options = PlanOptions::from_value(&options).map_err(DeployError::Options)?;
-        Spi::connect_mut(|client| report(client, &manifest, &options))
-    })
+    with_manifest("deploy.plan", manifest, options, PlanOptions::from_value, report)
 }
 
-fn report(client: &mut SpiClient<'_>, manifest: &Manifest, options: &PlanOptions) -> Result<Value, DeployError> {
+fn report(client: &mut SpiClient<'_>, call: Call<PlanOptions>) -> Result<PlanReport, DeployError> {
     let started = Instant::now();
+    let (manifest, options) = (&call.manifest, &call.options);
     let project = manifest.project.as_str();
     let Prepared {
-        previous_version,
+        opened,
         plan,
         analyses,
-        internal,
-        ..
     } = prepare(client, manifest, &options.apply, false)?;
     let mut refused = false;
     let mut changes = Vec::with_capacity(manifest.changes.len());
@@ -49,45 +46,46 @@ fn report(client: &mut SpiClient<'_>, manifest: &Manifest, options: &PlanOptions
         changes.push(change_report(change, *action, analysis.as_ref(), objection));
     }
     let execution = if !options.execute {
-        json!({"executed": false, "reason": "not asked for"})
+        TrialRun::skipped("not asked for")
     } else if refused {
-        json!({"executed": false, "reason": "a change is refused"})
+        TrialRun::skipped("a change is refused")
     } else if plan.is_noop() {
-        json!({"executed": false, "reason": "nothing to run"})
+        TrialRun::skipped("nothing to run")
     } else {
         execute_and_roll_back(client, manifest, &plan.actions, &analyses)
     };
-    internal.restore();
+    let previous_version = opened.previous_version.clone();
+    opened.close();
     let outcome = if refused {
-        "refused"
+        PlanOutcome::Refused
     } else if plan.is_noop() {
-        "no-op"
+        PlanOutcome::NoOp
     } else {
-        "would apply"
+        PlanOutcome::WouldApply
     };
-    Ok(json!({
-        "project": project,
-        "version": manifest.version.to_string(),
-        "previous_version": previous_version,
-        "outcome": outcome,
-        "changes": changes,
-        "warnings": plan.warnings,
-        "execution": execution,
-        "duration_ms": round(started.elapsed().as_secs_f64() * 1000.0),
-    }))
+    Ok(PlanReport {
+        project: project.to_string(),
+        version: manifest.version.to_string(),
+        previous_version,
+        outcome,
+        changes,
+        warnings: plan.warnings,
+        execution,
+        duration_ms: round_ms(started.elapsed().as_secs_f64() * 1000.0),
+    })
 }
 
-fn hazard_report(h: &Hazard, allowed: &[pg_deploy_core::hazards::HazardKind]) -> Value {
-    json!({
-        "kind": h.kind.as_str(),
-        "table": h.table.as_ref().map(|t| t.name.clone()),
-        "rows": h.table.as_ref().map(|t| t.rows),
-        "bytes": h.table.as_ref().map(|t| t.bytes),
-        "big": h.big,
-        "allowed": allowed.contains(&h.kind),
-        "refused": h.refused(allowed),
-        "reason": h.reason,
-    })
+fn hazard_report(h: &Hazard, allowed: &[pg_deploy_core::hazards::HazardKind]) -> PlannedHazard {
+    PlannedHazard {
+        kind: h.kind.as_str().to_string(),
+        table: h.table.as_ref().map(|t| t.name.clone()),
+        rows: h.table.as_ref().map(|t| t.rows),
+        bytes: h.table.as_ref().map(|t| t.bytes),
+        big: h.big,
+        allowed: allowed.contains(&h.kind),
+        refused: h.refused(allowed),
+        reason: h.reason.clone(),
+    }
 }
 
 fn change_report(
@@ -95,7 +93,7 @@ fn change_report(
     action: Action,
     analysis: Option<&ChangeAnalysis>,
     objection: Option<DeployError>,
-) -> Value {
+) -> PlannedChange {
     let action_name = match (action, &objection) {
         (_, Some(_)) => "refuse",
         (Action::Apply, _) => "apply",
@@ -103,36 +101,56 @@ fn change_report(
         (Action::Skip, _) => "skip",
         (Action::Accept, _) => "accept",
     };
-    let mut out = json!({"id": change.id, "kind": change.kind.as_str(), "action": action_name});
+    let mut out = PlannedChange {
+        id: change.id.clone(),
+        kind: change.kind.as_str().to_string(),
+        action: action_name.to_string(),
+        settings: None,
+        statements: None,
+        objection: None,
+    };
     let Some(analysis) = analysis else { return out };
     let allow = &analysis.settings.allow;
-    let statements: Vec<Value> = analysis
+    let statements = analysis
         .statements
         .iter()
         .map(|s| {
             let (line, column) = line_col(&change.sql, skip_blank(&change.sql, s.statement.start));
-            json!({
-                "line": line,
-                "column": column,
-                "kind": s.statement.kind,
-                "locks": s.statement.lock.as_ref().map(|(table, mode)| vec![json!({"table": table.to_string(), "mode": mode})]).unwrap_or_default(),
-                "hazards": s.hazards.iter().map(|h| hazard_report(h, allow)).collect::<Vec<_>>(),
-                "refusal": s.refusal.as_ref().map(|r| json!({"sqlstate": r.sqlstate.code(), "reason": r.reason, "hint": r.hint})),
-            })
+            PlannedStatement {
+                line,
+                column,
+                kind: s.statement.kind.clone(),
+                locks: s
+                    .statement
+                    .lock
+                    .iter()
+                    .map(|(table, mode)| PlannedLock {
+                        table: table.to_string(),
+                        mode: mode.to_string(),
+                    })
+                    .collect(),
+                hazards: s.hazards.iter().map(|h| hazard_report(h, allow)).collect(),
+                refusal: s.refusal.as_ref().map(|r| PlannedRefusal {
+                    sqlstate: r.sqlstate.code().to_string(),
+                    reason: r.reason.clone(),
+                    hint: r.hint.clone(),
+                }),
+            }
         })
         .collect();
     let settings = &analysis.settings;
-    out["settings"] = json!({
-        "search_path": settings.search_path,
-        "lock_timeout": settings.lock_timeout,
-        "statement_timeout": settings.statement_timeout,
-        "lock_retries": settings.lock_retries,
-        "allow": settings.allow.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+    out.settings = Some(PlannedSettings {
+        search_path: settings.search_path.clone(),
+        lock_timeout: settings.lock_timeout.clone(),
+        statement_timeout: settings.statement_timeout.clone(),
+        lock_retries: settings.lock_retries,
+        allow: settings.allow.iter().map(|k| k.as_str().to_string()).collect(),
     });
-    out["statements"] = Value::Array(statements);
-    if let Some(objection) = objection {
-        out["objection"] = json!({"sqlstate": objection.code_text(), "message": objection.to_string()});
-    }
+    out.statements = Some(statements);
+    out.objection = objection.map(|o| Objection {
+        sqlstate: o.code_text(),
+        message: o.to_string(),
+    });
     out
 }
 
@@ -143,9 +161,9 @@ fn execute_and_roll_back(
     manifest: &Manifest,
     actions: &[Action],
     analyses: &[Option<ChangeAnalysis>],
-) -> Value {
+) -> TrialRun {
     let started = Instant::now();
-    let failed: RefCell<Option<Value>> = RefCell::new(None);
+    let failed: RefCell<Option<TrialRun>> = RefCell::new(None);
     let outcome = in_subtransaction(|| {
         for ((change, action), analysis) in manifest.changes.iter().zip(actions).zip(analyses) {
             let (true, Some(analysis)) = (action.runs(), analysis) else {
@@ -167,11 +185,16 @@ fn execute_and_roll_back(
                     location: location.clone(),
                     error: failure.error,
                 };
-                *failed.borrow_mut() = Some(json!({
-                    "executed": true, "ok": false, "change": change.id,
-                    "sqlstate": error.code_text(), "message": error.to_string(),
-                    "line": location.line_col.map(|lc| lc.0), "column": location.line_col.map(|lc| lc.1),
-                }));
+                *failed.borrow_mut() = Some(TrialRun {
+                    executed: true,
+                    ok: Some(false),
+                    change: Some(change.id.clone()),
+                    sqlstate: Some(error.code_text()),
+                    message: Some(error.to_string()),
+                    line: location.line_col.map(|lc| lc.0),
+                    column: location.line_col.map(|lc| lc.1),
+                    ..TrialRun::default()
+                });
                 break;
             }
         }
@@ -180,12 +203,22 @@ fn execute_and_roll_back(
             "plan rolls back",
         ))
     });
-    let ms = round(started.elapsed().as_secs_f64() * 1000.0);
+    let ms = round_ms(started.elapsed().as_secs_f64() * 1000.0);
     match (failed.into_inner(), outcome) {
         (Some(report), _) => report,
-        (None, Err(e)) if e.code != PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION => {
-            json!({"executed": true, "ok": false, "sqlstate": "XX000", "message": e.message})
-        }
-        _ => json!({"executed": true, "ok": true, "rolled_back": true, "duration_ms": ms}),
+        (None, Err(e)) if e.code != PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION => TrialRun {
+            executed: true,
+            ok: Some(false),
+            sqlstate: Some("XX000".into()),
+            message: Some(e.message),
+            ..TrialRun::default()
+        },
+        _ => TrialRun {
+            executed: true,
+            ok: Some(true),
+            rolled_back: Some(true),
+            duration_ms: Some(ms),
+            ..TrialRun::default()
+        },
     }
 }

@@ -2,21 +2,24 @@
 //! after `to_version`, in reverse order, in the caller's transaction.
 
 use crate::analyze::{analyse_change, RunSettings};
-use crate::apply::{guarded, round};
+use crate::deployment::{guarded, open_project, to_json, Finished};
+use crate::author::Author;
 use crate::catalog::SchemaCache;
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
-use crate::history::{self, ChangeRecord, Counts, DeploymentRecord, SessionFacts};
+use crate::record::ChangeRecord;
+use crate::session::{session_facts, SessionFacts};
 use crate::owner::Owner;
-use pg_deploy_core::checksum::sha256_checksum;
+use pg_deploy_core::checksum::sql_checksum;
 use pg_deploy_core::hazards::Thresholds;
+use pg_deploy_core::report::{round_ms, RevertReport, RevertedChange};
 use pg_deploy_core::revert::{plan_revert, LoggedEvent, RevertStep};
 use pg_deploy_core::{Change, ChangeKind, Manifest, ManifestError, PlanError, RevertOptions, Settings};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use semver::Version;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Instant;
 
 /// Reverts `project_name` to `to_version` with the revert SQL stored with each
@@ -39,14 +42,15 @@ fn revert(project_name: Option<String>, to_version: Option<String>, options: def
             })
         })?;
         let options = RevertOptions::from_value(&options_doc).map_err(DeployError::Options)?;
-        Spi::connect_mut(|client| run_revert(client, &project, &to, &options, options_doc))
+        let report = Spi::connect_mut(|client| run_revert(client, &project, &to, &options, options_doc))?;
+        to_json(&report)
     })
 }
 
 fn events(client: &mut SpiClient<'_>, project: &str) -> Result<Vec<LoggedEvent>, DeployError> {
     let rows = client.update(
         "SELECT l.deployment_id, l.ordinal, d.version, d.outcome, d.manifest_sha256, l.change_id, l.kind,
-                l.action, l.checksum, l.revert_sql
+                l.action, l.checksum, l.revert_sql, d.applied_by::pg_catalog.text
            FROM deploy.change_log l JOIN deploy.deployments d ON d.id = l.deployment_id
           WHERE l.project = $1
           ORDER BY l.deployment_id, l.ordinal",
@@ -69,6 +73,7 @@ fn events(client: &mut SpiClient<'_>, project: &str) -> Result<Vec<LoggedEvent>,
             action: row.get::<String>(8)?.unwrap_or_default(),
             checksum: row.get::<String>(9)?.unwrap_or_default(),
             revert_sql: row.get::<String>(10)?,
+            recorded_by: row.get::<String>(11)?.unwrap_or_default(),
         });
     }
     Ok(out)
@@ -92,21 +97,25 @@ struct StepWork {
     settings: RunSettings,
     action: &'static str,
     thresholds: Thresholds,
+    /// The role the stored SQL runs as.
+    author: Author,
 }
 
 fn step_work(
     client: &mut SpiClient<'_>,
+    project: &str,
     owner: Owner,
     step: &RevertStep,
     session: &SessionFacts,
     options: &RevertOptions,
 ) -> Result<StepWork, DeployError> {
-    let (id, kind, sql, sha, action) = match step {
+    let (id, kind, sql, sha, action, author) = match step {
         RevertStep::Undo {
             change_id,
             kind,
             revert_sql,
             manifest_sha256,
+            author,
             ..
         } => (
             change_id,
@@ -114,13 +123,16 @@ fn step_work(
             Some(revert_sql.clone()),
             manifest_sha256.clone(),
             "reverted",
+            author,
         ),
         RevertStep::Restore {
             change_id,
             kind,
             manifest_sha256,
-        } => (change_id, *kind, None, Some(manifest_sha256.clone()), "rerun"),
+            author,
+        } => (change_id, *kind, None, Some(manifest_sha256.clone()), "rerun", author),
     };
+    let author = Author::resolve(client, project, id, author)?;
     let manifest = match &sha {
         Some(sha) => owner.run(|| stored_manifest(client, sha))?,
         None => None,
@@ -137,7 +149,8 @@ fn step_work(
     };
     let change = Change {
         id: id.clone(),
-        checksum: sha256_checksum(sql.as_bytes()),
+        checksum: sql_checksum(&sql),
+        legacy_checksums: Vec::new(),
         sql,
         kind,
         requires: Vec::new(),
@@ -156,6 +169,7 @@ fn step_work(
         settings,
         action,
         thresholds,
+        author,
     })
 }
 
@@ -165,16 +179,12 @@ fn run_revert(
     to: &Version,
     options: &RevertOptions,
     options_doc: Value,
-) -> Result<Value, DeployError> {
+) -> Result<RevertReport, DeployError> {
     let started = Instant::now();
-    let session = history::session_facts(client)?;
-    let history::Opened {
-        session,
-        internal,
-        owner,
-        previous_version,
-    } = history::open_project(client, session, project, Some(options.wait.unwrap_or(true)))?;
-    let Some(current) = previous_version else {
+    let session = session_facts(client)?;
+    let opened = open_project(client, session, project, Some(options.wait.unwrap_or(true)))?;
+    let (owner, session) = (opened.owner, &opened.session);
+    let Some(current) = opened.previous_version.clone() else {
         return Err(PlanError::RequirementNotMet {
             project: project.into(),
             what: "deployment",
@@ -210,7 +220,7 @@ fn run_revert(
     let mut schemas = SchemaCache::default();
     let mut works = Vec::with_capacity(plan.steps.len());
     for step in &plan.steps {
-        let work = step_work(client, owner, step, &session, options)?;
+        let work = step_work(client, project, owner, step, session, options)?;
         let analysis = analyse_change(
             client,
             &mut schemas,
@@ -235,7 +245,8 @@ fn run_revert(
             statements: &statements,
             verify: None,
         };
-        let run = run_change(client, &job, &analysis.settings).map_err(|failure| {
+        // Stored SQL never runs with more rights than the role that recorded it.
+        let run = work.author.run(|| run_change(client, &job, &analysis.settings)).map_err(|failure| {
             let location = match failure.statement {
                 Some(i) => ChangeLocation::of_statement(project, change, &statements, i, failure.at),
                 None => ChangeLocation::new(project, &change.id, &change.sql, failure.at),
@@ -247,58 +258,48 @@ fn run_revert(
         })?;
         let ms = run.duration.as_secs_f64() * 1000.0;
         pgrx::notice!("pg_deploy: {project}: {} \"{}\" ({:.1} ms)", work.action, change.id, ms);
-        reverted.push(json!({"id": change.id, "action": work.action, "duration_ms": round(ms)}));
+        reverted.push(RevertedChange {
+            id: change.id.clone(),
+            action: work.action.to_string(),
+            duration_ms: round_ms(ms),
+        });
         let checksum = match (&plan.steps[ordinal], work.action) {
             (RevertStep::Undo { checksum, .. }, _) => checksum.clone(),
             _ => change.checksum.clone(),
         };
-        records.push(ChangeRecord {
-            ordinal: ordinal as i32,
-            id: change.id.clone(),
-            kind: change.kind.as_str(),
-            action: work.action,
-            checksum,
-            statements: statements.len() as i32,
-            retries: run.retries as i32,
-            duration_ms: ms,
-            finished_after_ms: started.elapsed().as_secs_f64() * 1000.0,
-            revert_sql: None,
-        });
+        let mut record = ChangeRecord::of(ordinal, change, work.action);
+        record.checksum = checksum;
+        record.revert_sql = None;
+        record.statements = statements.len() as i32;
+        record.retries = run.retries as i32;
+        record.duration_ms = ms;
+        record.finished_after_ms = started.elapsed().as_secs_f64() * 1000.0;
+        records.push(record);
     }
-    let counts = Counts {
-        reverted: records.iter().filter(|r| r.action == "reverted").count() as i32,
-        rerun: records.iter().filter(|r| r.action == "rerun").count() as i32,
-        ..Counts::default()
-    };
-    let (deployment_id, _) = owner.run(|| {
-        history::record(
-            client,
-            DeploymentRecord {
-                project,
-                version: to.to_string(),
-                previous_version: Some(current.clone()),
-                outcome: "revert",
-                manifest_sha256: plan.target_manifest.as_deref(),
-                manifest: None,
-                session: &session,
-                counts,
-                options: options_doc,
-                warnings: Vec::new(),
-                fingerprint: None,
-            },
-            records,
-        )
-    })?;
-    internal.restore();
-    Ok(json!({
-        "project": project,
-        "version": to.to_string(),
-        "previous_version": current,
-        "outcome": "revert",
-        "deployment_id": deployment_id,
-        "reverted": reverted,
-        "duration_ms": round(started.elapsed().as_secs_f64() * 1000.0),
-    }))
+    let (deployment_id, _) = opened.finish(
+        client,
+        Finished {
+            project,
+            version: to.to_string(),
+            outcome: "revert",
+            manifest_sha256: plan.target_manifest.as_deref(),
+            manifest: None,
+            skipped: 0,
+            options: options_doc,
+            warnings: Vec::new(),
+            fingerprint: None,
+        },
+        records,
+    )?;
+    Ok(RevertReport {
+        project: project.to_string(),
+        version: to.to_string(),
+        previous_version: current,
+        outcome: "revert".into(),
+        deployment_id,
+        reverted,
+        duration_ms: round_ms(started.elapsed().as_secs_f64() * 1000.0),
+    })
 }
 
 /// A manifest with nothing in it, for settings of changes whose manifest is gone.

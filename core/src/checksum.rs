@@ -19,6 +19,31 @@ pub fn sha256_checksum(bytes: &[u8]) -> String {
     format!("{PREFIX}{}", sha256_hex(bytes))
 }
 
+/// The checksum of a change's SQL: over its text with CRLF line endings turned
+/// into LF, so a Windows checkout of the same file is the same change.
+pub fn sql_checksum(sql: &str) -> String {
+    if sql.contains("\r\n") {
+        sha256_checksum(sql.replace("\r\n", "\n").as_bytes())
+    } else {
+        sha256_checksum(sql.as_bytes())
+    }
+}
+
+/// Checksums pg_deploy 0.1.0 may have recorded for the same SQL, which hashed
+/// the exact bytes: those bytes, and the text with every line ending CRLF (a
+/// Windows checkout of what is now LF). They still count as unchanged.
+pub fn legacy_checksums(sql: &str) -> Vec<String> {
+    let lf = sql.replace("\r\n", "\n");
+    let current = sha256_checksum(lf.as_bytes());
+    let mut out = Vec::new();
+    for candidate in [sha256_checksum(sql.as_bytes()), sha256_checksum(lf.replace('\n', "\r\n").as_bytes())] {
+        if candidate != current && !out.contains(&candidate) {
+            out.push(candidate);
+        }
+    }
+    out
+}
+
 /// Normalises a declared checksum (hex digits of either case) or says why it is malformed.
 pub fn parse_checksum(declared: &str, path: &str) -> Result<String, ManifestError> {
     let hex = declared.strip_prefix(PREFIX).unwrap_or("");
@@ -41,6 +66,23 @@ mod tests {
             sha256_checksum(b"abc"),
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn line_endings_do_not_change_the_checksum() {
+        assert_eq!(sql_checksum("SELECT 1;\r\nSELECT 2;\r\n"), sql_checksum("SELECT 1;\nSELECT 2;\n"));
+        assert_eq!(sql_checksum("SELECT 1;"), sha256_checksum(b"SELECT 1;"));
+        assert_ne!(sql_checksum("SELECT 1;\nSELECT 2;"), sql_checksum("SELECT 1; SELECT 2;"));
+    }
+
+    #[test]
+    fn the_checksums_of_0_1_0_stay_accepted() {
+        let lf = "SELECT 1;\nSELECT 2;\n";
+        let crlf = "SELECT 1;\r\nSELECT 2;\r\n";
+        // Applied from a Windows checkout under 0.1.0, deployed now from either.
+        assert!(legacy_checksums(lf).contains(&sha256_checksum(crlf.as_bytes())));
+        assert!(legacy_checksums(crlf).contains(&sha256_checksum(crlf.as_bytes())));
+        assert!(legacy_checksums("SELECT 1;").is_empty());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! command-line client share it; `cargo test -p pg_deploy_core` runs its tests.
 
 pub mod analysis;
+pub mod argument;
 pub mod checksum;
 pub mod error;
 pub mod hazards;
@@ -11,6 +12,7 @@ pub mod manifest;
 pub mod options;
 pub mod plan;
 pub mod position;
+pub mod report;
 pub mod revert;
 
 pub use error::{ManifestError, PlanError, SqlState};

@@ -3,7 +3,7 @@
 //! Validation is complete before anything touches the database: every error
 //! names the JSON path at fault and carries a stable SQLSTATE.
 
-use crate::checksum::{parse_checksum, sha256_checksum};
+use crate::checksum::{legacy_checksums, parse_checksum, sha256_checksum, sql_checksum};
 use crate::error::ManifestError;
 use crate::hazards::{HazardKind, Thresholds, ALL_HAZARDS};
 use crate::json::{as_str, Obj};
@@ -101,8 +101,11 @@ pub struct Requirements {
 pub struct Change {
     pub id: String,
     pub sql: String,
-    /// `sha256:<hex>` of the exact bytes of `sql`.
+    /// `sha256:<hex>` of `sql` with CRLF line endings read as LF.
     pub checksum: String,
+    /// Checksums of the same SQL as 0.1.0 recorded them (exact bytes), still
+    /// taken as unchanged for applied changes.
+    pub legacy_checksums: Vec<String>,
     pub kind: ChangeKind,
     pub requires: Vec<String>,
     pub settings: Settings,
@@ -448,11 +451,12 @@ fn change(i: usize, item: &Value, index_of: &HashMap<&str, usize>) -> Result<Cha
             path: obj.field_path("sql"),
         });
     }
-    let checksum = sha256_checksum(sql.as_bytes());
+    let checksum = sql_checksum(sql);
     if let Some(declared) = obj.opt_str("checksum")? {
         let path = obj.field_path("checksum");
         let declared = parse_checksum(declared, &path)?;
-        if declared != checksum {
+        // Over the SQL as sent, or as pg_deploy reads its line endings.
+        if declared != checksum && declared != sha256_checksum(sql.as_bytes()) {
             return Err(ManifestError::ChecksumMismatch {
                 path,
                 declared,
@@ -490,6 +494,7 @@ fn change(i: usize, item: &Value, index_of: &HashMap<&str, usize>) -> Result<Cha
         id,
         sql: sql.to_string(),
         checksum,
+        legacy_checksums: legacy_checksums(sql),
         kind,
         requires,
         settings: settings(&obj)?,

@@ -19,6 +19,9 @@ pub struct LoggedEvent {
     pub action: String,
     pub checksum: String,
     pub revert_sql: Option<String>,
+    /// The role that recorded the event (its deployment's `applied_by`): stored
+    /// SQL runs as this role, never with the rights of whoever reverts later.
+    pub recorded_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +34,8 @@ pub enum RevertStep {
         checksum: String,
         revert_sql: String,
         manifest_sha256: Option<String>,
+        /// The role that recorded `revert_sql`; it runs as this role.
+        author: String,
     },
     /// Run a repeatable change's SQL as it was before a later re-run: take it
     /// from the manifest stored under `manifest_sha256`.
@@ -38,6 +43,8 @@ pub enum RevertStep {
         change_id: String,
         kind: ChangeKind,
         manifest_sha256: String,
+        /// The role that deployed that manifest; the SQL runs as this role.
+        author: String,
     },
 }
 
@@ -113,6 +120,7 @@ pub fn plan_revert(events: &[LoggedEvent], to: &Version) -> Result<RevertPlan, M
                     change_id: e.change_id.clone(),
                     kind: e.kind,
                     manifest_sha256: sha.clone(),
+                    author: previous.recorded_by.clone(),
                 }),
                 None => missing.push(e.change_id.clone()),
             },
@@ -123,6 +131,7 @@ pub fn plan_revert(events: &[LoggedEvent], to: &Version) -> Result<RevertPlan, M
                     checksum: e.checksum.clone(),
                     revert_sql: sql.clone(),
                     manifest_sha256: e.manifest_sha256.clone(),
+                    author: e.recorded_by.clone(),
                 }),
                 None => missing.push(e.change_id.clone()),
             },
@@ -155,6 +164,7 @@ mod tests {
             action: action.into(),
             checksum: format!("c-{id}-{dep}"),
             revert_sql: revert.map(str::to_string),
+            recorded_by: format!("deployer{dep}"),
         }
     }
 
@@ -187,6 +197,20 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, vec!["undo c", "restore view from m1", "undo b"]);
+    }
+
+    #[test]
+    fn each_step_runs_as_the_role_that_recorded_its_sql() {
+        let plan = plan_revert(&log(), &Version::parse("1.0.0").unwrap()).unwrap();
+        let authors: Vec<&str> = plan
+            .steps
+            .iter()
+            .map(|s| match s {
+                RevertStep::Undo { author, .. } | RevertStep::Restore { author, .. } => author.as_str(),
+            })
+            .collect();
+        // c's revert SQL came with deployment 3; the view's earlier SQL with deployment 1.
+        assert_eq!(authors, vec!["deployer3", "deployer1", "deployer2"]);
     }
 
     #[test]

@@ -183,3 +183,23 @@ fn postgres_versions_map_to_semver() {
     assert_eq!(postgres_version(180001).to_string(), "18.1.0");
     assert_eq!(postgres_version(150018).to_string(), "15.18.0");
 }
+
+#[test]
+fn a_change_applied_from_a_windows_checkout_is_unchanged_on_linux() {
+    use pg_deploy_core::checksum::sha256_checksum;
+    let crlf = "CREATE TABLE a (\r\n  id int\r\n)";
+    let lf = "CREATE TABLE a (\n  id int\n)";
+    // 0.1.0 recorded the exact bytes of the Windows checkout.
+    let applied = manifest("1.0.0", "CREATE VIEW v AS SELECT 1", crlf);
+    let mut history = history_of(&applied, &["0001", "0002", "view"], "1.0.0");
+    history.applied.get_mut("0001").unwrap().checksum = sha256_checksum(crlf.as_bytes());
+    for sql in [lf, crlf] {
+        let p = plan(&manifest("1.0.0", "CREATE VIEW v AS SELECT 1", sql), &history, &ApplyOptions::default()).unwrap();
+        assert!(p.is_noop(), "{sql:?}");
+    }
+    // Line endings aside, the checksum is the same from either checkout.
+    assert_eq!(
+        manifest("1.0.0", "x", crlf).changes[0].checksum,
+        manifest("1.0.0", "x", lf).changes[0].checksum
+    );
+}

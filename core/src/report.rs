@@ -1,0 +1,259 @@
+//! The reports pg_deploy returns, as one typed contract: the extension builds
+//! them and serialises them to jsonb; the client reads them back into the same
+//! types. A field added here is added for both sides at once.
+
+use serde::{Deserialize, Serialize};
+
+/// `deploy.apply`: what ran, what was skipped, what it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    pub project: String,
+    pub version: String,
+    pub previous_version: Option<String>,
+    pub outcome: ApplyOutcome,
+    pub deployment_id: i64,
+    pub manifest_sha256: String,
+    pub applied: Vec<ChangeRun>,
+    pub rerun: Vec<ChangeRun>,
+    pub skipped: Vec<String>,
+    pub accepted: Vec<String>,
+    pub warnings: Vec<String>,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApplyOutcome {
+    #[serde(rename = "applied")]
+    Applied,
+    #[serde(rename = "no-op")]
+    NoOp,
+}
+
+/// One change that ran in a deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRun {
+    pub id: String,
+    pub kind: String,
+    pub statements: usize,
+    pub lock_retries: u32,
+    pub duration_ms: f64,
+}
+
+/// `deploy.plan`: what apply would do, change by change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanReport {
+    pub project: String,
+    pub version: String,
+    pub previous_version: Option<String>,
+    pub outcome: PlanOutcome,
+    pub changes: Vec<PlannedChange>,
+    pub warnings: Vec<String>,
+    pub execution: TrialRun,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlanOutcome {
+    #[serde(rename = "would apply")]
+    WouldApply,
+    #[serde(rename = "no-op")]
+    NoOp,
+    #[serde(rename = "refused")]
+    Refused,
+}
+
+/// One change of a plan; `settings` and `statements` only for changes that would run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedChange {
+    pub id: String,
+    pub kind: String,
+    /// apply, rerun, skip, accept or refuse
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<PlannedSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statements: Option<Vec<PlannedStatement>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objection: Option<Objection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedSettings {
+    pub search_path: String,
+    pub lock_timeout: String,
+    pub statement_timeout: String,
+    pub lock_retries: u32,
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStatement {
+    pub line: usize,
+    pub column: usize,
+    pub kind: String,
+    pub locks: Vec<PlannedLock>,
+    pub hazards: Vec<PlannedHazard>,
+    pub refusal: Option<PlannedRefusal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedLock {
+    pub table: String,
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedHazard {
+    pub kind: String,
+    pub table: Option<String>,
+    pub rows: Option<f64>,
+    pub bytes: Option<i64>,
+    pub big: bool,
+    pub allowed: bool,
+    pub refused: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedRefusal {
+    pub sqlstate: String,
+    pub reason: String,
+    pub hint: String,
+}
+
+/// Why apply would refuse a change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Objection {
+    pub sqlstate: String,
+    pub message: String,
+}
+
+/// The plan's trial run: not executed (and why), or executed and rolled back.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TrialRun {
+    pub executed: bool,
+    /// Why it did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<bool>,
+    /// The change that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+}
+
+impl TrialRun {
+    pub fn skipped(reason: &str) -> TrialRun {
+        TrialRun {
+            executed: false,
+            reason: Some(reason.to_string()),
+            ..TrialRun::default()
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.ok == Some(false)
+    }
+}
+
+/// `deploy.revert`: what was undone or restored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevertReport {
+    pub project: String,
+    pub version: String,
+    pub previous_version: String,
+    /// Always "revert".
+    pub outcome: String,
+    pub deployment_id: i64,
+    pub reverted: Vec<RevertedChange>,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevertedChange {
+    pub id: String,
+    /// reverted (its revert SQL ran) or rerun (a repeatable change's earlier SQL ran)
+    pub action: String,
+    pub duration_ms: f64,
+}
+
+/// `deploy.baseline`: what was recorded as applied without running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineReport {
+    pub project: String,
+    pub version: String,
+    pub previous_version: Option<String>,
+    /// Always "baseline".
+    pub outcome: String,
+    pub deployment_id: i64,
+    pub baselined: Vec<String>,
+    pub skipped: Vec<String>,
+    pub duration_ms: f64,
+}
+
+/// Milliseconds to three decimals, so reports stay readable.
+pub fn round_ms(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outcomes_read_and_write_as_their_report_words() {
+        assert_eq!(serde_json::to_value(ApplyOutcome::NoOp).unwrap(), json!("no-op"));
+        assert_eq!(serde_json::to_value(PlanOutcome::WouldApply).unwrap(), json!("would apply"));
+        let back: PlanOutcome = serde_json::from_value(json!("refused")).unwrap();
+        assert_eq!(back, PlanOutcome::Refused);
+    }
+
+    #[test]
+    fn a_skipped_trial_run_says_only_why() {
+        assert_eq!(
+            serde_json::to_value(TrialRun::skipped("nothing to run")).unwrap(),
+            json!({"executed": false, "reason": "nothing to run"})
+        );
+    }
+
+    #[test]
+    fn an_apply_report_round_trips() {
+        let report = ApplyReport {
+            project: "shop".into(),
+            version: "1.0.0".into(),
+            previous_version: None,
+            outcome: ApplyOutcome::Applied,
+            deployment_id: 7,
+            manifest_sha256: "sha256:x".into(),
+            applied: vec![ChangeRun {
+                id: "a".into(),
+                kind: "versioned".into(),
+                statements: 2,
+                lock_retries: 0,
+                duration_ms: 1.5,
+            }],
+            rerun: vec![],
+            skipped: vec!["b".into()],
+            accepted: vec![],
+            warnings: vec![],
+            duration_ms: 3.25,
+        };
+        let value = serde_json::to_value(&report).unwrap();
+        assert_eq!(value["applied"][0]["lock_retries"], json!(0));
+        assert_eq!(value["outcome"], json!("applied"));
+        assert_eq!(serde_json::from_value::<ApplyReport>(value).unwrap(), report);
+    }
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The security suite: each finding of the red-team pass (docs/governance.md),
+# replayed end to end as the attacking role against a real cluster (port 5490).
+# Assumes the extension is installed (scripts/setup.sh).
+# Usage: pg_test/security.sh [t_name ...]   (default: all tests)
+# Prints "ok - name" / "not ok - name" and ends with "security-e2e: N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/pg_test/lib.sh"
+PORT=${SECURITY_PORT:-5490}
+
+TMP=$(mktemp -d /tmp/pg_deploy_security.XXXXXX)
+cleanup() {
+  bash "$ROOT/scripts/cluster.sh" stop "$TMP" || true
+  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+bash scripts/cluster.sh start "$TMP" "$PORT"
+eval "$(bash scripts/cluster.sh env "$TMP")"
+mkdir -p "$TMP/m" "$TMP/out"
+
+# ---------------------------------------------------------------- helpers
+
+DB_PREFIX=sec_
+
+# as ROLE SQL: run SQL in $DB as ROLE; prints rows, or the error (verbose, with SQLSTATE).
+as() { PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -v VERBOSITY=verbose -U "$1" -d "$DB" -c "$2" 2>&1; }
+
+# apply_as ROLE FILE: deploy.apply of the manifest in FILE as ROLE; prints the outcome or the error.
+apply_as() {
+  PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -v VERBOSITY=verbose -U "$1" -d "$DB" \
+    -v manifest="$(cat "$2")" 2>&1 <<'SQL'
+SELECT deploy.apply(:'manifest'::jsonb)->>'outcome';
+SQL
+}
+
+# deployer ROLE: a role that may deploy and revert, with a schema of its own.
+deployer() {
+  q "CREATE ROLE $1 LOGIN;
+     GRANT CREATE ON DATABASE $DB TO $1;
+     GRANT USAGE ON SCHEMA deploy TO $1;
+     GRANT EXECUTE ON FUNCTION deploy.apply(jsonb, jsonb), deploy.revert(text, text, jsonb),
+                               deploy.status(text) TO $1;"
+}
+
+superuser_of() { q "SELECT rolsuper FROM pg_roles WHERE rolname = '$1'"; }
+
+# ---------------------------------------------------------------- finding 1: escalation through stored SQL
+
+# SQL that makes ROLE superuser when it runs as a superuser, and records who ran it.
+# As the deployer it only records: that is how it passes review and apply.
+trojan() {
+  printf '%s' "INSERT INTO sec.who VALUES (current_user, '$2');
+DO \$\$ BEGIN
+  IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+    EXECUTE 'ALTER ROLE $1 SUPERUSER';
+  END IF;
+END \$\$;"
+}
+
+# trojan_manifests ROLE: v1.0.0 (a table) and v1.1.0 (a change whose revert SQL is a trojan,
+# and a repeatable change whose v1.0.0 SQL was one), written to $TMP/m/v1.json, v2.json.
+trojan_manifests() {
+  python3 - "$TMP/m" "$(trojan "$1" revert)" "$(trojan "$1" restore)" <<'PY'
+import json, sys
+out, revert_trojan, restore_trojan = sys.argv[1:]
+base = [{"id": "schema", "sql": "CREATE SCHEMA sec; CREATE TABLE sec.who (role name, via text);"},
+        {"id": "report", "repeatable": True, "sql": "CREATE OR REPLACE VIEW sec.report AS SELECT 1 AS n; " + restore_trojan}]
+json.dump({"project": "sec", "version": "1.0.0", "changes": base}, open(out + "/v1.json", "w"))
+v2 = [base[0], dict(base[1], sql="CREATE OR REPLACE VIEW sec.report AS SELECT 2 AS n;"),
+      {"id": "extra", "sql": "CREATE TABLE sec.extra (id int);",
+       "revert": "DROP TABLE sec.extra; " + revert_trojan}]
+json.dump({"project": "sec", "version": "1.1.0", "changes": v2}, open(out + "/v2.json", "w"))
+PY
+}
+
+# A deployer stores SQL that escalates when a superuser runs it; the superuser's
+# revert runs it as the deployer, so nothing escalates, and the revert works.
+t_revert_runs_stored_sql_as_its_author() {
+  newdb
+  local dep=${DB}_dep out
+  deployer "$dep"
+  trojan_manifests "$dep"
+  eq "$(apply_as "$dep" "$TMP/m/v1.json")" applied "v1 as the deployer"
+  eq "$(apply_as "$dep" "$TMP/m/v2.json")" applied "v2 as the deployer"
+  q "DELETE FROM sec.who"
+  out=$(as postgres "SELECT deploy.revert('sec', '1.0.0')->>'outcome'") || { echo "$out" >&2; return 1; }
+  eq "$out" revert "the superuser's revert"
+  eq "$(superuser_of "$dep")" f "the deployer did not become superuser"
+  eq "$(q "SELECT string_agg(role || ':' || via, ' ' ORDER BY via) FROM sec.who")" "$dep:restore $dep:revert" \
+    "stored SQL ran as its author"
+  eq "$(q "SELECT count(*) FROM pg_class WHERE relname = 'extra'")" 0 "the revert SQL ran"
+  eq "$(q "SELECT n FROM sec.report")" 1 "the earlier view is back"
+  eq "$(q "SELECT current_user, current_setting('role')" | tr '\n' ' ')" "postgres|none " "the caller is the caller again"
+}
+
+# Revert SQL that tries what only a superuser may: refused as the deployer, whoever reverts.
+t_revert_sql_cannot_borrow_the_callers_rights() {
+  newdb
+  local dep=${DB}_dep m=$TMP/m/direct.json out
+  deployer "$dep"
+  cat >"$m" <<JSON
+{"project": "sec", "version": "1.0.0",
+ "changes": [{"id": "t", "sql": "CREATE SCHEMA sec; CREATE TABLE sec.t (id int);",
+              "revert": "ALTER ROLE $dep SUPERUSER; DROP TABLE sec.t;"}]}
+JSON
+  eq "$(apply_as "$dep" "$m")" applied "apply as the deployer"
+  out=$(as postgres "SELECT deploy.revert('sec', '0.1.0')") && { echo "revert succeeded: $out" >&2; return 1; }
+  has "$out" 'ERROR:  42501: change "t" of project "sec" failed at line 1, column 1: (must be superuser|permission denied)' \
+    "revert SQL ran with the deployer's rights"
+  eq "$(superuser_of "$dep")" f "the deployer did not become superuser"
+  eq "$(q "SELECT count(*) FROM pg_class WHERE relname = 't'")" 1 "nothing half-reverted"
+}
+
+# A second deployer who is not a member of the author may not run its stored SQL;
+# a dropped author's SQL runs for nobody.
+t_revert_needs_the_authors_privileges() {
+  newdb
+  local dep=${DB}_dep other=${DB}_other out
+  deployer "$dep"; deployer "$other"
+  trojan_manifests "$dep"
+  apply_as "$dep" "$TMP/m/v1.json" >/dev/null
+  apply_as "$dep" "$TMP/m/v2.json" >/dev/null
+  out=$(as "$other" "SELECT deploy.revert('sec', '1.0.0')") && { echo "revert succeeded: $out" >&2; return 1; }
+  has "$out" "ERROR:  42501: project \"sec\": the stored SQL of change \"extra\" was recorded by role \"$dep\", and current_user \"$other\" does not have its privileges" \
+    "a stranger's revert"
+  has "$out" "HINT:  .*GRANT \"$dep\" TO \"$other\"" "the hint says how"
+  eq "$(q "SELECT count(*) FROM sec.extra")" 0 "nothing ran"
+  eq "$(q "SELECT version FROM deploy.projects")" 1.1.0 "nothing recorded"
+  # The author's role gone: its SQL runs for nobody, not even a superuser.
+  q "REASSIGN OWNED BY $dep TO postgres; DROP OWNED BY $dep; DROP ROLE $dep"
+  out=$(as postgres "SELECT deploy.revert('sec', '1.0.0')") && { echo "revert succeeded: $out" >&2; return 1; }
+  has "$out" "ERROR:  42704: project \"sec\": the stored SQL of change \"extra\" was recorded by role \"$dep\", which no longer exists" \
+    "a dropped author"
+}
+
+# A member of the author's role reverts: allowed, and it runs as the author.
+t_member_of_the_author_may_revert() {
+  newdb
+  local dep=${DB}_dep member=${DB}_member out
+  deployer "$dep"; deployer "$member"
+  q "GRANT $dep TO $member"
+  trojan_manifests "$dep"
+  apply_as "$dep" "$TMP/m/v1.json" >/dev/null
+  apply_as "$dep" "$TMP/m/v2.json" >/dev/null
+  out=$(as "$member" "SELECT deploy.revert('sec', '1.0.0')->>'outcome'")
+  eq "$out" revert "a member's revert"
+  eq "$(q "SELECT count(*) FROM sec.who WHERE role = '$dep' AND via = 'revert'")" 1 "ran as the author"
+}
+
+# ---------------------------------------------------------------- runner
+
+run_tests security-e2e "$@"

@@ -1,0 +1,170 @@
+//! The kernel every entry point shares: taking the jsonb arguments, turning
+//! every error into a pg_deploy error, opening the project (internal
+//! search_path, lock, claim) and, at the end, recording the deployment and
+//! giving the caller's settings back.
+
+use crate::error::DeployError;
+use crate::history;
+use crate::owner::Owner;
+use crate::project_lock;
+use crate::record::{self, ChangeRecord, Counts, DeploymentRecord};
+use crate::session::SessionFacts;
+use crate::subxact::{from_caught, GucLevel};
+use pg_deploy_core::ManifestError;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::JsonB;
+use serde_json::Value;
+use std::panic::AssertUnwindSafe;
+
+/// Runs `work`, turning every error into a pg_deploy error report. PostgreSQL
+/// errors raised outside a change are re-raised as they came, without pgrx's
+/// Rust backtrace in their detail.
+pub fn guarded(function: &'static str, work: impl FnOnce() -> Result<Value, DeployError>) -> JsonB {
+    let outcome = PgTryBuilder::new(AssertUnwindSafe(work))
+        .catch_others(|caught| Err(DeployError::Postgres(from_caught(caught))))
+        .execute();
+    match outcome {
+        Ok(report) => JsonB(report),
+        Err(error) => error.raise(function),
+    }
+}
+
+/// A report as the jsonb value the SQL functions return.
+pub fn to_json<T: serde::Serialize>(report: &T) -> Result<Value, DeployError> {
+    serde_json::to_value(report).map_err(|e| DeployError::Internal(format!("report: {e}")))
+}
+
+/// The arguments of a call that takes a manifest: parsed, and as sent (for the history).
+pub struct Call<O> {
+    pub manifest: pg_deploy_core::Manifest,
+    pub manifest_doc: Value,
+    pub options: O,
+    pub options_doc: Value,
+}
+
+/// The body of `deploy.apply`, `deploy.plan` and `deploy.baseline`: parses the
+/// manifest and the options, then runs `work` with SPI and returns its report.
+pub fn with_manifest<O, R: serde::Serialize>(
+    function: &'static str,
+    manifest: Option<JsonB>,
+    options: Option<JsonB>,
+    parse_options: fn(&Value) -> Result<O, ManifestError>,
+    work: impl FnOnce(&mut SpiClient<'_>, Call<O>) -> Result<R, DeployError>,
+) -> JsonB {
+    let manifest_doc = manifest.map_or(Value::Null, |m| m.0);
+    let options_doc = options.map_or(Value::Null, |o| o.0);
+    guarded(function, || {
+        let call = Call {
+            manifest: pg_deploy_core::Manifest::from_value(&manifest_doc).map_err(DeployError::Manifest)?,
+            options: parse_options(&options_doc).map_err(DeployError::Options)?,
+            manifest_doc,
+            options_doc,
+        };
+        let report = Spi::connect_mut(|client| work(client, call))?;
+        to_json(&report)
+    })
+}
+
+/// What every call that works on a project's history starts with.
+pub struct Opened {
+    pub session: SessionFacts,
+    /// The GUC level of the internal search_path; restored when the call succeeds.
+    internal: GucLevel,
+    pub owner: Owner,
+    /// The deployed version before this call.
+    pub previous_version: Option<String>,
+}
+
+/// Switches to the internal search_path and, with `lock: Some(wait)`, takes the
+/// project's lock and claims its row (apply, baseline, revert); with `None` it
+/// only reads (plan).
+pub fn open_project(
+    client: &mut SpiClient<'_>,
+    session: SessionFacts,
+    project: &str,
+    lock: Option<bool>,
+) -> Result<Opened, DeployError> {
+    let internal = GucLevel::open();
+    use_internal_search_path(client)?;
+    let owner = Owner::of_extension(client)?;
+    let previous_version = match lock {
+        Some(wait) => {
+            project_lock::lock_project(client, project, wait)?;
+            owner.run(|| project_lock::claim_project(client, project))?
+        }
+        None => owner.run(|| history::deployed_version(client, project))?,
+    };
+    Ok(Opened {
+        session,
+        internal,
+        owner,
+        previous_version,
+    })
+}
+
+/// Internal queries resolve functions and operators in pg_catalog only.
+fn use_internal_search_path(client: &mut SpiClient<'_>) -> Result<(), DeployError> {
+    client.update(
+        "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
+        None,
+        &[],
+    )?;
+    Ok(())
+}
+
+/// What a finished call records besides its changes.
+pub struct Finished<'a> {
+    pub project: &'a str,
+    pub version: String,
+    /// applied, no-op, baseline or revert
+    pub outcome: &'static str,
+    pub manifest_sha256: Option<&'a str>,
+    /// The manifest, stored once per sha256; None when there is none (revert).
+    pub manifest: Option<Value>,
+    /// Changes left as they were (counted, not listed).
+    pub skipped: usize,
+    pub options: Value,
+    pub warnings: Vec<String>,
+    pub fingerprint: Option<String>,
+}
+
+impl Opened {
+    /// Records the deployment and its changes as the extension's owner, then
+    /// gives the caller's search_path back; returns the deployment's id and
+    /// duration as recorded.
+    pub fn finish(
+        self,
+        client: &mut SpiClient<'_>,
+        f: Finished<'_>,
+        changes: Vec<ChangeRecord>,
+    ) -> Result<(i64, f64), DeployError> {
+        let counts = Counts::of(&changes, f.skipped);
+        let recorded = self.owner.run(|| {
+            record::record(
+                client,
+                DeploymentRecord {
+                    project: f.project,
+                    version: f.version,
+                    previous_version: self.previous_version.clone(),
+                    outcome: f.outcome,
+                    manifest_sha256: f.manifest_sha256,
+                    manifest: f.manifest,
+                    session: &self.session,
+                    counts,
+                    options: f.options,
+                    warnings: f.warnings,
+                    fingerprint: f.fingerprint,
+                },
+                changes,
+            )
+        })?;
+        self.internal.restore();
+        Ok(recorded)
+    }
+
+    /// Gives the caller's search_path back without recording (deploy.plan).
+    pub fn close(self) {
+        self.internal.restore();
+    }
+}
