@@ -151,6 +151,72 @@ t_member_of_the_author_may_revert() {
   eq "$(q "SELECT count(*) FROM sec.who WHERE role = '$dep' AND via = 'revert'")" 1 "ran as the author"
 }
 
+# ---------------------------------------------------------------- finding 7: panic text
+
+# Manifests and options nested 200 and 5,000 levels deep, in apply and plan:
+# 54000 from pg_deploy, no Rust panic or backtrace anywhere.
+t_deep_arguments_are_refused_cleanly() {
+  newdb
+  local dep=${DB}_dep n fn out ok='{"project": "p", "version": "1.0.0", "changes": []}'
+  deployer "$dep"
+  q "GRANT EXECUTE ON FUNCTION deploy.plan(jsonb, jsonb) TO $dep"
+  for n in 200 5000; do
+    python3 -c "import sys; n = int(sys.argv[1]); print('[' * n + ']' * n)" "$n" >"$TMP/m/deep.json"
+    for fn in apply plan; do
+      out=$(PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -v VERBOSITY=verbose -U "$dep" -d "$DB" \
+              -v deep="$(cat "$TMP/m/deep.json")" -v ok="$ok" 2>&1 <<SQL
+SELECT deploy.$fn(:'deep'::jsonb);
+SELECT deploy.$fn(:'ok'::jsonb, :'deep'::jsonb);
+SQL
+      ) && { echo "deploy.$fn accepted $n levels: $out" >&2; return 1; }
+      has "$out" "ERROR:  54000: invalid manifest: \\\$: the nesting depth of arrays and objects is $n, over the limit of 64" "$fn manifest $n"
+      if grep -Eiq 'panick|backtrace|XX000' <<<"$out"; then echo "panic text: $out" >&2; return 1; fi
+      out=$("${PSQL[@]}" -v VERBOSITY=verbose -U "$dep" -d "$DB" -v deep="$(cat "$TMP/m/deep.json")" -v ok="$ok" 2>&1 <<SQL
+SELECT deploy.$fn(:'ok'::jsonb, :'deep'::jsonb);
+SQL
+      ) && { echo "deploy.$fn accepted $n levels of options" >&2; return 1; }
+      has "$out" "ERROR:  54000: invalid options: options: the nesting depth of arrays and objects is $n" "$fn options $n"
+      if grep -Eiq 'panick|backtrace|XX000' <<<"$out"; then echo "panic text: $out" >&2; return 1; fi
+    done
+  done
+}
+
+# ---------------------------------------------------------------- finding 9: system schemas
+
+# "schemas" naming a system schema is refused; so is a schema the deployer may not use.
+t_system_and_foreign_schemas_are_not_fingerprinted() {
+  newdb
+  local dep=${DB}_dep out
+  deployer "$dep"
+  q "CREATE SCHEMA hidden; REVOKE ALL ON SCHEMA hidden FROM PUBLIC; CREATE TABLE hidden.t (id int);"
+  cat >"$TMP/m/sys.json" <<'JSON'
+{"project": "p", "version": "1.0.0", "schemas": ["pg_catalog", "deploy"], "changes": [{"id": "a", "sql": "SELECT 1"}]}
+JSON
+  has "$(apply_as "$dep" "$TMP/m/sys.json")" 'ERROR:  22023: invalid manifest: schemas\[0\]: "pg_catalog" is a system schema' "pg_catalog"
+  cat >"$TMP/m/hidden.json" <<'JSON'
+{"project": "p", "version": "1.0.0", "schemas": ["hidden"], "changes": [{"id": "a", "sql": "SELECT 1"}]}
+JSON
+  out=$(apply_as "$dep" "$TMP/m/hidden.json") && { echo "apply succeeded: $out" >&2; return 1; }
+  has "$out" 'ERROR:  42501: manifest "schemas": current_user has no USAGE on schema hidden' "a schema the deployer may not use"
+  eq "$(q "SELECT count(*) FROM deploy.fingerprints")" 0 "nothing fingerprinted"
+}
+
+# ---------------------------------------------------------------- finding 10: spoofing
+
+# Bidi controls and line separators in ids and project names are refused (22023).
+t_invisible_characters_are_refused() {
+  newdb
+  local ch
+  for ch in '\u202e' '\u2028' '\u2066' '\u200b'; do
+    printf '{"project": "sh%sop", "version": "1.0.0", "changes": [{"id": "a", "sql": "SELECT 1"}]}' "$ch" >"$TMP/m/p.json"
+    has "$(apply_as postgres "$TMP/m/p.json")" 'ERROR:  22023: invalid manifest: project: must not contain invisible format characters' "project $ch"
+    printf '{"project": "p", "version": "1.0.0", "changes": [{"id": "a%sb", "sql": "SELECT 1"}]}' "$ch" >"$TMP/m/c.json"
+    has "$(apply_as postgres "$TMP/m/c.json")" 'ERROR:  22023: invalid manifest: changes\[0\].id: must not contain invisible' "id $ch"
+  done
+  eq "$(q "SELECT count(*) FROM deploy.projects")" 0 "nothing recorded"
+}
+
 # ---------------------------------------------------------------- runner
 
+[ -n "${SEC_DEBUG:-}" ] && set -x
 run_tests security-e2e "$@"

@@ -16,6 +16,7 @@ use pg_deploy_core::report::{round_ms, ApplyOutcome, ApplyReport, ChangeRun};
 use pg_deploy_core::{Action, ApplyOptions, Change, DriftPolicy, History, Manifest, Plan};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use crate::jsonb_arg::JsonbText;
 use pgrx::JsonB;
 use pgrx::PgSqlErrorCode;
 use std::time::Instant;
@@ -23,7 +24,7 @@ use std::time::Instant;
 /// Applies every pending change of `manifest` in the caller's transaction and
 /// returns a report. See docs/manifest.md and docs/errors.md.
 #[pg_extern(volatile, parallel_unsafe)]
-fn apply(manifest: Option<JsonB>, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
+fn apply(manifest: Option<JsonbText>, options: default!(Option<JsonbText>, "'{}'")) -> JsonB {
     with_manifest("deploy.apply", manifest, options, ApplyOptions::from_value, deploy)
 }
 

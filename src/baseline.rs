@@ -10,6 +10,7 @@ use pg_deploy_core::report::{round_ms, BaselineReport};
 use pg_deploy_core::BaselineOptions;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use crate::jsonb_arg::JsonbText;
 use pgrx::JsonB;
 use serde_json::Value;
 use std::time::Instant;
@@ -17,7 +18,7 @@ use std::time::Instant;
 /// Records the chosen changes of `manifest` as applied, without running them.
 /// Options: `{"through": "id"}` or `{"changes": ["id", ...]}`, and `reason`.
 #[pg_extern(volatile, parallel_unsafe)]
-fn baseline(manifest: Option<JsonB>, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
+fn baseline(manifest: Option<JsonbText>, options: default!(Option<JsonbText>, "'{}'")) -> JsonB {
     // Which changes the options choose depends on the manifest: parsed below.
     with_manifest("deploy.baseline", manifest, options, |v| Ok(v.clone()), record_baseline)
 }

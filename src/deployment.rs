@@ -5,11 +5,13 @@
 
 use crate::error::DeployError;
 use crate::history;
+use crate::jsonb_arg::JsonbText;
 use crate::owner::Owner;
 use crate::project_lock;
 use crate::record::{self, ChangeRecord, Counts, DeploymentRecord};
 use crate::session::SessionFacts;
 use crate::subxact::{from_caught, GucLevel};
+use pg_deploy_core::argument::parse_argument;
 use pg_deploy_core::ManifestError;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -35,6 +37,14 @@ pub fn to_json<T: serde::Serialize>(report: &T) -> Result<Value, DeployError> {
     serde_json::to_value(report).map_err(|e| DeployError::Internal(format!("report: {e}")))
 }
 
+/// A jsonb argument as a value (NULL as JSON null), its nesting bounded first.
+pub fn argument(arg: Option<JsonbText>, path: &str) -> Result<Value, ManifestError> {
+    match arg {
+        None => Ok(Value::Null),
+        Some(JsonbText(text)) => parse_argument(&text, path),
+    }
+}
+
 /// The arguments of a call that takes a manifest: parsed, and as sent (for the history).
 pub struct Call<O> {
     pub manifest: pg_deploy_core::Manifest,
@@ -47,14 +57,14 @@ pub struct Call<O> {
 /// manifest and the options, then runs `work` with SPI and returns its report.
 pub fn with_manifest<O, R: serde::Serialize>(
     function: &'static str,
-    manifest: Option<JsonB>,
-    options: Option<JsonB>,
+    manifest: Option<JsonbText>,
+    options: Option<JsonbText>,
     parse_options: fn(&Value) -> Result<O, ManifestError>,
     work: impl FnOnce(&mut SpiClient<'_>, Call<O>) -> Result<R, DeployError>,
 ) -> JsonB {
-    let manifest_doc = manifest.map_or(Value::Null, |m| m.0);
-    let options_doc = options.map_or(Value::Null, |o| o.0);
     guarded(function, || {
+        let manifest_doc = argument(manifest, "$").map_err(DeployError::Manifest)?;
+        let options_doc = argument(options, "options").map_err(DeployError::Options)?;
         let call = Call {
             manifest: pg_deploy_core::Manifest::from_value(&manifest_doc).map_err(DeployError::Manifest)?,
             options: parse_options(&options_doc).map_err(DeployError::Options)?,

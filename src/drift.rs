@@ -5,14 +5,14 @@
 use crate::analyze::ChangeAnalysis;
 use crate::catalog::SchemaCache;
 use crate::error::DeployError;
+use crate::subxact::CaughtPgError;
+// Schemas that are never a project's.
+use pg_deploy_core::manifest::is_system_schema as is_system;
 use pg_deploy_core::Manifest;
 use pgrx::spi::SpiClient;
+use pgrx::PgSqlErrorCode;
 use std::collections::BTreeSet;
 
-/// Schemas that are never a project's.
-fn is_system(schema: &str) -> bool {
-    matches!(schema, "pg_catalog" | "information_schema" | "pg_toast" | "deploy") || schema.starts_with("pg_temp")
-}
 
 /// The schemas a project manages: the manifest's `schemas` when given, else
 /// those it managed before plus every schema this deployment's changes create
@@ -26,6 +26,7 @@ pub fn managed_schemas(
     before: Option<Vec<String>>,
 ) -> Result<Vec<String>, DeployError> {
     if let Some(explicit) = &manifest.schemas {
+        refuse_schemas_without_usage(client, explicit)?;
         return Ok(explicit.clone());
     }
     let mut found: BTreeSet<String> = before.unwrap_or_default().into_iter().collect();
@@ -43,6 +44,31 @@ pub fn managed_schemas(
         }
     }
     Ok(found.into_iter().collect())
+}
+
+/// The caller may only have a schema fingerprinted (and its objects listed in
+/// drift reports) if it may look into it: USAGE, checked as the caller.
+fn refuse_schemas_without_usage(client: &mut SpiClient<'_>, schemas: &[String]) -> Result<(), DeployError> {
+    let hidden = client
+        .update(
+            "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(n.nspname), ', ' ORDER BY n.nspname)
+               FROM pg_catalog.pg_namespace n
+              WHERE n.nspname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])
+                AND NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')",
+            Some(1),
+            &[schemas.to_vec().into()],
+        )?
+        .first()
+        .get_one::<String>()?;
+    match hidden {
+        None => Ok(()),
+        Some(names) => Err(DeployError::Postgres(CaughtPgError {
+            code: PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            message: format!("manifest \"schemas\": current_user has no USAGE on schema {names}"),
+            detail: None,
+            hint: Some("List only the schemas the project's changes create and the deploying role may use.".into()),
+        })),
+    }
 }
 
 /// The schemas recorded for a project by its last fingerprint.

@@ -24,6 +24,7 @@ mod error;
 mod errpos;
 mod execute;
 mod history;
+mod jsonb_arg;
 mod owner;
 mod plan;
 mod project_lock;

@@ -17,6 +17,7 @@ use pg_deploy_core::report::{
 use pg_deploy_core::{Action, Change, Manifest, PlanOptions};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use crate::jsonb_arg::JsonbText;
 use pgrx::{JsonB, PgSqlErrorCode};
 use std::cell::RefCell;
 use std::time::Instant;
@@ -25,7 +26,7 @@ use std::time::Instant;
 /// with `{"execute": true}` (the default) it runs the pending changes in a
 /// subtransaction that it rolls back.
 #[pg_extern(volatile, parallel_unsafe)]
-fn plan(manifest: Option<JsonB>, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
+fn plan(manifest: Option<JsonbText>, options: default!(Option<JsonbText>, "'{}'")) -> JsonB {
     with_manifest("deploy.plan", manifest, options, PlanOptions::from_value, report)
 }
 

@@ -2,7 +2,8 @@
 //! after `to_version`, in reverse order, in the caller's transaction.
 
 use crate::analyze::{analyse_change, RunSettings};
-use crate::deployment::{guarded, open_project, to_json, Finished};
+use crate::deployment::{argument, guarded, open_project, to_json, Finished};
+use crate::jsonb_arg::JsonbText;
 use crate::author::Author;
 use crate::catalog::SchemaCache;
 use crate::error::{ChangeLocation, DeployError};
@@ -26,9 +27,13 @@ use std::time::Instant;
 /// change; refuses when a needed revert is missing. Options: `allow` (hazards
 /// the revert SQL may have), `wait`, `reason`.
 #[pg_extern(volatile, parallel_unsafe)]
-fn revert(project_name: Option<String>, to_version: Option<String>, options: default!(Option<JsonB>, "'{}'")) -> JsonB {
-    let options_doc = options.map_or(Value::Null, |o| o.0);
+fn revert(
+    project_name: Option<String>,
+    to_version: Option<String>,
+    options: default!(Option<JsonbText>, "'{}'"),
+) -> JsonB {
     guarded("deploy.revert", || {
+        let options_doc = argument(options, "options").map_err(DeployError::Options)?;
         let project = project_name.ok_or_else(|| {
             DeployError::Options(ManifestError::Missing {
                 path: "project_name".into(),

@@ -224,7 +224,7 @@ impl Manifest {
             thresholds,
             schemas: match top.get("schemas") {
                 None => None,
-                Some(_) => Some(top.opt_str_list("schemas")?.into_iter().map(str::to_string).collect()),
+                Some(_) => Some(managed_schema_list(top.opt_str_list("schemas")?)?),
             },
             changes,
             sha256: sha256_checksum(canonical.as_bytes()),
@@ -248,6 +248,36 @@ impl Manifest {
     }
 }
 
+/// Schemas that belong to PostgreSQL or to pg_deploy: never managed by a project.
+pub fn is_system_schema(schema: &str) -> bool {
+    matches!(schema, "information_schema" | "deploy") || schema.starts_with("pg_")
+}
+
+/// The manifest's explicit `schemas`: no system schema (pg_catalog, pg_toast,
+/// information_schema, deploy …), whose catalogs a project does not own.
+fn managed_schema_list(list: Vec<&str>) -> Result<Vec<String>, ManifestError> {
+    for (i, schema) in list.iter().enumerate() {
+        if is_system_schema(schema) {
+            return Err(ManifestError::InvalidValue {
+                path: format!("schemas[{i}]"),
+                reason: format!("\"{schema}\" is a system schema; a project manages only its own schemas"),
+            });
+        }
+    }
+    Ok(list.into_iter().map(str::to_string).collect())
+}
+
+/// Unicode's format characters (Cf: bidi controls, zero-width characters,
+/// tags) and line and paragraph separators (Zl, Zp): invisible, they make a
+/// name or an id read as something it is not in logs and NOTICE lines.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(u32::from(c),
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2 | 0x180E
+        | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+        | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
 /// A project name or change id: non-empty, bounded, no control characters and
 /// no surrounding white space, so what is stored is what the user meant.
 fn name<'a>(s: &'a str, path: &str) -> Result<&'a str, ManifestError> {
@@ -267,6 +297,16 @@ fn name<'a>(s: &'a str, path: &str) -> Result<&'a str, ManifestError> {
         return Err(ManifestError::InvalidValue {
             path: path.into(),
             reason: "must not contain control characters".into(),
+        });
+    }
+    if let Some(c) = s.chars().find(|&c| is_invisible_format(c)) {
+        return Err(ManifestError::InvalidValue {
+            path: path.into(),
+            reason: format!(
+                "must not contain invisible format characters (bidi controls, zero-width characters, line or \
+                 paragraph separators): U+{:04X}",
+                u32::from(c)
+            ),
         });
     }
     if s.trim() != s {

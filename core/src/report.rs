@@ -208,6 +208,50 @@ pub fn round_ms(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
 }
 
+/// One row of `deploy.status()`, as `to_jsonb` writes it: a project, its
+/// deployed version and its last deployment. The `last_*` columns are NULL
+/// when the log has no row for that deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusRow {
+    pub project: String,
+    pub version: Option<String>,
+    pub changes_applied: i64,
+    pub deployments: i64,
+    pub last_deployment_id: Option<i64>,
+    pub last_outcome: Option<String>,
+    /// timestamptz as jsonb writes it, e.g. `2024-05-01T12:00:00.123456+00:00`.
+    pub last_deployed_at: Option<String>,
+    pub last_deployed_by: Option<String>,
+    pub last_application_name: Option<String>,
+    /// inet as text.
+    pub last_client_addr: Option<String>,
+    pub last_duration_ms: Option<f64>,
+    pub managed_schemas: Option<Vec<String>>,
+    /// NULL when the project has no schemas to fingerprint.
+    pub drifted: Option<bool>,
+}
+
+/// One row of `deploy.drift(project)`: an object added, removed or changed
+/// since the project's last deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftRow {
+    /// added, removed or changed
+    pub change: String,
+    pub kind: String,
+    pub name: String,
+}
+
+/// One row of `deploy.verify_log()`: whether a project's hash chain holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyLogRow {
+    pub project: String,
+    pub deployments: i64,
+    pub intact: bool,
+    /// The first deployment whose row or link no longer matches; NULL when intact.
+    pub first_broken_id: Option<i64>,
+    pub problem: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
