@@ -8,32 +8,24 @@ use crate::order::{cmp_digits, FlywayVersion};
 use postgres::types::Type;
 use postgres::Client;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The tool whose history `adopt --from` reads (`migrate` is a hidden alias
+/// of golang-migrate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Tool {
+    /// flyway_schema_history
     Flyway,
+    /// schema_migrations (version bigint, dirty boolean)
+    #[value(alias = "migrate")]
     GolangMigrate,
+    /// schema_migrations (version varchar)
     Dbmate,
+    /// sqitch.changes
     Sqitch,
+    /// _sqlx_migrations
     Sqlx,
 }
 
-pub const TOOL_NAMES: &[&str] = &["flyway", "golang-migrate", "dbmate", "sqitch", "sqlx"];
-
 impl Tool {
-    pub fn parse(name: &str) -> Result<Tool, CliError> {
-        match name {
-            "flyway" => Ok(Tool::Flyway),
-            "golang-migrate" | "migrate" => Ok(Tool::GolangMigrate),
-            "dbmate" => Ok(Tool::Dbmate),
-            "sqitch" => Ok(Tool::Sqitch),
-            "sqlx" => Ok(Tool::Sqlx),
-            other => Err(CliError::input_hint(
-                format!("unknown tool \"{other}\""),
-                format!("--from is one of: {}", TOOL_NAMES.join(", ")),
-            )),
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Tool::Flyway => "flyway",
@@ -366,6 +358,11 @@ mod tests {
                 .ids,
             ["appschema"]
         );
-        assert!(Tool::parse("liquibase").is_err());
+        use clap::ValueEnum;
+        assert!(Tool::from_str("liquibase", false).is_err());
+        assert_eq!(Tool::from_str("migrate", false), Ok(Tool::GolangMigrate));
+        for t in Tool::value_variants() {
+            assert_eq!(Tool::from_str(t.name(), false), Ok(*t));
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Connecting: `--database-url`, else `DATABASE_URL`, else libpq's PG*
 //! variables; on a cold start (connection refused, no socket yet, or 57P03
-//! "the database system is starting up") retry with backoff up to `--wait`.
+//! "the database system is starting up") retry with backoff up to `--connect-retry`.
 
 use crate::error::CliError;
 use crate::tls::TlsWish;
@@ -169,9 +169,9 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(ms.min(5000))
 }
 
-/// Connects, retrying while the server is not up, for at most `wait`.
+/// Connects, retrying while the server is not up, for at most `retry_for` (`--connect-retry`).
 /// Each retry is announced on stderr. Other failures end at once (exit 3).
-pub fn connect(cfg: &Config, source: &Source, tls: &TlsWish, wait: Duration) -> Result<Client, CliError> {
+pub fn connect(cfg: &Config, source: &Source, tls: &TlsWish, retry_for: Duration) -> Result<Client, CliError> {
     let start = Instant::now();
     let mut attempt = 0u32;
     // TLS is never started on Unix sockets, nor with sslmode=disable.
@@ -188,22 +188,22 @@ pub fn connect(cfg: &Config, source: &Source, tls: &TlsWish, wait: Duration) -> 
                 let reason = retry_reason(&e);
                 let waited = start.elapsed();
                 match reason {
-                    Some(reason) if waited < wait => {
-                        let pause = backoff(attempt).min(wait - waited);
+                    Some(reason) if waited < retry_for => {
+                        let pause = backoff(attempt).min(retry_for - waited);
                         eprintln!(
-                            "pg-deploy: {} is not ready: {reason}; retrying in {:.1}s ({:.0}s of --wait {}s used)",
+                            "pg-deploy: {} is not ready: {reason}; retrying in {:.1}s ({:.0}s of --connect-retry {}s used)",
                             describe(cfg),
                             pause.as_secs_f64(),
                             waited.as_secs_f64(),
-                            wait.as_secs()
+                            retry_for.as_secs()
                         );
                         std::thread::sleep(pause);
                         attempt += 1;
                     }
                     Some(reason) => {
                         return Err(CliError::Connect {
-                            message: format!("{}: {reason}, still after {}s", describe(cfg), wait.as_secs()),
-                            hint: Some("Is the server running? Wait longer with --wait SECONDS.".into()),
+                            message: format!("{}: {reason}, still after {}s", describe(cfg), retry_for.as_secs()),
+                            hint: Some("Is the server running? Wait longer with --connect-retry SECONDS.".into()),
                         })
                     }
                     None => {

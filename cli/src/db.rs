@@ -156,18 +156,13 @@ pub fn status(client: &mut Client, project: Option<&str>) -> Result<Value, CliEr
     })
 }
 
-/// deploy.drift(project): whatever it returns (a JSON report or rows), as JSON.
+/// deploy.drift(project) rows `{change, kind, name}` as JSON objects.
 pub fn drift(client: &mut Client, project: &str) -> Result<Value, CliError> {
-    let all = json_call(
+    json_call(
         client,
         "drift",
         "deploy.drift",
         "SELECT coalesce(jsonb_agg(to_jsonb(d)), '[]')::text FROM deploy.drift($1) d",
         &[project],
-    )?;
-    // A function returning one jsonb report comes back as a one-element array.
-    match all {
-        Value::Array(mut items) if items.len() == 1 && items[0].get("project").is_some() => Ok(items.remove(0)),
-        other => Ok(other),
-    }
+    )
 }

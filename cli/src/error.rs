@@ -1,14 +1,14 @@
 //! What can go wrong, and the exit code each maps to (docs/cli.md#exit-codes).
 
-use std::fmt;
-
 /// Exit codes: 0 success; these for the rest.
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 pub const EXIT_CANNOT_CONNECT: i32 = 3;
 
-/// An error reported by PostgreSQL (or raised by pg_deploy inside it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An error reported by PostgreSQL (or raised by pg_deploy inside it):
+/// `ERROR <sqlstate>: <message>`, then DETAIL and HINT lines when present.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ERROR {sqlstate}: {message}{}{}", line("DETAIL", .detail), line("HINT", .hint))]
 pub struct ServerError {
     pub sqlstate: String,
     pub message: String,
@@ -16,17 +16,26 @@ pub struct ServerError {
     pub hint: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `\n<LABEL>: <text>` when there is a text, else nothing.
+fn line(label: &str, text: &Option<String>) -> String {
+    text.as_ref().map_or_else(String::new, |t| format!("\n{label}: {t}"))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CliError {
     /// Bad input found locally: unreadable folder or file, unknown layout,
     /// duplicate versions, a manifest that does not validate. Exit 2.
+    #[error("bad input: {message}{}", line("HINT", .hint))]
     Input { message: String, hint: Option<String> },
     /// The database refused: a change failed, apply was refused, or the state
     /// of the database does not allow what was asked. Exit 1.
+    #[error("{context} failed: {error}")]
     Server { context: String, error: ServerError },
     /// Something refused that is not a server error (e.g. a dirty golang-migrate history). Exit 1.
+    #[error("refused: {message}{}", line("HINT", .hint))]
     Refused { message: String, hint: Option<String> },
-    /// No connection could be made within the wait, or it was lost. Exit 3.
+    /// No connection could be made within `--connect-retry`, or it was lost. Exit 3.
+    #[error("cannot connect: {message}{}", line("HINT", .hint))]
     Connect { message: String, hint: Option<String> },
 }
 
@@ -72,31 +81,6 @@ impl CliError {
                 "exit_code": self.exit_code()
             }),
         }
-    }
-}
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (message, hint) = match self {
-            CliError::Input { message, hint } => (format!("bad input: {message}"), hint.as_deref()),
-            CliError::Refused { message, hint } => (format!("refused: {message}"), hint.as_deref()),
-            CliError::Connect { message, hint } => (format!("cannot connect: {message}"), hint.as_deref()),
-            CliError::Server { context, error } => {
-                write!(f, "{context} failed: ERROR {}: {}", error.sqlstate, error.message)?;
-                if let Some(detail) = &error.detail {
-                    write!(f, "\nDETAIL: {detail}")?;
-                }
-                if let Some(hint) = &error.hint {
-                    write!(f, "\nHINT: {hint}")?;
-                }
-                return Ok(());
-            }
-        };
-        write!(f, "{message}")?;
-        if let Some(hint) = hint {
-            write!(f, "\nHINT: {hint}")?;
-        }
-        Ok(())
     }
 }
 
@@ -151,5 +135,34 @@ mod tests {
             "apply failed: ERROR 42703: change \"a\" failed\nDETAIL: Statement 1 of 1\nHINT: fix it"
         );
         assert_eq!(e.to_json()["error"]["sqlstate"], "42703");
+        let bare = CliError::Server {
+            context: "status".into(),
+            error: ServerError {
+                sqlstate: "3F000".into(),
+                message: "schema \"deploy\" does not exist".into(),
+                detail: None,
+                hint: None,
+            },
+        };
+        assert_eq!(
+            bare.to_string(),
+            "status failed: ERROR 3F000: schema \"deploy\" does not exist"
+        );
+    }
+
+    #[test]
+    fn local_errors_keep_their_prefix_and_hint() {
+        assert_eq!(CliError::input("x").to_string(), "bad input: x");
+        assert_eq!(CliError::input_hint("x", "y").to_string(), "bad input: x\nHINT: y");
+        let refused = CliError::Refused {
+            message: "dirty".into(),
+            hint: Some("repair".into()),
+        };
+        assert_eq!(refused.to_string(), "refused: dirty\nHINT: repair");
+        let connect = CliError::Connect {
+            message: "down".into(),
+            hint: None,
+        };
+        assert_eq!(connect.to_string(), "cannot connect: down");
     }
 }

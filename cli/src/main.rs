@@ -3,6 +3,7 @@
 //! in one call. See docs/cli.md.
 
 mod adopt;
+mod args;
 mod connect;
 mod db;
 mod error;
@@ -10,162 +11,26 @@ mod layout;
 mod manifest;
 mod order;
 mod output;
+mod scaffold;
 mod tls;
 
-use clap::{Args, Parser, Subcommand};
+use args::{ApplyArgs, Cli, Command, FolderArgs};
+use clap::{CommandFactory, Parser};
 use error::CliError;
-use layout::{Folder, Layout};
+use layout::Folder;
 use manifest::BuildOptions;
+use output::read;
+use pg_deploy_core::report::{
+    ApplyReport, BaselineReport, DriftRow, PlanReport, RevertReport, StatusRow, VerifyLogRow,
+};
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-#[derive(Parser, Debug)]
-#[command(name = "pg-deploy", version, about = "Deploy a migrations folder with pg_deploy, in one call", long_about = None)]
-struct Cli {
-    /// Connection string (postgres://… or "host=… dbname=…"); default: DATABASE_URL, else PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD.
-    #[arg(long, global = true, value_name = "URL")]
-    database_url: Option<String>,
-    /// Seconds to keep retrying while the server refuses connections or is starting up (57P03).
-    #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
-    wait: u64,
-    /// Print the extension's JSON report (or a JSON error) on stdout instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-    /// Do not print the server's NOTICEs and the "what was read" line on stderr (connection retries are still said).
-    #[arg(long, short, global = true)]
-    quiet: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Args, Debug, Clone)]
-struct FolderArgs {
-    /// The migrations folder.
-    dir: PathBuf,
-    /// flyway, golang-migrate, dbmate, sqitch, prisma or plain; default: detected.
-    #[arg(long)]
-    layout: Option<String>,
-    /// Project name; default: Sqitch's %project, else the folder's name.
-    #[arg(long)]
-    project: Option<String>,
-    /// Manifest version (semver); default: 0.N.0, N = number of versioned migrations.
-    #[arg(long, value_name = "X.Y.Z")]
-    release: Option<String>,
-    /// Leave down/undo/revert scripts out of the manifest.
-    #[arg(long)]
-    no_revert: bool,
-    /// Leave verify scripts out of the manifest.
-    #[arg(long)]
-    no_verify: bool,
-    /// JSON object for the manifest's "defaults" (lock_timeout, statement_timeout, search_path, allow, ...).
-    #[arg(long, value_name = "JSON")]
-    defaults: Option<String>,
-    /// Schemas the project manages, for drift (manifest "schemas"), comma-separated; default: derived from the changes.
-    #[arg(long, value_delimiter = ',', value_name = "SCHEMA,...")]
-    schemas: Vec<String>,
-}
-
-#[derive(Args, Debug, Clone)]
-struct ApplyArgs {
-    /// Apply a version older than the deployed one.
-    #[arg(long)]
-    allow_downgrade: bool,
-    /// Accept the new text of this applied versioned change without running it (repeatable).
-    #[arg(long, value_name = "ID")]
-    accept_changed: Vec<String>,
-    /// Fail at once (55P03) instead of waiting when another session deploys the project.
-    #[arg(long)]
-    no_wait_for_lock: bool,
-    /// Free text recorded with the deployment.
-    #[arg(long)]
-    reason: Option<String>,
-    /// Objects changed outside deployments since the last one: ignore (default), warn, or refuse (55000).
-    #[arg(long, value_parser = ["ignore", "warn", "refuse"])]
-    drift: Option<String>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Print the manifest built from the folder (no database needed).
-    Manifest {
-        #[command(flatten)]
-        folder: FolderArgs,
-    },
-    /// Apply the folder: deploy.apply(manifest) in one call.
-    Apply {
-        #[command(flatten)]
-        folder: FolderArgs,
-        #[command(flatten)]
-        apply: ApplyArgs,
-    },
-    /// Show what apply would do: deploy.plan(manifest); exit 1 if it would be refused or fail.
-    Plan {
-        #[command(flatten)]
-        folder: FolderArgs,
-        #[command(flatten)]
-        apply: ApplyArgs,
-        /// Do not run the pending changes in a rolled-back trial.
-        #[arg(long)]
-        no_execute: bool,
-    },
-    /// Show deployed projects: deploy.status().
-    Status {
-        #[arg(long)]
-        project: Option<String>,
-    },
-    /// Objects added, removed or changed since the last deployment: deploy.drift(project); exit 1 if any.
-    Drift {
-        #[arg(long)]
-        project: String,
-    },
-    /// Record what another tool already applied (from its history table) without running it.
-    Adopt {
-        #[command(flatten)]
-        folder: FolderArgs,
-        /// flyway, golang-migrate, dbmate, sqitch or sqlx.
-        #[arg(long)]
-        from: String,
-        /// The tool's history table if not its default (e.g. myschema.flyway_schema_history).
-        #[arg(long, value_name = "TABLE")]
-        history_table: Option<String>,
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Undo everything deployed after VERSION with the stored revert SQL: deploy.revert(project, version).
-    Revert {
-        #[arg(long)]
-        project: String,
-        /// The version to go back to.
-        #[arg(long, value_name = "VERSION")]
-        to: String,
-        /// Hazards the revert SQL may have (comma-separated), e.g. data_loss.
-        #[arg(long, value_delimiter = ',')]
-        allow: Vec<String>,
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Check the hash chain of the deployment log: deploy.verify_log(); exit 1 if broken.
-    VerifyLog {
-        #[arg(long)]
-        project: Option<String>,
-    },
-    /// Record every change up to and including ID as applied without running it.
-    Baseline {
-        #[command(flatten)]
-        folder: FolderArgs,
-        #[arg(long, value_name = "ID")]
-        through: String,
-        #[arg(long)]
-        reason: Option<String>,
-    },
-}
-
 /// Reads the folder and builds the manifest; everything here is local (exit 2 on errors).
 fn load(f: &FolderArgs) -> Result<(Folder, Value), CliError> {
-    let layout = f.layout.as_deref().map(Layout::parse).transpose()?;
-    let folder = layout::read_folder(&f.dir, layout)?;
+    let folder = layout::read_folder(&f.dir, f.layout)?;
     let defaults = match &f.defaults {
         None => None,
         Some(text) => {
@@ -202,7 +67,7 @@ fn announce(cli: &Cli, f: &FolderArgs, folder: &Folder, doc: &Value) {
 
 fn apply_options(a: &ApplyArgs) -> Value {
     let mut o = json!({});
-    if a.no_wait_for_lock {
+    if a.no_lock_wait {
         o["wait"] = json!(false);
     }
     if a.allow_downgrade {
@@ -214,8 +79,8 @@ fn apply_options(a: &ApplyArgs) -> Value {
     if let Some(r) = &a.reason {
         o["reason"] = json!(r);
     }
-    if let Some(d) = &a.drift {
-        o["drift"] = json!(d);
+    if let Some(d) = a.drift {
+        o["drift"] = json!(d.name());
     }
     o
 }
@@ -228,17 +93,19 @@ fn client(cli: &Cli) -> Result<postgres::Client, CliError> {
     } else {
         cfg.notice_callback(|_| {});
     }
-    connect::connect(&cfg, &source, &tls, Duration::from_secs(cli.wait))
+    connect::connect(&cfg, &source, &tls, Duration::from_secs(cli.connect_retry))
 }
 
 fn text(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-/// Prints a report: JSON as-is with --json, else the human rendering.
-fn show(cli: &Cli, report: &Value, human: fn(&Value) -> String) {
+/// Prints a report: with --json the server's answer as it came (not the typed
+/// report written again, so nothing is lost), else the human rendering of the
+/// typed report read from it.
+fn show<T: ?Sized>(cli: &Cli, answer: &Value, report: &T, human: fn(&T) -> String) {
     if cli.json {
-        println!("{}", text(report));
+        println!("{}", text(answer));
     } else {
         print!("{}", human(report));
     }
@@ -256,8 +123,9 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             let (f, doc) = load(folder)?;
             announce(cli, folder, &f, &doc);
             let mut c = client(cli)?;
-            let report = db::apply(&mut c, &text(&doc), &text(&apply_options(apply)))?;
-            show(cli, &report, output::apply);
+            let answer = db::apply(&mut c, &text(&doc), &text(&apply_options(apply)))?;
+            let report = read("apply", &answer, serde_json::from_value::<ApplyReport>)?;
+            show(cli, &answer, &report, output::apply);
             Ok(0)
         }
         Command::Plan {
@@ -272,21 +140,24 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 opts["execute"] = json!(false);
             }
             let mut c = client(cli)?;
-            let report = db::plan(&mut c, &text(&doc), &text(&opts))?;
-            show(cli, &report, output::plan);
+            let answer = db::plan(&mut c, &text(&doc), &text(&opts))?;
+            let report = read("plan", &answer, serde_json::from_value::<PlanReport>)?;
+            show(cli, &answer, &report, output::plan);
             Ok(if output::plan_failed(&report) { 1 } else { 0 })
         }
         Command::Status { project } => {
             let mut c = client(cli)?;
-            let rows = db::status(&mut c, project.as_deref())?;
-            show(cli, &rows, output::status);
+            let answer = db::status(&mut c, project.as_deref())?;
+            let rows = read("status", &answer, serde_json::from_value::<Vec<StatusRow>>)?;
+            show(cli, &answer, rows.as_slice(), output::status);
             Ok(0)
         }
         Command::Drift { project } => {
             let mut c = client(cli)?;
-            let report = db::drift(&mut c, project)?;
-            show(cli, &report, output::drift);
-            Ok(if output::drift_found(&report) { 1 } else { 0 })
+            let answer = db::drift(&mut c, project)?;
+            let rows = read("drift", &answer, serde_json::from_value::<Vec<DriftRow>>)?;
+            show(cli, &answer, rows.as_slice(), output::drift);
+            Ok(if output::drift_found(&rows) { 1 } else { 0 })
         }
         Command::Adopt {
             folder,
@@ -294,7 +165,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             history_table,
             reason,
         } => {
-            let tool = adopt::Tool::parse(from)?;
+            let tool = *from;
             let (f, doc) = load(folder)?;
             announce(cli, folder, &f, &doc);
             let mut c = client(cli)?;
@@ -321,32 +192,39 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 .clone()
                 .unwrap_or_else(|| format!("adopted from {} history ({table})", tool.name()));
             let opts = json!({"changes": mapping.ids, "reason": reason});
-            let report = db::baseline(&mut c, &text(&doc), &text(&opts))?;
-            show(cli, &report, output::baseline);
+            let answer = db::baseline(&mut c, &text(&doc), &text(&opts))?;
+            let report = read("baseline", &answer, serde_json::from_value::<BaselineReport>)?;
+            show(cli, &answer, &report, output::baseline);
             Ok(0)
         }
         Command::Revert {
             project,
             to,
             allow,
+            no_lock_wait,
             reason,
         } => {
             let mut opts = json!({});
             if !allow.is_empty() {
                 opts["allow"] = json!(allow);
             }
+            if *no_lock_wait {
+                opts["wait"] = json!(false);
+            }
             if let Some(r) = reason {
                 opts["reason"] = json!(r);
             }
             let mut c = client(cli)?;
-            let report = db::revert(&mut c, project, to, &text(&opts))?;
-            show(cli, &report, output::revert);
+            let answer = db::revert(&mut c, project, to, &text(&opts))?;
+            let report = read("revert", &answer, serde_json::from_value::<RevertReport>)?;
+            show(cli, &answer, &report, output::revert);
             Ok(0)
         }
         Command::VerifyLog { project } => {
             let mut c = client(cli)?;
-            let rows = db::verify_log(&mut c, project.as_deref())?;
-            show(cli, &rows, output::verify_log);
+            let answer = db::verify_log(&mut c, project.as_deref())?;
+            let rows = read("verify-log", &answer, serde_json::from_value::<Vec<VerifyLogRow>>)?;
+            show(cli, &answer, rows.as_slice(), output::verify_log);
             Ok(if output::log_broken(&rows) { 1 } else { 0 })
         }
         Command::Baseline {
@@ -361,15 +239,97 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 opts["reason"] = json!(r);
             }
             let mut c = client(cli)?;
-            let report = db::baseline(&mut c, &text(&doc), &text(&opts))?;
-            show(cli, &report, output::baseline);
+            let answer = db::baseline(&mut c, &text(&doc), &text(&opts))?;
+            let report = read("baseline", &answer, serde_json::from_value::<BaselineReport>)?;
+            show(cli, &answer, &report, output::baseline);
+            Ok(0)
+        }
+        Command::New { name, dir, layout } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let made = scaffold::new_migration(dir, name, *layout, now)?;
+            if cli.json {
+                let files: Vec<String> = made.files.iter().map(|p| p.display().to_string()).collect();
+                println!("{}", text(&json!({"layout": made.layout.name(), "created": files})));
+            } else {
+                for p in &made.files {
+                    println!("{}", p.display());
+                }
+            }
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "pg-deploy", &mut script);
+            print_bytes(&script);
+            Ok(0)
+        }
+        Command::Man { dir: None } => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| CliError::input(format!("cannot render the man page: {e}")))?;
+            print_bytes(&page);
+            Ok(0)
+        }
+        Command::Man { dir: Some(dir) } => {
+            for p in write_man_pages(dir)? {
+                println!("{}", p.display());
+            }
             Ok(0)
         }
     }
 }
 
+/// Writes generated text to stdout; a reader that stops early (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+}
+
+/// Writes pg-deploy.1 and one pg-deploy-COMMAND.1 per command into `dir`
+/// (created if missing); returns the paths written.
+fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+    fn walk(cmd: &clap::Command, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        out.push(clap_mangen::Man::new(cmd.clone()).generate_to(dir)?);
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            walk(sub, dir, out)?;
+        }
+        Ok(())
+    }
+    let fail = |e: std::io::Error| CliError::input(format!("cannot write man pages to {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut out = Vec::new();
+    walk(&cmd, dir, &mut out).map_err(fail)?;
+    Ok(out)
+}
+
+/// Parses the command line. Help and --version print and exit 0; a usage
+/// error prints clap's message and exits 2 (bad input), with the JSON error
+/// on stdout too when `--json` was given.
+fn parse_args() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let _ = e.print();
+            if std::env::args_os().any(|a| a == "--json") {
+                let rendered = e.to_string();
+                let first = rendered.lines().next().unwrap_or_default();
+                let message = first.strip_prefix("error: ").unwrap_or(first);
+                println!("{}", text(&CliError::input(message).to_json()));
+            }
+            std::process::exit(e.exit_code())
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args();
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

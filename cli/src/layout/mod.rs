@@ -12,34 +12,27 @@ use crate::error::CliError;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A migrations folder's layout; `--layout` takes the names clap lists
+/// (`migrate` and `sql` are accepted as hidden aliases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Layout {
+    /// V<version>__<name>.sql, R__<name>.sql, U<version>__<name>.sql
     Flyway,
+    /// <version>_<name>.up.sql and .down.sql (also sqlx reversible)
+    #[value(alias = "migrate")]
     GolangMigrate,
+    /// <timestamp>_<name>.sql with -- migrate:up / -- migrate:down
     Dbmate,
+    /// sqitch.plan with deploy/, revert/, verify/
     Sqitch,
+    /// <timestamp>_<name>/migration.sql
     Prisma,
+    /// ordered .sql files (also sqlx simple)
+    #[value(alias = "sql")]
     Plain,
 }
 
-pub const LAYOUT_NAMES: &[&str] = &["flyway", "golang-migrate", "dbmate", "sqitch", "prisma", "plain"];
-
 impl Layout {
-    pub fn parse(name: &str) -> Result<Layout, CliError> {
-        match name {
-            "flyway" => Ok(Layout::Flyway),
-            "golang-migrate" | "migrate" => Ok(Layout::GolangMigrate),
-            "dbmate" => Ok(Layout::Dbmate),
-            "sqitch" => Ok(Layout::Sqitch),
-            "prisma" => Ok(Layout::Prisma),
-            "plain" | "sql" => Ok(Layout::Plain),
-            other => Err(CliError::input_hint(
-                format!("unknown layout \"{other}\""),
-                format!("--layout is one of: {}", LAYOUT_NAMES.join(", ")),
-            )),
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Layout::Flyway => "flyway",
@@ -49,6 +42,16 @@ impl Layout {
             Layout::Prisma => "prisma",
             Layout::Plain => "plain",
         }
+    }
+
+    /// Every layout's name, comma-separated, for messages.
+    pub fn names() -> String {
+        use clap::ValueEnum;
+        Layout::value_variants()
+            .iter()
+            .map(|l| l.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -169,7 +172,7 @@ pub fn detect(dir: &Path) -> Result<Layout, CliError> {
         ),
         format!(
             "Pass --layout ({}) or point at the folder that holds the migrations.",
-            LAYOUT_NAMES.join(", ")
+            Layout::names()
         ),
     ))
 }
@@ -311,14 +314,15 @@ mod tests {
     }
 
     #[test]
-    fn unknown_layout_names_the_known_ones() {
-        let e = Layout::parse("liquibase").expect_err("unknown");
-        assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains("unknown layout \"liquibase\""));
-        assert!(e.to_string().contains("flyway, golang-migrate"));
-        for name in LAYOUT_NAMES {
-            assert_eq!(Layout::parse(name).expect("known").name(), *name);
+    fn layout_names_match_the_values_clap_accepts() {
+        use clap::ValueEnum;
+        assert_eq!(Layout::names(), "flyway, golang-migrate, dbmate, sqitch, prisma, plain");
+        for l in Layout::value_variants() {
+            assert_eq!(Layout::from_str(l.name(), false), Ok(*l));
         }
+        assert_eq!(Layout::from_str("migrate", false), Ok(Layout::GolangMigrate));
+        assert_eq!(Layout::from_str("sql", false), Ok(Layout::Plain));
+        assert!(Layout::from_str("liquibase", false).is_err());
     }
 
     #[test]

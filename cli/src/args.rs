@@ -1,0 +1,366 @@
+//! The command line: clap's types for every command and option. Each concept
+//! has one name (docs/cli.md#options); older spellings are hidden aliases so
+//! existing scripts keep working:
+//!
+//! - `--connect-retry SECONDS` (was `--wait`): how long to keep retrying while
+//!   the server is not up yet.
+//! - `--no-lock-wait` (was `--no-wait-for-lock`): do not wait for a concurrent
+//!   deployment of the project (deploy.apply's `"wait": false`).
+
+use crate::adopt::Tool;
+use crate::layout::Layout;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// The heading the options every command takes are listed under.
+const GLOBAL: &str = "Global options";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pg-deploy",
+    version,
+    about = "Deploy a migrations folder with pg_deploy, in one call",
+    long_about = "Deploy a migrations folder (Flyway, golang-migrate, dbmate, Sqitch, Prisma or plain .sql files) \
+                  with the pg_deploy extension, in one call.\n\n\
+                  Exit codes: 0 success; 1 the database said no (or drift found, or a broken log); \
+                  2 bad input; 3 cannot connect."
+)]
+pub struct Cli {
+    /// Connection string (postgres://… or "host=… dbname=…"); default: DATABASE_URL, else PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD.
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
+    pub database_url: Option<String>,
+    /// Keep retrying the connection for up to SECONDS while the server refuses connections or is starting up (57P03); 0 = one attempt.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 60,
+        value_name = "SECONDS",
+        alias = "wait",
+        help_heading = GLOBAL
+    )]
+    pub connect_retry: u64,
+    /// Print the extension's JSON report (or a JSON error) on stdout instead of text.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub json: bool,
+    /// Do not print the server's NOTICEs and the "what was read" line on stderr (connection retries are still said).
+    #[arg(long, short, global = true, help_heading = GLOBAL)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FolderArgs {
+    /// The migrations folder.
+    pub dir: PathBuf,
+    /// The folder's layout; default: detected from the files.
+    #[arg(long, value_enum)]
+    pub layout: Option<Layout>,
+    /// Project name; default: Sqitch's %project, else the folder's name.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Manifest version (semver); default: 0.N.0, N = number of versioned migrations.
+    #[arg(long, value_name = "X.Y.Z")]
+    pub release: Option<String>,
+    /// Leave down/undo/revert scripts out of the manifest.
+    #[arg(long)]
+    pub no_revert: bool,
+    /// Leave verify scripts out of the manifest.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// JSON object for the manifest's "defaults" (lock_timeout, statement_timeout, search_path, allow, ...).
+    #[arg(long, value_name = "JSON")]
+    pub defaults: Option<String>,
+    /// Schemas the project manages, for drift (manifest "schemas"), comma-separated; default: derived from the changes.
+    #[arg(long, value_delimiter = ',', value_name = "SCHEMA,...")]
+    pub schemas: Vec<String>,
+}
+
+/// What apply (or plan) does when the project's objects changed outside deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriftPolicy {
+    /// Go ahead without looking (the extension's default).
+    Ignore,
+    /// Go ahead and list the drift in the report's warnings.
+    Warn,
+    /// Refuse (55000, exit 1).
+    Refuse,
+}
+
+impl DriftPolicy {
+    /// The value of deploy.apply's `"drift"` option.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriftPolicy::Ignore => "ignore",
+            DriftPolicy::Warn => "warn",
+            DriftPolicy::Refuse => "refuse",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ApplyArgs {
+    /// Apply a version older than the deployed one.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Accept the new text of this applied versioned change without running it (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub accept_changed: Vec<String>,
+    /// Fail at once (55P03) instead of waiting while another session deploys the project.
+    #[arg(long, alias = "no-wait-for-lock")]
+    pub no_lock_wait: bool,
+    /// Free text recorded with the deployment.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// What to do when objects changed outside deployments since the last one; default: ignore.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub drift: Option<DriftPolicy>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the manifest built from the folder (no database needed).
+    Manifest {
+        #[command(flatten)]
+        folder: FolderArgs,
+    },
+    /// Apply the folder: deploy.apply(manifest) in one call.
+    Apply {
+        #[command(flatten)]
+        folder: FolderArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Show what apply would do: deploy.plan(manifest); exit 1 if it would be refused or fail.
+    Plan {
+        #[command(flatten)]
+        folder: FolderArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+        /// Do not run the pending changes in a rolled-back trial.
+        #[arg(long)]
+        no_execute: bool,
+    },
+    /// Show deployed projects: deploy.status().
+    Status {
+        /// Show only this project; default: every project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Objects added, removed or changed since the last deployment: deploy.drift(project); exit 1 if any.
+    Drift {
+        /// The project whose objects to compare with its last deployment.
+        #[arg(long)]
+        project: String,
+    },
+    /// Record what another tool already applied (from its history table) without running it.
+    Adopt {
+        #[command(flatten)]
+        folder: FolderArgs,
+        /// The tool that built the database, whose history table is read.
+        #[arg(long, value_enum, value_name = "TOOL")]
+        from: Tool,
+        /// The tool's history table if not its default (e.g. myschema.flyway_schema_history).
+        #[arg(long, value_name = "TABLE")]
+        history_table: Option<String>,
+        /// Free text recorded with the deployment; default: "adopted from TOOL history (TABLE)".
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Undo everything deployed after VERSION with the stored revert SQL: deploy.revert(project, version).
+    Revert {
+        /// The project to revert.
+        #[arg(long)]
+        project: String,
+        /// The version to go back to.
+        #[arg(long, value_name = "VERSION")]
+        to: String,
+        /// Hazards the revert SQL may have (comma-separated), e.g. data_loss.
+        #[arg(long, value_delimiter = ',', value_name = "HAZARD,...")]
+        allow: Vec<String>,
+        /// Fail at once (55P03) instead of waiting while another session deploys the project.
+        #[arg(long, alias = "no-wait-for-lock")]
+        no_lock_wait: bool,
+        /// Free text recorded with the deployment.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Check the hash chain of the deployment log: deploy.verify_log(); exit 1 if broken.
+    VerifyLog {
+        /// Check only this project; default: every project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Record every change up to and including ID as applied without running it.
+    Baseline {
+        #[command(flatten)]
+        folder: FolderArgs,
+        /// The last change id to record as applied (every change before it is recorded too).
+        #[arg(long, value_name = "ID")]
+        through: String,
+        /// Free text recorded with the deployment.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Create the files of a new migration, named and numbered as the folder's layout does (no database needed).
+    New {
+        /// The migration's name: letters, digits, '_' and '-'.
+        name: String,
+        /// The migrations folder (created if missing and --layout is given).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The folder's layout; default: detected from the files already there.
+        #[arg(long, value_enum)]
+        layout: Option<Layout>,
+    },
+    /// Print a shell completion script on stdout.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page pg-deploy(1) on stdout, or write one page per command into a folder.
+    Man {
+        /// Write pg-deploy.1 and pg-deploy-COMMAND.1 into this folder instead, and print their paths.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("pg-deploy").chain(args.iter().copied())).expect("parses")
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every argument of every command says what it is for, positional ones included.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "{path} {id} has no help text");
+            }
+            for sub in cmd.get_subcommands() {
+                assert!(sub.get_about().is_some(), "{path} {} has no about", sub.get_name());
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        walk(&Cli::command(), "pg-deploy");
+    }
+
+    #[test]
+    fn help_lists_the_values() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let apply = cmd.find_subcommand_mut("apply").expect("apply");
+        let help = apply.render_help().to_string();
+        assert!(
+            help.contains("[possible values: flyway, golang-migrate, dbmate, sqitch, prisma, plain]"),
+            "{help}"
+        );
+        assert!(help.contains("[possible values: ignore, warn, refuse]"), "{help}");
+        assert!(help.contains("--no-lock-wait"), "{help}");
+        assert!(!help.contains("no-wait-for-lock"), "old spelling stays hidden: {help}");
+        assert!(help.contains("--connect-retry <SECONDS>"), "{help}");
+        let adopt = cmd.find_subcommand_mut("adopt").expect("adopt");
+        let help = adopt.render_help().to_string();
+        assert!(
+            help.contains("[possible values: flyway, golang-migrate, dbmate, sqitch, sqlx]"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn old_spellings_still_work() {
+        let cli = parse(&["apply", "db", "--wait", "5", "--no-wait-for-lock"]);
+        assert_eq!(cli.connect_retry, 5);
+        let Command::Apply { apply, .. } = cli.command else {
+            panic!("apply")
+        };
+        assert!(apply.no_lock_wait);
+        let cli = parse(&[
+            "--wait",
+            "7",
+            "revert",
+            "--project",
+            "p",
+            "--to",
+            "1.0.0",
+            "--no-wait-for-lock",
+        ]);
+        assert_eq!(cli.connect_retry, 7);
+        assert!(matches!(cli.command, Command::Revert { no_lock_wait: true, .. }));
+        let cli = parse(&[
+            "plan",
+            "db",
+            "--layout",
+            "migrate",
+            "--connect-retry",
+            "0",
+            "--no-lock-wait",
+        ]);
+        assert_eq!(cli.connect_retry, 0);
+        let Command::Plan { folder, apply, .. } = cli.command else {
+            panic!("plan")
+        };
+        assert_eq!(folder.layout, Some(Layout::GolangMigrate));
+        assert!(apply.no_lock_wait);
+        let cli = parse(&["adopt", "db", "--from", "migrate", "--layout", "sql"]);
+        let Command::Adopt { from, folder, .. } = cli.command else {
+            panic!("adopt")
+        };
+        assert_eq!(from, Tool::GolangMigrate);
+        assert_eq!(folder.layout, Some(Layout::Plain));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let e = Cli::try_parse_from(["pg-deploy", "apply", "db", "--layout", "liquibase"]).expect_err("bad layout");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("liquibase"), "{e}");
+        let e = Cli::try_parse_from(["pg-deploy", "apply", "db", "--drift", "maybe"]).expect_err("bad policy");
+        assert_eq!(e.exit_code(), 2);
+        let cli = parse(&["apply", "db", "--drift", "refuse"]);
+        let Command::Apply { apply, .. } = cli.command else {
+            panic!("apply")
+        };
+        assert_eq!(apply.drift.map(DriftPolicy::name), Some("refuse"));
+    }
+
+    #[test]
+    fn new_and_generators_parse() {
+        let cli = parse(&["new", "add_users"]);
+        let Command::New { name, dir, layout } = cli.command else {
+            panic!("new")
+        };
+        assert_eq!((name.as_str(), dir, layout), ("add_users", PathBuf::from("."), None));
+        let cli = parse(&["new", "x", "db", "--layout", "dbmate"]);
+        assert!(matches!(
+            cli.command,
+            Command::New {
+                layout: Some(Layout::Dbmate),
+                ..
+            }
+        ));
+        let cli = parse(&["completions", "zsh"]);
+        assert!(matches!(
+            cli.command,
+            Command::Completions {
+                shell: clap_complete::Shell::Zsh
+            }
+        ));
+        assert!(Cli::try_parse_from(["pg-deploy", "completions", "tcsh"]).is_err());
+    }
+}
