@@ -216,6 +216,33 @@ t_invisible_characters_are_refused() {
   eq "$(q "SELECT count(*) FROM deploy.projects")" 0 "nothing recorded"
 }
 
+# ---------------------------------------------------------------- finding 11: unbounded statements
+
+# The administrator's pg_deploy.max_statement_timeout: a manifest cannot ask for
+# more, nor for none; a deployer cannot lower the bar with SET, even before
+# the library is loaded (a placeholder set by a non-superuser is not taken).
+t_statement_timeout_has_a_server_maximum() {
+  newdb
+  local dep=${DB}_dep out t
+  deployer "$dep"
+  q "ALTER DATABASE $DB SET pg_deploy.max_statement_timeout = '1h'"
+  for t in '"0"' '"2h"' 7200001; do
+    printf '{"project": "p", "version": "1.0.0", "defaults": {"statement_timeout": %s}, "changes": [{"id": "a", "sql": "SELECT 1"}]}' \
+      "$t" >"$TMP/m/t.json"
+    has "$(apply_as "$dep" "$TMP/m/t.json")" \
+      'ERROR:  22023: change "a" of project "p": statement_timeout .* is over the server.s maximum of 3600000 ms' "timeout $t"
+  done
+  out=$(PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -v VERBOSITY=verbose -U "$dep" -d "$DB" \
+          -v manifest="$(cat "$TMP/m/t.json")" 2>&1 <<'SQL'
+SET pg_deploy.max_statement_timeout = 0;
+SELECT deploy.apply(:'manifest'::jsonb)->>'outcome';
+SQL
+  ) && { echo "the deployer lifted the maximum: $out" >&2; return 1; }
+  has "$out" "ERROR:  (42501: permission denied to set parameter|22023: change \"a\" of project \"p\": statement_timeout)" "SET by the deployer does not lift the maximum"
+  printf '{"project": "p", "version": "1.0.0", "defaults": {"statement_timeout": "30min"}, "changes": [{"id": "a", "sql": "SELECT 1"}]}' >"$TMP/m/t.json"
+  eq "$(apply_as "$dep" "$TMP/m/t.json")" applied "within the maximum"
+}
+
 # ---------------------------------------------------------------- runner
 
 [ -n "${SEC_DEBUG:-}" ] && set -x

@@ -4,13 +4,16 @@
 
 use crate::catalog::{SchemaCache, SpiCatalog};
 use crate::error::{ChangeLocation, DeployError};
+use crate::guc;
 use crate::session::SessionFacts;
 use crate::statements::{self, Statement};
+use crate::subxact::CaughtPgError;
 use pg_deploy_core::analysis::{refusal, Facts, Refusal};
 use pg_deploy_core::hazards::{hazards, Hazard, HazardKind, Thresholds};
-use pg_deploy_core::manifest::{DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT};
+use pg_deploy_core::manifest::{over_maximum, DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT};
 use pg_deploy_core::{Change, Manifest, Settings};
 use pgrx::spi::SpiClient;
+use pgrx::PgSqlErrorCode;
 
 /// The settings a change runs under, every default resolved.
 #[derive(Debug, Clone)]
@@ -99,6 +102,21 @@ pub fn analyse_change(
     settings: RunSettings,
     thresholds: &Thresholds,
 ) -> Result<ChangeAnalysis, DeployError> {
+    if let Some(reason) = over_maximum(&settings.statement_timeout, guc::MAX_STATEMENT_TIMEOUT.get()) {
+        return Err(DeployError::Postgres(CaughtPgError {
+            code: PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            message: format!(
+                "change \"{}\" of project \"{project}\": {reason} (pg_deploy.max_statement_timeout)",
+                change.id
+            ),
+            detail: None,
+            hint: Some(
+                "Ask for a statement_timeout within the maximum in the change or in the manifest's defaults; \
+                 the administrator sets the maximum."
+                    .into(),
+            ),
+        }));
+    }
     let parsed = statements::split(&change.sql).map_err(|failure| DeployError::Syntax {
         location: ChangeLocation::new(project, &change.id, &change.sql, failure.at),
         error: failure.error,

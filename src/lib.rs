@@ -23,6 +23,7 @@ mod drift;
 mod error;
 mod errpos;
 mod execute;
+mod guc;
 mod history;
 mod jsonb_arg;
 mod owner;
@@ -34,6 +35,12 @@ mod session;
 mod statements;
 mod subxact;
 mod timeout;
+
+/// Registers pg_deploy's settings when the library loads.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::register();
+}
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);

@@ -370,6 +370,38 @@ fn timeout(obj: &Obj, field: &str) -> Result<Option<String>, ManifestError> {
     }
 }
 
+/// A timeout setting in milliseconds, as PostgreSQL reads it (a bare number
+/// is milliseconds); None when it is not a duration.
+pub fn duration_ms(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let digits_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits_end);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "us" => 0.001,
+        "" | "ms" => 1.0,
+        "s" => 1_000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return None,
+    };
+    Some(number * scale)
+}
+
+/// Why `timeout` is over an administrator's maximum of `max_ms` (0: none),
+/// or None when it is within it. A timeout of 0 means none at all.
+pub fn over_maximum(timeout: &str, max_ms: i32) -> Option<String> {
+    if max_ms <= 0 {
+        return None;
+    }
+    match duration_ms(timeout) {
+        Some(ms) if ms > 0.0 && ms <= f64::from(max_ms) => None,
+        Some(ms) if ms == 0.0 => Some(format!("statement_timeout 0 (none) is over the server's maximum of {max_ms} ms")),
+        _ => Some(format!("statement_timeout {timeout} is over the server's maximum of {max_ms} ms")),
+    }
+}
+
 fn is_duration(s: &str) -> bool {
     let s = s.trim();
     let digits_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
@@ -550,5 +582,26 @@ fn optional_sql(obj: &Obj, field: &str) -> Result<Option<String>, ManifestError>
             path: obj.field_path(field),
         }),
         other => Ok(other.map(str::to_string)),
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_as_postgres_reads_them() {
+        assert_eq!(duration_ms("15min"), Some(900_000.0));
+        assert_eq!(duration_ms("250"), Some(250.0));
+        assert_eq!(duration_ms("1.5s"), Some(1_500.0));
+        assert_eq!(duration_ms("2 weeks"), None);
+    }
+
+    #[test]
+    fn a_manifest_cannot_raise_the_servers_maximum() {
+        assert_eq!(over_maximum("0", 0), None);
+        assert_eq!(over_maximum("1h", 3_600_000), None);
+        assert!(over_maximum("0", 3_600_000).unwrap().contains("0 (none)"));
+        assert!(over_maximum("2h", 3_600_000).unwrap().contains("2h is over"));
     }
 }
