@@ -80,7 +80,9 @@ fn hazards_with_verdicts() {
         serial,
         not_null_without_default: false,
     };
-    let cases: Vec<(Facts, Option<&str>, Vec<(&str, bool)>)> = vec![
+    // (facts, the lock it takes, the hazards it has: kind and whether refused)
+    type Case<'a> = (Facts, Option<&'a str>, Vec<(&'a str, bool)>);
+    let cases: Vec<Case> = vec![
         (
             Facts::CreateIndex {
                 table: name("big"),
