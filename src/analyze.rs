@@ -151,30 +151,24 @@ pub fn analyse_change(
     Ok(ChangeAnalysis { statements, settings })
 }
 
-/// Changes that add an enum value, and later changes whose SQL mentions it:
-/// the value cannot be used before the transaction that added it commits (55P04).
+/// Changes that add an enum value, and later statements (in the same change
+/// or a later one) whose parse tree uses it as a string constant: the value
+/// cannot be used before the transaction that added it commits (55P04).
 pub fn enum_value_uses(changes: &[(&Change, &ChangeAnalysis)]) -> Vec<(String, String, String)> {
     let mut found = Vec::new();
     for (i, (adder, analysis)) in changes.iter().enumerate() {
-        for s in &analysis.statements {
+        for (j, s) in analysis.statements.iter().enumerate() {
             let Facts::AddEnumValue { type_name, value } = &s.statement.facts else {
                 continue;
             };
-            let literal = format!("'{}'", value.replace('\'', "''"));
-            if adder.sql[s.statement.end..].contains(&literal) {
-                found.push((
-                    adder.id.clone(),
-                    adder.id.clone(),
-                    format!("{type_name} value {literal}"),
-                ));
+            let what = format!("{type_name} value '{}'", value.replace('\'', "''"));
+            let uses = |statements: &[AnalysedStatement]| statements.iter().any(|u| u.statement.tree.uses_string(value));
+            if uses(&analysis.statements[j + 1..]) {
+                found.push((adder.id.clone(), adder.id.clone(), what.clone()));
             }
-            for (user, _) in &changes[i + 1..] {
-                if user.sql.contains(&literal) {
-                    found.push((
-                        adder.id.clone(),
-                        user.id.clone(),
-                        format!("{type_name} value {literal}"),
-                    ));
+            for (user, user_analysis) in &changes[i + 1..] {
+                if uses(&user_analysis.statements) {
+                    found.push((adder.id.clone(), user.id.clone(), what.clone()));
                 }
             }
         }
@@ -221,7 +215,7 @@ pub fn enum_warnings(manifest: &Manifest, analyses: &[Option<ChangeAnalysis>]) -
         .into_iter()
         .map(|(adder, user, what)| {
             format!(
-                "change \"{user}\" appears to use {what}, added by change \"{adder}\" in the same deployment; \
+                "change \"{user}\" uses {what}, added by change \"{adder}\" in the same deployment; \
                  PostgreSQL refuses new enum values before the transaction that added them commits (55P04): \
                  split the release in two"
             )

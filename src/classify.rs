@@ -2,39 +2,10 @@
 //! The rules themselves are in `pg_deploy_core::analysis`.
 
 use pg_deploy_core::analysis::{AlterCommand, ConstraintKind, DropKind, Facts, ObjectName};
-use pgrx::pg_sys::{self, NodeTag};
+use crate::node::{items, tag, text};
+use crate::tree_walk;
 use std::ffi::CStr;
-
-/// # Safety
-/// `ptr` is null or a NUL-terminated string that outlives the call.
-unsafe fn text(ptr: *const std::ffi::c_char) -> Option<String> {
-    // SAFETY: per the contract.
-    (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
-}
-
-/// The elements of a pointer List.
-///
-/// # Safety
-/// `list` is null (NIL) or a valid pointer List.
-unsafe fn items(list: *mut pg_sys::List) -> Vec<*mut pg_sys::Node> {
-    if list.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: per the contract; PostgreSQL ≥ 13 Lists are arrays of cells.
-    unsafe {
-        let len = usize::try_from((*list).length).unwrap_or(0);
-        (0..len)
-            .map(|i| (*(*list).elements.add(i)).ptr_value as *mut pg_sys::Node)
-            .collect()
-    }
-}
-
-/// # Safety
-/// `node` is null or a valid Node.
-unsafe fn tag(node: *mut pg_sys::Node) -> Option<NodeTag> {
-    // SAFETY: per the contract.
-    (!node.is_null()).then(|| unsafe { (*node).type_ })
-}
+use pgrx::pg_sys::{self, NodeTag};
 
 /// # Safety
 /// `rv` is null or a valid RangeVar.
@@ -309,7 +280,7 @@ unsafe fn alter_command(cmd: *mut pg_sys::AlterTableCmd) -> AlterCommand {
                 );
                 AlterCommand::AddColumn {
                     column: text((*def).colname).unwrap_or_default(),
-                    default_functions: default_expr.map(|e| function_names(e)).unwrap_or_default(),
+                    default_functions: default_expr.map(|e| tree_walk::walk_expression(e).functions).unwrap_or_default(),
                     serial,
                     not_null_without_default: not_null && !has_default && !serial,
                 }
@@ -353,37 +324,15 @@ unsafe fn alter_command(cmd: *mut pg_sys::AlterTableCmd) -> AlterCommand {
     }
 }
 
-/// Names of the functions a raw expression calls, read from its node dump
-/// (`{FUNCCALL :funcname ("random") ...}`), which is stable across versions
-/// where walking raw trees is not.
-///
-/// # Safety
-/// `expr` is null or a valid raw expression node.
-unsafe fn function_names(expr: *mut pg_sys::Node) -> Vec<String> {
-    if expr.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: nodeToString accepts any node and returns a palloc'd string.
-    let dump = unsafe { text(pg_sys::nodeToString(expr.cast())) }.unwrap_or_default();
-    pg_deploy_core::analysis::function_names_in_node_dump(&dump)
-}
-
 /// PostgreSQL's name of a lock mode (as in pg_locks.mode).
 fn lock_name(mode: i32) -> Option<&'static str> {
-    const NAMES: [&str; 8] = [
-        "AccessShareLock",
-        "RowShareLock",
-        "RowExclusiveLock",
-        "ShareUpdateExclusiveLock",
-        "ShareLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    ];
-    usize::try_from(mode)
-        .ok()
-        .and_then(|m| m.checked_sub(1))
-        .and_then(|i| NAMES.get(i).copied())
+    if !(1..=pg_sys::AccessExclusiveLock as i32).contains(&mode) {
+        return None;
+    }
+    // SAFETY: GetLockmodeName returns a pointer into a static table of the
+    // default lock method for every mode in 1..=AccessExclusiveLock.
+    let name = unsafe { CStr::from_ptr(pg_sys::GetLockmodeName(pg_sys::DEFAULT_LOCKMETHOD as _, mode)) };
+    name.to_str().ok()
 }
 
 /// The lock a statement takes on its main table, when it has one.

@@ -128,6 +128,17 @@ fn code_of(state: SqlState) -> PgSqlErrorCode {
     }
 }
 
+/// A string as an SQL literal, quoted by PostgreSQL's own quote_literal.
+fn quote_literal(text: &str) -> String {
+    let Ok(c) = std::ffi::CString::new(text) else {
+        return "''".into();
+    };
+    // SAFETY: `c` is a valid C string; quote_literal_cstr returns a palloc'd one.
+    unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::quote_literal_cstr(c.as_ptr())) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 const STATEMENT_SHOWN: usize = 300;
 
 fn statement_detail(location: &ChangeLocation) -> Option<String> {
@@ -189,9 +200,9 @@ impl DeployError {
                 missing_reverts: false, ..
             } => None,
             DeployError::Drifted { project, .. } => Some(format!(
-                "See SELECT * FROM deploy.drift('{}'); put the change in a deployment, undo it, or pass \
+                "See SELECT * FROM deploy.drift({}); put the change in a deployment, undo it, or pass \
                  {{\"drift\": \"warn\"}} or {{\"drift\": \"ignore\"}}.",
-                project.replace('\'', "''")
+                quote_literal(project)
             )),
             DeployError::Revert {
                 missing_reverts: true, ..

@@ -6,7 +6,7 @@ use crate::statements::Statement;
 use crate::subxact::{from_caught, in_subtransaction, set_local, CaughtPgError, GucLevel};
 use crate::timeout::CallerTimer;
 use pg_deploy_core::hazards::retry_backoff_ms;
-use pgrx::pg_sys::PgTryBuilder;
+use pgrx::pg_sys::{self, PgTryBuilder};
 use pgrx::spi::{SpiClient, SpiError, SpiErrorCodes};
 use pgrx::PgSqlErrorCode;
 use std::cell::Cell;
@@ -160,28 +160,34 @@ fn run_verify(client: &mut SpiClient<'_>, verify: &str) -> Result<(), CaughtPgEr
     }
 }
 
-/// A number in [0, 1) that differs between backends and calls, for jitter.
+/// A number in [0, 1) from PostgreSQL's own PRNG (seeded per backend), for jitter.
 fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let mut x = u64::from(nanos) ^ (u64::from(std::process::id()) << 32) | 1;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    (x % 1_000_000) as f64 / 1_000_000.0
+    // SAFETY: the backend's global PRNG state, used from this backend only.
+    unsafe { pg_sys::pg_prng_double(std::ptr::addr_of_mut!(pg_sys::pg_global_prng_state)) }
 }
 
-/// Sleeps in short steps so a cancel or terminate is honoured promptly.
+/// Sleeps on the backend's latch: a cancel, a terminate or the postmaster's
+/// death wakes it at once (and is acted on by CHECK_FOR_INTERRUPTS).
 fn sleep_ms(ms: u64) {
     let until = Instant::now() + Duration::from_millis(ms);
-    while Instant::now() < until {
+    loop {
         pgrx::check_for_interrupts!();
-        let left = until
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(10));
-        // SAFETY: plain sleep; interrupts are checked between steps.
-        unsafe { pgrx::pg_sys::pg_usleep(left.as_micros() as std::ffi::c_long) };
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let timeout = std::ffi::c_long::try_from(left.as_millis()).unwrap_or(std::ffi::c_long::MAX);
+        // SAFETY: MyLatch is the backend's own latch; WaitLatch returns on a
+        // timeout, a set latch or (exiting the process) the postmaster's death.
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                timeout,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
     }
 }
 

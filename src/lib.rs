@@ -26,6 +26,7 @@ mod execute;
 mod guc;
 mod history;
 mod jsonb_arg;
+mod node;
 mod owner;
 mod plan;
 mod project_lock;
@@ -35,6 +36,7 @@ mod session;
 mod statements;
 mod subxact;
 mod timeout;
+mod tree_walk;
 
 /// Registers pg_deploy's settings when the library loads.
 #[pg_guard]

@@ -125,6 +125,11 @@ fn hazards_on_a_big_table_are_refused_unless_allowed() {
         ("ALTER TABLE big ALTER COLUMN other TYPE bigint", &["table_rewrite", "access_exclusive"], true),
         ("ALTER TABLE big ALTER COLUMN v TYPE varchar", &["access_exclusive"], true),
         ("ALTER TABLE big ADD COLUMN r float8 DEFAULT random()", &["table_rewrite", "access_exclusive"], true),
+        ("ALTER TABLE big ADD COLUMN r float8 DEFAULT pg_catalog.random()", &["table_rewrite", "access_exclusive"], true),
+        // Function names come from the parse tree: not from comments, not from strings.
+        ("ALTER TABLE big ADD COLUMN r float8 DEFAULT /* random() */ 1", &["access_exclusive"], true),
+        ("ALTER TABLE big ADD COLUMN r text DEFAULT 'random()'", &["access_exclusive"], true),
+        ("ALTER TABLE big ADD COLUMN r text DEFAULT $q$random()$q$", &["access_exclusive"], true),
         ("ALTER TABLE big ADD COLUMN s serial", &["table_rewrite", "access_exclusive"], true),
         ("ALTER TABLE big ADD COLUMN n timestamptz DEFAULT now()", &["access_exclusive"], true),
         ("ALTER TABLE big ADD CONSTRAINT fk FOREIGN KEY (other) REFERENCES small (id)", &["validating_constraint"], true),
@@ -187,4 +192,37 @@ fn enum_values_used_before_commit_are_explained() {
     assert!(warning.contains("change \"c\"") && warning.contains("change \"b\"") && warning.contains("split the release"), "{warning}");
     let got = try_apply(&m, &json!({}));
     assert!(got.starts_with("55P04: change \"c\" of project \"e\" failed"), "{got}");
+}
+
+/// Enum values are found in the parse tree: comments neither trigger nor hide
+/// a finding, dollar-quoted and E'' strings are read as what they denote.
+#[pg_test]
+fn enum_value_uses_come_from_the_parse_tree() {
+    Spi::run("CREATE TYPE mood AS ENUM ('sad'); CREATE TABLE people (m mood)").unwrap();
+    let warned = |user_sql: &str| {
+        let m = json!({"project": "e", "version": "1.0.0", "changes": [
+            {"id": "add", "sql": "ALTER TYPE mood ADD VALUE 'happy'"},
+            {"id": "use", "sql": user_sql}]});
+        let report = plan_of(&m, &json!({"execute": false}));
+        report["warnings"].as_array().map_or(false, |w| w.iter().any(|w| w.as_str().unwrap_or("").contains("change \"use\" uses")))
+    };
+    #[rustfmt::skip]
+    let cases: &[(&str, bool)] = &[
+        ("UPDATE people SET m = 'happy'", true),
+        ("UPDATE people SET m = E'hap\\x70y'", true),
+        ("UPDATE people SET m = $$happy$$", true),
+        ("ALTER TABLE people ALTER COLUMN m SET DEFAULT 'happy'", true),
+        ("CREATE TABLE later (m mood DEFAULT 'happy')", true),
+        ("CREATE TABLE later (m mood CHECK (m <> 'happy'))", true),
+        ("CREATE VIEW glad AS SELECT * FROM people WHERE m = 'happy'", true),
+        ("CREATE INDEX ON people (m) WHERE m = 'happy'", true),
+        ("DO $$ BEGIN UPDATE people SET m = 'happy'; END $$", true),
+        ("-- sets 'happy' later\nUPDATE people SET m = 'sad'", false),
+        ("UPDATE people SET m = 'sad' /* not 'happy' yet */", false),
+        ("SELECT 'unhappy'", false),
+        ("COMMENT ON TABLE people IS 'happy people'", false),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(warned(sql), *want, "{sql}");
+    }
 }

@@ -3,6 +3,7 @@
 use crate::classify;
 use crate::errpos::PositionProbe;
 use crate::subxact::{in_subtransaction, CaughtPgError};
+use crate::tree_walk::{self, TreeFacts};
 use pg_deploy_core::analysis::{Facts, ObjectName};
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
@@ -20,6 +21,8 @@ pub struct Statement {
     pub lock: Option<(ObjectName, &'static str)>,
     /// The object it creates or alters, as named.
     pub object: Option<ObjectName>,
+    /// Functions it calls and string constants it carries, from its parse tree.
+    pub tree: TreeFacts,
 }
 
 /// A change whose SQL does not parse: the parser's error and its position.
@@ -80,6 +83,7 @@ unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
                 _ => None,
             };
             let object = classify::object_of(node, &facts);
+            let tree = tree_walk::walk_statement(node);
             out.push(Statement {
                 start,
                 end,
@@ -87,6 +91,7 @@ unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
                 facts,
                 lock,
                 object,
+                tree,
             });
         }
         out

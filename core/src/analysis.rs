@@ -158,30 +158,9 @@ pub fn refusal(tag: &str, facts: &Facts) -> Option<Refusal> {
     }
 }
 
-/// Function names in a node dump of a raw expression
-/// (`{FUNCCALL :funcname ("pg_catalog" "random") …}` → `random`).
-pub fn function_names_in_node_dump(dump: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    for (at, _) in dump.match_indices("{FUNCCALL :funcname (") {
-        let rest = &dump[at + "{FUNCCALL :funcname (".len()..];
-        let list = &rest[..rest.find(')').unwrap_or(rest.len())];
-        if let Some(last) = list.split('"').rfind(|p| !p.trim().is_empty()) {
-            names.push(last.to_string());
-        }
-    }
-    names
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn function_names_come_from_funccall_nodes() {
-        let dump = r#"{FUNCCALL :funcname ("pg_catalog" "random") :args <>} {A_EXPR} {FUNCCALL :funcname ("now")}"#;
-        assert_eq!(function_names_in_node_dump(dump), vec!["random", "now"]);
-        assert!(function_names_in_node_dump("{A_CONST :val 1}").is_empty());
-    }
 
     #[test]
     fn refusals_by_kind() {
