@@ -5,10 +5,12 @@
 pub mod analysis;
 pub mod argument;
 pub mod checksum;
+pub mod document;
 pub mod error;
 pub mod hazards;
 pub mod json;
 pub mod manifest;
+pub mod manifest_document;
 pub mod options;
 pub mod plan;
 pub mod position;

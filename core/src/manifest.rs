@@ -4,9 +4,12 @@
 //! names the JSON path at fault and carries a stable SQLSTATE.
 
 use crate::checksum::{legacy_checksums, parse_checksum, sha256_checksum, sql_checksum};
+use crate::document::{self, field_path};
 use crate::error::ManifestError;
 use crate::hazards::{HazardKind, Thresholds, ALL_HAZARDS};
-use crate::json::{as_str, Obj};
+pub use crate::manifest_document::{
+    ChangeDocument, DefaultsDocument, ManifestDocument, RequiresDocument, Timeout, WholeNumber,
+};
 use semver::{Version, VersionReq};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -129,36 +132,15 @@ pub struct Manifest {
     pub sha256: String,
 }
 
-const TOP_FIELDS: &[&str] = &[
-    "format", "project", "version", "requires", "defaults", "schemas", "changes",
-];
-const REQUIRES_FIELDS: &[&str] = &["postgres", "extensions", "pg_deploy"];
-const DEFAULTS_FIELDS: &[&str] = &[
-    "lock_timeout",
-    "statement_timeout",
-    "search_path",
-    "lock_retries",
-    "allow",
-    "big_table_rows",
-    "big_table_bytes",
-];
-const CHANGE_FIELDS: &[&str] = &[
-    "id",
-    "sql",
-    "checksum",
-    "requires",
-    "repeatable",
-    "lock_timeout",
-    "statement_timeout",
-    "search_path",
-    "lock_retries",
-    "allow",
-    "verify",
-    "revert",
-];
-
 impl Manifest {
     /// Validates a manifest document completely; the first error found wins.
+    ///
+    /// Steps, each reporting the first error it finds: the size of the
+    /// document; its `format` (a manifest of another format is refused as
+    /// such, whatever else it holds); its shape, read into
+    /// [`ManifestDocument`] (unknown fields, types, required fields); then the
+    /// rules below the types, in the order of the fields (project, version,
+    /// requires, defaults, changes, schemas).
     pub fn from_value(value: &Value) -> Result<Manifest, ManifestError> {
         let canonical = crate::json::canonical_json(value);
         if canonical.len() > MAX_MANIFEST_BYTES {
@@ -169,66 +151,19 @@ impl Manifest {
                 limit: MAX_MANIFEST_BYTES,
             });
         }
-        let top = Obj::new(value, "$").map_err(|e| match e {
-            ManifestError::WrongType { path, found, .. } => ManifestError::WrongType {
+        // A manifest of another format is refused as such, whatever else it holds.
+        if let Some(format) = value.get("format").filter(|f| !f.is_null()) {
+            check_format(format)?;
+        }
+        let doc: ManifestDocument = document::read(value, "$").map_err(|e| match e {
+            ManifestError::WrongType { path, found, .. } if path == "$" => ManifestError::WrongType {
                 path,
                 expected: "a JSON object (the manifest)",
                 found,
             },
             other => other,
         })?;
-        top.check_fields(TOP_FIELDS, &[])?;
-
-        if let Some(format) = top.get("format") {
-            if format.as_u64() != Some(FORMAT) {
-                return Err(ManifestError::Unsupported {
-                    path: "format".into(),
-                    what: format!("manifest format {format}"),
-                    version: crate::VERSION,
-                });
-            }
-        }
-        let project = name(top.req_str("project")?, "project")?.to_string();
-        let version_text = top.req_str("version")?;
-        let version = Version::parse(version_text.trim()).map_err(|e| ManifestError::InvalidValue {
-            path: "version".into(),
-            reason: format!("\"{version_text}\" is not a semantic version (MAJOR.MINOR.PATCH): {e}"),
-        })?;
-        let requires = match top.get("requires") {
-            None => Requirements {
-                postgres: None,
-                extensions: Vec::new(),
-                pg_deploy: None,
-            },
-            Some(v) => requirements(v)?,
-        };
-        let (defaults, thresholds) = match top.get("defaults") {
-            None => (Settings::default(), Thresholds::default()),
-            Some(v) => {
-                let obj = Obj::new(v, "defaults")?;
-                obj.check_fields(DEFAULTS_FIELDS, &[])?;
-                let base = Thresholds::default();
-                let thresholds = Thresholds {
-                    rows: count(&obj, "big_table_rows", u64::MAX)?.map_or(base.rows, |n| n as f64),
-                    bytes: count(&obj, "big_table_bytes", i64::MAX as u64)?.map_or(base.bytes, |n| n as i64),
-                };
-                (settings(&obj)?, thresholds)
-            }
-        };
-        let changes = changes(top.require("changes")?)?;
-        Ok(Manifest {
-            project,
-            version,
-            requires,
-            defaults,
-            thresholds,
-            schemas: match top.get("schemas") {
-                None => None,
-                Some(_) => Some(managed_schema_list(top.opt_str_list("schemas")?)?),
-            },
-            changes,
-            sha256: sha256_checksum(canonical.as_bytes()),
-        })
+        Manifest::from_document(&doc, sha256_checksum(canonical.as_bytes()))
     }
 
     pub fn from_json_str(text: &str) -> Result<Manifest, ManifestError> {
@@ -246,6 +181,83 @@ impl Manifest {
         })?;
         Manifest::from_value(&value)
     }
+
+    /// The rules a document's values must follow beyond their types; `sha256`
+    /// is the manifest's hash (see [`Manifest::from_value`]).
+    fn from_document(doc: &ManifestDocument, sha256: String) -> Result<Manifest, ManifestError> {
+        if let Some(format) = &doc.format {
+            check_format(format)?;
+        }
+        let project = name(&doc.project, "project")?.to_string();
+        let version = Version::parse(doc.version.trim()).map_err(|e| ManifestError::InvalidValue {
+            path: "version".into(),
+            reason: format!("\"{}\" is not a semantic version (MAJOR.MINOR.PATCH): {e}", doc.version),
+        })?;
+        let requires = match &doc.requires {
+            None => Requirements {
+                postgres: None,
+                extensions: Vec::new(),
+                pg_deploy: None,
+            },
+            Some(r) => requirements(r)?,
+        };
+        let (defaults, thresholds) = match &doc.defaults {
+            None => (Settings::default(), Thresholds::default()),
+            Some(d) => {
+                let base = Thresholds::default();
+                let thresholds = Thresholds {
+                    rows: count(d.big_table_rows.as_ref(), "defaults.big_table_rows", u64::MAX)?
+                        .map_or(base.rows, |n| n as f64),
+                    bytes: count(d.big_table_bytes.as_ref(), "defaults.big_table_bytes", i64::MAX as u64)?
+                        .map_or(base.bytes, |n| n as i64),
+                };
+                (settings(&SettingsFields::of_defaults(d), "defaults")?, thresholds)
+            }
+        };
+        let changes = changes(&doc.changes)?;
+        let schemas = match &doc.schemas {
+            None => None,
+            Some(list) => Some(managed_schema_list(non_empty_list(list, "schemas")?)?),
+        };
+        Ok(Manifest {
+            project,
+            version,
+            requires,
+            defaults,
+            thresholds,
+            schemas,
+            changes,
+            sha256,
+        })
+    }
+}
+
+/// Only format 1 exists.
+fn check_format(format: &Value) -> Result<(), ManifestError> {
+    if format.as_u64() == Some(FORMAT) {
+        return Ok(());
+    }
+    Err(ManifestError::Unsupported {
+        path: "format".into(),
+        what: format!("manifest format {format}"),
+        version: crate::VERSION,
+    })
+}
+
+/// A list of strings, none of them blank; `path` is the list's.
+fn non_empty_list<'a>(items: &'a [String], path: &str) -> Result<Vec<&'a str>, ManifestError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if s.trim().is_empty() {
+                return Err(ManifestError::Empty {
+                    path: format!("{path}[{i}]"),
+                });
+            }
+            Ok(s.as_str())
+        })
+        .collect()
 }
 
 /// Schemas that belong to PostgreSQL or to pg_deploy: never managed by a project.
@@ -318,54 +330,48 @@ fn name<'a>(s: &'a str, path: &str) -> Result<&'a str, ManifestError> {
     Ok(s)
 }
 
-fn version_req(obj: &Obj, field: &str) -> Result<Option<VersionReq>, ManifestError> {
-    let Some(text) = obj.opt_str(field)? else {
+fn version_req(text: Option<&String>, path: &str) -> Result<Option<VersionReq>, ManifestError> {
+    let Some(text) = text else {
         return Ok(None);
     };
     VersionReq::parse(text.trim())
         .map(Some)
         .map_err(|e| ManifestError::InvalidValue {
-            path: obj.field_path(field),
+            path: path.into(),
             reason: format!("\"{text}\" is not a version range such as \">=15\" or \">=0.1, <2\": {e}"),
         })
 }
 
-fn requirements(value: &Value) -> Result<Requirements, ManifestError> {
-    let obj = Obj::new(value, "requires")?;
-    obj.check_fields(REQUIRES_FIELDS, &[])?;
+fn requirements(doc: &RequiresDocument) -> Result<Requirements, ManifestError> {
     Ok(Requirements {
-        postgres: version_req(&obj, "postgres")?,
-        extensions: obj
-            .opt_str_list("extensions")?
-            .into_iter()
-            .map(str::to_string)
-            .collect(),
-        pg_deploy: version_req(&obj, "pg_deploy")?,
+        postgres: version_req(doc.postgres.as_ref(), "requires.postgres")?,
+        extensions: match &doc.extensions {
+            None => Vec::new(),
+            Some(list) => non_empty_list(list, "requires.extensions")?
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        },
+        pg_deploy: version_req(doc.pg_deploy.as_ref(), "requires.pg_deploy")?,
     })
 }
 
 /// A timeout: whole milliseconds as a number, or a string PostgreSQL accepts
 /// for a time setting ("500ms", "2s", "15min", "1h").
-fn timeout(obj: &Obj, field: &str) -> Result<Option<String>, ManifestError> {
-    let path = obj.field_path(field);
-    match obj.get(field) {
+fn timeout(value: Option<&Timeout>, path: String) -> Result<Option<String>, ManifestError> {
+    match value {
         None => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
+        Some(Timeout::Millis(n)) => match n.as_u64() {
             Some(ms) if ms <= i32::MAX as u64 => Ok(Some(ms.to_string())),
             _ => Err(ManifestError::InvalidValue {
                 path,
                 reason: format!("{n} is not a whole number of milliseconds between 0 and {}", i32::MAX),
             }),
         },
-        Some(Value::String(s)) if is_duration(s) => Ok(Some(s.trim().to_string())),
-        Some(Value::String(s)) => Err(ManifestError::InvalidValue {
+        Some(Timeout::Text(s)) if is_duration(s) => Ok(Some(s.trim().to_string())),
+        Some(Timeout::Text(s)) => Err(ManifestError::InvalidValue {
             path,
             reason: format!("\"{s}\" is not a duration such as \"500ms\", \"2s\", \"15min\" or \"1h\""),
-        }),
-        Some(other) => Err(ManifestError::WrongType {
-            path,
-            expected: "a duration string or milliseconds",
-            found: crate::json::type_name(other),
         }),
     }
 }
@@ -397,8 +403,12 @@ pub fn over_maximum(timeout: &str, max_ms: i32) -> Option<String> {
     }
     match duration_ms(timeout) {
         Some(ms) if ms > 0.0 && ms <= f64::from(max_ms) => None,
-        Some(ms) if ms == 0.0 => Some(format!("statement_timeout 0 (none) is over the server's maximum of {max_ms} ms")),
-        _ => Some(format!("statement_timeout {timeout} is over the server's maximum of {max_ms} ms")),
+        Some(0.0) => Some(format!(
+            "statement_timeout 0 (none) is over the server's maximum of {max_ms} ms"
+        )),
+        _ => Some(format!(
+            "statement_timeout {timeout} is over the server's maximum of {max_ms} ms"
+        )),
     }
 }
 
@@ -410,29 +420,62 @@ fn is_duration(s: &str) -> bool {
     number_ok && matches!(unit.trim(), "" | "us" | "ms" | "s" | "min" | "h" | "d")
 }
 
-fn settings(obj: &Obj) -> Result<Settings, ManifestError> {
-    let search_path = match obj.opt_str("search_path")? {
+/// The settings fields a change and the defaults share.
+struct SettingsFields<'a> {
+    lock_timeout: Option<&'a Timeout>,
+    statement_timeout: Option<&'a Timeout>,
+    search_path: Option<&'a String>,
+    lock_retries: Option<&'a WholeNumber>,
+    allow: Option<&'a Vec<String>>,
+}
+
+impl<'a> SettingsFields<'a> {
+    fn of_defaults(d: &'a DefaultsDocument) -> Self {
+        SettingsFields {
+            lock_timeout: d.lock_timeout.as_ref(),
+            statement_timeout: d.statement_timeout.as_ref(),
+            search_path: d.search_path.as_ref(),
+            lock_retries: d.lock_retries.as_ref(),
+            allow: d.allow.as_ref(),
+        }
+    }
+
+    fn of_change(c: &'a ChangeDocument) -> Self {
+        SettingsFields {
+            lock_timeout: c.lock_timeout.as_ref(),
+            statement_timeout: c.statement_timeout.as_ref(),
+            search_path: c.search_path.as_ref(),
+            lock_retries: c.lock_retries.as_ref(),
+            allow: c.allow.as_ref(),
+        }
+    }
+}
+
+/// The settings of the object at `path` (`defaults` or `changes[N]`).
+fn settings(fields: &SettingsFields, path: &str) -> Result<Settings, ManifestError> {
+    let search_path = match fields.search_path {
         None => None,
         Some(s) if s.trim().is_empty() => {
             return Err(ManifestError::Empty {
-                path: obj.field_path("search_path"),
+                path: field_path(path, "search_path"),
             })
         }
         Some(s) if s.chars().any(char::is_control) => {
             return Err(ManifestError::InvalidValue {
-                path: obj.field_path("search_path"),
+                path: field_path(path, "search_path"),
                 reason: "must not contain control characters".into(),
             })
         }
-        Some(s) => Some(s.to_string()),
+        Some(s) => Some(s.clone()),
     };
-    let allow = match obj.opt_array("allow")? {
+    let allow = match fields.allow {
         None => None,
-        Some(_) => {
+        Some(list) => {
+            let allow_path = field_path(path, "allow");
             let mut kinds = Vec::new();
-            for (i, name) in obj.opt_str_list("allow")?.into_iter().enumerate() {
+            for (i, name) in non_empty_list(list, &allow_path)?.into_iter().enumerate() {
                 let kind = HazardKind::parse(name).ok_or_else(|| ManifestError::InvalidValue {
-                    path: format!("{}[{i}]", obj.field_path("allow")),
+                    path: format!("{allow_path}[{i}]"),
                     reason: format!(
                         "unknown hazard \"{name}\"; one of {}",
                         ALL_HAZARDS.map(HazardKind::as_str).join(", ")
@@ -444,44 +487,30 @@ fn settings(obj: &Obj) -> Result<Settings, ManifestError> {
         }
     };
     Ok(Settings {
-        lock_timeout: timeout(obj, "lock_timeout")?,
-        statement_timeout: timeout(obj, "statement_timeout")?,
+        lock_timeout: timeout(fields.lock_timeout, field_path(path, "lock_timeout"))?,
+        statement_timeout: timeout(fields.statement_timeout, field_path(path, "statement_timeout"))?,
         search_path,
-        lock_retries: count(obj, "lock_retries", MAX_LOCK_RETRIES)?.map(|n| n as u32),
+        lock_retries: count(fields.lock_retries, &field_path(path, "lock_retries"), MAX_LOCK_RETRIES)?
+            .map(|n| n as u32),
         allow,
     })
 }
 
 /// An optional whole number between 0 and `max`.
-fn count(obj: &Obj, field: &str, max: u64) -> Result<Option<u64>, ManifestError> {
-    match obj.get(field) {
+fn count(value: Option<&WholeNumber>, path: &str, max: u64) -> Result<Option<u64>, ManifestError> {
+    match value {
         None => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
+        Some(WholeNumber(n)) => match n.as_u64() {
             Some(v) if v <= max => Ok(Some(v)),
             _ => Err(ManifestError::InvalidValue {
-                path: obj.field_path(field),
+                path: path.into(),
                 reason: format!("{n} is not a whole number between 0 and {max}"),
             }),
         },
-        Some(other) => Err(ManifestError::WrongType {
-            path: obj.field_path(field),
-            expected: "a whole number",
-            found: crate::json::type_name(other),
-        }),
     }
 }
 
-fn changes(value: &Value) -> Result<Vec<Change>, ManifestError> {
-    let items = match value {
-        Value::Array(items) => items,
-        other => {
-            return Err(ManifestError::WrongType {
-                path: "changes".into(),
-                expected: "an array",
-                found: crate::json::type_name(other),
-            })
-        }
-    };
+fn changes(items: &[ChangeDocument]) -> Result<Vec<Change>, ManifestError> {
     if items.is_empty() {
         return Err(ManifestError::Empty { path: "changes".into() });
     }
@@ -495,13 +524,10 @@ fn changes(value: &Value) -> Result<Vec<Change>, ManifestError> {
     }
     let mut first_seen: HashMap<&str, usize> = HashMap::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let path = format!("changes[{i}]");
-        let obj = Obj::new(item, path.clone())?;
-        let id = as_str(obj.require("id")?, &obj.field_path("id"))?;
-        if let Some(first) = first_seen.insert(id, i) {
+        if let Some(first) = first_seen.insert(&item.id, i) {
             return Err(ManifestError::DuplicateId {
-                path: obj.field_path("id"),
-                id: id.into(),
+                path: format!("changes[{i}].id"),
+                id: item.id.clone(),
                 first,
             });
         }
@@ -513,19 +539,18 @@ fn changes(value: &Value) -> Result<Vec<Change>, ManifestError> {
         .collect()
 }
 
-fn change(i: usize, item: &Value, index_of: &HashMap<&str, usize>) -> Result<Change, ManifestError> {
-    let obj = Obj::new(item, format!("changes[{i}]"))?;
-    obj.check_fields(CHANGE_FIELDS, &[])?;
-    let id = name(obj.req_str("id")?, &obj.field_path("id"))?.to_string();
-    let sql = obj.req_str("sql")?;
+fn change(i: usize, doc: &ChangeDocument, index_of: &HashMap<&str, usize>) -> Result<Change, ManifestError> {
+    let here = format!("changes[{i}]");
+    let id = name(&doc.id, &field_path(&here, "id"))?.to_string();
+    let sql = doc.sql.as_str();
     if sql.trim().is_empty() {
         return Err(ManifestError::Empty {
-            path: obj.field_path("sql"),
+            path: field_path(&here, "sql"),
         });
     }
     let checksum = sql_checksum(sql);
-    if let Some(declared) = obj.opt_str("checksum")? {
-        let path = obj.field_path("checksum");
+    if let Some(declared) = &doc.checksum {
+        let path = field_path(&here, "checksum");
         let declared = parse_checksum(declared, &path)?;
         // Over the SQL as sent, or as pg_deploy reads its line endings.
         if declared != checksum && declared != sha256_checksum(sql.as_bytes()) {
@@ -537,27 +562,30 @@ fn change(i: usize, item: &Value, index_of: &HashMap<&str, usize>) -> Result<Cha
         }
     }
     let mut requires = Vec::new();
-    for (j, req) in obj.opt_str_list("requires")?.into_iter().enumerate() {
-        let path = format!("{}[{j}]", obj.field_path("requires"));
-        match index_of.get(req) {
-            None => return Err(ManifestError::UnknownRequirement { path, id: req.into() }),
-            Some(&at) if at == i => {
-                return Err(ManifestError::InvalidValue {
-                    path,
-                    reason: "a change cannot require itself".into(),
-                })
+    if let Some(list) = &doc.requires {
+        let requires_path = field_path(&here, "requires");
+        for (j, req) in non_empty_list(list, &requires_path)?.into_iter().enumerate() {
+            let path = format!("{requires_path}[{j}]");
+            match index_of.get(req) {
+                None => return Err(ManifestError::UnknownRequirement { path, id: req.into() }),
+                Some(&at) if at == i => {
+                    return Err(ManifestError::InvalidValue {
+                        path,
+                        reason: "a change cannot require itself".into(),
+                    })
+                }
+                Some(&at) if at > i => {
+                    return Err(ManifestError::ForwardRequirement {
+                        path,
+                        id: req.into(),
+                        at,
+                    })
+                }
+                Some(_) => requires.push(req.to_string()),
             }
-            Some(&at) if at > i => {
-                return Err(ManifestError::ForwardRequirement {
-                    path,
-                    id: req.into(),
-                    at,
-                })
-            }
-            Some(_) => requires.push(req.to_string()),
         }
     }
-    let kind = if obj.opt_bool("repeatable")?.unwrap_or(false) {
+    let kind = if doc.repeatable.unwrap_or(false) {
         ChangeKind::Repeatable
     } else {
         ChangeKind::Versioned
@@ -569,19 +597,19 @@ fn change(i: usize, item: &Value, index_of: &HashMap<&str, usize>) -> Result<Cha
         legacy_checksums: legacy_checksums(sql),
         kind,
         requires,
-        settings: settings(&obj)?,
-        verify: optional_sql(&obj, "verify")?,
-        revert: optional_sql(&obj, "revert")?,
+        settings: settings(&SettingsFields::of_change(doc), &here)?,
+        verify: optional_sql(doc.verify.as_ref(), &here, "verify")?,
+        revert: optional_sql(doc.revert.as_ref(), &here, "revert")?,
     })
 }
 
 /// An optional SQL text that must not be blank when given.
-fn optional_sql(obj: &Obj, field: &str) -> Result<Option<String>, ManifestError> {
-    match obj.opt_str(field)? {
+fn optional_sql(sql: Option<&String>, at: &str, field: &str) -> Result<Option<String>, ManifestError> {
+    match sql {
         Some(sql) if sql.trim().is_empty() => Err(ManifestError::Empty {
-            path: obj.field_path(field),
+            path: field_path(at, field),
         }),
-        other => Ok(other.map(str::to_string)),
+        other => Ok(other.cloned()),
     }
 }
 

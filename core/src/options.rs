@@ -1,7 +1,8 @@
 //! Options of `deploy.apply(manifest, options)`.
 
+use crate::document::read;
 use crate::error::ManifestError;
-use crate::json::Obj;
+use serde::Deserialize;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,26 +39,41 @@ impl Default for ApplyOptions {
     }
 }
 
-const FIELDS: &[&str] = &["wait", "allow_downgrade", "accept_changed", "reason", "drift"];
+/// The options object of `deploy.apply` as sent; a null field counts as absent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyOptionsDocument {
+    wait: Option<bool>,
+    allow_downgrade: Option<bool>,
+    accept_changed: Option<Vec<String>>,
+    reason: Option<String>,
+    drift: Option<String>,
+}
+
+/// The strings of an optional list, none of them blank; `path` is the list's.
+fn non_empty(list: Option<Vec<String>>, path: &str) -> Result<Vec<String>, ManifestError> {
+    let list = list.unwrap_or_default();
+    if let Some(i) = list.iter().position(|s| s.trim().is_empty()) {
+        return Err(ManifestError::Empty {
+            path: format!("{path}[{i}]"),
+        });
+    }
+    Ok(list)
+}
 
 impl ApplyOptions {
     pub fn from_value(value: &Value) -> Result<ApplyOptions, ManifestError> {
         if value.is_null() {
             return Ok(ApplyOptions::default());
         }
-        let obj = Obj::new(value, "options")?;
-        obj.check_fields(FIELDS, &[])?;
+        let doc: ApplyOptionsDocument = read(value, "options")?;
         let defaults = ApplyOptions::default();
         Ok(ApplyOptions {
-            wait: obj.opt_bool("wait")?.unwrap_or(defaults.wait),
-            allow_downgrade: obj.opt_bool("allow_downgrade")?.unwrap_or(defaults.allow_downgrade),
-            accept_changed: obj
-                .opt_str_list("accept_changed")?
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-            reason: obj.opt_str("reason")?.map(str::to_string),
-            drift: match obj.opt_str("drift")? {
+            wait: doc.wait.unwrap_or(defaults.wait),
+            allow_downgrade: doc.allow_downgrade.unwrap_or(defaults.allow_downgrade),
+            accept_changed: non_empty(doc.accept_changed, "options.accept_changed")?,
+            reason: doc.reason,
+            drift: match doc.drift.as_deref() {
                 None => defaults.drift,
                 Some("ignore") => DriftPolicy::Ignore,
                 Some("warn") => DriftPolicy::Warn,
@@ -159,6 +175,34 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_option_at_fault() {
+        let message = |v: Value| ApplyOptions::from_value(&v).unwrap_err().to_string();
+        assert_eq!(
+            message(json!({"wait": "yes"})),
+            "options.wait: expected a boolean, found a string"
+        );
+        assert_eq!(
+            message(json!({"accept_changed": ["a", " "]})),
+            "options.accept_changed[1]: must not be empty"
+        );
+        assert_eq!(
+            message(json!({"drift": "sometimes"})),
+            "options.drift: \"sometimes\" is not one of \"ignore\", \"warn\", \"refuse\""
+        );
+        assert_eq!(message(json!([])), "options: expected an object, found an array");
+        assert_eq!(
+            ApplyOptions::from_value(&json!({"wait": null, "drift": "refuse"}))
+                .unwrap()
+                .drift,
+            DriftPolicy::Refuse
+        );
+        let e = RevertOptions::from_value(&json!({"allow": ["data_loss", "x"]})).unwrap_err();
+        assert_eq!(e.to_string(), "options.allow[1]: unknown hazard \"x\"");
+        let e = RevertOptions::from_value(&json!({"alow": []})).unwrap_err();
+        assert_eq!(e.hint().as_deref(), Some("Did you mean \"allow\"?"));
+    }
+
+    #[test]
     fn rejects_typos_with_a_suggestion() {
         let err = ApplyOptions::from_value(&json!({"wiat": false})).unwrap_err();
         assert_eq!(err.path(), "options.wiat");
@@ -182,14 +226,22 @@ pub struct BaselineOptions {
     pub reason: Option<String>,
 }
 
+/// The options object of `deploy.baseline` as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaselineOptionsDocument {
+    through: Option<String>,
+    changes: Option<Vec<String>>,
+    reason: Option<String>,
+}
+
 impl BaselineOptions {
     /// Reads the options and resolves them to manifest indexes.
     pub fn from_value(
         value: &Value,
         manifest: &crate::Manifest,
     ) -> Result<(BaselineOptions, Vec<usize>), ManifestError> {
-        let obj = Obj::new(value, "options")?;
-        obj.check_fields(&["through", "changes", "reason"], &[])?;
+        let doc: BaselineOptionsDocument = read(value, "options")?;
         let index_of = |id: &str, path: String| {
             manifest
                 .changes
@@ -200,23 +252,20 @@ impl BaselineOptions {
                     reason: format!("\"{id}\" is not a change of this manifest"),
                 })
         };
-        let (selection, indexes) = match (obj.opt_str("through")?, obj.opt_array("changes")?) {
+        let (selection, indexes) = match (doc.through, doc.changes) {
             (Some(through), None) => {
-                let last = index_of(through, "options.through".into())?;
-                (BaselineSelection::Through(through.to_string()), (0..=last).collect())
+                let last = index_of(&through, "options.through".into())?;
+                (BaselineSelection::Through(through), (0..=last).collect())
             }
-            (None, Some(_)) => {
-                let ids = obj.opt_str_list("changes")?;
+            (None, Some(ids)) => {
+                let ids = non_empty(Some(ids), "options.changes")?;
                 let mut indexes = Vec::with_capacity(ids.len());
                 for (i, id) in ids.iter().enumerate() {
                     indexes.push(index_of(id, format!("options.changes[{i}]"))?);
                 }
                 indexes.sort_unstable();
                 indexes.dedup();
-                (
-                    BaselineSelection::Changes(ids.into_iter().map(str::to_string).collect()),
-                    indexes,
-                )
+                (BaselineSelection::Changes(ids), indexes)
             }
             _ => {
                 return Err(ManifestError::InvalidValue {
@@ -228,7 +277,7 @@ impl BaselineOptions {
         Ok((
             BaselineOptions {
                 selection,
-                reason: obj.opt_str("reason")?.map(str::to_string),
+                reason: doc.reason,
             },
             indexes,
         ))
@@ -244,15 +293,23 @@ pub struct RevertOptions {
     pub reason: Option<String>,
 }
 
+/// The options object of `deploy.revert` as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevertOptionsDocument {
+    wait: Option<bool>,
+    allow: Option<Vec<String>>,
+    reason: Option<String>,
+}
+
 impl RevertOptions {
     pub fn from_value(value: &Value) -> Result<RevertOptions, ManifestError> {
         if value.is_null() {
             return Ok(RevertOptions::default());
         }
-        let obj = Obj::new(value, "options")?;
-        obj.check_fields(&["wait", "allow", "reason"], &[])?;
+        let doc: RevertOptionsDocument = read(value, "options")?;
         let mut allow = Vec::new();
-        for (i, name) in obj.opt_str_list("allow")?.into_iter().enumerate() {
+        for (i, name) in non_empty(doc.allow, "options.allow")?.iter().enumerate() {
             allow.push(
                 crate::hazards::HazardKind::parse(name).ok_or_else(|| ManifestError::InvalidValue {
                     path: format!("options.allow[{i}]"),
@@ -261,9 +318,9 @@ impl RevertOptions {
             );
         }
         Ok(RevertOptions {
-            wait: obj.opt_bool("wait")?,
+            wait: doc.wait,
             allow,
-            reason: obj.opt_str("reason")?.map(str::to_string),
+            reason: doc.reason,
         })
     }
 }

@@ -411,6 +411,13 @@ fn cases() -> Vec<Case> {
         c("schemas not a list", with(|v| v["schemas"] = json!("shop")), "22023", "schemas", "expected an array"),
         c("schemas entry empty", with(|v| v["schemas"] = json!(["shop", ""])), "22023", "schemas[1]", "must not be empty"),
         c("format 1.5", with(|v| v["format"] = json!(1.5)), "0A000", "format", "manifest format 1.5 is not supported"),
+        c("format 2 with fields format 1 does not know", with(|v| { v["format"] = json!(2); v["changes"][0]["phase"] = json!("pre"); }), "0A000", "format", "manifest format 2 is not supported"),
+        c("format as a string", with(|v| v["format"] = json!("1")), "0A000", "format", "manifest format \"1\" is not supported"),
+        c("change id null", with(|v| v["changes"][1]["id"] = Value::Null), "22023", "changes[1].id", "required field is missing"),
+        c("unknown field before a wrong type in the same change", with(|v| { v["changes"][1]["sql"] = json!(1); v["changes"][1]["zzz"] = json!(1); }), "22023", "changes[1].zzz", "unknown field"),
+        c("unknown field in defaults", with(|v| v["defaults"] = json!({"lock_timout": "1s"})), "22023", "defaults.lock_timout", "unknown field"),
+        c("timeout over i32", with(|v| v["changes"][0]["statement_timeout"] = json!(2147483648u64)), "22023", "changes[0].statement_timeout", "2147483648 is not a whole number of milliseconds between 0 and 2147483647"),
+        c("big_table_bytes over i64", with(|v| v["defaults"] = json!({"big_table_bytes": 9223372036854775808u64})), "22023", "defaults.big_table_bytes", "between 0 and 9223372036854775807"),
         c(
             "change bad lock_timeout",
             with(|v| v["changes"][0]["lock_timeout"] = json!(true)),
@@ -461,6 +468,21 @@ fn bad_manifests_are_refused_with_sqlstate_path_and_message() {
 fn typo_hints_name_the_intended_field() {
     let err = Manifest::from_value(&with(|v| v["chagnes"] = json!([]))).unwrap_err();
     assert_eq!(err.hint().as_deref(), Some("Did you mean \"changes\"?"));
+}
+
+#[test]
+fn typo_hints_in_nested_objects() {
+    let err = Manifest::from_value(&with(|v| v["changes"][0]["repeatble"] = json!(true))).unwrap_err();
+    assert_eq!(err.hint().as_deref(), Some("Did you mean \"repeatable\"?"));
+    let err = Manifest::from_value(&with(|v| v["defaults"] = json!({"lock_timout": "1s"}))).unwrap_err();
+    assert_eq!(err.hint().as_deref(), Some("Did you mean \"lock_timeout\"?"));
+    let err = Manifest::from_value(&with(|v| v["requires"] = json!({"postgresql": ">=15"}))).unwrap_err();
+    assert_eq!(err.hint().as_deref(), Some("Did you mean \"postgres\"?"));
+    let err = Manifest::from_value(&with(|v| v["unrelated"] = json!(1))).unwrap_err();
+    assert_eq!(
+        err.hint().as_deref(),
+        Some("See docs/manifest.md for the fields of manifest format 1.")
+    );
 }
 
 #[test]
