@@ -137,6 +137,8 @@ t_plan_then_apply_new_migration() {
   pgd plan "$d" --project gm
   eq "$RC" 0 "plan exit code"
   has "$OUT" "apply +11_users_name" "plan lists the new migration"
+  has "$OUT" "trial run: not executed" "no trial run unless asked"
+  pgd plan "$d" --project gm --execute
   has "$OUT" "trial run: ok" "trial run"
   pgd apply "$d" --project gm --json
   eq "$(j "$OUT" '[c["id"] for c in r["applied"]]')" '["11_users_name"]' "only the new one"
@@ -156,7 +158,7 @@ t_failed_change_exit_1() {
   eq "$(q "SELECT count(*) FROM pg_class WHERE relname = 'ok_one'")" 0 "rolled back"
   pgd apply "$d" --json
   eq "$(j "$OUT" 'r["error"]["sqlstate"]')" 42703 "JSON error"
-  pgd plan "$d"
+  pgd plan "$d" --execute
   eq "$RC" 1 "plan exit code"
   has "$OUT" "trial run FAILED" "plan says so"
 }

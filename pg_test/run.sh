@@ -383,7 +383,7 @@ t_plan_leaves_no_trace() {
   local out
   out=$("${PSQL[@]}" -d "$DB" -v manifest="$(cat "$EXAMPLES/v1.json")" <<'SQL'
 SET search_path = public;
-SELECT deploy.plan(:'manifest'::jsonb)->'execution'->>'ok';
+SELECT deploy.plan(:'manifest'::jsonb, '{"execute": true}')->'execution'->>'ok';
 SHOW search_path;
 SQL
   )

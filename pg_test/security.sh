@@ -115,7 +115,8 @@ JSON
   eq "$(q "SELECT count(*) FROM pg_class WHERE relname = 't'")" 1 "nothing half-reverted"
 }
 
-# A second deployer who is not a member of the author may not run its stored SQL;
+# A deployer who owns the project now but is not a member of the role that
+# stored the SQL may not run it;
 # a dropped author's SQL runs for nobody.
 t_revert_needs_the_authors_privileges() {
   newdb
@@ -124,6 +125,10 @@ t_revert_needs_the_authors_privileges() {
   trojan_manifests "$dep"
   apply_as "$dep" "$TMP/m/v1.json" >/dev/null
   apply_as "$dep" "$TMP/m/v2.json" >/dev/null
+  # The project goes to another team: it may deploy it, but not run the SQL
+  # the first team stored.
+  q "GRANT EXECUTE ON FUNCTION deploy.transfer_project(text, text) TO $dep"
+  eq "$(as "$dep" "SELECT deploy.transfer_project('sec', '$other')->>'owner'")" "$other" "transfer to the other team"
   out=$(as "$other" "SELECT deploy.revert('sec', '1.0.0')") && { echo "revert succeeded: $out" >&2; return 1; }
   has "$out" "ERROR:  42501: project \"sec\": the stored SQL of change \"extra\" was recorded by role \"$dep\", and current_user \"$other\" does not have its privileges" \
     "a stranger's revert"
@@ -149,6 +154,114 @@ t_member_of_the_author_may_revert() {
   out=$(as "$member" "SELECT deploy.revert('sec', '1.0.0')->>'outcome'")
   eq "$out" revert "a member's revert"
   eq "$(q "SELECT count(*) FROM sec.who WHERE role = '$dep' AND via = 'revert'")" 1 "ran as the author"
+}
+
+# ---------------------------------------------------------------- finding 3: per-project authorization
+
+# A second team's deployer can neither move another team's project nor accept
+# its changed SQL, baseline or revert it; a transfer hands it over, in the log.
+t_projects_belong_to_their_first_deployer() {
+  newdb
+  local a=${DB}_a b=${DB}_b out
+  deployer "$a"; deployer "$b"
+  q "GRANT EXECUTE ON FUNCTION deploy.baseline(jsonb, jsonb), deploy.transfer_project(text, text),
+                               deploy.verify_log(text) TO $a, $b"
+  printf '{"project": "shop", "version": "1.0.0", "changes": [{"id": "a", "sql": "CREATE SCHEMA %s_shop"}]}' "$a" >"$TMP/m/a.json"
+  eq "$(apply_as "$a" "$TMP/m/a.json")" applied "team a deploys shop"
+  printf '{"project": "shop", "version": "99.0.0", "changes": [{"id": "a", "sql": "SELECT 1"}]}' >"$TMP/m/b.json"
+  out=$(apply_as "$b" "$TMP/m/b.json") && { echo "team b moved shop: $out" >&2; return 1; }
+  has "$out" "ERROR:  42501: project \"shop\" is owned by role \"$a\", and current_user \"$b\" does not have its privileges" "team b's apply"
+  has "$out" "HINT:  .*transfer_project" "the hint names the way"
+  out=$(PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -v VERBOSITY=verbose -U "$b" -d "$DB" -v manifest="$(cat "$TMP/m/b.json")" 2>&1 <<'SQL'
+SELECT deploy.apply(:'manifest'::jsonb, '{"accept_changed": ["a"], "allow_downgrade": true}');
+SQL
+  ) && { echo "team b accepted: $out" >&2; return 1; }
+  has "$out" "42501: project \"shop\" is owned by" "team b's accept_changed"
+  has "$(as "$b" "SELECT deploy.baseline('{\"project\": \"shop\", \"version\": \"2.0.0\", \"changes\": [{\"id\": \"x\", \"sql\": \"SELECT 1\"}]}', '{\"through\": \"x\"}')")" \
+    "42501: project \"shop\" is owned by" "team b's baseline"
+  has "$(as "$b" "SELECT deploy.revert('shop', '0.1.0')")" "42501: project \"shop\" is owned by" "team b's revert"
+  has "$(as "$b" "SELECT deploy.transfer_project('shop', '$b')")" "42501: project \"shop\" is owned by" "team b takes shop"
+  eq "$(q "SELECT version || ' ' || owner FROM deploy.projects")" "1.0.0 $a" "shop untouched"
+  # Team a hands shop to team b: now b deploys and a does not.
+  eq "$(as "$a" "SELECT deploy.transfer_project('shop', '$b')->>'owner'")" "$b" "transfer"
+  printf '{"project": "shop", "version": "1.1.0", "changes": [{"id": "a", "sql": "CREATE SCHEMA %s_shop"}, {"id": "b", "sql": "SELECT 1"}]}' "$a" >"$TMP/m/b2.json"
+  eq "$(apply_as "$b" "$TMP/m/b2.json")" applied "team b deploys after the transfer"
+  has "$(apply_as "$a" "$TMP/m/b2.json")" "42501: project \"shop\" is owned by role \"$b\"" "team a no longer"
+  eq "$(q "SELECT string_agg(outcome || ':' || applied_by, ' ' ORDER BY id) FROM deploy.deployments")" \
+    "applied:$a transfer:$a applied:$b" "the log says who"
+  eq "$(q "SELECT intact FROM deploy.verify_log('shop')")" t "log intact"
+  # The owner cannot be moved by editing the row: the log disagrees.
+  q "UPDATE deploy.projects SET owner = '$a'"
+  has "$(q "SELECT problem FROM deploy.verify_log('shop')")" "owner is $a, which no deployment or transfer recorded" "edited owner found"
+}
+
+# ---------------------------------------------------------------- finding 4: the dry run acts
+
+# deploy.plan runs nothing by default; asked for a trial run, it leaves out
+# what a rollback cannot undo: no sequence consumed, no session lock left,
+# no other session killed, no notification sent.
+t_plan_has_no_effect() {
+  newdb
+  local dep=${DB}_dep victim out
+  deployer "$dep"
+  q "GRANT EXECUTE ON FUNCTION deploy.plan(jsonb, jsonb) TO $dep; GRANT pg_signal_backend TO $dep;
+     CREATE SEQUENCE s; GRANT USAGE ON SEQUENCE s TO $dep"
+  # A session to kill: plan must not.
+  psql -X -q -d "$DB" -c "SELECT pg_sleep(30)" >/dev/null 2>&1 & victim=$!
+  sleep 0.5
+  cat >"$TMP/m/acts.json" <<JSON
+{"project": "p", "version": "1.0.0", "changes": [
+  {"id": "a", "sql": "SELECT nextval('public.s')"},
+  {"id": "b", "sql": "SELECT pg_advisory_lock(42); SELECT pg_notify('ch', 'x')"},
+  {"id": "c", "sql": "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"}]}
+JSON
+  out=$(PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -U "$dep" -d "$DB" -v manifest="$(cat "$TMP/m/acts.json")" 2>&1 <<'SQL'
+SELECT deploy.plan(:'manifest'::jsonb)->'execution'->>'executed';
+SELECT deploy.plan(:'manifest'::jsonb, '{"execute": true}')->'execution'->>'message';
+SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+SQL
+  )
+  eq "$(sed -n 1p <<<"$out")" false "no trial run by default"
+  has "$(sed -n 2p <<<"$out")" 'change "b" of project "p" cannot run in a trial run at line 1, column 1: pg_advisory_lock\(\) acts outside the transaction' \
+    "the trial run is refused, naming the change"
+  eq "$(sed -n 3p <<<"$out")" 0 "no session lock left"
+  eq "$(q "SELECT is_called FROM s")" f "no sequence value consumed"
+  kill -0 "$victim" 2>/dev/null || { echo "plan killed another session" >&2; return 1; }
+  kill "$victim" 2>/dev/null || true; wait "$victim" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- finding 5: the owner and the hash chain
+
+# What the database owner edits beside the chain is found; a rewrite of the
+# chain itself is found against a head kept outside (the apply report's).
+t_edits_beside_the_chain_are_found() {
+  newdb
+  local r head
+  printf '{"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "CREATE SCHEMA p; CREATE TABLE p.t (id int)"}]}' >"$TMP/m/p1.json"
+  printf '{"project": "p", "version": "1.1.0", "changes": [{"id": "a", "sql": "CREATE SCHEMA p; CREATE TABLE p.t (id int)"}, {"id": "b", "sql": "CREATE TABLE p.u (id int)"}]}' >"$TMP/m/p2.json"
+  apply_as postgres "$TMP/m/p1.json" >/dev/null
+  r=$("${PSQL[@]}" -d "$DB" -v manifest="$(cat "$TMP/m/p2.json")" <<<"SELECT deploy.apply(:'manifest'::jsonb);")
+  head=$(j "$r" 'r["chain_head"]')
+  has "$head" '^sha256:[0-9a-f]{64}$' "the report carries the chain head"
+  eq "$(q "SELECT intact FROM deploy.verify_log('p', '$head')")" t "intact against the head"
+  q "UPDATE deploy.manifests SET manifest = jsonb_set(manifest, '{changes,1,sql}', '\"DROP TABLE p.t\"')"
+  has "$(q "SELECT problem FROM deploy.verify_log('p')")" "its manifest no longer match" "edited manifest found"
+  q "UPDATE deploy.manifests SET manifest = jsonb_set(manifest, '{changes,1,sql}', '\"CREATE TABLE p.u (id int)\"')"
+  eq "$(q "SELECT intact FROM deploy.verify_log('p')")" t "mended"
+  q "UPDATE deploy.projects SET version = '9.9.9'"
+  has "$(q "SELECT problem FROM deploy.verify_log('p')")" "deploy.projects says version 9.9.9" "edited version found"
+  q "UPDATE deploy.projects SET version = '1.1.0'; UPDATE deploy.fingerprints SET sha256 = md5(sha256) WHERE name = 'p.u'"
+  has "$(q "SELECT problem FROM deploy.verify_log('p')")" "deploy.fingerprints no longer match" "edited fingerprint found"
+  q "DELETE FROM deploy.fingerprints WHERE name = 'p.u'"
+  has "$(q "SELECT problem FROM deploy.verify_log('p')")" "deploy.fingerprints no longer match" "deleted fingerprint found"
+  # Rewriting the last deployment and its hash: consistent inside the database,
+  # found against the head the CI log kept.
+  q "INSERT INTO deploy.fingerprints (project, kind, name, sha256) SELECT 'p', kind, name, sha256 FROM deploy.object_fingerprints('{p}') WHERE name = 'p.u'"
+  q "UPDATE deploy.deployments d SET applied_by = 'mallory' WHERE id = (SELECT max(id) FROM deploy.deployments);
+     UPDATE deploy.deployments d SET row_hash = deploy.deployment_digest(d) WHERE id = (SELECT max(id) FROM deploy.deployments)"
+  eq "$(q "SELECT intact FROM deploy.verify_log('p')")" t "a rewritten head is consistent inside the database"
+  eq "$(q "SELECT intact FROM deploy.verify_log('p', '$head')")" f "but not with the head kept outside"
+  has "$(q "SELECT problem FROM deploy.verify_log('p', '$head')")" "the expected head $head is not in the chain" "and it says so"
 }
 
 # ---------------------------------------------------------------- finding 7: panic text

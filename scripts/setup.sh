@@ -42,3 +42,9 @@ if [ "$(id -u)" = 0 ]; then
 else
   cargo pgrx install --release --sudo --pg-config "$PG_CONFIG"
 fi
+
+# pgrx writes the current release's install script and copies the upgrade
+# scripts; the 0.1.0 install script is what databases created at 0.1.0 ran,
+# kept so upgrades from it can be tested (pg_test/upgrade.sh).
+step "pg_deploy 0.1.0 install script"
+"${SUDO[@]}" install -m 644 sql/pg_deploy--0.1.0.sql "$("$PG_CONFIG" --sharedir)/extension/"

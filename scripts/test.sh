@@ -42,6 +42,7 @@ stage pg_test cargo pgrx test pg15 --runas postgres --pgdata "$PGTEST_BASE"
 stage pg_test_pg18 bash "$ROOT/scripts/test-pg18.sh"
 stage e2e bash "$ROOT/pg_test/run.sh"
 stage security-e2e bash "$ROOT/pg_test/security.sh"
+stage upgrade-e2e bash "$ROOT/pg_test/upgrade.sh"
 stage cli cargo test -p pg-deploy-cli
 stage cli-e2e bash "$ROOT/pg_test/cli.sh"
 

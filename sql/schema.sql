@@ -10,7 +10,10 @@ CREATE TABLE deploy.projects (
     -- or the schemas the project's changes create objects in).
     schemas            text[],
     created_at         timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-    updated_at         timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+    updated_at         timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    -- The role whose members may deploy, baseline, revert or transfer the
+    -- project: its first deployer, until deploy.transfer_project moves it.
+    owner              name
 );
 
 -- Every manifest ever deployed, once, by its sha256 over canonical JSON.
@@ -26,7 +29,7 @@ CREATE TABLE deploy.deployments (
     project           text NOT NULL,
     version           text NOT NULL,
     previous_version  text,
-    outcome           text NOT NULL CHECK (outcome IN ('applied', 'no-op', 'baseline', 'revert')),
+    outcome           text NOT NULL CHECK (outcome IN ('applied', 'no-op', 'baseline', 'revert', 'transfer')),
     -- The manifest deployed; for a revert, the one whose state it returns to (NULL: none).
     manifest_sha256   text REFERENCES deploy.manifests (sha256),
     applied_by        name NOT NULL,
@@ -51,7 +54,11 @@ CREATE TABLE deploy.deployments (
     -- The hash chain: row_hash of the project's previous deployment ('' for the first),
     -- and sha256 over this row and its change_log rows (deploy.deployment_digest).
     prev_hash         text NOT NULL DEFAULT '',
-    row_hash          text
+    row_hash          text,
+    -- Which deploy.deployment_digest form row_hash was taken with: 1 for rows
+    -- recorded by pg_deploy 0.1.0 (also when restored from its dumps), 2 (which
+    -- also covers the stored manifest) for rows pg_deploy 0.2.0 records.
+    digest_version    integer NOT NULL DEFAULT 1
 );
 CREATE INDEX deployments_project_idx ON deploy.deployments (project, id);
 
@@ -212,14 +219,15 @@ SELECT s.project, s.change_id, s.kind, s.checksum, s.last_action, s.last_deploym
  WHERE s.last_action OPERATOR(pg_catalog.<>) 'reverted';
 
 -- What the hash chain covers of a deployment: every column but row_hash, and
--- its change_log rows. Times and floats go in as numerics so the text does not
--- depend on TimeZone, DateStyle or extra_float_digits.
+-- its change_log rows; from digest_version 2 on, also the stored manifest it
+-- names. Times and floats go in as numerics so the text does not depend on
+-- TimeZone, DateStyle or extra_float_digits.
 CREATE FUNCTION deploy.deployment_digest(d deploy.deployments)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT concat('sha256:', encode(sha256(convert_to(jsonb_build_object(
+    SELECT concat('sha256:', encode(sha256(convert_to((jsonb_build_object(
         'id', d.id, 'project', d.project, 'version', d.version, 'previous_version', d.previous_version,
         'outcome', d.outcome, 'manifest_sha256', d.manifest_sha256, 'applied_by', d.applied_by,
         'session_user', d.session_user_name, 'application_name', d.application_name,
@@ -235,11 +243,18 @@ AS $$
                                                                 extract(epoch FROM l.applied_at), l.revert_sql)
                                               ORDER BY l.ordinal), '[]'::jsonb)
                       FROM deploy.change_log l WHERE l.deployment_id = d.id)
-    )::text, 'UTF8')), 'hex'))
+    ) || CASE WHEN d.digest_version >= 2 THEN jsonb_build_object(
+        'digest_version', d.digest_version,
+        'manifest', (SELECT encode(sha256(convert_to(m.manifest::text, 'UTF8')), 'hex')
+                       FROM deploy.manifests m WHERE m.sha256 = d.manifest_sha256))
+    ELSE '{}'::jsonb END)::text, 'UTF8')), 'hex'))
 $$;
 
--- Checks every project's hash chain; reports the first broken link.
-CREATE FUNCTION deploy.verify_log(project_name text DEFAULT NULL)
+-- Checks every project's hash chain, and what lies beside it: the project's
+-- row (its version, its owner) and its fingerprints must agree with the chain;
+-- with expected_head (a row_hash kept outside the database, e.g. from an
+-- apply report in a CI log), that deployment must still be in the chain.
+CREATE FUNCTION deploy.verify_log(project_name text, expected_head text)
 RETURNS TABLE (project text, deployments bigint, intact boolean, first_broken_id bigint, problem text)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -253,7 +268,7 @@ AS $$
     ), checked AS (
         SELECT c.project, c.id,
                CASE WHEN c.row_hash IS DISTINCT FROM c.digest
-                        THEN 'deployment ' || c.id || ': its content or its change_log rows no longer match its hash'
+                        THEN 'deployment ' || c.id || ': its content, its change_log rows or its manifest no longer match its hash'
                     WHEN c.prev_hash IS DISTINCT FROM coalesce(c.expected_prev, '')
                         THEN 'deployment ' || c.id || ': the link to the previous deployment is broken (a row was deleted or inserted)'
                     WHEN c.next_id IS NULL AND NOT EXISTS (SELECT FROM deploy.projects p
@@ -261,13 +276,55 @@ AS $$
                         THEN 'deployment ' || c.id || ' is the last one left, but deploy.projects names another: later rows were deleted'
                END AS problem
           FROM chain c
+    ), beside AS (
+        SELECT p.project, p.last_deployment_id AS id,
+               CASE WHEN head.version IS DISTINCT FROM p.version
+                        THEN 'deploy.projects says version ' || coalesce(p.version, 'none') || ' but deployment '
+                             || p.last_deployment_id || ' says ' || coalesce(head.version, 'none')
+                    WHEN p.owner IS NOT NULL AND p.owner IS DISTINCT FROM coalesce(
+                             (SELECT (d.options ->> 'to')::name FROM deploy.deployments d
+                               WHERE d.project = p.project AND d.outcome = 'transfer' ORDER BY d.id DESC LIMIT 1),
+                             (SELECT d.applied_by FROM deploy.deployments d WHERE d.project = p.project ORDER BY d.id LIMIT 1))
+                        THEN 'deploy.projects says the owner is ' || coalesce(p.owner::text, 'nobody')
+                             || ', which no deployment or transfer recorded'
+                    WHEN fp.fingerprint IS DISTINCT FROM (
+                             SELECT concat('sha256:', encode(sha256(convert_to(
+                                        coalesce(string_agg(concat_ws(' ', f.kind, f.name, f.sha256), E'\n' ORDER BY f.kind, f.name), ''),
+                                        'UTF8')), 'hex'))
+                               FROM deploy.fingerprints f WHERE f.project = p.project)
+                         AND fp.fingerprint IS NOT NULL
+                        THEN 'deploy.fingerprints no longer match the fingerprint recorded by deployment ' || fp.id
+                    WHEN expected_head IS NOT NULL AND NOT EXISTS (
+                             SELECT FROM deploy.deployments d WHERE d.project = p.project AND d.row_hash = expected_head)
+                        THEN 'the expected head ' || expected_head || ' is not in the chain: deployments were rewritten or removed'
+               END AS problem
+          FROM deploy.projects p
+          LEFT JOIN deploy.deployments head ON head.id = p.last_deployment_id
+          LEFT JOIN LATERAL (SELECT d.id, d.fingerprint FROM deploy.deployments d
+                              WHERE d.project = p.project AND d.fingerprint IS NOT NULL
+                              ORDER BY d.id DESC LIMIT 1) fp ON true
+         WHERE (project_name IS NULL OR p.project = project_name) AND p.last_deployment_id IS NOT NULL
+    ), problems AS (
+        SELECT k.project, k.id, k.problem, 0 AS rank FROM checked k
+        UNION ALL
+        SELECT b.project, b.id, b.problem, 1 FROM beside b
     )
-    SELECT k.project, count(*), bool_and(k.problem IS NULL),
-           min(k.id) FILTER (WHERE k.problem IS NOT NULL),
-           (array_agg(k.problem ORDER BY k.id) FILTER (WHERE k.problem IS NOT NULL))[1]
-      FROM checked k
-     GROUP BY k.project
-     ORDER BY k.project
+    SELECT x.project, (SELECT count(*) FROM checked c WHERE c.project = x.project),
+           bool_and(x.problem IS NULL),
+           min(x.id) FILTER (WHERE x.problem IS NOT NULL),
+           (array_agg(x.problem ORDER BY x.rank, x.id) FILTER (WHERE x.problem IS NOT NULL))[1]
+      FROM problems x
+     GROUP BY x.project
+     ORDER BY x.project
+$$;
+
+-- Checks every project's hash chain; reports the first broken link.
+CREATE FUNCTION deploy.verify_log(project_name text DEFAULT NULL)
+RETURNS TABLE (project text, deployments bigint, intact boolean, first_broken_id bigint, problem text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM deploy.verify_log(project_name, NULL)
 $$;
 
 -- Where every project stands.

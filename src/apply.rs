@@ -180,7 +180,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         None
     };
     let previous_version = opened.previous_version.clone();
-    let (deployment_id, duration_ms) = opened.finish(
+    let recorded = opened.finish(
         client,
         Finished {
             project,
@@ -200,14 +200,15 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         version: manifest.version.to_string(),
         previous_version,
         outcome,
-        deployment_id,
+        deployment_id: recorded.id,
         manifest_sha256: manifest.sha256.clone(),
+        chain_head: Some(recorded.row_hash),
         applied,
         rerun,
         skipped,
         accepted,
         warnings: plan.warnings,
-        duration_ms: round_ms(duration_ms),
+        duration_ms: round_ms(recorded.duration_ms),
     })
 }
 

@@ -43,7 +43,7 @@ fn record_baseline(client: &mut SpiClient<'_>, call: Call<Value>) -> Result<Base
         records.push(ChangeRecord::of(i, change, "baseline"));
     }
     let previous_version = opened.previous_version.clone();
-    let (deployment_id, _) = opened.finish(
+    let recorded = opened.finish(
         client,
         Finished {
             project,
@@ -63,7 +63,8 @@ fn record_baseline(client: &mut SpiClient<'_>, call: Call<Value>) -> Result<Base
         version: manifest.version.to_string(),
         previous_version,
         outcome: "baseline".into(),
-        deployment_id,
+        deployment_id: recorded.id,
+        chain_head: Some(recorded.row_hash),
         baselined,
         skipped,
         duration_ms: round_ms(started.elapsed().as_secs_f64() * 1000.0),

@@ -6,9 +6,10 @@
 use crate::error::DeployError;
 use crate::history;
 use crate::jsonb_arg::JsonbText;
-use crate::owner::Owner;
+use crate::owner::{Owner, Schema};
+use crate::ownership;
 use crate::project_lock;
-use crate::record::{self, ChangeRecord, Counts, DeploymentRecord};
+use crate::record::{self, ChangeRecord, Counts, DeploymentRecord, Recorded};
 use crate::session::SessionFacts;
 use crate::subxact::{from_caught, GucLevel};
 use pg_deploy_core::argument::parse_argument;
@@ -82,8 +83,12 @@ pub struct Opened {
     /// The GUC level of the internal search_path; restored when the call succeeds.
     internal: GucLevel,
     pub owner: Owner,
+    /// Which release's SQL objects this database has.
+    pub schema: Schema,
     /// The deployed version before this call.
     pub previous_version: Option<String>,
+    /// The role that owns the project (None before 0.2.0, or when only read).
+    pub project_owner: Option<String>,
 }
 
 /// Switches to the internal search_path and, with `lock: Some(wait)`, takes the
@@ -97,19 +102,26 @@ pub fn open_project(
 ) -> Result<Opened, DeployError> {
     let internal = GucLevel::open();
     use_internal_search_path(client)?;
-    let owner = Owner::of_extension(client)?;
-    let previous_version = match lock {
+    let (owner, schema) = Owner::of_extension(client)?;
+    let (previous_version, project_owner) = match lock {
         Some(wait) => {
             project_lock::lock_project(client, project, wait)?;
-            owner.run(|| project_lock::claim_project(client, project))?
+            let caller = session.current_user.as_str();
+            let claimed = owner.run(|| project_lock::claim_project(client, project, caller, schema))?;
+            if let Some(project_owner) = &claimed.1 {
+                ownership::check_member(client, project, project_owner)?;
+            }
+            claimed
         }
-        None => owner.run(|| history::deployed_version(client, project))?,
+        None => (owner.run(|| history::deployed_version(client, project))?, None),
     };
     Ok(Opened {
         session,
         internal,
         owner,
+        schema,
         previous_version,
+        project_owner,
     })
 }
 
@@ -141,14 +153,14 @@ pub struct Finished<'a> {
 
 impl Opened {
     /// Records the deployment and its changes as the extension's owner, then
-    /// gives the caller's search_path back; returns the deployment's id and
-    /// duration as recorded.
+    /// gives the caller's search_path back; returns the deployment's id,
+    /// duration and hash as recorded.
     pub fn finish(
         self,
         client: &mut SpiClient<'_>,
         f: Finished<'_>,
         changes: Vec<ChangeRecord>,
-    ) -> Result<(i64, f64), DeployError> {
+    ) -> Result<Recorded, DeployError> {
         let counts = Counts::of(&changes, f.skipped);
         let recorded = self.owner.run(|| {
             record::record(
@@ -165,6 +177,7 @@ impl Opened {
                     options: f.options,
                     warnings: f.warnings,
                     fingerprint: f.fingerprint,
+                    schema: self.schema,
                 },
                 changes,
             )

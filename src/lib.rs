@@ -28,6 +28,7 @@ mod history;
 mod jsonb_arg;
 mod node;
 mod owner;
+mod ownership;
 mod plan;
 mod project_lock;
 mod record;

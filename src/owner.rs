@@ -13,18 +13,33 @@ use pgrx::spi::SpiClient;
 #[derive(Clone, Copy)]
 pub struct Owner(pg_sys::Oid);
 
+/// The SQL objects of this database's pg_deploy: who owns them, and which
+/// release created them. The library serves a database still at 0.1.0 (before
+/// ALTER EXTENSION pg_deploy UPDATE) without what needs 0.2.0's objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schema {
+    V0_1,
+    V0_2,
+}
+
 impl Owner {
-    pub fn of_extension(client: &mut SpiClient<'_>) -> Result<Owner, DeployError> {
-        let owner = client
-            .update(
-                "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_deploy'",
-                Some(1),
-                &[],
-            )?
-            .first()
-            .get_one::<pg_sys::Oid>()?
-            .ok_or_else(|| DeployError::Internal("pg_deploy is not installed in this database".into()))?;
-        Ok(Owner(owner))
+    /// The extension's owner and the version of its SQL objects.
+    pub fn of_extension(client: &mut SpiClient<'_>) -> Result<(Owner, Schema), DeployError> {
+        let rows = client.update(
+            "SELECT extowner, extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_deploy'",
+            Some(1),
+            &[],
+        )?;
+        if rows.is_empty() {
+            return Err(DeployError::Internal("pg_deploy is not installed in this database".into()));
+        }
+        let row = rows.first();
+        let owner = row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid);
+        let schema = match row.get::<String>(2)?.as_deref() {
+            Some("0.1.0") => Schema::V0_1,
+            _ => Schema::V0_2,
+        };
+        Ok((Owner(owner), schema))
     }
 
     /// Runs `work` with the owner's user id, in a restricted security context

@@ -88,7 +88,8 @@ fn plan_executes_and_rolls_back_leaving_no_trace() {
     let m = json!({"project": "p", "version": "1.0.0", "defaults": {"search_path": "pg_catalog"},
                    "changes": [{"id": "a", "sql": "CREATE TABLE public.plan_t (a int); SET work_mem = '7MB';"},
                                {"id": "b", "sql": "INSERT INTO public.plan_t VALUES (1)"}]});
-    let report = plan_of(&m, &json!({}));
+    assert_eq!(plan_of(&m, &json!({}))["execution"]["executed"], false, "no trial run unless asked");
+    let report = plan_of(&m, &json!({"execute": true}));
     assert_eq!(report["outcome"], "would apply");
     assert_eq!(report["execution"]["ok"], true, "{report}");
     assert_eq!(report["changes"][0]["action"], "apply");
@@ -98,7 +99,7 @@ fn plan_executes_and_rolls_back_leaving_no_trace() {
     assert_ne!(one::<String>("SELECT current_setting('work_mem')").as_deref(), Some("7MB"));
     assert_eq!(one::<i64>("SELECT count(*) FROM deploy.projects"), Some(0));
     let failing = json!({"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "SELECT 1;\nSELECT 1/0"}]});
-    let report = plan_of(&failing, &json!({}));
+    let report = plan_of(&failing, &json!({"execute": true}));
     assert_eq!(report["execution"]["ok"], false);
     assert_eq!(report["execution"]["sqlstate"], "22012");
     assert_eq!(report["execution"]["line"], 2);
@@ -225,4 +226,23 @@ fn enum_value_uses_come_from_the_parse_tree() {
     for (sql, want) in cases {
         assert_eq!(warned(sql), *want, "{sql}");
     }
+}
+
+/// The trial run leaves out what a rollback cannot undo, and says why.
+#[pg_test]
+fn trial_runs_refuse_what_escapes_a_rollback() {
+    for sql in [
+        "SELECT pg_advisory_lock(42)",
+        "SELECT pg_catalog.pg_terminate_backend(0)",
+        "SELECT pg_notify('ch', 'x')",
+        "NOTIFY ch",
+        "CREATE TABLE t (id int); SELECT pg_try_advisory_lock_shared(1)",
+    ] {
+        let m = json!({"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": sql}]});
+        let trial = &plan_of(&m, &json!({"execute": true}))["execution"];
+        assert_eq!(trial["executed"], false, "{sql}: {trial}");
+        assert_eq!(trial["sqlstate"], "0A000", "{sql}");
+        assert!(trial["message"].as_str().unwrap_or("").contains("cannot run in a trial run"), "{trial}");
+    }
+    assert_eq!(one::<bool>("SELECT count(*) = 0 FROM pg_locks WHERE locktype = 'advisory'"), Some(true));
 }

@@ -8,6 +8,7 @@ use crate::deployment::{with_manifest, Call};
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
 use crate::subxact::{in_subtransaction, CaughtPgError};
+use pg_deploy_core::analysis::escapes_rollback;
 use pg_deploy_core::hazards::Hazard;
 use pg_deploy_core::position::{line_col, skip_blank};
 use pg_deploy_core::report::{
@@ -164,6 +165,31 @@ fn execute_and_roll_back(
     analyses: &[Option<ChangeAnalysis>],
 ) -> TrialRun {
     let started = Instant::now();
+    // What a rollback cannot undo is not run at all.
+    for ((change, action), analysis) in manifest.changes.iter().zip(actions).zip(analyses) {
+        let (true, Some(analysis)) = (action.runs(), analysis) else {
+            continue;
+        };
+        for s in &analysis.statements {
+            if let Some(why) = escapes_rollback(&s.statement.kind, &s.statement.tree.functions) {
+                let (line, column) = line_col(&change.sql, skip_blank(&change.sql, s.statement.start));
+                return TrialRun {
+                    executed: false,
+                    ok: Some(false),
+                    change: Some(change.id.clone()),
+                    sqlstate: Some("0A000".into()),
+                    message: Some(format!(
+                        "change \"{}\" of project \"{}\" cannot run in a trial run at line {line}, column {column}: {why}",
+                        change.id, manifest.project
+                    )),
+                    line: Some(line),
+                    column: Some(column),
+                    reason: Some("a change acts outside the transaction".into()),
+                    ..TrialRun::default()
+                };
+            }
+        }
+    }
     let failed: RefCell<Option<TrialRun>> = RefCell::new(None);
     let outcome = in_subtransaction(|| {
         for ((change, action), analysis) in manifest.changes.iter().zip(actions).zip(analyses) {

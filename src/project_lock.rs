@@ -1,6 +1,7 @@
 //! Serialising the deployments of one project, and saying who is in the way.
 
 use crate::error::DeployError;
+use crate::owner::Schema;
 use pg_deploy_core::checksum::sha256_hex;
 use pgrx::spi::SpiClient;
 
@@ -41,22 +42,44 @@ pub fn lock_project(client: &mut SpiClient<'_>, project: &str, wait: bool) -> Re
     }
 }
 
-/// Claims the project's row (creating it on first use) and returns the
-/// deployed version. Writing the row makes a REPEATABLE READ or SERIALIZABLE
-/// caller fail with a serialization error, instead of re-applying, when another
-/// deployment committed after its snapshot was taken.
-pub fn claim_project(client: &mut SpiClient<'_>, project: &str) -> Result<Option<String>, DeployError> {
-    let version = client
+/// Claims the project's row (creating it on first use, owned by `caller`)
+/// and returns the deployed version and the project's owner. Writing the row
+/// makes a REPEATABLE READ or SERIALIZABLE caller fail with a serialization
+/// error, instead of re-applying, when another deployment committed after its
+/// snapshot was taken.
+pub fn claim_project(
+    client: &mut SpiClient<'_>,
+    project: &str,
+    caller: &str,
+    schema: Schema,
+) -> Result<(Option<String>, Option<String>), DeployError> {
+    if schema == Schema::V0_1 {
+        let version = client
+            .update(
+                "INSERT INTO deploy.projects AS p (project) VALUES ($1)
+                 ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at
+                 RETURNING p.version",
+                Some(1),
+                &[project.into()],
+            )?
+            .first()
+            .get_one::<String>()?;
+        return Ok((version, None));
+    }
+    let row = client
         .update(
-            "INSERT INTO deploy.projects AS p (project) VALUES ($1)
-             ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at
-             RETURNING p.version",
+            "INSERT INTO deploy.projects AS p (project, owner) VALUES ($1, $2)
+             ON CONFLICT (project) DO UPDATE
+                SET updated_at = p.updated_at,
+                    -- restored from a 0.1.0 dump: the owner is the first deployer, as the upgrade sets it
+                    owner = coalesce(p.owner, (SELECT d.applied_by FROM deploy.deployments d
+                                                WHERE d.project = p.project ORDER BY d.id LIMIT 1), EXCLUDED.owner)
+             RETURNING p.version, p.owner::pg_catalog.text",
             Some(1),
-            &[project.into()],
+            &[project.into(), caller.into()],
         )?
-        .first()
-        .get_one::<String>()?;
-    Ok(version)
+        .first();
+    Ok((row.get::<String>(1)?, row.get::<String>(2)?))
 }
 
 /// Who holds locks on a table now, for the error when a change could not get its lock.

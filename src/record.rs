@@ -2,6 +2,7 @@
 //! project's hash chain. Run as the extension's owner.
 
 use crate::error::DeployError;
+use crate::owner::Schema;
 use crate::session::SessionFacts;
 use pg_deploy_core::Change;
 use pgrx::spi::SpiClient;
@@ -80,6 +81,8 @@ pub struct DeploymentRecord<'a> {
     pub options: serde_json::Value,
     pub warnings: Vec<String>,
     pub fingerprint: Option<String>,
+    /// Which release's objects the database has (0.1.0's have no digest_version).
+    pub schema: Schema,
 }
 
 /// Writes the deployment, its changes, its link in the project's hash chain
@@ -89,7 +92,7 @@ pub fn record(
     client: &mut SpiClient<'_>,
     d: DeploymentRecord<'_>,
     changes: Vec<ChangeRecord>,
-) -> Result<(i64, f64), DeployError> {
+) -> Result<Recorded, DeployError> {
     if let (Some(manifest), Some(sha)) = (d.manifest, d.manifest_sha256) {
         // A re-applied manifest is stored already: skip turning it back into jsonb.
         let stored = client
@@ -196,12 +199,24 @@ pub fn record(
             ],
         )?;
     }
+    if d.schema == Schema::V0_2 {
+        client.update(
+            "UPDATE deploy.deployments SET digest_version = 2 WHERE id = $1",
+            None,
+            &[id.into()],
+        )?;
+    }
     // The row's hash covers its change_log rows, so it is written last.
-    client.update(
-        "UPDATE deploy.deployments d SET row_hash = deploy.deployment_digest(d) WHERE d.id = $1",
-        None,
-        &[id.into()],
-    )?;
+    let row_hash = client
+        .update(
+            "UPDATE deploy.deployments d SET row_hash = deploy.deployment_digest(d) WHERE d.id = $1
+             RETURNING d.row_hash",
+            Some(1),
+            &[id.into()],
+        )?
+        .first()
+        .get_one::<String>()?
+        .unwrap_or_default();
     client.update(
         "UPDATE deploy.projects
             SET version = $2, last_deployment_id = $3, updated_at = pg_catalog.clock_timestamp()
@@ -209,7 +224,18 @@ pub fn record(
         None,
         &[d.project.into(), d.version.into(), id.into()],
     )?;
-    Ok((id, duration_ms))
+    Ok(Recorded {
+        id,
+        duration_ms,
+        row_hash,
+    })
+}
+
+/// A deployment as recorded: its id, its duration, and its hash (the chain's new head).
+pub struct Recorded {
+    pub id: i64,
+    pub duration_ms: f64,
+    pub row_hash: String,
 }
 
 #[derive(Default)]

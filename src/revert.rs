@@ -281,7 +281,7 @@ fn run_revert(
         record.finished_after_ms = started.elapsed().as_secs_f64() * 1000.0;
         records.push(record);
     }
-    let (deployment_id, _) = opened.finish(
+    let recorded = opened.finish(
         client,
         Finished {
             project,
@@ -301,7 +301,8 @@ fn run_revert(
         version: to.to_string(),
         previous_version: current,
         outcome: "revert".into(),
-        deployment_id,
+        deployment_id: recorded.id,
+        chain_head: Some(recorded.row_hash),
         reverted,
         duration_ms: round_ms(started.elapsed().as_secs_f64() * 1000.0),
     })

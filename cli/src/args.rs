@@ -137,8 +137,12 @@ pub enum Command {
         folder: FolderArgs,
         #[command(flatten)]
         apply: ApplyArgs,
-        /// Do not run the pending changes in a rolled-back trial.
+        /// Also run the pending changes in a trial that is rolled back (what a
+        /// rollback cannot undo, e.g. session advisory locks or NOTIFY, is not run).
         #[arg(long)]
+        execute: bool,
+        /// No trial run: the default since 0.2.0 (kept so old scripts still work).
+        #[arg(long, hide = true, conflicts_with = "execute")]
         no_execute: bool,
     },
     /// Show deployed projects: deploy.status().

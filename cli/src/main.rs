@@ -131,14 +131,13 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
         Command::Plan {
             folder,
             apply,
-            no_execute,
+            execute,
+            no_execute: _,
         } => {
             let (f, doc) = load(folder)?;
             announce(cli, folder, &f, &doc);
             let mut opts = apply_options(apply);
-            if *no_execute {
-                opts["execute"] = json!(false);
-            }
+            opts["execute"] = json!(*execute);
             let mut c = client(cli)?;
             let answer = db::plan(&mut c, &text(&doc), &text(&opts))?;
             let report = read("plan", &answer, serde_json::from_value::<PlanReport>)?;

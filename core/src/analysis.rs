@@ -119,6 +119,36 @@ pub struct Refusal {
 }
 
 /// The statement kinds pg_deploy refuses before anything runs.
+/// Why a statement's effects would escape the rollback of plan's trial run:
+/// it calls a function that acts outside the transaction (session advisory
+/// locks, signals to other backends, other connections, notifications, server
+/// files and settings), or it is a NOTIFY. None when nothing known escapes.
+pub fn escapes_rollback(tag: &str, functions: &[String]) -> Option<String> {
+    if tag == "NOTIFY" {
+        return Some("NOTIFY reaches listeners outside the transaction".into());
+    }
+    const ESCAPING: &[&str] = &[
+        "pg_advisory_lock",
+        "pg_advisory_lock_shared",
+        "pg_try_advisory_lock",
+        "pg_try_advisory_lock_shared",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_notify",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "pg_switch_wal",
+        "pg_create_restore_point",
+        "pg_logical_emit_message",
+        "pg_file_write",
+        "lo_export",
+    ];
+    functions
+        .iter()
+        .find(|f| ESCAPING.contains(&f.as_str()) || f.starts_with("dblink") || f.starts_with("pg_stat_reset"))
+        .map(|f| format!("{f}() acts outside the transaction, so a rollback cannot undo it"))
+}
+
 pub fn refusal(tag: &str, facts: &Facts) -> Option<Refusal> {
     let refuse = |sqlstate, reason: String, hint: &str| {
         Some(Refusal {
@@ -161,6 +191,16 @@ pub fn refusal(tag: &str, facts: &Facts) -> Option<Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trial_runs_leave_out_what_a_rollback_cannot_undo() {
+        let f = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(escapes_rollback("SELECT", &f(&["pg_advisory_lock"])).is_some());
+        assert!(escapes_rollback("SELECT", &f(&["now", "pg_terminate_backend"])).is_some());
+        assert!(escapes_rollback("SELECT", &f(&["dblink_exec"])).is_some());
+        assert!(escapes_rollback("NOTIFY", &[]).is_some());
+        assert!(escapes_rollback("SELECT", &f(&["pg_advisory_xact_lock", "nextval"])).is_none());
+    }
 
     #[test]
     fn refusals_by_kind() {

@@ -94,7 +94,8 @@ impl ApplyOptions {
 pub struct PlanOptions {
     pub apply: ApplyOptions,
     /// Run the pending changes in a subtransaction that is rolled back, as proof
-    /// that they run (default true; skipped when anything is refused).
+    /// that they run (default false: the plan alone has no effect; skipped when
+    /// anything is refused or acts outside the transaction).
     pub execute: bool,
 }
 
@@ -102,7 +103,7 @@ impl PlanOptions {
     pub fn from_value(value: &Value) -> Result<PlanOptions, ManifestError> {
         let mut rest = value.clone();
         let execute = match rest.as_object_mut().and_then(|o| o.remove("execute")) {
-            None | Some(Value::Null) => true,
+            None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => b,
             Some(other) => {
                 return Err(ManifestError::WrongType {
@@ -145,7 +146,7 @@ mod tests {
     fn plan_options_add_execute() {
         let o = PlanOptions::from_value(&json!({"execute": false, "allow_downgrade": true})).unwrap();
         assert!(!o.execute && o.apply.allow_downgrade);
-        assert!(PlanOptions::from_value(&json!({})).unwrap().execute);
+        assert!(!PlanOptions::from_value(&json!({})).unwrap().execute, "the trial run is asked for");
         assert_eq!(
             PlanOptions::from_value(&json!({"execute": 1})).unwrap_err().path(),
             "options.execute"

@@ -13,6 +13,10 @@ pub struct ApplyReport {
     pub outcome: ApplyOutcome,
     pub deployment_id: i64,
     pub manifest_sha256: String,
+    /// The row_hash of this deployment: the head of the project's hash chain,
+    /// to keep outside the database and give to deploy.verify_log later.
+    #[serde(default)]
+    pub chain_head: Option<String>,
     pub applied: Vec<ChangeRun>,
     pub rerun: Vec<ChangeRun>,
     pub skipped: Vec<String>,
@@ -177,6 +181,8 @@ pub struct RevertReport {
     /// Always "revert".
     pub outcome: String,
     pub deployment_id: i64,
+    #[serde(default)]
+    pub chain_head: Option<String>,
     pub reverted: Vec<RevertedChange>,
     pub duration_ms: f64,
 }
@@ -198,8 +204,25 @@ pub struct BaselineReport {
     /// Always "baseline".
     pub outcome: String,
     pub deployment_id: i64,
+    #[serde(default)]
+    pub chain_head: Option<String>,
     pub baselined: Vec<String>,
     pub skipped: Vec<String>,
+    pub duration_ms: f64,
+}
+
+/// `deploy.transfer_project`: a project handed to another owner role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferReport {
+    pub project: String,
+    pub version: String,
+    /// Always "transfer".
+    pub outcome: String,
+    pub previous_owner: Option<String>,
+    pub owner: String,
+    pub deployment_id: i64,
+    #[serde(default)]
+    pub chain_head: Option<String>,
     pub duration_ms: f64,
 }
 
@@ -282,6 +305,7 @@ mod tests {
             outcome: ApplyOutcome::Applied,
             deployment_id: 7,
             manifest_sha256: "sha256:x".into(),
+            chain_head: Some("sha256:y".into()),
             applied: vec![ChangeRun {
                 id: "a".into(),
                 kind: "versioned".into(),
