@@ -6,8 +6,9 @@ use crate::catalog::{SchemaCache, SpiCatalog};
 use crate::error::{ChangeLocation, DeployError};
 use crate::guc;
 use crate::session::SessionFacts;
+use crate::sqlstate::sqlstate;
 use crate::statements::{self, Statement};
-use crate::subxact::CaughtPgError;
+use crate::subxact::PgError;
 use pg_deploy_core::analysis::{refusal, Facts, Refusal};
 use pg_deploy_core::hazards::{hazards, Hazard, HazardKind, Thresholds};
 use pg_deploy_core::manifest::{over_maximum, DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT};
@@ -103,8 +104,8 @@ pub fn analyse_change(
     thresholds: &Thresholds,
 ) -> Result<ChangeAnalysis, DeployError> {
     if let Some(reason) = over_maximum(&settings.statement_timeout, guc::MAX_STATEMENT_TIMEOUT.get()) {
-        return Err(DeployError::Postgres(CaughtPgError {
-            code: PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        return Err(DeployError::Postgres(PgError {
+            sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE),
             message: format!(
                 "change \"{}\" of project \"{project}\": {reason} (pg_deploy.max_statement_timeout)",
                 change.id
@@ -162,7 +163,8 @@ pub fn enum_value_uses(changes: &[(&Change, &ChangeAnalysis)]) -> Vec<(String, S
                 continue;
             };
             let what = format!("{type_name} value '{}'", value.replace('\'', "''"));
-            let uses = |statements: &[AnalysedStatement]| statements.iter().any(|u| u.statement.tree.uses_string(value));
+            let uses =
+                |statements: &[AnalysedStatement]| statements.iter().any(|u| u.statement.tree.uses_string(value));
             if uses(&analysis.statements[j + 1..]) {
                 found.push((adder.id.clone(), adder.id.clone(), what.clone()));
             }

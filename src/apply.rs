@@ -2,21 +2,22 @@
 
 use crate::analyze::{analyse_pending, enum_warnings, ChangeAnalysis};
 use crate::catalog::{schemas_of, SchemaCache, SpiCatalog};
+use crate::deployment::{open_project, with_manifest, Call, Finished, Opened};
 use crate::drift;
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeFailure, ChangeWork};
-use crate::deployment::{open_project, with_manifest, Call, Finished, Opened};
 use crate::history;
+use crate::jsonb_arg::JsonbText;
 use crate::project_lock::lock_holders;
 use crate::record::ChangeRecord;
 use crate::session::session_facts;
+use crate::sqlstate::Coded;
 use pg_deploy_core::hazards::Catalog;
 use pg_deploy_core::plan::{check_requirements, plan, postgres_version, ServerFacts};
 use pg_deploy_core::report::{round_ms, ApplyOutcome, ApplyReport, ChangeRun};
 use pg_deploy_core::{Action, ApplyOptions, Change, DriftPolicy, History, Manifest, Plan};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use crate::jsonb_arg::JsonbText;
 use pgrx::JsonB;
 use pgrx::PgSqlErrorCode;
 use std::time::Instant;
@@ -81,22 +82,14 @@ pub fn prepare(
     let analyses = analyse_pending(client, manifest, &runs, &opened.session)?;
     plan.warnings.extend(drift_warnings);
     plan.warnings.extend(enum_warnings(manifest, &analyses));
-    Ok(Prepared {
-        opened,
-        plan,
-        analyses,
-    })
+    Ok(Prepared { opened, plan, analyses })
 }
 
 fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyReport, DeployError> {
     let started = Instant::now();
     let manifest = &call.manifest;
     let project = manifest.project.as_str();
-    let Prepared {
-        opened,
-        plan,
-        analyses,
-    } = prepare(client, manifest, &call.options, true)?;
+    let Prepared { opened, plan, analyses } = prepare(client, manifest, &call.options, true)?;
     for warning in &plan.warnings {
         pgrx::warning!("pg_deploy: {project}: {warning}");
     }
@@ -120,12 +113,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
             (Action::Accept, _) => accepted.push(change.id.clone()),
             (Action::Apply | Action::Rerun, Some(analysis)) => {
                 let statements = analysis.plain_statements();
-                let work = ChangeWork {
-                    id: &change.id,
-                    sql: &change.sql,
-                    statements: &statements,
-                    verify: change.verify.as_deref(),
-                };
+                let work = ChangeWork::of(change, &statements);
                 let run = run_change(client, &work, &analysis.settings)
                     .map_err(|failure| change_failed(client, manifest, change, analysis, failure))?;
                 let ms = run.duration.as_secs_f64() * 1000.0;
@@ -185,7 +173,11 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         Finished {
             project,
             version: manifest.version.to_string(),
-            outcome: if outcome == ApplyOutcome::NoOp { "no-op" } else { "applied" },
+            outcome: if outcome == ApplyOutcome::NoOp {
+                "no-op"
+            } else {
+                "applied"
+            },
             manifest_sha256: Some(&manifest.sha256),
             manifest: Some(call.manifest_doc),
             skipped: skipped.len(),
@@ -229,7 +221,7 @@ fn change_failed(
     };
     let statement = failure.statement.and_then(|i| statements.get(i));
     let mut extra = None;
-    if failure.error.code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE {
+    if failure.error.is(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE) {
         if let Some((table, mode)) = statement.and_then(|s| s.lock.as_ref()) {
             let holders = schemas_of(client, &analysis.settings.search_path)
                 .ok()
@@ -246,7 +238,7 @@ fn change_failed(
             "Deploy when the table is quieter, or raise lock_timeout / lock_retries for this change.".into()
         });
     }
-    if failure.error.code == PgSqlErrorCode::ERRCODE_UNSAFE_NEW_ENUM_VALUE_USAGE {
+    if failure.error.is(PgSqlErrorCode::ERRCODE_UNSAFE_NEW_ENUM_VALUE_USAGE) {
         failure.error.hint = Some(
             "An enum value added by ALTER TYPE … ADD VALUE cannot be used before that transaction commits: \
              split the release in two, the new value in the first."

@@ -22,7 +22,12 @@ pub enum Author {
 impl Author {
     /// Resolves the role named `author` that recorded the stored SQL of
     /// `change`, and checks that the caller (current_user) has its privileges.
-    pub fn resolve(client: &mut SpiClient<'_>, project: &str, change: &str, author: &str) -> Result<Author, DeployError> {
+    pub fn resolve(
+        client: &mut SpiClient<'_>,
+        project: &str,
+        change: &str,
+        author: &str,
+    ) -> Result<Author, DeployError> {
         let rows = client.update(
             "SELECT r.oid, r.rolname OPERATOR(pg_catalog.=) current_user,
                     pg_catalog.pg_has_role(r.oid, 'USAGE'), current_user::pg_catalog.text

@@ -4,13 +4,13 @@
 use crate::deployment::{open_project, with_manifest, Call, Finished};
 use crate::error::DeployError;
 use crate::history;
+use crate::jsonb_arg::JsonbText;
 use crate::record::ChangeRecord;
 use crate::session::session_facts;
 use pg_deploy_core::report::{round_ms, BaselineReport};
 use pg_deploy_core::BaselineOptions;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use crate::jsonb_arg::JsonbText;
 use pgrx::JsonB;
 use serde_json::Value;
 use std::time::Instant;

@@ -1,11 +1,11 @@
 //! Reading the facts pg_deploy's rules need off PostgreSQL's raw parse tree.
 //! The rules themselves are in `pg_deploy_core::analysis`.
 
-use pg_deploy_core::analysis::{AlterCommand, ConstraintKind, DropKind, Facts, ObjectName};
 use crate::node::{items, tag, text};
 use crate::tree_walk;
-use std::ffi::CStr;
+use pg_deploy_core::analysis::{AlterCommand, ConstraintKind, DropKind, Facts, ObjectName};
 use pgrx::pg_sys::{self, NodeTag};
+use std::ffi::CStr;
 
 /// # Safety
 /// `rv` is null or a valid RangeVar.
@@ -280,7 +280,9 @@ unsafe fn alter_command(cmd: *mut pg_sys::AlterTableCmd) -> AlterCommand {
                 );
                 AlterCommand::AddColumn {
                     column: text((*def).colname).unwrap_or_default(),
-                    default_functions: default_expr.map(|e| tree_walk::walk_expression(e).functions).unwrap_or_default(),
+                    default_functions: default_expr
+                        .map(|e| tree_walk::walk_expression(e).functions)
+                        .unwrap_or_default(),
                     serial,
                     not_null_without_default: not_null && !has_default && !serial,
                 }

@@ -5,14 +5,14 @@
 use crate::analyze::ChangeAnalysis;
 use crate::catalog::SchemaCache;
 use crate::error::DeployError;
-use crate::subxact::CaughtPgError;
+use crate::sqlstate::sqlstate;
+use crate::subxact::PgError;
 // Schemas that are never a project's.
 use pg_deploy_core::manifest::is_system_schema as is_system;
 use pg_deploy_core::Manifest;
 use pgrx::spi::SpiClient;
 use pgrx::PgSqlErrorCode;
 use std::collections::BTreeSet;
-
 
 /// The schemas a project manages: the manifest's `schemas` when given, else
 /// those it managed before plus every schema this deployment's changes create
@@ -62,8 +62,8 @@ fn refuse_schemas_without_usage(client: &mut SpiClient<'_>, schemas: &[String]) 
         .get_one::<String>()?;
     match hidden {
         None => Ok(()),
-        Some(names) => Err(DeployError::Postgres(CaughtPgError {
-            code: PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        Some(names) => Err(DeployError::Postgres(PgError {
+            sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE),
             message: format!("manifest \"schemas\": current_user has no USAGE on schema {names}"),
             detail: None,
             hint: Some("List only the schemas the project's changes create and the deploying role may use.".into()),

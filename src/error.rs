@@ -1,8 +1,9 @@
 //! Every error pg_deploy raises, each with a stable SQLSTATE (docs/errors.md).
 
 use crate::author::NotAuthor;
+use crate::sqlstate::{sqlstate, Coded};
 use crate::statements::Statement;
-use crate::subxact::CaughtPgError;
+use crate::subxact::PgError;
 use pg_deploy_core::analysis::Refusal;
 use pg_deploy_core::hazards::Hazard;
 use pg_deploy_core::position::{line_col, skip_blank};
@@ -70,15 +71,9 @@ pub enum DeployError {
     #[error("project \"{project}\" is being deployed by another session")]
     Locked { project: String },
     #[error("change \"{}\" of project \"{}\" has a syntax error{}: {}", .location.change, .location.project, .location.where_(), .error.message)]
-    Syntax {
-        location: ChangeLocation,
-        error: CaughtPgError,
-    },
+    Syntax { location: ChangeLocation, error: PgError },
     #[error("change \"{}\" of project \"{}\" failed{}: {}", .location.change, .location.project, .location.where_(), .error.message)]
-    ChangeFailed {
-        location: ChangeLocation,
-        error: CaughtPgError,
-    },
+    ChangeFailed { location: ChangeLocation, error: PgError },
     #[error("change \"{}\" of project \"{}\" cannot run{}: {}", .location.change, .location.project, .location.where_(), .refusal.reason)]
     Refused { location: ChangeLocation, refusal: Refusal },
     #[error("change \"{}\" of project \"{}\" has the hazard {}{}: {}: {}", .location.change, .location.project, .hazard.kind.as_str(), .location.where_(), .hazard.reason, .hazard.evidence())]
@@ -102,7 +97,7 @@ pub enum DeployError {
     /// A PostgreSQL error outside any change (e.g. permission denied on the
     /// history), passed on as it was raised.
     #[error("{}", .0.message)]
-    Postgres(CaughtPgError),
+    Postgres(PgError),
     #[error("pg_deploy internal query failed: {0}")]
     Internal(String),
 }
@@ -114,18 +109,7 @@ impl From<pgrx::spi::Error> for DeployError {
 }
 
 fn code_of(state: SqlState) -> PgSqlErrorCode {
-    match state {
-        SqlState::InvalidParameterValue => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        SqlState::DataException => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-        SqlState::UniqueViolation => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
-        SqlState::ForeignKeyViolation => PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
-        SqlState::IntegrityConstraintViolation => PgSqlErrorCode::ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION,
-        SqlState::ProgramLimitExceeded => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-        SqlState::FeatureNotSupported => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        SqlState::ObjectNotInPrerequisiteState => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        SqlState::InvalidTransactionTermination => PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION,
-        SqlState::ActiveSqlTransaction => PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-    }
+    crate::sqlstate::code(state.code())
 }
 
 /// A string as an SQL literal, quoted by PostgreSQL's own quote_literal.
@@ -162,8 +146,8 @@ impl DeployError {
             DeployError::Manifest(e) | DeployError::Options(e) => code_of(e.sqlstate()),
             DeployError::Plan(e) => code_of(e.sqlstate()),
             DeployError::Locked { .. } => PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
-            DeployError::Syntax { error, .. } | DeployError::ChangeFailed { error, .. } => error.code,
-            DeployError::Postgres(error) => error.code,
+            DeployError::Syntax { error, .. } | DeployError::ChangeFailed { error, .. } => error.code(),
+            DeployError::Postgres(error) => error.code(),
             DeployError::Refused { refusal, .. } => code_of(refusal.sqlstate),
             DeployError::Hazard { .. } | DeployError::Revert { .. } | DeployError::Drifted { .. } => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
@@ -215,7 +199,7 @@ impl DeployError {
                 hazard.kind.as_str()
             )),
             DeployError::Postgres(error)
-                if error.code == PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE && error.hint.is_none() =>
+                if error.is(PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE) && error.hint.is_none() =>
             {
                 Some(
                     "Another deployment of this project committed after this transaction's snapshot was taken; \
@@ -248,10 +232,7 @@ impl DeployError {
 
     /// The SQLSTATE as its five characters.
     pub fn code_text(&self) -> String {
-        let code = self.code() as i32;
-        (0..5)
-            .map(|i| char::from(b'0' + ((code >> (6 * i)) & 0x3f) as u8))
-            .collect()
+        sqlstate(self.code())
     }
 
     /// Raises this error in PostgreSQL; the caller's transaction is aborted.

@@ -2,10 +2,11 @@
 
 use crate::analyze::RunSettings;
 use crate::errpos::PositionProbe;
+use crate::sqlstate::{pg_error, sqlstate, Coded};
 use crate::statements::Statement;
-use crate::subxact::{from_caught, in_subtransaction, set_local, CaughtPgError, GucLevel};
+use crate::subxact::{from_caught, in_subtransaction, set_local, GucLevel, PgError};
 use crate::timeout::CallerTimer;
-use pg_deploy_core::hazards::retry_backoff_ms;
+use pg_deploy_core::retry::retry_backoff_ms;
 use pgrx::pg_sys::{self, PgTryBuilder};
 use pgrx::spi::{SpiClient, SpiError, SpiErrorCodes};
 use pgrx::PgSqlErrorCode;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 /// in the change's SQL the error points to.
 #[derive(Debug, Clone)]
 pub struct ChangeFailure {
-    pub error: CaughtPgError,
+    pub error: PgError,
     pub statement: Option<usize>,
     pub at: Option<usize>,
     pub retries: u32,
@@ -53,8 +54,7 @@ pub fn run_change(
                 })
             }
             Err(failure)
-                if failure.error.code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE
-                    && retries < settings.lock_retries =>
+                if failure.error.is(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE) && retries < settings.lock_retries =>
             {
                 retries += 1;
                 let wait = retry_backoff_ms(retries, jitter());
@@ -77,6 +77,18 @@ pub struct ChangeWork<'a> {
     pub sql: &'a str,
     pub statements: &'a [Statement],
     pub verify: Option<&'a str>,
+}
+
+impl<'a> ChangeWork<'a> {
+    /// `statements` of `change` (its plain statements, as analysed), then its verify.
+    pub fn of(change: &'a pg_deploy_core::Change, statements: &'a [Statement]) -> ChangeWork<'a> {
+        ChangeWork {
+            id: &change.id,
+            sql: &change.sql,
+            statements,
+            verify: change.verify.as_deref(),
+        }
+    }
 }
 
 fn attempt(client: &mut SpiClient<'_>, work: &ChangeWork<'_>, settings: &RunSettings) -> Result<(), ChangeFailure> {
@@ -105,7 +117,7 @@ fn attempt(client: &mut SpiClient<'_>, work: &ChangeWork<'_>, settings: &RunSett
     timer.restore();
     level.restore();
     outcome.map_err(|mut error| {
-        if error.code == PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION && error.hint.is_none() {
+        if error.is(PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION) && error.hint.is_none() {
             error.hint = Some(TRANSACTION_CONTROL_HINT.to_string());
         }
         let statement = current.get();
@@ -127,14 +139,14 @@ fn attempt(client: &mut SpiClient<'_>, work: &ChangeWork<'_>, settings: &RunSett
 }
 
 /// Runs a change's verify query: its first column of its first row must be true.
-fn run_verify(client: &mut SpiClient<'_>, verify: &str) -> Result<(), CaughtPgError> {
-    let got: Result<Option<bool>, CaughtPgError> = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+fn run_verify(client: &mut SpiClient<'_>, verify: &str) -> Result<(), PgError> {
+    let got: Result<Option<bool>, PgError> = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
         let table = client.update(verify, Some(1), &[]).map_err(spi_failure)?;
         if table.is_empty() {
             return Ok(None);
         }
         table.first().get::<bool>(1).map_err(|_| {
-            CaughtPgError::new(
+            pg_error(
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
                 "verify: the first column of the verify query is not a boolean",
             )
@@ -148,8 +160,8 @@ fn run_verify(client: &mut SpiClient<'_>, verify: &str) -> Result<(), CaughtPgEr
     .execute();
     match got? {
         Some(true) => Ok(()),
-        other => Err(CaughtPgError {
-            code: PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+        other => Err(PgError {
+            sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_CHECK_VIOLATION),
             message: format!(
                 "verify returned {}",
                 other.map_or("NULL or no row".to_string(), |b| b.to_string())
@@ -195,7 +207,7 @@ const TRANSACTION_CONTROL_HINT: &str = "pg_deploy runs the whole deployment in t
      remove BEGIN/COMMIT/ROLLBACK/SAVEPOINT from the change (also inside DO blocks and procedures).";
 
 /// SPI refuses some statements with a status code instead of an error.
-fn spi_failure(error: SpiError) -> CaughtPgError {
+fn spi_failure(error: SpiError) -> PgError {
     let (code, message, hint) = match &error {
         SpiError::SpiError(SpiErrorCodes::Transaction) => (
             PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION,
@@ -213,8 +225,8 @@ fn spi_failure(error: SpiError) -> CaughtPgError {
             None,
         ),
     };
-    CaughtPgError {
-        code,
+    PgError {
+        sqlstate: sqlstate(code),
         message,
         detail: None,
         hint: hint.map(str::to_string),

@@ -6,9 +6,7 @@
 
 use pgrx::callconv::{Arg, ArgAbi};
 use pgrx::nullable::Nullable;
-use pgrx::pgrx_sql_entity_graph::metadata::{
-    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable,
-};
+use pgrx::pgrx_sql_entity_graph::metadata::{ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable};
 use pgrx::{pg_sys, FromDatum};
 use std::ffi::CStr;
 

@@ -34,5 +34,9 @@ pub unsafe fn tag(node: *mut pg_sys::Node) -> Option<NodeTag> {
 /// `node` is null or a valid Node.
 pub unsafe fn string_value(node: *mut pg_sys::Node) -> Option<String> {
     // SAFETY: per the contract; the tag says it is a String.
-    unsafe { (tag(node) == Some(NodeTag::T_String)).then(|| text((*(node as *mut pg_sys::String)).sval)).flatten() }
+    unsafe {
+        (tag(node) == Some(NodeTag::T_String))
+            .then(|| text((*(node as *mut pg_sys::String)).sval))
+            .flatten()
+    }
 }

@@ -31,7 +31,9 @@ impl Owner {
             &[],
         )?;
         if rows.is_empty() {
-            return Err(DeployError::Internal("pg_deploy is not installed in this database".into()));
+            return Err(DeployError::Internal(
+                "pg_deploy is not installed in this database".into(),
+            ));
         }
         let row = rows.first();
         let owner = row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid);

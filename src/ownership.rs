@@ -10,7 +10,8 @@ use crate::deployment::{guarded, open_project, to_json, Finished};
 use crate::error::DeployError;
 use crate::owner::Schema;
 use crate::session::session_facts;
-use crate::subxact::CaughtPgError;
+use crate::sqlstate::sqlstate;
+use crate::subxact::PgError;
 use pg_deploy_core::report::{round_ms, TransferReport};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -36,8 +37,8 @@ pub fn check_member(client: &mut SpiClient<'_>, project: &str, owner: &str) -> R
         return Ok(());
     }
     let caller = row.get::<String>(2)?.unwrap_or_default();
-    Err(DeployError::Postgres(CaughtPgError {
-        code: PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+    Err(DeployError::Postgres(PgError {
+        sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE),
         message: format!(
             "project \"{project}\" is owned by role \"{owner}\", and current_user \"{caller}\" does not have its privileges"
         ),
@@ -55,7 +56,10 @@ pub fn check_member(client: &mut SpiClient<'_>, project: &str, owner: &str) -> R
 fn transfer_project(project_name: Option<String>, new_owner: Option<String>) -> JsonB {
     guarded("deploy.transfer_project", || {
         let (Some(project), Some(new_owner)) = (project_name, new_owner) else {
-            return Err(refuse(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "project_name and new_owner must not be NULL".into()));
+            return Err(refuse(
+                PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                "project_name and new_owner must not be NULL".into(),
+            ));
         };
         let report = Spi::connect_mut(|client| transfer(client, &project, &new_owner))?;
         to_json(&report)
@@ -63,8 +67,8 @@ fn transfer_project(project_name: Option<String>, new_owner: Option<String>) -> 
 }
 
 fn refuse(code: PgSqlErrorCode, message: String) -> DeployError {
-    DeployError::Postgres(CaughtPgError {
-        code,
+    DeployError::Postgres(PgError {
+        sqlstate: sqlstate(code),
         message,
         detail: None,
         hint: None,

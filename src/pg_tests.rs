@@ -399,6 +399,23 @@ mod tests {
         assert_eq!(apply_with(&m, &json!({"wait": false}))["outcome"], "applied");
     }
 
+    /// SQLSTATEs go between PostgreSQL's codes and their five characters both ways.
+    #[pg_test]
+    fn sqlstates_round_trip() {
+        use crate::sqlstate::{code, sqlstate};
+        use pgrx::PgSqlErrorCode as C;
+        for (c, text) in [
+            (C::ERRCODE_UNDEFINED_TABLE, "42P01"),
+            (C::ERRCODE_LOCK_NOT_AVAILABLE, "55P03"),
+            (C::ERRCODE_UNSAFE_NEW_ENUM_VALUE_USAGE, "55P04"),
+            (C::ERRCODE_FEATURE_NOT_SUPPORTED, "0A000"),
+        ] {
+            assert_eq!(sqlstate(c), text);
+            assert_eq!(code(text), c);
+        }
+        assert_eq!(code("nonsense"), C::ERRCODE_INTERNAL_ERROR);
+    }
+
     // Statement analysis, lock safety and hazards (shares the helpers above).
     include!("pg_tests_analysis.rs");
     // Verify/revert, baseline, the hash-chained log, drift, hostile search paths.

@@ -7,7 +7,9 @@ use crate::apply::{prepare, Prepared};
 use crate::deployment::{with_manifest, Call};
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
-use crate::subxact::{in_subtransaction, CaughtPgError};
+use crate::jsonb_arg::JsonbText;
+use crate::sqlstate::{pg_error, Coded};
+use crate::subxact::in_subtransaction;
 use pg_deploy_core::analysis::escapes_rollback;
 use pg_deploy_core::hazards::Hazard;
 use pg_deploy_core::position::{line_col, skip_blank};
@@ -18,7 +20,6 @@ use pg_deploy_core::report::{
 use pg_deploy_core::{Action, Change, Manifest, PlanOptions};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use crate::jsonb_arg::JsonbText;
 use pgrx::{JsonB, PgSqlErrorCode};
 use std::cell::RefCell;
 use std::time::Instant;
@@ -35,11 +36,7 @@ fn report(client: &mut SpiClient<'_>, call: Call<PlanOptions>) -> Result<PlanRep
     let started = Instant::now();
     let (manifest, options) = (&call.manifest, &call.options);
     let project = manifest.project.as_str();
-    let Prepared {
-        opened,
-        plan,
-        analyses,
-    } = prepare(client, manifest, &options.apply, false)?;
+    let Prepared { opened, plan, analyses } = prepare(client, manifest, &options.apply, false)?;
     let mut refused = false;
     let mut changes = Vec::with_capacity(manifest.changes.len());
     for ((change, action), analysis) in manifest.changes.iter().zip(&plan.actions).zip(&analyses) {
@@ -197,12 +194,7 @@ fn execute_and_roll_back(
                 continue;
             };
             let statements = analysis.plain_statements();
-            let work = ChangeWork {
-                id: &change.id,
-                sql: &change.sql,
-                statements: &statements,
-                verify: change.verify.as_deref(),
-            };
+            let work = ChangeWork::of(change, &statements);
             if let Err(failure) = run_change(client, &work, &analysis.settings) {
                 let location = match failure.statement {
                     Some(i) => ChangeLocation::of_statement(&manifest.project, change, &statements, i, failure.at),
@@ -225,7 +217,7 @@ fn execute_and_roll_back(
                 break;
             }
         }
-        Err::<(), _>(CaughtPgError::new(
+        Err::<(), _>(pg_error(
             PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
             "plan rolls back",
         ))
@@ -233,7 +225,7 @@ fn execute_and_roll_back(
     let ms = round_ms(started.elapsed().as_secs_f64() * 1000.0);
     match (failed.into_inner(), outcome) {
         (Some(report), _) => report,
-        (None, Err(e)) if e.code != PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION => TrialRun {
+        (None, Err(e)) if !e.is(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION) => TrialRun {
             executed: true,
             ok: Some(false),
             sqlstate: Some("XX000".into()),

@@ -2,15 +2,15 @@
 //! after `to_version`, in reverse order, in the caller's transaction.
 
 use crate::analyze::{analyse_change, RunSettings};
-use crate::deployment::{argument, guarded, open_project, to_json, Finished};
-use crate::jsonb_arg::JsonbText;
 use crate::author::Author;
 use crate::catalog::SchemaCache;
+use crate::deployment::{argument, guarded, open_project, to_json, Finished};
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
+use crate::jsonb_arg::JsonbText;
+use crate::owner::Owner;
 use crate::record::ChangeRecord;
 use crate::session::{session_facts, SessionFacts};
-use crate::owner::Owner;
 use pg_deploy_core::checksum::sql_checksum;
 use pg_deploy_core::hazards::Thresholds;
 use pg_deploy_core::report::{round_ms, RevertReport, RevertedChange};
@@ -244,23 +244,21 @@ fn run_revert(
     for (ordinal, (work, analysis)) in works.iter().enumerate() {
         let statements = analysis.plain_statements();
         let change = &work.change;
-        let job = ChangeWork {
-            id: &change.id,
-            sql: &change.sql,
-            statements: &statements,
-            verify: None,
-        };
+        let job = ChangeWork::of(change, &statements);
         // Stored SQL never runs with more rights than the role that recorded it.
-        let run = work.author.run(|| run_change(client, &job, &analysis.settings)).map_err(|failure| {
-            let location = match failure.statement {
-                Some(i) => ChangeLocation::of_statement(project, change, &statements, i, failure.at),
-                None => ChangeLocation::new(project, &change.id, &change.sql, failure.at),
-            };
-            DeployError::ChangeFailed {
-                location,
-                error: failure.error,
-            }
-        })?;
+        let run = work
+            .author
+            .run(|| run_change(client, &job, &analysis.settings))
+            .map_err(|failure| {
+                let location = match failure.statement {
+                    Some(i) => ChangeLocation::of_statement(project, change, &statements, i, failure.at),
+                    None => ChangeLocation::new(project, &change.id, &change.sql, failure.at),
+                };
+                DeployError::ChangeFailed {
+                    location,
+                    error: failure.error,
+                }
+            })?;
         let ms = run.duration.as_secs_f64() * 1000.0;
         pgrx::notice!("pg_deploy: {project}: {} \"{}\" ({:.1} ms)", work.action, change.id, ms);
         reverted.push(RevertedChange {

@@ -2,7 +2,8 @@
 
 use crate::classify;
 use crate::errpos::PositionProbe;
-use crate::subxact::{in_subtransaction, CaughtPgError};
+use crate::sqlstate::pg_error;
+use crate::subxact::{in_subtransaction, PgError};
 use crate::tree_walk::{self, TreeFacts};
 use pg_deploy_core::analysis::{Facts, ObjectName};
 use pgrx::pg_sys;
@@ -28,14 +29,14 @@ pub struct Statement {
 /// A change whose SQL does not parse: the parser's error and its position.
 #[derive(Debug, Clone)]
 pub struct ParseFailure {
-    pub error: CaughtPgError,
+    pub error: PgError,
     /// Byte offset in the SQL, when the parser gave a position.
     pub at: Option<usize>,
 }
 
 pub fn split(sql: &str) -> Result<Vec<Statement>, ParseFailure> {
     let text = CString::new(sql).map_err(|e| ParseFailure {
-        error: CaughtPgError::new(
+        error: pg_error(
             PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
             "SQL contains a NUL byte",
         ),
@@ -58,15 +59,11 @@ pub fn split(sql: &str) -> Result<Vec<Statement>, ParseFailure> {
 /// # Safety
 /// `list` must be what `pg_parse_query` returned for a text of `len` bytes.
 unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
-    if list.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: per the contract, a valid array-backed List (PostgreSQL ≥ 13) of RawStmt.
+    // SAFETY: per the contract, a valid List of RawStmt, read through pgrx's list type.
     unsafe {
-        let count = usize::try_from((*list).length).unwrap_or(0);
-        let mut out = Vec::with_capacity(count);
-        for i in 0..count {
-            let raw = (*(*list).elements.add(i)).ptr_value as *mut pg_sys::RawStmt;
+        let raws = pgrx::PgList::<pg_sys::RawStmt>::from_pg(list);
+        let mut out = Vec::with_capacity(raws.len());
+        for raw in raws.iter_ptr() {
             let start = usize::try_from((*raw).stmt_location).unwrap_or(0).min(len);
             let end = match usize::try_from((*raw).stmt_len).unwrap_or(0) {
                 0 => len,

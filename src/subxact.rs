@@ -5,35 +5,19 @@
 //! internal subtransaction, run the work under `PgTryBuilder`, then release or
 //! roll back and restore both.
 
+use crate::sqlstate::{pg_error, sqlstate};
+pub use pg_deploy_core::error::PgError;
 use pgrx::pg_sys::{self, panic::CaughtError, PgTryBuilder};
 use pgrx::PgSqlErrorCode;
 use std::panic::AssertUnwindSafe;
 
-/// A PostgreSQL error caught inside a subtransaction, kept as plain data so it
-/// can be re-raised with more context once the subtransaction is gone.
-#[derive(Debug, Clone)]
-pub struct CaughtPgError {
-    pub code: PgSqlErrorCode,
-    pub message: String,
-    pub detail: Option<String>,
-    pub hint: Option<String>,
-}
-
-impl CaughtPgError {
-    pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
-        CaughtPgError {
-            code,
-            message: message.into(),
-            detail: None,
-            hint: None,
-        }
-    }
-}
-
-pub fn from_caught(error: CaughtError) -> CaughtPgError {
+/// A PostgreSQL error caught inside a subtransaction is kept as plain data
+/// (`PgError`, shared with the core and the client) so it can be re-raised
+/// with more context once the subtransaction is gone.
+pub fn from_caught(error: CaughtError) -> PgError {
     match error {
-        CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => CaughtPgError {
-            code: report.sql_error_code(),
+        CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => PgError {
+            sqlstate: sqlstate(report.sql_error_code()),
             message: report.message().to_string(),
             detail: report.detail().map(str::to_string),
             hint: report.hint().map(str::to_string),
@@ -41,8 +25,8 @@ pub fn from_caught(error: CaughtError) -> CaughtPgError {
         CaughtError::RustPanic { ereport, .. } => {
             // A bug of ours: keep the panic text in the server log, not in the user's error.
             pgrx::log!("pg_deploy: internal panic: {}", ereport.message());
-            CaughtPgError {
-                code: PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            PgError {
+                sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR),
                 message: "pg_deploy hit an internal error; the server log has details".into(),
                 detail: None,
                 hint: Some("Please report this as a pg_deploy bug.".into()),
@@ -55,7 +39,7 @@ pub fn from_caught(error: CaughtError) -> CaughtPgError {
 /// subtransaction is released and its effects stay in the caller's
 /// transaction; when it returns `Err` or raises an error, everything it did is
 /// rolled back and the error comes back as data.
-pub fn in_subtransaction<R>(work: impl FnOnce() -> Result<R, CaughtPgError>) -> Result<R, CaughtPgError> {
+pub fn in_subtransaction<R>(work: impl FnOnce() -> Result<R, PgError>) -> Result<R, PgError> {
     // SAFETY: reading two backend globals; we are in a transaction on the main thread.
     let (old_context, old_owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
     // SAFETY: we are inside a transaction (called from a SQL function); the
@@ -119,9 +103,9 @@ impl GucLevel {
 
 /// `SET LOCAL name = value`, without a query: the setting lives until the
 /// current GUC level is restored. Raises PostgreSQL's error for a bad value.
-pub fn set_local(name: &str, value: &str) -> Result<(), CaughtPgError> {
+pub fn set_local(name: &str, value: &str) -> Result<(), PgError> {
     let bad = |what: &str| {
-        CaughtPgError::new(
+        pg_error(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("{what} contains a NUL byte"),
         )

@@ -201,7 +201,9 @@ unsafe fn statement(stmt: *mut pg_sys::Node, facts: &mut TreeFacts) {
             Some(T_DoStmt) => {
                 for arg in items((*(stmt as *mut pg_sys::DoStmt)).args) {
                     if tag(arg) == Some(T_DefElem) {
-                        facts.do_bodies.extend(string_value((*(arg as *mut pg_sys::DefElem)).arg));
+                        facts
+                            .do_bodies
+                            .extend(string_value((*(arg as *mut pg_sys::DefElem)).arg));
                     }
                 }
             }

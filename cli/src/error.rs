@@ -5,16 +5,9 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 pub const EXIT_CANNOT_CONNECT: i32 = 3;
 
-/// An error reported by PostgreSQL (or raised by pg_deploy inside it):
-/// `ERROR <sqlstate>: <message>`, then DETAIL and HINT lines when present.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("ERROR {sqlstate}: {message}{}{}", line("DETAIL", .detail), line("HINT", .hint))]
-pub struct ServerError {
-    pub sqlstate: String,
-    pub message: String,
-    pub detail: Option<String>,
-    pub hint: Option<String>,
-}
+/// An error reported by PostgreSQL (or raised by pg_deploy inside it): the
+/// same type the extension and the core use.
+pub use pg_deploy_core::error::PgError as ServerError;
 
 /// `\n<LABEL>: <text>` when there is a text, else nothing.
 fn line(label: &str, text: &Option<String>) -> String {
@@ -22,6 +15,7 @@ fn line(label: &str, text: &Option<String>) -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CliError {
     /// Bad input found locally: unreadable folder or file, unknown layout,
     /// duplicate versions, a manifest that does not validate. Exit 2.

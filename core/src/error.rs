@@ -5,8 +5,45 @@
 
 use thiserror::Error;
 
+/// A PostgreSQL error as data: the one representation of "an error with a
+/// SQLSTATE" that the extension (errors caught in a subtransaction, re-raised
+/// with context), the core (its errors' SQLSTATEs) and the client (what the
+/// server said) share. Printed as `ERROR <sqlstate>: <message>`, then DETAIL
+/// and HINT lines when present.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("ERROR {sqlstate}: {message}{}{}", line("DETAIL", .detail), line("HINT", .hint))]
+pub struct PgError {
+    /// The five-character SQLSTATE, e.g. `42P01`.
+    pub sqlstate: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl PgError {
+    pub fn new(sqlstate: impl Into<String>, message: impl Into<String>) -> PgError {
+        PgError {
+            sqlstate: sqlstate.into(),
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> PgError {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// `\n<LABEL>: <text>` when there is a text, else nothing.
+fn line(label: &str, text: &Option<String>) -> String {
+    text.as_ref().map_or_else(String::new, |t| format!("\n{label}: {t}"))
+}
+
 /// A stable SQLSTATE, as the five-character code PostgreSQL reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SqlState {
     /// 22023 invalid_parameter_value
     InvalidParameterValue,
@@ -50,6 +87,7 @@ impl SqlState {
 /// A manifest or options document that cannot be accepted. `path` is the JSON
 /// path at fault, e.g. `changes[3].id`; `$` is the document itself.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ManifestError {
     #[error("{path}: expected {expected}, found {found}")]
     WrongType {
@@ -97,6 +135,16 @@ pub enum ManifestError {
 }
 
 impl ManifestError {
+    /// This error as PostgreSQL reports it.
+    pub fn to_pg_error(&self, prefix: &str) -> PgError {
+        PgError {
+            sqlstate: self.sqlstate().code().into(),
+            message: format!("{prefix}{self}"),
+            detail: None,
+            hint: self.hint(),
+        }
+    }
+
     pub fn sqlstate(&self) -> SqlState {
         match self {
             ManifestError::WrongType { .. }
@@ -154,6 +202,7 @@ impl ManifestError {
 /// A plan that cannot go ahead: the manifest is valid but does not fit the
 /// database and its recorded history.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum PlanError {
     #[error("project \"{project}\": {count} applied change(s) no longer match the manifest: {details}")]
     AppliedChangeModified {

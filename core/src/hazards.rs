@@ -312,13 +312,3 @@ pub fn hazards(
     out
 }
 
-/// Milliseconds to wait before lock retry `attempt` (1-based): 100 ms doubling
-/// to at most 5 s, scaled by `jitter` in [0, 1) to between 50% and 100%, so
-/// concurrent deployers do not retry in step.
-pub fn retry_backoff_ms(attempt: u32, jitter: f64) -> u64 {
-    let base = 100u64
-        .saturating_mul(1u64 << attempt.saturating_sub(1).min(10))
-        .min(5_000);
-    let scale = 0.5 + 0.5 * jitter.clamp(0.0, 1.0);
-    (base as f64 * scale) as u64
-}

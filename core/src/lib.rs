@@ -15,6 +15,7 @@ pub mod options;
 pub mod plan;
 pub mod position;
 pub mod report;
+pub mod retry;
 pub mod revert;
 
 pub use error::{ManifestError, PlanError, SqlState};

@@ -268,16 +268,6 @@ fn allowing_a_kind_lifts_its_refusal() {
 }
 
 #[test]
-fn backoff_doubles_with_jitter_and_a_cap() {
-    assert_eq!(retry_backoff_ms(1, 0.999_999), 99);
-    assert_eq!(retry_backoff_ms(1, 0.0), 50);
-    assert_eq!(retry_backoff_ms(2, 0.0), 100);
-    assert_eq!(retry_backoff_ms(3, 0.0), 200);
-    assert_eq!(retry_backoff_ms(30, 0.0), 2_500);
-    assert!(retry_backoff_ms(30, 1.0) <= 5_000);
-}
-
-#[test]
 fn thresholds_are_configurable() {
     let small = Thresholds {
         rows: 10.0,
