@@ -156,6 +156,46 @@ t_member_of_the_author_may_revert() {
   eq "$(q "SELECT count(*) FROM sec.who WHERE role = '$dep' AND via = 'revert'")" 1 "ran as the author"
 }
 
+# ---------------------------------------------------------------- finding 2: anyone can block deployments
+
+# The project lock is the project's row, which only pg_deploy can lock: a role
+# holding the advisory lock 0.1.0 used does not block a deployment, nor can it
+# lock the row. A real deployment in the way is waited for, within a bound,
+# and named.
+t_nobody_else_can_block_a_deployment() {
+  newdb
+  local nobody=${DB}_nobody out m=$TMP/m/lock.json holder_pid
+  q "CREATE ROLE $nobody LOGIN"
+  printf '{"project": "shop", "version": "1.0.0", "changes": [{"id": "a", "sql": "CREATE TABLE lock_a (id int)"}]}' >"$m"
+  # 0.1.0's key for "shop": class 1346651472, then the first 32 bits of sha256("shop").
+  key=$(python3 -c 'import hashlib, struct; print(struct.unpack(">i", hashlib.sha256(b"shop").digest()[:4])[0])')
+  PGAPPNAME=squatter psql -X -q -U "$nobody" -d "$DB" -c "SELECT pg_advisory_lock(1346651472, $key), pg_sleep(20)" >/dev/null 2>&1 &
+  holder_pid=$!
+  for _ in $(seq 100); do
+    [ "$(q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")" = 1 ] && break; sleep 0.05
+  done
+  out=$(timeout 10 "${PSQL[@]}" -d "$DB" -v manifest="$(cat "$m")" <<<"SELECT deploy.apply(:'manifest'::jsonb)->>'outcome';") ||
+    { echo "apply blocked or failed behind the squatter: $out" >&2; kill "$holder_pid"; return 1; }
+  eq "$out" applied "apply goes through beside a squatted advisory lock"
+  kill "$holder_pid" 2>/dev/null || true; wait "$holder_pid" 2>/dev/null || true
+  has "$(as "$nobody" "SELECT * FROM deploy.projects FOR UPDATE")" "permission denied for schema deploy" "the row cannot be locked by others"
+  # A deployment in progress: the next one waits at most wait_timeout, and is told who is in the way.
+  PGAPPNAME=long_deploy "${PSQL[@]}" -d "$DB" -v manifest="$(cat "$m")" >/dev/null 2>&1 <<'SQL' &
+BEGIN;
+SELECT deploy.apply(:'manifest'::jsonb);
+SELECT pg_sleep(5);
+COMMIT;
+SQL
+  holder_pid=$!
+  for _ in $(seq 100); do
+    [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'long_deploy' AND query LIKE '%pg_sleep(5)%'")" = 1 ] && break; sleep 0.05
+  done
+  out=$(as postgres "SELECT deploy.apply('$(cat "$m")', '{\"wait_timeout\": \"300ms\"}')") && { echo "did not wait: $out" >&2; return 1; }
+  has "$out" 'ERROR:  55P03: project "shop" is being deployed by another session' "bounded wait"
+  has "$out" 'DETAIL:  Waited 300ms \(options.wait_timeout\). Held by pid [0-9]+ \(role postgres, application "long_deploy"' "the holder is named"
+  wait "$holder_pid"
+}
+
 # ---------------------------------------------------------------- finding 3: per-project authorization
 
 # A second team's deployer can neither move another team's project nor accept

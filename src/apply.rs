@@ -8,7 +8,7 @@ use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeFailure, ChangeWork};
 use crate::history;
 use crate::jsonb_arg::JsonbText;
-use crate::project_lock::lock_holders;
+use crate::project_lock::{lock_holders, LockWait};
 use crate::record::ChangeRecord;
 use crate::session::session_facts;
 use crate::sqlstate::Coded;
@@ -53,7 +53,7 @@ pub fn prepare(
     check_requirements(manifest, &facts)?;
 
     let project = manifest.project.as_str();
-    let opened = open_project(client, session, project, lock.then_some(options.wait))?;
+    let opened = open_project(client, session, project, lock.then(|| LockWait::new(options.wait, Some(&options.wait_timeout))))?;
     let owner = opened.owner;
     let mut drift_warnings = Vec::new();
     if options.drift != DriftPolicy::Ignore {
@@ -167,7 +167,6 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     } else {
         None
     };
-    let previous_version = opened.previous_version.clone();
     let recorded = opened.finish(
         client,
         Finished {
@@ -190,7 +189,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     Ok(ApplyReport {
         project: project.to_string(),
         version: manifest.version.to_string(),
-        previous_version,
+        previous_version: recorded.previous_version,
         outcome,
         deployment_id: recorded.id,
         manifest_sha256: manifest.sha256.clone(),

@@ -6,6 +6,7 @@ use crate::error::DeployError;
 use crate::history;
 use crate::jsonb_arg::JsonbText;
 use crate::record::ChangeRecord;
+use crate::project_lock::LockWait;
 use crate::session::session_facts;
 use pg_deploy_core::report::{round_ms, BaselineReport};
 use pg_deploy_core::BaselineOptions;
@@ -29,7 +30,7 @@ fn record_baseline(client: &mut SpiClient<'_>, call: Call<Value>) -> Result<Base
     let (_, chosen) = BaselineOptions::from_value(&call.options, manifest).map_err(DeployError::Options)?;
     let project = manifest.project.as_str();
     let session = session_facts(client)?;
-    let opened = open_project(client, session, project, Some(true))?;
+    let opened = open_project(client, session, project, Some(LockWait::new(true, None)))?;
     let applied = opened.owner.run(|| history::applied_changes(client, project))?;
 
     let (mut baselined, mut skipped, mut records) = (Vec::new(), Vec::new(), Vec::new());
@@ -42,7 +43,6 @@ fn record_baseline(client: &mut SpiClient<'_>, call: Call<Value>) -> Result<Base
         baselined.push(change.id.clone());
         records.push(ChangeRecord::of(i, change, "baseline"));
     }
-    let previous_version = opened.previous_version.clone();
     let recorded = opened.finish(
         client,
         Finished {
@@ -61,7 +61,7 @@ fn record_baseline(client: &mut SpiClient<'_>, call: Call<Value>) -> Result<Base
     Ok(BaselineReport {
         project: project.to_string(),
         version: manifest.version.to_string(),
-        previous_version,
+        previous_version: recorded.previous_version,
         outcome: "baseline".into(),
         deployment_id: recorded.id,
         chain_head: Some(recorded.row_hash),

@@ -8,7 +8,7 @@ use crate::history;
 use crate::jsonb_arg::JsonbText;
 use crate::owner::{Owner, Schema};
 use crate::ownership;
-use crate::project_lock;
+use crate::project_lock::{self, LockWait};
 use crate::record::{self, ChangeRecord, Counts, DeploymentRecord, Recorded};
 use crate::session::SessionFacts;
 use crate::subxact::{from_caught, GucLevel};
@@ -98,16 +98,15 @@ pub fn open_project(
     client: &mut SpiClient<'_>,
     session: SessionFacts,
     project: &str,
-    lock: Option<bool>,
+    lock: Option<LockWait>,
 ) -> Result<Opened, DeployError> {
     let internal = GucLevel::open();
     use_internal_search_path(client)?;
     let (owner, schema) = Owner::of_extension(client)?;
     let (previous_version, project_owner) = match lock {
         Some(wait) => {
-            project_lock::lock_project(client, project, wait)?;
             let caller = session.current_user.as_str();
-            let claimed = owner.run(|| project_lock::claim_project(client, project, caller, schema))?;
+            let claimed = project_lock::claim_with_wait(client, owner, project, caller, schema, &wait)?;
             if let Some(project_owner) = &claimed.1 {
                 ownership::check_member(client, project, project_owner)?;
             }

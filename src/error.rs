@@ -69,7 +69,13 @@ pub enum DeployError {
     #[error("{0}")]
     Plan(#[from] PlanError),
     #[error("project \"{project}\" is being deployed by another session")]
-    Locked { project: String },
+    Locked {
+        project: String,
+        /// Who holds it, when it could be found.
+        holder: Option<String>,
+        /// How long this call waited (None: it did not wait).
+        waited: Option<String>,
+    },
     #[error("change \"{}\" of project \"{}\" has a syntax error{}: {}", .location.change, .location.project, .location.where_(), .error.message)]
     Syntax { location: ChangeLocation, error: PgError },
     #[error("change \"{}\" of project \"{}\" failed{}: {}", .location.change, .location.project, .location.where_(), .error.message)]
@@ -168,6 +174,11 @@ impl DeployError {
             }
             DeployError::Postgres(error) => error.detail.clone(),
             DeployError::Refused { location, .. } | DeployError::Hazard { location, .. } => statement_detail(location),
+            DeployError::Locked { holder, waited, .. } => Some(format!(
+                "{}Held by {}.",
+                waited.as_ref().map_or(String::new(), |w| format!("Waited {w} (options.wait_timeout). ")),
+                holder.as_deref().unwrap_or("a session that is creating the project, or has just ended")
+            )),
             _ => None,
         }
     }
@@ -176,9 +187,12 @@ impl DeployError {
         match self {
             DeployError::Manifest(e) | DeployError::Options(e) => e.hint(),
             DeployError::Plan(e) => e.hint(),
-            DeployError::Locked { .. } => {
+            DeployError::Locked { waited: None, .. } => {
                 Some("Retry later, or leave out {\"wait\": false} to wait for the other deployment.".into())
             }
+            DeployError::Locked { waited: Some(_), .. } => Some(
+                "Retry when that deployment has ended, or wait longer with {\"wait_timeout\": \"15min\"}.".into(),
+            ),
             DeployError::Refused { refusal, .. } => Some(refusal.hint.clone()),
             DeployError::Revert {
                 missing_reverts: false, ..

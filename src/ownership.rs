@@ -9,6 +9,7 @@
 use crate::deployment::{guarded, open_project, to_json, Finished};
 use crate::error::DeployError;
 use crate::owner::Schema;
+use crate::project_lock::LockWait;
 use crate::session::session_facts;
 use crate::sqlstate::sqlstate;
 use crate::subxact::PgError;
@@ -78,7 +79,7 @@ fn refuse(code: PgSqlErrorCode, message: String) -> DeployError {
 fn transfer(client: &mut SpiClient<'_>, project: &str, new_owner: &str) -> Result<TransferReport, DeployError> {
     let started = Instant::now();
     let session = session_facts(client)?;
-    let opened = open_project(client, session, project, Some(true))?;
+    let opened = open_project(client, session, project, Some(LockWait::new(true, None)))?;
     if opened.schema == Schema::V0_1 {
         return Err(refuse(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,

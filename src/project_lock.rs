@@ -1,45 +1,102 @@
 //! Serialising the deployments of one project, and saying who is in the way.
 
 use crate::error::DeployError;
-use crate::owner::Schema;
-use pg_deploy_core::checksum::sha256_hex;
+use crate::owner::{Owner, Schema};
+use crate::sqlstate::{pg_error, Coded};
+use crate::subxact::{in_subtransaction, set_local, GucLevel};
+use pg_deploy_core::options::DEFAULT_WAIT_TIMEOUT;
 use pgrx::spi::SpiClient;
+use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode;
 
-/// First key of pg_deploy's transaction-scoped advisory locks ('PDEP'); the
-/// second is taken from the project name's sha256.
-pub const LOCK_CLASS: i32 = 0x5044_4550;
-
-pub fn lock_key(project: &str) -> i32 {
-    let hex = sha256_hex(project.as_bytes());
-    u32::from_str_radix(&hex[..8], 16).map(|k| k as i32).unwrap_or(0)
+/// How a deployment waits for another one of the same project.
+#[derive(Debug, Clone)]
+pub struct LockWait {
+    /// false: fail at once (55P03) when another session holds the project.
+    pub wait: bool,
+    /// The longest wait, as a duration (options.wait_timeout, default 5min).
+    pub timeout: String,
 }
 
-/// Serialises deployments of one project until the transaction ends.
-pub fn lock_project(client: &mut SpiClient<'_>, project: &str, wait: bool) -> Result<(), DeployError> {
-    let key = lock_key(project);
-    if wait {
-        client.update(
-            "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
-            None,
-            &[LOCK_CLASS.into(), key.into()],
-        )?;
-        return Ok(());
+impl LockWait {
+    pub fn new(wait: bool, timeout: Option<&str>) -> LockWait {
+        LockWait {
+            wait,
+            timeout: timeout.unwrap_or(DEFAULT_WAIT_TIMEOUT).to_string(),
+        }
     }
-    let got = client
+}
+
+/// Takes the project's row (creating it on first use, owned by `caller`),
+/// which serialises deployments of the project until the transaction ends.
+/// Only pg_deploy (as the extension's owner) can lock that row, unlike an
+/// advisory lock whose key any role could take. The wait is bounded: past it,
+/// 55P03 names the session holding the project.
+pub fn claim_with_wait(
+    client: &mut SpiClient<'_>,
+    owner: Owner,
+    project: &str,
+    caller: &str,
+    schema: Schema,
+    lock: &LockWait,
+) -> Result<(Option<String>, Option<String>), DeployError> {
+    let level = GucLevel::open();
+    let timeout = if lock.wait { lock.timeout.as_str() } else { "1ms" };
+    let claimed = in_subtransaction(|| {
+        set_local("lock_timeout", timeout)?;
+        owner
+            .run(|| claim_project(client, project, caller, schema))
+            .map_err(|e| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))
+    });
+    level.restore();
+    match claimed {
+        Ok(claimed) => Ok(claimed),
+        Err(e) if e.is(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE) => Err(DeployError::Locked {
+            project: project.to_string(),
+            holder: owner.run(|| holder(client, project)).ok().flatten(),
+            waited: lock.wait.then(|| lock.timeout.clone()),
+        }),
+        Err(e) => Err(DeployError::Postgres(e)),
+    }
+}
+
+/// The session whose transaction holds the project's row. The row's xmax is
+/// the xid that locked it, often a subtransaction's (pg_deploy claims inside
+/// one): PostgreSQL's own subtrans map gives its top-level transaction, which
+/// pg_stat_activity shows as backend_xid.
+fn holder(client: &mut SpiClient<'_>, project: &str) -> Result<Option<String>, DeployError> {
+    let xmax = client
         .update(
-            "SELECT pg_catalog.pg_try_advisory_xact_lock($1, $2)",
+            "SELECT p.xmax::pg_catalog.text FROM deploy.projects p WHERE p.project = $1",
             Some(1),
-            &[LOCK_CLASS.into(), key.into()],
+            &[project.into()],
         )?
         .first()
-        .get_one::<bool>()?;
-    if got == Some(true) {
-        Ok(())
-    } else {
-        Err(DeployError::Locked {
-            project: project.to_string(),
-        })
-    }
+        .get_one::<String>()?;
+    let Some(xid) = xmax.and_then(|x| x.parse::<u32>().ok()).filter(|&x| x != 0) else {
+        return Ok(None);
+    };
+    let xid = pg_sys::TransactionId::from(xid);
+    // SAFETY: both read shared state; the subtrans lookup is only made for an
+    // xid still in progress, which pg_subtrans keeps.
+    let top = unsafe {
+        if !pg_sys::TransactionIdIsInProgress(xid) {
+            return Ok(None);
+        }
+        pg_sys::SubTransGetTopmostTransaction(xid)
+    };
+    Ok(client
+        .update(
+            "SELECT pg_catalog.format('pid %s (role %s, application \"%s\", in its transaction since %s)',
+                        a.pid, a.usename, a.application_name, a.xact_start)
+               FROM pg_catalog.pg_stat_activity a
+              WHERE a.backend_xid OPERATOR(pg_catalog.=) $1::pg_catalog.text::pg_catalog.xid
+              LIMIT 1",
+            Some(1),
+            &[top.into_inner().to_string().into()],
+        )?
+        .first()
+        .get_one::<String>()?)
 }
 
 /// Claims the project's row (creating it on first use, owned by `caller`)
@@ -47,7 +104,7 @@ pub fn lock_project(client: &mut SpiClient<'_>, project: &str, wait: bool) -> Re
 /// makes a REPEATABLE READ or SERIALIZABLE caller fail with a serialization
 /// error, instead of re-applying, when another deployment committed after its
 /// snapshot was taken.
-pub fn claim_project(
+fn claim_project(
     client: &mut SpiClient<'_>,
     project: &str,
     caller: &str,

@@ -132,7 +132,7 @@ pub fn record(
             &[
                 d.project.into(),
                 d.version.clone().into(),
-                d.previous_version.into(),
+                d.previous_version.clone().into(),
                 d.outcome.into(),
                 d.manifest_sha256.into(),
                 d.session.started_at.into(),
@@ -228,14 +228,17 @@ pub fn record(
         id,
         duration_ms,
         row_hash,
+        previous_version: d.previous_version,
     })
 }
 
-/// A deployment as recorded: its id, its duration, and its hash (the chain's new head).
+/// A deployment as recorded: its id, its duration, its hash (the chain's new
+/// head) and the version deployed before it.
 pub struct Recorded {
     pub id: i64,
     pub duration_ms: f64,
     pub row_hash: String,
+    pub previous_version: Option<String>,
 }
 
 #[derive(Default)]

@@ -9,6 +9,7 @@ use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
 use crate::jsonb_arg::JsonbText;
 use crate::owner::Owner;
+use crate::project_lock::LockWait;
 use crate::record::ChangeRecord;
 use crate::session::{session_facts, SessionFacts};
 use pg_deploy_core::checksum::sql_checksum;
@@ -187,7 +188,7 @@ fn run_revert(
 ) -> Result<RevertReport, DeployError> {
     let started = Instant::now();
     let session = session_facts(client)?;
-    let opened = open_project(client, session, project, Some(options.wait.unwrap_or(true)))?;
+    let opened = open_project(client, session, project, Some(LockWait::new(options.wait.unwrap_or(true), options.wait_timeout.as_deref())))?;
     let (owner, session) = (opened.owner, &opened.session);
     let Some(current) = opened.previous_version.clone() else {
         return Err(PlanError::RequirementNotMet {

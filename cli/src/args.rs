@@ -109,6 +109,9 @@ pub struct ApplyArgs {
     /// Fail at once (55P03) instead of waiting while another session deploys the project.
     #[arg(long, alias = "no-wait-for-lock")]
     pub no_lock_wait: bool,
+    /// Wait at most this long for another session's deployment of the project (default 5min).
+    #[arg(long, value_name = "DURATION", conflicts_with = "no_lock_wait")]
+    pub lock_wait: Option<String>,
     /// Free text recorded with the deployment.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,

@@ -70,6 +70,9 @@ fn apply_options(a: &ApplyArgs) -> Value {
     if a.no_lock_wait {
         o["wait"] = json!(false);
     }
+    if let Some(t) = &a.lock_wait {
+        o["wait_timeout"] = json!(t);
+    }
     if a.allow_downgrade {
         o["allow_downgrade"] = json!(true);
     }

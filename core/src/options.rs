@@ -9,6 +9,8 @@ use serde_json::Value;
 pub struct ApplyOptions {
     /// Wait for a concurrent apply of the same project (true) or fail at once.
     pub wait: bool,
+    /// How long to wait for it at most (a duration; default 5min).
+    pub wait_timeout: String,
     /// Apply a manifest whose version is older than the deployed one.
     pub allow_downgrade: bool,
     /// Versioned changes whose applied SQL changed and whose new text is accepted
@@ -31,6 +33,7 @@ impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
             wait: true,
+            wait_timeout: DEFAULT_WAIT_TIMEOUT.into(),
             allow_downgrade: false,
             accept_changed: Vec::new(),
             reason: None,
@@ -44,10 +47,28 @@ impl Default for ApplyOptions {
 #[serde(deny_unknown_fields)]
 struct ApplyOptionsDocument {
     wait: Option<bool>,
+    wait_timeout: Option<String>,
     allow_downgrade: Option<bool>,
     accept_changed: Option<Vec<String>>,
     reason: Option<String>,
     drift: Option<String>,
+}
+
+/// How long a deployment waits for another one of the same project, unless told.
+pub const DEFAULT_WAIT_TIMEOUT: &str = "5min";
+
+/// `options.wait_timeout`: a duration, more than zero (default 5min).
+fn wait_timeout(given: Option<String>) -> Result<String, ManifestError> {
+    let Some(text) = given else {
+        return Ok(DEFAULT_WAIT_TIMEOUT.into());
+    };
+    match crate::manifest::duration_ms(&text) {
+        Some(ms) if ms >= 1.0 && ms <= f64::from(i32::MAX) => Ok(text.trim().to_string()),
+        _ => Err(ManifestError::InvalidValue {
+            path: "options.wait_timeout".into(),
+            reason: format!("\"{text}\" is not a duration of at least 1ms such as \"30s\" or \"10min\""),
+        }),
+    }
 }
 
 /// The strings of an optional list, none of them blank; `path` is the list's.
@@ -70,6 +91,7 @@ impl ApplyOptions {
         let defaults = ApplyOptions::default();
         Ok(ApplyOptions {
             wait: doc.wait.unwrap_or(defaults.wait),
+            wait_timeout: wait_timeout(doc.wait_timeout)?,
             allow_downgrade: doc.allow_downgrade.unwrap_or(defaults.allow_downgrade),
             accept_changed: non_empty(doc.accept_changed, "options.accept_changed")?,
             reason: doc.reason,
@@ -204,6 +226,16 @@ mod tests {
     }
 
     #[test]
+    fn the_wait_for_another_deployment_is_bounded() {
+        assert_eq!(ApplyOptions::from_value(&json!({})).unwrap().wait_timeout, "5min");
+        assert_eq!(ApplyOptions::from_value(&json!({"wait_timeout": "30s"})).unwrap().wait_timeout, "30s");
+        for bad in ["0", "forever", "-1s"] {
+            let e = ApplyOptions::from_value(&json!({"wait_timeout": bad})).unwrap_err();
+            assert_eq!(e.path(), "options.wait_timeout", "{bad}");
+        }
+    }
+
+    #[test]
     fn rejects_typos_with_a_suggestion() {
         let err = ApplyOptions::from_value(&json!({"wiat": false})).unwrap_err();
         assert_eq!(err.path(), "options.wiat");
@@ -289,6 +321,8 @@ impl BaselineOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RevertOptions {
     pub wait: Option<bool>,
+    /// How long to wait for a concurrent deployment of the project (default 5min).
+    pub wait_timeout: Option<String>,
     /// Hazards the revert SQL may have (reverts usually drop things).
     pub allow: Vec<crate::hazards::HazardKind>,
     pub reason: Option<String>,
@@ -299,6 +333,7 @@ pub struct RevertOptions {
 #[serde(deny_unknown_fields)]
 struct RevertOptionsDocument {
     wait: Option<bool>,
+    wait_timeout: Option<String>,
     allow: Option<Vec<String>>,
     reason: Option<String>,
 }
@@ -320,6 +355,7 @@ impl RevertOptions {
         }
         Ok(RevertOptions {
             wait: doc.wait,
+            wait_timeout: doc.wait_timeout.map(|t| wait_timeout(Some(t))).transpose()?,
             allow,
             reason: doc.reason,
         })
