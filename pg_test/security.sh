@@ -304,6 +304,38 @@ t_edits_beside_the_chain_are_found() {
   has "$(q "SELECT problem FROM deploy.verify_log('p', '$head')")" "the expected head $head is not in the chain" "and it says so"
 }
 
+# ---------------------------------------------------------------- finding 6: state left in the session
+
+# Through dynamic SQL a change tries to leave a prepared statement, a temp
+# table, a temp function and a session advisory lock: each is refused (0A000)
+# and the session, checked right after in the same connection, holds none of it.
+# A temp table made and dropped in one change (lemmy's comment_ltrees) is fine.
+t_nothing_is_left_in_the_session() {
+  newdb
+  local dep=${DB}_dep sql out
+  deployer "$dep"
+  for sql in "DO \$\$ BEGIN EXECUTE 'PREPARE p AS SELECT 1'; END \$\$" \
+             "DO \$\$ BEGIN EXECUTE 'CREATE TEMP TABLE t (a int)'; END \$\$" \
+             "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'" \
+             "DO \$\$ BEGIN PERFORM pg_advisory_lock(1); END \$\$; SELECT 1/0"; do
+    printf '%s' "$sql" | python3 -c 'import json, sys; print(json.dumps({"project": "p", "version": "1.0.0", "changes": [{"id": "c", "sql": sys.stdin.read()}]}))' >"$TMP/m/s.json"
+    out=$(PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -v VERBOSITY=verbose -U "$dep" -d "$DB" \
+            -v manifest="$(cat "$TMP/m/s.json")" 2>&1 <<'SQL'
+\set ON_ERROR_STOP 0
+SELECT deploy.apply(:'manifest'::jsonb);
+SELECT 'left: ' || (SELECT count(*) FROM pg_prepared_statements)
+       || ' ' || (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema())
+       || ' ' || (SELECT count(*) FROM pg_proc WHERE pronamespace = pg_my_temp_schema())
+       || ' ' || (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid());
+SQL
+    )
+    has "$out" "ERROR:  (0A000: change \"c\" of project \"p\" failed: it left|22012)" "refused: $sql"
+    has "$out" "^left: 0 0 0 0$" "nothing left after: $sql"
+  done
+  printf '{"project": "p", "version": "1.0.0", "changes": [{"id": "c", "sql": "CREATE TEMP TABLE s (a int); INSERT INTO s VALUES (1); DROP TABLE s"}]}' >"$TMP/m/ok.json"
+  eq "$(apply_as "$dep" "$TMP/m/ok.json")" applied "a temp table made and dropped in one change"
+}
+
 # ---------------------------------------------------------------- finding 7: panic text
 
 # Manifests and options nested 200 and 5,000 levels deep, in apply and plan:

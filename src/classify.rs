@@ -166,18 +166,9 @@ pub unsafe fn facts_of(stmt: *mut pg_sys::Node) -> Facts {
                     Facts::Other
                 }
             }
-            Some(NodeTag::T_CreateStmt) => {
-                let s = stmt as *mut pg_sys::CreateStmt;
-                session_temp((*s).relation, (*s).oncommit)
-            }
-            Some(NodeTag::T_CreateTableAsStmt) => {
-                let into = (*(stmt as *mut pg_sys::CreateTableAsStmt)).into;
-                if into.is_null() {
-                    Facts::Other
-                } else {
-                    session_temp((*into).rel, (*into).onCommit)
-                }
-            }
+            // Temporary tables are not refused from the text (a change may
+            // create one and drop it again): what a change leaves in the
+            // session is checked after it runs (execute::session_left).
             Some(NodeTag::T_CopyStmt) => {
                 let s = stmt as *mut pg_sys::CopyStmt;
                 if (*s).filename.is_null() && !(*s).is_program {
@@ -228,20 +219,6 @@ pub unsafe fn facts_of(stmt: *mut pg_sys::Node) -> Facts {
             }
             _ => Facts::Other,
         }
-    }
-}
-
-/// A temporary table that outlives the transaction stays in the (pooled) session.
-///
-/// # Safety
-/// `rv` is null or a valid RangeVar.
-unsafe fn session_temp(rv: *mut pg_sys::RangeVar, on_commit: pg_sys::OnCommitAction::Type) -> Facts {
-    // SAFETY: per the contract.
-    let temp = !rv.is_null() && unsafe { (*rv).relpersistence } as u8 == pg_sys::RELPERSISTENCE_TEMP;
-    if temp && on_commit != pg_sys::OnCommitAction::ONCOMMIT_DROP {
-        Facts::SessionState
-    } else {
-        Facts::Other
     }
 }
 

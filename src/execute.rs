@@ -2,6 +2,7 @@
 
 use crate::analyze::RunSettings;
 use crate::errpos::PositionProbe;
+use crate::session_state;
 use crate::sqlstate::{pg_error, sqlstate, Coded};
 use crate::statements::Statement;
 use crate::subxact::{from_caught, in_subtransaction, set_local, GucLevel, PgError};
@@ -97,7 +98,11 @@ fn attempt(client: &mut SpiClient<'_>, work: &ChangeWork<'_>, settings: &RunSett
     let timer = CallerTimer::save();
     let current = Cell::new(None::<usize>);
     let mut probe = PositionProbe::new();
+    let dropped_at_commit: Vec<String> =
+        statements.iter().flat_map(|s| s.tree.dropped_at_commit.iter().cloned()).collect();
+    let mut before = None;
     let outcome = in_subtransaction(|| {
+        before = Some(session_state::holdings(client)?);
         for (name, value) in settings.gucs() {
             set_local(name, value)?;
         }
@@ -112,8 +117,16 @@ fn attempt(client: &mut SpiClient<'_>, work: &ChangeWork<'_>, settings: &RunSett
             timer.arm_for_statement();
             run_verify(client, verify)?;
         }
+        current.set(None);
+        if let Some(before) = &before {
+            session_state::left_behind(client, before, &dropped_at_commit)?;
+        }
         Ok(())
     });
+    if let (Err(_), Some(before)) = (&outcome, &before) {
+        // What the rollback does not undo: prepared statements, session locks.
+        let _ = session_state::clean_up(client, before);
+    }
     timer.restore();
     level.restore();
     outcome.map_err(|mut error| {

@@ -34,6 +34,7 @@ mod project_lock;
 mod record;
 mod revert;
 mod session;
+mod session_state;
 mod sqlstate;
 mod statements;
 mod subxact;

@@ -295,9 +295,9 @@ mod tests {
 
     #[pg_test]
     fn settings_changed_by_a_change_do_not_leak() {
-        Spi::run("SET search_path = public; SET lock_timeout = '7s'").unwrap();
+        Spi::run("SET search_path = public; SET lock_timeout = '7s'; CREATE SCHEMA gdefault").unwrap();
         apply(&json!({"project": "g", "version": "1.0.0",
-            "defaults": {"search_path": "pg_temp", "lock_timeout": "1s", "statement_timeout": "1min"},
+            "defaults": {"search_path": "gdefault", "lock_timeout": "1s", "statement_timeout": "1min"},
             "changes": [{"id": "a", "sql": "CREATE SCHEMA elsewhere; SET search_path = elsewhere; SET lock_timeout = 100; CREATE TABLE t (x int); SET ROLE NONE;"},
                         {"id": "b", "sql": "CREATE TABLE u (x int)"}]}));
         assert_eq!(
@@ -314,7 +314,7 @@ mod tests {
         );
         assert_eq!(one::<bool>("SELECT to_regclass('elsewhere.t') IS NOT NULL"), Some(true));
         // Each change starts from the manifest's settings, not the previous change's.
-        assert_eq!(one::<bool>("SELECT to_regclass('pg_temp.u') IS NOT NULL"), Some(true));
+        assert_eq!(one::<bool>("SELECT to_regclass('gdefault.u') IS NOT NULL"), Some(true));
     }
 
     #[pg_test]

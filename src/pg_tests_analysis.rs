@@ -36,10 +36,11 @@ fn statement_kinds_are_classified_before_anything_runs() {
         ("DISCARD ALL", Some("0A000")), ("DISCARD PLANS", Some("0A000")), ("LISTEN c", Some("0A000")),
         ("UNLISTEN *", Some("0A000")), ("PREPARE q AS SELECT 1", Some("0A000")), ("DEALLOCATE q", Some("0A000")),
         ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", Some("0A000")), ("LOAD 'auto_explain'", Some("0A000")),
-        ("CREATE TEMP TABLE tt (a int)", Some("0A000")), ("CREATE TEMP TABLE tt AS SELECT 1", Some("0A000")),
         ("COPY t FROM STDIN", Some("0A000")), ("COPY t TO STDOUT", Some("0A000")),
         // fine inside a deployment
         ("CREATE TABLE t (a int)", None), ("CREATE TEMP TABLE tt (a int) ON COMMIT DROP", None),
+        // checked after the change runs instead: it may drop the table again
+        ("CREATE TEMP TABLE tt (a int)", None), ("CREATE TEMP TABLE tt AS SELECT 1", None),
         ("CREATE INDEX i ON t (a)", None), ("ANALYZE t", None), ("CLUSTER t USING i", None), ("REINDEX TABLE t", None),
         ("ALTER DATABASE d SET work_mem = '1MB'", None), ("SET search_path = x", None),
         ("SET LOCAL lock_timeout = '1s'", None), ("RESET ALL", None), ("DECLARE c CURSOR FOR SELECT 1", None),
@@ -245,4 +246,43 @@ fn trial_runs_refuse_what_escapes_a_rollback() {
         assert!(trial["message"].as_str().unwrap_or("").contains("cannot run in a trial run"), "{trial}");
     }
     assert_eq!(one::<bool>("SELECT count(*) = 0 FROM pg_locks WHERE locktype = 'advisory'"), Some(true));
+}
+
+/// What a change leaves in the session is found after it runs, dynamic SQL
+/// included, and rolled back or removed; what it creates and drops again is fine.
+#[pg_test]
+fn session_state_left_by_a_change_is_refused() {
+    Spi::run("PREPARE callers_own AS SELECT 1").unwrap();
+    let m = |sql: &str| json!({"project": format!("s{}", sql.len()), "version": "1.0.0", "changes": [{"id": "c", "sql": sql}]});
+    #[rustfmt::skip]
+    let refused: &[(&str, &str)] = &[
+        ("CREATE TEMP TABLE kept (a int)", "temporary object \"kept\""),
+        ("DO $$ BEGIN EXECUTE 'CREATE TEMP TABLE dyn (a int)'; END $$", "temporary object \"dyn\""),
+        ("CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "temporary object \"f()\""),
+        ("DO $$ BEGIN EXECUTE 'PREPARE sneaky AS SELECT 1'; END $$", "prepared statement \"sneaky\""),
+        ("DO $$ BEGIN EXECUTE 'DEALLOCATE callers_own'; END $$", "without its prepared statement \"callers_own\""),
+        ("SELECT pg_advisory_lock(7)", "session-level advisory lock"),
+        ("DO $$ BEGIN PERFORM pg_advisory_lock_shared(8, 9); END $$", "session-level advisory lock"),
+    ];
+    for (sql, what) in refused {
+        let got = try_apply(&m(sql), &json!({}));
+        assert!(got.starts_with("0A000: change \"c\" of project \"s"), "{sql}: {got}");
+        assert!(got.contains(what), "{sql}: {got}");
+    }
+    // Nothing of it is left: no temp table, no statement, no session lock.
+    assert_eq!(one::<i64>("SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relname IN ('kept', 'dyn')"), Some(0));
+    assert_eq!(one::<i64>("SELECT count(*) FROM pg_prepared_statements WHERE name = 'sneaky'"), Some(0));
+    assert_eq!(one::<i64>("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"), Some(0));
+    // A failed change's session lock is released too.
+    let got = try_apply(&m("SELECT pg_advisory_lock(11); SELECT 1/0"), &json!({}));
+    assert!(got.starts_with("22012"), "{got}");
+    assert_eq!(one::<i64>("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"), Some(0));
+    // Fine: a temp table created and dropped again (lemmy's comment_ltrees), ON COMMIT DROP, xact locks.
+    for sql in [
+        "CREATE TEMP TABLE staging (a int); INSERT INTO staging VALUES (1); DROP TABLE staging",
+        "CREATE TEMP TABLE staged (a int) ON COMMIT DROP",
+        "SELECT pg_advisory_xact_lock(12)",
+    ] {
+        assert_eq!(try_apply(&m(sql), &json!({})), "ok", "{sql}");
+    }
 }

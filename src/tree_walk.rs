@@ -21,6 +21,8 @@ pub struct TreeFacts {
     pub strings: Vec<String>,
     /// Bodies of DO blocks: code in another language, run by the statement.
     pub do_bodies: Vec<String>,
+    /// Temporary tables it creates ON COMMIT DROP: gone when the deployment commits.
+    pub dropped_at_commit: Vec<String>,
 }
 
 impl TreeFacts {
@@ -144,6 +146,13 @@ unsafe fn constraint(c: *mut pg_sys::Constraint, facts: &mut TreeFacts) {
 }
 
 /// # Safety
+/// `rv` is null or a valid RangeVar.
+unsafe fn relation_name(rv: *mut pg_sys::RangeVar) -> Option<String> {
+    // SAFETY: per the contract.
+    unsafe { (!rv.is_null()).then(|| crate::node::text((*rv).relname)).flatten() }
+}
+
+/// # Safety
 /// `stmt` is null or a valid raw statement node.
 unsafe fn statement(stmt: *mut pg_sys::Node, facts: &mut TreeFacts) {
     use NodeTag::*;
@@ -152,8 +161,12 @@ unsafe fn statement(stmt: *mut pg_sys::Node, facts: &mut TreeFacts) {
         match tag(stmt) {
             Some(T_SelectStmt | T_InsertStmt | T_UpdateStmt | T_DeleteStmt) => expression(stmt, facts),
             Some(T_CreateStmt) => {
-                for element in items((*(stmt as *mut pg_sys::CreateStmt)).tableElts) {
+                let create = stmt as *mut pg_sys::CreateStmt;
+                for element in items((*create).tableElts) {
                     expression(element, facts);
+                }
+                if (*create).oncommit == pg_sys::OnCommitAction::ONCOMMIT_DROP {
+                    facts.dropped_at_commit.extend(relation_name((*create).relation));
                 }
             }
             Some(T_AlterTableStmt) => {
@@ -164,7 +177,14 @@ unsafe fn statement(stmt: *mut pg_sys::Node, facts: &mut TreeFacts) {
                 }
             }
             Some(T_ViewStmt) => expression((*(stmt as *mut pg_sys::ViewStmt)).query, facts),
-            Some(T_CreateTableAsStmt) => expression((*(stmt as *mut pg_sys::CreateTableAsStmt)).query, facts),
+            Some(T_CreateTableAsStmt) => {
+                let create = stmt as *mut pg_sys::CreateTableAsStmt;
+                expression((*create).query, facts);
+                let into = (*create).into;
+                if !into.is_null() && (*into).onCommit == pg_sys::OnCommitAction::ONCOMMIT_DROP {
+                    facts.dropped_at_commit.extend(relation_name((*into).rel));
+                }
+            }
             Some(T_IndexStmt) => {
                 let index = stmt as *mut pg_sys::IndexStmt;
                 for elem in items((*index).indexParams) {

@@ -1,0 +1,169 @@
+//! What a change must not leave in the session: a pooler hands the session to
+//! other clients after the deployment. Checked after each change runs, so
+//! dynamic SQL (`DO … EXECUTE`) is caught too, and a change that creates a
+//! temporary table and drops it again is fine.
+//!
+//! Temporary objects roll back with the change's subtransaction. Prepared
+//! statements and session advisory locks do not: those a change added are
+//! removed again (also after a failed change), and the change fails with 0A000.
+
+use crate::sqlstate::pg_error;
+use crate::subxact::{set_local, PgError};
+use pgrx::spi::SpiClient;
+use pgrx::PgSqlErrorCode;
+use std::collections::BTreeSet;
+use std::ffi::CString;
+
+/// What the session holds beyond a transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holdings {
+    prepared: BTreeSet<String>,
+    temporary: BTreeSet<String>,
+    /// Advisory locks held by this backend: "classid objid objsubid mode".
+    advisory: BTreeSet<String>,
+}
+
+/// Every name is schema-qualified: the change's search_path is in force.
+const HOLDINGS: &str = "
+    SELECT ARRAY(SELECT s.name::pg_catalog.text FROM pg_catalog.pg_prepared_statements s),
+           pg_catalog.array_cat(
+               ARRAY(SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_class c
+                      WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+                        AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,S,f,c}'::pg_catalog.char[])),
+               ARRAY(SELECT pg_catalog.concat(p.proname, '()') FROM pg_catalog.pg_proc p
+                      WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())),
+           ARRAY(SELECT pg_catalog.concat_ws(' ', l.classid, l.objid, l.objsubid, l.mode) FROM pg_catalog.pg_locks l
+                  WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'
+                    AND l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND l.granted)";
+
+pub fn holdings(client: &mut SpiClient<'_>) -> Result<Holdings, PgError> {
+    let failed = |e: pgrx::spi::Error| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string());
+    let row = client.update(HOLDINGS, Some(1), &[]).map_err(failed)?.first();
+    let set = |i| -> Result<BTreeSet<String>, PgError> {
+        Ok(row.get::<Vec<String>>(i).map_err(failed)?.unwrap_or_default().into_iter().collect())
+    };
+    Ok(Holdings {
+        prepared: set(1)?,
+        temporary: set(2)?,
+        advisory: set(3)?,
+    })
+}
+
+/// The first thing a change left in the session since `before`, as a 0A000
+/// error; what outlives the rollback of the change is removed first.
+/// `dropped_at_commit`: temporary tables the change creates ON COMMIT DROP.
+pub fn left_behind(
+    client: &mut SpiClient<'_>,
+    before: &Holdings,
+    dropped_at_commit: &[String],
+) -> Result<(), PgError> {
+    let after = holdings(client)?;
+    let session_locks = release_session_locks(client, before, &after)?;
+    let prepared: Vec<&String> = after.prepared.difference(&before.prepared).collect();
+    for name in &prepared {
+        deallocate(name);
+    }
+    let leak = |what: String| {
+        let mut e = pg_error(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("it left {what} in the session"),
+        );
+        e.hint = Some(
+            "A deployment must not leave session state behind: poolers hand the session to other clients. \
+             Use pg_advisory_xact_lock, ON COMMIT DROP temporary tables (or drop them in the change), and no \
+             PREPARE; run anything else outside pg_deploy."
+                .into(),
+        );
+        e
+    };
+    if let Some(lock) = session_locks.first() {
+        return Err(leak(format!("a session-level advisory lock ({lock})")));
+    }
+    if let Some(name) = prepared.first() {
+        return Err(leak(format!("the prepared statement \"{name}\"")));
+    }
+    if let Some(name) = before.prepared.difference(&after.prepared).next() {
+        return Err(leak(format!("the session without its prepared statement \"{name}\" (DEALLOCATE)")));
+    }
+    let kept: Vec<&String> = after
+        .temporary
+        .difference(&before.temporary)
+        .filter(|name| !dropped_at_commit.contains(name))
+        .collect();
+    if let Some(name) = kept.first() {
+        return Err(leak(format!("the temporary object \"{name}\"")));
+    }
+    Ok(())
+}
+
+/// After a failed change: removes the prepared statements and session
+/// advisory locks it added, which its rollback does not undo.
+pub fn clean_up(client: &mut SpiClient<'_>, before: &Holdings) -> Result<(), PgError> {
+    let after = holdings(client)?;
+    release_session_locks(client, before, &after)?;
+    for name in after.prepared.difference(&before.prepared) {
+        deallocate(name);
+    }
+    Ok(())
+}
+
+fn deallocate(name: &str) {
+    if let Ok(name) = CString::new(name) {
+        // SAFETY: a valid C string; showError = false ignores a missing statement.
+        unsafe { pgrx::pg_sys::DropPreparedStatement(name.as_ptr(), false) };
+    }
+}
+
+/// Releases the session-level advisory locks among the advisory locks taken
+/// since `before` (pg_advisory_unlock releases only those; transaction-level
+/// ones stay) and returns them.
+fn release_session_locks(
+    client: &mut SpiClient<'_>,
+    before: &Holdings,
+    after: &Holdings,
+) -> Result<Vec<String>, PgError> {
+    let failed = |e: pgrx::spi::Error| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string());
+    let new: Vec<&String> = after.advisory.difference(&before.advisory).collect();
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    // pg_advisory_unlock warns about locks held only by the transaction.
+    set_local("client_min_messages", "error")?;
+    let mut released = Vec::new();
+    for lock in new {
+        let parts: Vec<&str> = lock.split(' ').collect();
+        let [classid, objid, objsubid, mode] = parts[..] else {
+            continue;
+        };
+        let (Ok(classid), Ok(objid)) = (classid.parse::<i64>(), objid.parse::<i64>()) else {
+            continue;
+        };
+        let shared = mode == "ShareLock";
+        // objsubid 1: one bigint key (classid, objid its two halves); 2: two int keys.
+        let (query, args): (&str, Vec<pgrx::datum::DatumWithOid>) = match (objsubid, shared) {
+            ("1", false) => ("SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int8)", vec![((classid << 32) | objid).into()]),
+            ("1", true) => ("SELECT pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int8)", vec![((classid << 32) | objid).into()]),
+            (_, false) => (
+                "SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int4, $2::pg_catalog.int4)",
+                vec![(classid as u32 as i32).into(), (objid as u32 as i32).into()],
+            ),
+            (_, true) => (
+                "SELECT pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int4, $2::pg_catalog.int4)",
+                vec![(classid as u32 as i32).into(), (objid as u32 as i32).into()],
+            ),
+        };
+        // A lock taken several times is held as many times.
+        let mut session = false;
+        for _ in 0..1000 {
+            let unlocked = client.update(query, Some(1), &args).map_err(failed)?.first().get_one::<bool>().map_err(failed)?;
+            if unlocked != Some(true) {
+                break;
+            }
+            session = true;
+        }
+        if session {
+            released.push(lock.clone());
+        }
+    }
+    Ok(released)
+}
