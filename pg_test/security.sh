@@ -284,10 +284,18 @@ t_edits_beside_the_chain_are_found() {
   head=$(j "$r" 'r["chain_head"]')
   has "$head" '^sha256:[0-9a-f]{64}$' "the report carries the chain head"
   eq "$(q "SELECT intact FROM deploy.verify_log('p', '$head')")" t "intact against the head"
-  q "UPDATE deploy.manifests SET manifest = jsonb_set(manifest, '{changes,1,sql}', '\"DROP TABLE p.t\"')"
+  # The stored manifest names each change's SQL in deploy.change_sql: point change b at a's.
+  local b_sql a_sql
+  b_sql=$(q "SELECT manifest #>> '{changes,1,sql_sha256}' FROM deploy.manifests WHERE manifest -> 'changes' -> 1 IS NOT NULL")
+  a_sql=$(q "SELECT manifest #>> '{changes,0,sql_sha256}' FROM deploy.manifests WHERE manifest -> 'changes' -> 1 IS NOT NULL")
+  q "UPDATE deploy.manifests SET manifest = jsonb_set(manifest, '{changes,1,sql_sha256}', to_jsonb('$a_sql'::text)) WHERE manifest -> 'changes' -> 1 IS NOT NULL"
   has "$(q "SELECT problem FROM deploy.verify_log('p')")" "its manifest no longer match" "edited manifest found"
-  q "UPDATE deploy.manifests SET manifest = jsonb_set(manifest, '{changes,1,sql}', '\"CREATE TABLE p.u (id int)\"')"
+  q "UPDATE deploy.manifests SET manifest = jsonb_set(manifest, '{changes,1,sql_sha256}', to_jsonb('$b_sql'::text)) WHERE manifest -> 'changes' -> 1 IS NOT NULL"
   eq "$(q "SELECT intact FROM deploy.verify_log('p')")" t "mended"
+  q "UPDATE deploy.change_sql SET sql = 'DROP TABLE p.t' WHERE sha256 = '$b_sql'"
+  has "$(q "SELECT problem FROM deploy.verify_log('p')")" "deploy.change_sql no longer holds" "edited SQL found"
+  q "UPDATE deploy.change_sql SET sql = 'CREATE TABLE p.u (id int)' WHERE sha256 = '$b_sql'"
+  eq "$(q "SELECT intact FROM deploy.verify_log('p')")" t "mended again"
   q "UPDATE deploy.projects SET version = '9.9.9'"
   has "$(q "SELECT problem FROM deploy.verify_log('p')")" "deploy.projects says version 9.9.9" "edited version found"
   q "UPDATE deploy.projects SET version = '1.1.0'; UPDATE deploy.fingerprints SET sha256 = md5(sha256) WHERE name = 'p.u'"

@@ -9,6 +9,14 @@ UPDATE deploy.projects p
    SET owner = (SELECT d.applied_by FROM deploy.deployments d
                  WHERE d.project = p.project ORDER BY d.id LIMIT 1);
 
+-- Each change's SQL is stored once; manifests stored from now on name it.
+-- Manifests stored by 0.1.0 keep their SQL inline.
+CREATE TABLE deploy.change_sql (
+    sha256 text PRIMARY KEY,
+    sql    text NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('deploy.change_sql', '');
+
 -- Transfers of ownership are recorded in the log.
 ALTER TABLE deploy.deployments
     DROP CONSTRAINT deployments_outcome_check,
@@ -45,6 +53,23 @@ AS $$
         'manifest', (SELECT encode(sha256(convert_to(m.manifest::text, 'UTF8')), 'hex')
                        FROM deploy.manifests m WHERE m.sha256 = d.manifest_sha256))
     ELSE '{}'::jsonb END)::text, 'UTF8')), 'hex'))
+$$;
+
+CREATE FUNCTION deploy.manifest_document(manifest_sha256 text)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(m.manifest -> 'changes') = 'array' THEN
+               jsonb_set(m.manifest, '{changes}', coalesce((
+                   SELECT jsonb_agg(CASE WHEN e.c ? 'sql_sha256'
+                                         THEN (e.c - 'sql_sha256') || jsonb_build_object('sql', s.sql)
+                                         ELSE e.c END ORDER BY e.ord)
+                     FROM jsonb_array_elements(m.manifest -> 'changes') WITH ORDINALITY AS e(c, ord)
+                     LEFT JOIN deploy.change_sql s ON s.sha256 = e.c ->> 'sql_sha256'), '[]'::jsonb))
+           ELSE m.manifest END
+      FROM deploy.manifests m
+     WHERE m.sha256 = manifest_sha256
 $$;
 
 CREATE FUNCTION deploy.verify_log(project_name text, expected_head text)
@@ -87,6 +112,17 @@ AS $$
                                FROM deploy.fingerprints f WHERE f.project = p.project)
                          AND fp.fingerprint IS NOT NULL
                         THEN 'deploy.fingerprints no longer match the fingerprint recorded by deployment ' || fp.id
+                    WHEN EXISTS (
+                             SELECT FROM deploy.deployments d
+                               JOIN deploy.manifests m ON m.sha256 = d.manifest_sha256
+                              CROSS JOIN LATERAL jsonb_array_elements(
+                                  CASE WHEN jsonb_typeof(m.manifest -> 'changes') = 'array'
+                                       THEN m.manifest -> 'changes' ELSE '[]'::jsonb END) AS e(c)
+                               LEFT JOIN deploy.change_sql s ON s.sha256 = e.c ->> 'sql_sha256'
+                              WHERE d.project = p.project AND e.c ? 'sql_sha256'
+                                AND (s.sha256 IS NULL
+                                     OR s.sha256 <> concat('sha256:', encode(sha256(convert_to(s.sql, 'UTF8')), 'hex'))))
+                        THEN 'deploy.change_sql no longer holds the SQL the project''s manifests name'
                     WHEN expected_head IS NOT NULL AND NOT EXISTS (
                              SELECT FROM deploy.deployments d WHERE d.project = p.project AND d.row_hash = expected_head)
                         THEN 'the expected head ' || expected_head || ' is not in the chain: deployments were rewritten or removed'
@@ -128,4 +164,6 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'transfer_project_wrapper';
 
 -- Nothing is granted to PUBLIC (sql/privileges.sql).
-REVOKE EXECUTE ON FUNCTION deploy.verify_log(text, text), deploy.transfer_project(text, text) FROM PUBLIC;
+REVOKE ALL ON TABLE deploy.change_sql FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION deploy.verify_log(text, text), deploy.transfer_project(text, text),
+                           deploy.manifest_document(text) FROM PUBLIC;

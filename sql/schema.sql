@@ -17,10 +17,19 @@ CREATE TABLE deploy.projects (
 );
 
 -- Every manifest ever deployed, once, by its sha256 over canonical JSON.
+-- Since 0.2.0 each change's "sql" is stored once in deploy.change_sql and
+-- the manifest keeps its "sql_sha256" instead (deploy.manifest_document
+-- puts the SQL back); manifests stored by 0.1.0 keep their SQL inline.
 CREATE TABLE deploy.manifests (
     sha256        text PRIMARY KEY,
     manifest      jsonb NOT NULL,
     first_seen_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+
+-- The SQL of every change ever deployed, once, by the sha256 of its exact text.
+CREATE TABLE deploy.change_sql (
+    sha256 text PRIMARY KEY,
+    sql    text NOT NULL
 );
 
 -- The deployment log: one row per successful apply, no-ops included.
@@ -182,6 +191,25 @@ AS $$
       FROM objects o
 $$;
 
+-- A stored manifest as it was deployed, its changes' SQL put back from
+-- deploy.change_sql (NULL when no manifest has that sha256).
+CREATE FUNCTION deploy.manifest_document(manifest_sha256 text)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(m.manifest -> 'changes') = 'array' THEN
+               jsonb_set(m.manifest, '{changes}', coalesce((
+                   SELECT jsonb_agg(CASE WHEN e.c ? 'sql_sha256'
+                                         THEN (e.c - 'sql_sha256') || jsonb_build_object('sql', s.sql)
+                                         ELSE e.c END ORDER BY e.ord)
+                     FROM jsonb_array_elements(m.manifest -> 'changes') WITH ORDINALITY AS e(c, ord)
+                     LEFT JOIN deploy.change_sql s ON s.sha256 = e.c ->> 'sql_sha256'), '[]'::jsonb))
+           ELSE m.manifest END
+      FROM deploy.manifests m
+     WHERE m.sha256 = manifest_sha256
+$$;
+
 -- Objects added, removed or changed since the project's last deployment.
 CREATE FUNCTION deploy.drift(project_name text)
 RETURNS TABLE (change text, kind text, name text)
@@ -294,6 +322,17 @@ AS $$
                                FROM deploy.fingerprints f WHERE f.project = p.project)
                          AND fp.fingerprint IS NOT NULL
                         THEN 'deploy.fingerprints no longer match the fingerprint recorded by deployment ' || fp.id
+                    WHEN EXISTS (
+                             SELECT FROM deploy.deployments d
+                               JOIN deploy.manifests m ON m.sha256 = d.manifest_sha256
+                              CROSS JOIN LATERAL jsonb_array_elements(
+                                  CASE WHEN jsonb_typeof(m.manifest -> 'changes') = 'array'
+                                       THEN m.manifest -> 'changes' ELSE '[]'::jsonb END) AS e(c)
+                               LEFT JOIN deploy.change_sql s ON s.sha256 = e.c ->> 'sql_sha256'
+                              WHERE d.project = p.project AND e.c ? 'sql_sha256'
+                                AND (s.sha256 IS NULL
+                                     OR s.sha256 <> concat('sha256:', encode(sha256(convert_to(s.sql, 'UTF8')), 'hex'))))
+                        THEN 'deploy.change_sql no longer holds the SQL the project''s manifests name'
                     WHEN expected_head IS NOT NULL AND NOT EXISTS (
                              SELECT FROM deploy.deployments d WHERE d.project = p.project AND d.row_hash = expected_head)
                         THEN 'the expected head ' || expected_head || ' is not in the chain: deployments were rewritten or removed'
@@ -392,6 +431,7 @@ $$;
 -- with a dump, or a restored database would deploy everything again.
 SELECT pg_catalog.pg_extension_config_dump('deploy.projects', '');
 SELECT pg_catalog.pg_extension_config_dump('deploy.manifests', '');
+SELECT pg_catalog.pg_extension_config_dump('deploy.change_sql', '');
 SELECT pg_catalog.pg_extension_config_dump('deploy.deployments', '');
 SELECT pg_catalog.pg_extension_config_dump('deploy.deployments_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('deploy.change_log', '');

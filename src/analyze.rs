@@ -193,14 +193,9 @@ pub fn analyse_pending(
             continue;
         }
         let settings = RunSettings::resolve(change, manifest, session);
-        out.push(Some(analyse_change(
-            client,
-            &mut schemas,
-            &manifest.project,
-            change,
-            settings,
-            &manifest.thresholds,
-        )?));
+        out.push(Some(crate::memory::scoped("pg_deploy analysis", || {
+            analyse_change(client, &mut schemas, &manifest.project, change, settings, &manifest.thresholds)
+        })?));
     }
     Ok(out)
 }

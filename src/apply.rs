@@ -178,7 +178,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
                 "applied"
             },
             manifest_sha256: Some(&manifest.sha256),
-            manifest: Some(call.manifest_doc),
+            manifest: call.manifest_jsonb,
             skipped: skipped.len(),
             options: call.options_doc,
             warnings: plan.warnings.clone(),

@@ -50,7 +50,7 @@ fn record_baseline(client: &mut SpiClient<'_>, call: Call<Value>) -> Result<Base
             version: manifest.version.to_string(),
             outcome: "baseline",
             manifest_sha256: Some(&manifest.sha256),
-            manifest: Some(call.manifest_doc),
+            manifest: call.manifest_jsonb,
             skipped: skipped.len(),
             options: call.options_doc,
             warnings: Vec::new(),

@@ -5,7 +5,7 @@
 
 use crate::error::DeployError;
 use crate::history;
-use crate::jsonb_arg::JsonbText;
+use crate::jsonb_arg::{JsonbText, StoredJsonb};
 use crate::owner::{Owner, Schema};
 use crate::ownership;
 use crate::project_lock::{self, LockWait};
@@ -42,14 +42,15 @@ pub fn to_json<T: serde::Serialize>(report: &T) -> Result<Value, DeployError> {
 pub fn argument(arg: Option<JsonbText>, path: &str) -> Result<Value, ManifestError> {
     match arg {
         None => Ok(Value::Null),
-        Some(JsonbText(text)) => parse_argument(&text, path),
+        Some(JsonbText { text, .. }) => parse_argument(&text, path),
     }
 }
 
 /// The arguments of a call that takes a manifest: parsed, and as sent (for the history).
 pub struct Call<O> {
     pub manifest: pg_deploy_core::Manifest,
-    pub manifest_doc: Value,
+    /// The manifest argument as sent, stored with the deployment.
+    pub manifest_jsonb: Option<StoredJsonb>,
     pub options: O,
     pub options_doc: Value,
 }
@@ -64,12 +65,17 @@ pub fn with_manifest<O, R: serde::Serialize>(
     work: impl FnOnce(&mut SpiClient<'_>, Call<O>) -> Result<R, DeployError>,
 ) -> JsonB {
     guarded(function, || {
+        let manifest_jsonb = manifest.as_ref().map(|m| m.datum);
         let manifest_doc = argument(manifest, "$").map_err(DeployError::Manifest)?;
         let options_doc = argument(options, "options").map_err(DeployError::Options)?;
+        // The document is read into the typed manifest and dropped: a big
+        // manifest is held once as text, briefly as a value, then as the manifest.
+        let manifest = pg_deploy_core::Manifest::from_value(&manifest_doc).map_err(DeployError::Manifest)?;
+        drop(manifest_doc);
         let call = Call {
-            manifest: pg_deploy_core::Manifest::from_value(&manifest_doc).map_err(DeployError::Manifest)?,
+            manifest,
             options: parse_options(&options_doc).map_err(DeployError::Options)?,
-            manifest_doc,
+            manifest_jsonb,
             options_doc,
         };
         let report = Spi::connect_mut(|client| work(client, call))?;
@@ -142,7 +148,7 @@ pub struct Finished<'a> {
     pub outcome: &'static str,
     pub manifest_sha256: Option<&'a str>,
     /// The manifest, stored once per sha256; None when there is none (revert).
-    pub manifest: Option<Value>,
+    pub manifest: Option<StoredJsonb>,
     /// Changes left as they were (counted, not listed).
     pub skipped: usize,
     pub options: Value,

@@ -44,6 +44,14 @@ pub fn run_change(
     work: &ChangeWork<'_>,
     settings: &RunSettings,
 ) -> Result<ChangeRun, ChangeFailure> {
+    crate::memory::scoped("pg_deploy change", || run_attempts(client, work, settings))
+}
+
+fn run_attempts(
+    client: &mut SpiClient<'_>,
+    work: &ChangeWork<'_>,
+    settings: &RunSettings,
+) -> Result<ChangeRun, ChangeFailure> {
     let started = Instant::now();
     let mut retries = 0;
     loop {

@@ -26,6 +26,7 @@ mod execute;
 mod guc;
 mod history;
 mod jsonb_arg;
+mod memory;
 mod node;
 mod owner;
 mod ownership;

@@ -177,3 +177,20 @@ fn internal_queries_ignore_shadowing_functions_and_operators() {
     assert_eq!(one::<bool>("SELECT to_regnamespace('evil') IS NOT NULL"), Some(true));
     assert_eq!(one::<String>("SELECT pg_catalog.current_setting('search_path')").as_deref(), Some("evil, pg_catalog, public"));
 }
+
+/// Each change's SQL is stored once, however many manifests carry it; the
+/// stored manifest comes back whole, and an edit of the stored SQL is found.
+#[pg_test]
+fn change_sql_is_stored_once() {
+    apply(&app("1.0.0", json!([])));
+    apply(&app("1.1.0", json!([{"id": "0003", "sql": "SELECT 1"}])));
+    assert_eq!(one::<i64>("SELECT count(*) FROM deploy.manifests"), Some(2));
+    assert_eq!(one::<i64>("SELECT count(*) FROM deploy.change_sql"), Some(4));
+    assert_eq!(one::<bool>("SELECT bool_and(NOT (c ? 'sql')) FROM deploy.manifests, jsonb_array_elements(manifest->'changes') c"), Some(true));
+    let whole = one::<JsonB>("SELECT deploy.manifest_document(manifest_sha256) FROM deploy.deployments ORDER BY id DESC LIMIT 1");
+    assert_eq!(whole.map(|m| m.0["changes"][2]["sql"].clone()), Some(json!("SELECT 1")));
+    assert_eq!(one::<bool>("SELECT intact FROM deploy.verify_log('app')"), Some(true));
+    Spi::run("UPDATE deploy.change_sql SET sql = 'SELECT 2' WHERE sql = 'SELECT 1'").unwrap();
+    let problem = one::<String>("SELECT problem FROM deploy.verify_log('app')").unwrap_or_default();
+    assert!(problem.contains("deploy.change_sql no longer holds"), "{problem}");
+}

@@ -2,6 +2,7 @@
 //! project's hash chain. Run as the extension's owner.
 
 use crate::error::DeployError;
+use crate::jsonb_arg::StoredJsonb;
 use crate::owner::Schema;
 use crate::session::SessionFacts;
 use pg_deploy_core::Change;
@@ -74,7 +75,7 @@ pub struct DeploymentRecord<'a> {
     pub outcome: &'static str,
     pub manifest_sha256: Option<&'a str>,
     /// The manifest, stored once per sha256; None when there is none (revert).
-    pub manifest: Option<serde_json::Value>,
+    pub manifest: Option<StoredJsonb>,
     /// The caller: when the call started and who made it.
     pub session: &'a SessionFacts,
     pub counts: Counts,
@@ -104,11 +105,14 @@ pub fn record(
             .first()
             .get_one::<bool>()?;
         if stored != Some(true) {
-            client.update(
-                "INSERT INTO deploy.manifests (sha256, manifest) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
-                None,
-                &[sha.into(), JsonB(manifest).into()],
-            )?;
+            let insert = match d.schema {
+                Schema::V0_1 => {
+                    "INSERT INTO deploy.manifests (sha256, manifest) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING"
+                }
+                // Each change's SQL once in deploy.change_sql; the manifest names it.
+                Schema::V0_2 => STORE_MANIFEST,
+            };
+            client.update(insert, None, &[sha.into(), manifest.into()])?;
         }
     }
     let c = d.counts;
@@ -231,6 +235,24 @@ pub fn record(
         previous_version: d.previous_version,
     })
 }
+
+/// Stores a manifest with each change's "sql" in deploy.change_sql, once by
+/// the sha256 of its exact text, and "sql_sha256" in its place.
+const STORE_MANIFEST: &str = "
+    WITH doc AS (SELECT $2::pg_catalog.jsonb AS m),
+         ch AS (SELECT e.ord, e.c,
+                       pg_catalog.concat('sha256:', pg_catalog.encode(pg_catalog.sha256(
+                           pg_catalog.convert_to(e.c ->> 'sql', 'UTF8')), 'hex')) AS s
+                  FROM doc, pg_catalog.jsonb_array_elements(doc.m -> 'changes') WITH ORDINALITY AS e(c, ord)),
+         put AS (INSERT INTO deploy.change_sql (sha256, sql)
+                 SELECT DISTINCT ON (ch.s) ch.s, ch.c ->> 'sql' FROM ch
+                 ON CONFLICT (sha256) DO NOTHING)
+    INSERT INTO deploy.manifests (sha256, manifest)
+    SELECT $1, pg_catalog.jsonb_set(doc.m, '{changes}', coalesce(
+               (SELECT pg_catalog.jsonb_agg((ch.c - 'sql') || pg_catalog.jsonb_build_object('sql_sha256', ch.s)
+                                            ORDER BY ch.ord) FROM ch), '[]'::pg_catalog.jsonb))
+      FROM doc
+    ON CONFLICT (sha256) DO NOTHING";
 
 /// A deployment as recorded: its id, its duration, its hash (the chain's new
 /// head) and the version deployed before it.

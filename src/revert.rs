@@ -8,7 +8,7 @@ use crate::deployment::{argument, guarded, open_project, to_json, Finished};
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
 use crate::jsonb_arg::JsonbText;
-use crate::owner::Owner;
+use crate::owner::{Owner, Schema};
 use crate::project_lock::LockWait;
 use crate::record::ChangeRecord;
 use crate::session::{session_facts, SessionFacts};
@@ -85,13 +85,13 @@ fn events(client: &mut SpiClient<'_>, project: &str) -> Result<Vec<LoggedEvent>,
     Ok(out)
 }
 
-fn stored_manifest(client: &mut SpiClient<'_>, sha: &str) -> Result<Option<Manifest>, DeployError> {
+fn stored_manifest(client: &mut SpiClient<'_>, sha: &str, schema: Schema) -> Result<Option<Manifest>, DeployError> {
+    let query = match schema {
+        Schema::V0_1 => "SELECT manifest FROM deploy.manifests WHERE sha256 = $1",
+        Schema::V0_2 => "SELECT deploy.manifest_document($1)",
+    };
     let doc = client
-        .update(
-            "SELECT manifest FROM deploy.manifests WHERE sha256 = $1",
-            Some(1),
-            &[sha.into()],
-        )?
+        .update(query, Some(1), &[sha.into()])?
         .first()
         .get_one::<JsonB>()?;
     Ok(doc.and_then(|d| Manifest::from_value(&d.0).ok()))
@@ -111,6 +111,7 @@ fn step_work(
     client: &mut SpiClient<'_>,
     project: &str,
     owner: Owner,
+    schema: Schema,
     step: &RevertStep,
     session: &SessionFacts,
     options: &RevertOptions,
@@ -140,7 +141,7 @@ fn step_work(
     };
     let author = Author::resolve(client, project, id, author)?;
     let manifest = match &sha {
-        Some(sha) => owner.run(|| stored_manifest(client, sha))?,
+        Some(sha) => owner.run(|| stored_manifest(client, sha, schema))?,
         None => None,
     };
     let original = manifest.as_ref().and_then(|m| m.changes.iter().find(|c| &c.id == id));
@@ -226,7 +227,7 @@ fn run_revert(
     let mut schemas = SchemaCache::default();
     let mut works = Vec::with_capacity(plan.steps.len());
     for step in &plan.steps {
-        let work = step_work(client, project, owner, step, session, options)?;
+        let work = step_work(client, project, owner, opened.schema, step, session, options)?;
         let analysis = analyse_change(
             client,
             &mut schemas,

@@ -2,7 +2,7 @@
 
 use crate::classify;
 use crate::errpos::PositionProbe;
-use crate::sqlstate::pg_error;
+use crate::sqlstate::{pg_error, Coded};
 use crate::subxact::{in_subtransaction, PgError};
 use crate::tree_walk::{self, TreeFacts};
 use pg_deploy_core::analysis::{Facts, ObjectName};
@@ -43,15 +43,27 @@ pub fn split(sql: &str) -> Result<Vec<Statement>, ParseFailure> {
         at: Some(e.nul_position()),
     })?;
     let mut probe = PositionProbe::new();
+    let mut statements = None;
+    // The subtransaction is always rolled back: the parse trees go with it once
+    // their facts are copied out, so a deployment of thousands of changes does
+    // not hold thousands of trees.
     let parsed = in_subtransaction(|| {
         // SAFETY: `text` is a valid C string; the parser allocates in the current
         // memory context and raises errors, which the subtransaction catches.
-        probe.watch(|| unsafe { Ok(collect(pg_sys::pg_parse_query(text.as_ptr()), sql.len())) })
+        statements = Some(probe.watch(|| unsafe { Ok(collect(pg_sys::pg_parse_query(text.as_ptr()), sql.len())) })?);
+        Err::<(), _>(pg_error(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, "parsed"))
     });
-    parsed.map_err(|error| ParseFailure {
-        error,
-        at: probe.cursor().map(|c| pg_deploy_core::position::cursor_to_byte(sql, c)),
-    })
+    match (parsed, statements) {
+        (Err(e), Some(statements)) if e.is(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION) => Ok(statements),
+        (Err(error), _) => Err(ParseFailure {
+            error,
+            at: probe.cursor().map(|c| pg_deploy_core::position::cursor_to_byte(sql, c)),
+        }),
+        (Ok(()), _) => Err(ParseFailure {
+            error: pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "the parser's subtransaction was kept"),
+            at: None,
+        }),
+    }
 }
 
 /// Reads the parser's `List` of `RawStmt`s.

@@ -23,7 +23,49 @@ pub fn canonical_json(value: &Value) -> String {
     out
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// The sha256 (`sha256:<hex>`) and the length in bytes of `value`'s canonical
+/// JSON, computed as it is written: a big manifest is not copied once more.
+pub fn canonical_sha256(value: &Value) -> (String, usize) {
+    let mut sink = HashingSink::default();
+    write_canonical(value, &mut sink);
+    let digest = sha2::Digest::finalize(sink.hasher);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    (format!("{}{hex}", crate::checksum::PREFIX), sink.len)
+}
+
+/// Where canonical JSON is written: a String, or a hash and a byte count.
+trait Sink {
+    fn push(&mut self, c: char);
+    fn push_str(&mut self, s: &str);
+}
+
+impl Sink for String {
+    fn push(&mut self, c: char) {
+        String::push(self, c)
+    }
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s)
+    }
+}
+
+#[derive(Default)]
+struct HashingSink {
+    hasher: sha2::Sha256,
+    len: usize,
+}
+
+impl Sink for HashingSink {
+    fn push(&mut self, c: char) {
+        let mut buf = [0u8; 4];
+        self.push_str(c.encode_utf8(&mut buf));
+    }
+    fn push_str(&mut self, s: &str) {
+        sha2::Digest::update(&mut self.hasher, s.as_bytes());
+        self.len += s.len();
+    }
+}
+
+fn write_canonical(value: &Value, out: &mut impl Sink) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -56,6 +98,13 @@ fn write_canonical(value: &Value, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_streamed_hash_is_the_hash_of_the_canonical_text() {
+        let v = serde_json::json!({"b": [1, {"z": "é\n", "a": null}], "a": 1.5});
+        let text = canonical_json(&v);
+        assert_eq!(canonical_sha256(&v), (crate::checksum::sha256_checksum(text.as_bytes()), text.len()));
+    }
 
     #[test]
     fn canonical_json_sorts_keys_recursively() {

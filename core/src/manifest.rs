@@ -142,12 +142,12 @@ impl Manifest {
     /// rules below the types, in the order of the fields (project, version,
     /// requires, defaults, changes, schemas).
     pub fn from_value(value: &Value) -> Result<Manifest, ManifestError> {
-        let canonical = crate::json::canonical_json(value);
-        if canonical.len() > MAX_MANIFEST_BYTES {
+        let (sha256, canonical_len) = crate::json::canonical_sha256(value);
+        if canonical_len > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge {
                 path: "$".into(),
                 what: "the manifest (bytes of canonical JSON)",
-                size: canonical.len(),
+                size: canonical_len,
                 limit: MAX_MANIFEST_BYTES,
             });
         }
@@ -163,7 +163,7 @@ impl Manifest {
             },
             other => other,
         })?;
-        Manifest::from_document(&doc, sha256_checksum(canonical.as_bytes()))
+        Manifest::from_document(&doc, sha256)
     }
 
     pub fn from_json_str(text: &str) -> Result<Manifest, ManifestError> {
@@ -383,16 +383,20 @@ pub fn duration_ms(s: &str) -> Option<f64> {
     let digits_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, unit) = s.split_at(digits_end);
     let number: f64 = number.parse().ok()?;
-    let scale = match unit.trim() {
-        "us" => 0.001,
-        "" | "ms" => 1.0,
-        "s" => 1_000.0,
-        "min" => 60_000.0,
-        "h" => 3_600_000.0,
-        "d" => 86_400_000.0,
+    // PostgreSQL allows only ASCII white space between number and unit, rounds
+    // a fraction to the next smaller unit, then to whole ms ("0.4ms" is 0: none).
+    let (scale, next) = match unit.trim_start_matches(|c: char| c.is_ascii_whitespace()) {
+        "" => (1.0, None),
+        "us" => (0.001, None),
+        "ms" => (1.0, Some(0.001)),
+        "s" => (1_000.0, Some(1.0)),
+        "min" => (60_000.0, Some(1_000.0)),
+        "h" => (3_600_000.0, Some(60_000.0)),
+        "d" => (86_400_000.0, Some(3_600_000.0)),
         _ => return None,
     };
-    Some(number * scale)
+    let ms = next.map_or(number * scale, |n| (number * scale / n).round_ties_even() * n);
+    Some(ms.round_ties_even())
 }
 
 /// Why `timeout` is over an administrator's maximum of `max_ms` (0: none),
@@ -412,12 +416,9 @@ pub fn over_maximum(timeout: &str, max_ms: i32) -> Option<String> {
     }
 }
 
+/// A duration PostgreSQL accepts for a timeout: at most i32::MAX ms.
 fn is_duration(s: &str) -> bool {
-    let s = s.trim();
-    let digits_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (number, unit) = s.split_at(digits_end);
-    let number_ok = !number.is_empty() && number.parse::<f64>().is_ok();
-    number_ok && matches!(unit.trim(), "" | "us" | "ms" | "s" | "min" | "h" | "d")
+    duration_ms(s).is_some_and(|ms| ms <= f64::from(i32::MAX))
 }
 
 /// The settings fields a change and the defaults share.
