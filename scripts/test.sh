@@ -39,7 +39,8 @@ stage() {
 
 stage unit cargo test -p pg_deploy_core
 stage pg_test cargo pgrx test pg15 --runas postgres --pgdata "$PGTEST_BASE"
-stage pg_test_pg18 bash "$ROOT/scripts/test-pg18.sh"
+stage pg_test_pg16 bash "$ROOT/scripts/test-pg.sh" 16
+stage pg_test_pg18 bash "$ROOT/scripts/test-pg.sh" 18
 stage e2e bash "$ROOT/pg_test/run.sh"
 stage security-e2e bash "$ROOT/pg_test/security.sh"
 stage upgrade-e2e bash "$ROOT/pg_test/upgrade.sh"

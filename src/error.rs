@@ -61,6 +61,7 @@ impl ChangeLocation {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeployError {
     #[error("invalid manifest: {0}")]
     Manifest(ManifestError),
