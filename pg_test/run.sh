@@ -480,6 +480,8 @@ t_dump_and_restore() {
   r=$(apply "$EXAMPLES/v1.json")
   eq "$(j "$r" 'r["outcome"]')" no-op "re-apply after restore"
   eq "$(q "SELECT intact FROM deploy.verify_log('bookings')")" t "log intact after restore"
+  eq "$(q "SELECT count(*) FROM deploy.drift('bookings')")" 0 "no drift after restore (fingerprints by name)"
+  eq "$(q "SELECT drifted FROM deploy.status('bookings')")" f "status: not drifted after restore"
   r=$(apply "$EXAMPLES/v2.json")
   eq "$(j "$r" 'r["outcome"]')" applied "v2 after restore"
 }

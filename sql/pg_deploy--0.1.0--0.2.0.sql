@@ -9,6 +9,124 @@ UPDATE deploy.projects p
    SET owner = (SELECT d.applied_by FROM deploy.deployments d
                  WHERE d.project = p.project ORDER BY d.id LIMIT 1);
 
+-- Fingerprints by name, which survive a dump and restore: projects keep 0.1.0's
+-- (by OID, fingerprint_version 1) until their next deployment takes new ones.
+ALTER TABLE deploy.projects ADD COLUMN fingerprint_version integer NOT NULL DEFAULT 1;
+ALTER FUNCTION deploy.object_fingerprints(text[]) RENAME TO object_fingerprints_v1;
+CREATE FUNCTION deploy.object_fingerprints(schemas text[])
+RETURNS TABLE (kind text, name text, sha256 text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    WITH ns AS (SELECT n.oid, n.nspname FROM pg_namespace n WHERE n.nspname = ANY (schemas)),
+    rel AS (SELECT c.oid, c.relname, c.relkind, c.relowner, c.relacl, c.relpersistence, c.relrowsecurity,
+                   c.relforcerowsecurity, c.relam, c.reloptions, ns.nspname
+              FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I')),
+    cols AS (SELECT a.attrelid,
+                    string_agg(concat_ws(':', a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                                         pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
+                                         (SELECT co.collname FROM pg_collation co
+                                           WHERE co.oid = a.attcollation AND a.attcollation <> 0), a.attacl),
+                               ',' ORDER BY a.attnum) AS d
+               FROM pg_attribute a JOIN rel ON rel.oid = a.attrelid
+               LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+              WHERE a.attnum > 0 AND NOT a.attisdropped
+              GROUP BY a.attrelid),
+    cons AS (SELECT co.conrelid,
+                    string_agg(concat_ws(':', co.conname, pg_get_constraintdef(co.oid), co.condeferrable,
+                                         co.condeferred, co.convalidated),
+                               ',' ORDER BY co.conname) AS d
+               FROM pg_constraint co JOIN rel ON rel.oid = co.conrelid
+              GROUP BY co.conrelid),
+    trigs AS (SELECT t.tgrelid,
+                     string_agg(concat_ws(':', t.tgname, pg_get_triggerdef(t.oid), t.tgenabled), ',' ORDER BY t.tgname) AS d
+                FROM pg_trigger t JOIN rel ON rel.oid = t.tgrelid
+               WHERE NOT t.tgisinternal
+               GROUP BY t.tgrelid),
+    pols AS (SELECT p.polrelid,
+                    string_agg(concat_ws(':', p.polname, p.polcmd, p.polpermissive,
+                                         (SELECT string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END,
+                                                            ',' ORDER BY 1)
+                                            FROM unnest(p.polroles) AS r),
+                                         pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)),
+                               ',' ORDER BY p.polname) AS d
+               FROM pg_policy p JOIN rel ON rel.oid = p.polrelid
+              GROUP BY p.polrelid),
+    objects AS (
+        SELECT 'schema' AS kind, ns.nspname::text AS name,
+               concat_ws('|', pg_get_userbyid(n.nspowner), n.nspacl) AS description
+          FROM pg_namespace n JOIN ns USING (oid)
+        UNION ALL
+        SELECT CASE rel.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+                                WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+                                ELSE 'index' END,
+               rel.nspname || '.' || rel.relname,
+               concat_ws('|', rel.relkind, pg_get_userbyid(rel.relowner), rel.relacl, rel.relpersistence,
+                         rel.relrowsecurity, rel.relforcerowsecurity,
+                         (SELECT am.amname FROM pg_am am WHERE am.oid = rel.relam), rel.reloptions,
+                         cols.d, cons.d, trigs.d, pols.d,
+                         (SELECT string_agg(concat_ws(':', r.rulename, pg_get_ruledef(r.oid)), ',' ORDER BY r.rulename)
+                            FROM pg_rewrite r WHERE r.ev_class = rel.oid),
+                         CASE WHEN rel.relkind IN ('i', 'I') THEN pg_get_indexdef(rel.oid) END,
+                         (SELECT concat_ws(':', format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmax,
+                                           s.seqmin, s.seqcache, s.seqcycle)
+                            FROM pg_sequence s WHERE s.seqrelid = rel.oid))
+          FROM rel
+          LEFT JOIN cols ON cols.attrelid = rel.oid
+          LEFT JOIN cons ON cons.conrelid = rel.oid
+          LEFT JOIN trigs ON trigs.tgrelid = rel.oid
+          LEFT JOIN pols ON pols.polrelid = rel.oid
+        UNION ALL
+        SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
+               ns.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+               concat_ws('|', pg_get_userbyid(p.proowner), p.proacl,
+                         CASE WHEN p.prokind = 'a'
+                              THEN concat_ws(':', pg_get_function_arguments(p.oid), format_type(p.prorettype, NULL))
+                              ELSE pg_get_functiondef(p.oid) END)
+          FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+        UNION ALL
+        SELECT 'type', ns.nspname || '.' || t.typname,
+               concat_ws('|', t.typtype, pg_get_userbyid(t.typowner), t.typacl,
+                         CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END,
+                         t.typnotnull, t.typdefault,
+                         (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
+                         (SELECT string_agg(concat_ws(':', co.conname, pg_get_constraintdef(co.oid)), ',' ORDER BY co.conname)
+                            FROM pg_constraint co WHERE co.contypid = t.oid),
+                         (SELECT string_agg(concat_ws(':', a.attname, format_type(a.atttypid, a.atttypmod)), ',' ORDER BY a.attnum)
+                            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                           WHERE c.oid = t.typrelid AND c.relkind = 'c' AND a.attnum > 0 AND NOT a.attisdropped),
+                         (SELECT concat_ws(':', format_type(r.rngsubtype, NULL),
+                                           (SELECT co.collname FROM pg_collation co WHERE co.oid = r.rngcollation),
+                                           (SELECT oc.opcname FROM pg_opclass oc WHERE oc.oid = r.rngsubopc))
+                            FROM pg_range r WHERE r.rngtypid = t.oid))
+          FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+         WHERE t.typtype IN ('e', 'd', 'r', 'm')
+            OR (t.typtype = 'c' AND EXISTS (SELECT FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))
+    )
+    SELECT o.kind, o.name, encode(sha256(convert_to(coalesce(o.description, ''), 'UTF8')), 'hex')
+      FROM objects o
+$$;
+
+CREATE OR REPLACE FUNCTION deploy.drift(project_name text)
+RETURNS TABLE (change text, kind text, name text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH now AS (SELECT f.* FROM deploy.projects p
+                    CROSS JOIN LATERAL (SELECT * FROM deploy.object_fingerprints(p.schemas) WHERE p.fingerprint_version >= 2
+                                        UNION ALL
+                                        SELECT * FROM deploy.object_fingerprints_v1(p.schemas) WHERE p.fingerprint_version < 2) f
+                  WHERE p.project = project_name AND p.schemas IS NOT NULL),
+         was AS (SELECT f.kind, f.name, f.sha256 FROM deploy.fingerprints f WHERE f.project = project_name)
+    SELECT CASE WHEN was.name IS NULL THEN 'added' WHEN now.name IS NULL THEN 'removed' ELSE 'changed' END,
+           coalesce(now.kind, was.kind), coalesce(now.name, was.name)
+      FROM now FULL JOIN was ON now.kind = was.kind AND now.name = was.name
+     WHERE now.sha256 IS DISTINCT FROM was.sha256
+     ORDER BY 2, 3
+$$;
+
 -- Each change's SQL is stored once; manifests stored from now on name it.
 -- Manifests stored by 0.1.0 keep their SQL inline.
 CREATE TABLE deploy.change_sql (
@@ -166,4 +284,4 @@ AS 'MODULE_PATHNAME', 'transfer_project_wrapper';
 -- Nothing is granted to PUBLIC (sql/privileges.sql).
 REVOKE ALL ON TABLE deploy.change_sql FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION deploy.verify_log(text, text), deploy.transfer_project(text, text),
-                           deploy.manifest_document(text) FROM PUBLIC;
+                           deploy.manifest_document(text), deploy.object_fingerprints(text[]) FROM PUBLIC;

@@ -163,7 +163,8 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     let fingerprint = if !plan.is_noop() || before.is_none() {
         let mut schemas = SchemaCache::default();
         let managed = drift::managed_schemas(client, &mut schemas, manifest, &analyses, before)?;
-        Some(owner.run(|| drift::fingerprint(client, project, &managed))?)
+        let schema = opened.schema;
+        Some(owner.run(|| drift::fingerprint(client, project, &managed, schema))?)
     } else {
         None
     };

@@ -5,6 +5,7 @@
 use crate::analyze::ChangeAnalysis;
 use crate::catalog::SchemaCache;
 use crate::error::DeployError;
+use crate::owner::Schema;
 use crate::sqlstate::sqlstate;
 use crate::subxact::PgError;
 // Schemas that are never a project's.
@@ -86,7 +87,12 @@ pub fn recorded_schemas(client: &mut SpiClient<'_>, project: &str) -> Result<Opt
 
 /// Replaces the project's fingerprints with the objects in `schemas` now;
 /// returns the sha256 over all of them. Run it as the extension's owner.
-pub fn fingerprint(client: &mut SpiClient<'_>, project: &str, schemas: &[String]) -> Result<String, DeployError> {
+pub fn fingerprint(
+    client: &mut SpiClient<'_>,
+    project: &str,
+    schemas: &[String],
+    schema: Schema,
+) -> Result<String, DeployError> {
     client.update(
         "DELETE FROM deploy.fingerprints WHERE project = $1",
         None,
@@ -98,11 +104,12 @@ pub fn fingerprint(client: &mut SpiClient<'_>, project: &str, schemas: &[String]
         None,
         &[project.into(), schemas.to_vec().into()],
     )?;
-    client.update(
-        "UPDATE deploy.projects SET schemas = $2 WHERE project = $1",
-        None,
-        &[project.into(), schemas.to_vec().into()],
-    )?;
+    let update = match schema {
+        Schema::V0_1 => "UPDATE deploy.projects SET schemas = $2 WHERE project = $1",
+        // Fingerprints by name from now on: they survive a dump and restore.
+        Schema::V0_2 => "UPDATE deploy.projects SET schemas = $2, fingerprint_version = 2 WHERE project = $1",
+    };
+    client.update(update, None, &[project.into(), schemas.to_vec().into()])?;
     let whole = client
         .update(
             "SELECT pg_catalog.concat('sha256:', pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
