@@ -151,4 +151,36 @@ t_dump_of_0_1_0_restores_into_0_2_0() {
   eq "$(q "SELECT intact FROM deploy.verify_log()")" t "log intact after a deployment"
 }
 
+# Bad input and interruptions: PostgreSQL's own error for an unknown version,
+# a second update does nothing, and an update killed mid-way (kill -9 of its
+# backend) leaves the database at 0.1.0, whole, never between.
+t_update_is_all_or_nothing() {
+  olddb
+  local out pid
+  history_at_0_1_0
+  out=$(psql -X -q -d "$DB" -c "ALTER EXTENSION pg_deploy UPDATE TO '9.9.9'" 2>&1) && { echo "updated to 9.9.9" >&2; return 1; }
+  has "$out" 'has no update path from version "0.1.0" to version "9.9.9"' "unknown version"
+  # Killed before its commit: the update's transaction never happened.
+  PGAPPNAME=updater psql -X -q -d "$DB" >/dev/null 2>&1 <<'SQL' &
+BEGIN;
+ALTER EXTENSION pg_deploy UPDATE;
+SELECT pg_sleep(30);
+SQL
+  for _ in $(seq 100); do
+    pid=$(q "SELECT pid FROM pg_stat_activity WHERE application_name = 'updater' AND query LIKE '%pg_sleep%'")
+    [ -n "$pid" ] && break; sleep 0.1
+  done
+  [ -n "$pid" ] || { echo "the update did not start" >&2; return 1; }
+  kill -9 "$pid"; wait || true
+  for _ in $(seq 100); do q "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+  eq "$(q "SELECT extversion FROM pg_extension WHERE extname = 'pg_deploy'")" 0.1.0 "still 0.1.0 after the kill"
+  eq "$(q "SELECT count(*) FROM pg_attribute WHERE attrelid = 'deploy.projects'::regclass AND attname = 'owner'")" 0 \
+    "none of 0.2.0's objects"
+  eq "$(q "SELECT intact FROM deploy.verify_log()")" t "log intact"
+  q "ALTER EXTENSION pg_deploy UPDATE"
+  out=$(PGOPTIONS= psql -X -q -d "$DB" -c "ALTER EXTENSION pg_deploy UPDATE" 2>&1)
+  has "$out" 'version "0.2.0" of extension "pg_deploy" is already installed' "a second update does nothing"
+  eq "$(q "SELECT intact FROM deploy.verify_log()")" t "log intact after the update"
+}
+
 run_tests upgrade-e2e "$@"
