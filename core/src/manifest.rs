@@ -487,8 +487,17 @@ fn settings(fields: &SettingsFields, path: &str) -> Result<Settings, ManifestErr
             Some(kinds)
         }
     };
+    let lock_timeout = timeout(fields.lock_timeout, field_path(path, "lock_timeout"))?;
+    // 0 means no lock timeout at all: a change would wait in the lock queue, in
+    // front of the application's queries, for as long as a holder holds.
+    if lock_timeout.as_deref().and_then(duration_ms).is_some_and(|ms| ms < 1.0) {
+        return Err(ManifestError::InvalidValue {
+            path: field_path(path, "lock_timeout"),
+            reason: "0 would wait in the lock queue without limit; give at least 1ms (default: 1s)".into(),
+        });
+    }
     Ok(Settings {
-        lock_timeout: timeout(fields.lock_timeout, field_path(path, "lock_timeout"))?,
+        lock_timeout,
         statement_timeout: timeout(fields.statement_timeout, field_path(path, "statement_timeout"))?,
         search_path,
         lock_retries: count(fields.lock_retries, &field_path(path, "lock_retries"), MAX_LOCK_RETRIES)?

@@ -141,6 +141,20 @@ fn cases() -> Vec<Case> {
             "system schema",
         ),
         c(
+            "lock_timeout of 0",
+            with(|v| v["defaults"]["lock_timeout"] = json!("0")),
+            "22023",
+            "defaults.lock_timeout",
+            "without limit",
+        ),
+        c(
+            "lock_timeout of 0 ms as a number",
+            with(|v| v["changes"][0]["lock_timeout"] = json!(0)),
+            "22023",
+            "changes[0].lock_timeout",
+            "without limit",
+        ),
+        c(
             "project with trailing space",
             with(|v| v["project"] = json!("shop ")),
             "22023",
