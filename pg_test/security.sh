@@ -337,7 +337,7 @@ SELECT 'left: ' || (SELECT count(*) FROM pg_prepared_statements)
        || ' ' || (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid());
 SQL
     )
-    has "$out" "ERROR:  (0A000: change \"c\" of project \"p\" failed: it left|22012)" "refused: $sql"
+    has "$out" "ERROR:  (0A000: change \"c\" of project \"p\" failed: it left|0A000: the deployment left a session-level|22012)" "refused: $sql"
     has "$out" "^left: 0 0 0 0$" "nothing left after: $sql"
   done
   printf '{"project": "p", "version": "1.0.0", "changes": [{"id": "c", "sql": "CREATE TEMP TABLE s (a int); INSERT INTO s VALUES (1); DROP TABLE s"}]}' >"$TMP/m/ok.json"

@@ -194,7 +194,14 @@ pub fn analyse_pending(
         }
         let settings = RunSettings::resolve(change, manifest, session);
         out.push(Some(crate::memory::scoped("pg_deploy analysis", || {
-            analyse_change(client, &mut schemas, &manifest.project, change, settings, &manifest.thresholds)
+            analyse_change(
+                client,
+                &mut schemas,
+                &manifest.project,
+                change,
+                settings,
+                &manifest.thresholds,
+            )
         })?));
     }
     Ok(out)

@@ -11,6 +11,7 @@ use crate::jsonb_arg::JsonbText;
 use crate::project_lock::{lock_holders, LockWait};
 use crate::record::ChangeRecord;
 use crate::session::session_facts;
+use crate::session_state;
 use crate::sqlstate::Coded;
 use pg_deploy_core::hazards::Catalog;
 use pg_deploy_core::plan::{check_requirements, plan, postgres_version, ServerFacts};
@@ -53,7 +54,12 @@ pub fn prepare(
     check_requirements(manifest, &facts)?;
 
     let project = manifest.project.as_str();
-    let opened = open_project(client, session, project, lock.then(|| LockWait::new(options.wait, Some(&options.wait_timeout))))?;
+    let opened = open_project(
+        client,
+        session,
+        project,
+        lock.then(|| LockWait::new(options.wait, Some(&options.wait_timeout))),
+    )?;
     let owner = opened.owner;
     let mut drift_warnings = Vec::new();
     if options.drift != DriftPolicy::Ignore {
@@ -102,54 +108,59 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
 
     let mut records = Vec::new();
     let (mut applied, mut rerun, mut skipped, mut accepted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (ordinal, ((change, action), analysis)) in manifest.changes.iter().zip(&plan.actions).zip(&analyses).enumerate()
-    {
-        let mut record = ChangeRecord::of(ordinal, change, action.as_str());
-        match (action, analysis) {
-            (Action::Skip, _) => {
-                skipped.push(change.id.clone());
-                continue;
-            }
-            (Action::Accept, _) => accepted.push(change.id.clone()),
-            (Action::Apply | Action::Rerun, Some(analysis)) => {
-                let statements = analysis.plain_statements();
-                let work = ChangeWork::of(change, &statements);
-                let run = run_change(client, &work, &analysis.settings)
-                    .map_err(|failure| change_failed(client, manifest, change, analysis, failure))?;
-                let ms = run.duration.as_secs_f64() * 1000.0;
-                record.statements = statements.len() as i32;
-                record.retries = run.retries as i32;
-                record.duration_ms = ms;
-                let verb = if *action == Action::Apply { "applied" } else { "re-ran" };
-                pgrx::notice!(
-                    "pg_deploy: {project}: {verb} \"{}\" ({} statement(s), {:.1} ms)",
-                    change.id,
-                    statements.len(),
-                    ms
-                );
-                let entry = ChangeRun {
-                    id: change.id.clone(),
-                    kind: change.kind.as_str().to_string(),
-                    statements: statements.len(),
-                    lock_retries: run.retries,
-                    duration_ms: round_ms(ms),
-                };
-                if *action == Action::Apply {
-                    applied.push(entry)
-                } else {
-                    rerun.push(entry)
+    // No change may leave a session-level advisory lock behind.
+    session_state::guard_advisory_locks(client, |client| {
+        for (ordinal, ((change, action), analysis)) in
+            manifest.changes.iter().zip(&plan.actions).zip(&analyses).enumerate()
+        {
+            let mut record = ChangeRecord::of(ordinal, change, action.as_str());
+            match (action, analysis) {
+                (Action::Skip, _) => {
+                    skipped.push(change.id.clone());
+                    continue;
+                }
+                (Action::Accept, _) => accepted.push(change.id.clone()),
+                (Action::Apply | Action::Rerun, Some(analysis)) => {
+                    let statements = analysis.plain_statements();
+                    let work = ChangeWork::of(change, &statements);
+                    let run = run_change(client, &work, &analysis.settings)
+                        .map_err(|failure| change_failed(client, manifest, change, analysis, failure))?;
+                    let ms = run.duration.as_secs_f64() * 1000.0;
+                    record.statements = statements.len() as i32;
+                    record.retries = run.retries as i32;
+                    record.duration_ms = ms;
+                    let verb = if *action == Action::Apply { "applied" } else { "re-ran" };
+                    pgrx::notice!(
+                        "pg_deploy: {project}: {verb} \"{}\" ({} statement(s), {:.1} ms)",
+                        change.id,
+                        statements.len(),
+                        ms
+                    );
+                    let entry = ChangeRun {
+                        id: change.id.clone(),
+                        kind: change.kind.as_str().to_string(),
+                        statements: statements.len(),
+                        lock_retries: run.retries,
+                        duration_ms: round_ms(ms),
+                    };
+                    if *action == Action::Apply {
+                        applied.push(entry)
+                    } else {
+                        rerun.push(entry)
+                    }
+                }
+                (Action::Apply | Action::Rerun, None) => {
+                    return Err(DeployError::Internal(format!(
+                        "change \"{}\" was not analysed",
+                        change.id
+                    )))
                 }
             }
-            (Action::Apply | Action::Rerun, None) => {
-                return Err(DeployError::Internal(format!(
-                    "change \"{}\" was not analysed",
-                    change.id
-                )))
-            }
+            record.finished_after_ms = started.elapsed().as_secs_f64() * 1000.0;
+            records.push(record);
         }
-        record.finished_after_ms = started.elapsed().as_secs_f64() * 1000.0;
-        records.push(record);
-    }
+        Ok(())
+    })?;
 
     let outcome = if plan.is_noop() {
         ApplyOutcome::NoOp

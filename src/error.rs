@@ -177,8 +177,12 @@ impl DeployError {
             DeployError::Refused { location, .. } | DeployError::Hazard { location, .. } => statement_detail(location),
             DeployError::Locked { holder, waited, .. } => Some(format!(
                 "{}Held by {}.",
-                waited.as_ref().map_or(String::new(), |w| format!("Waited {w} (options.wait_timeout). ")),
-                holder.as_deref().unwrap_or("a session that is creating the project, or has just ended")
+                waited
+                    .as_ref()
+                    .map_or(String::new(), |w| format!("Waited {w} (options.wait_timeout). ")),
+                holder
+                    .as_deref()
+                    .unwrap_or("a session that is creating the project, or has just ended")
             )),
             _ => None,
         }
@@ -191,9 +195,9 @@ impl DeployError {
             DeployError::Locked { waited: None, .. } => {
                 Some("Retry later, or leave out {\"wait\": false} to wait for the other deployment.".into())
             }
-            DeployError::Locked { waited: Some(_), .. } => Some(
-                "Retry when that deployment has ended, or wait longer with {\"wait_timeout\": \"15min\"}.".into(),
-            ),
+            DeployError::Locked { waited: Some(_), .. } => {
+                Some("Retry when that deployment has ended, or wait longer with {\"wait_timeout\": \"15min\"}.".into())
+            }
             DeployError::Refused { refusal, .. } => Some(refusal.hint.clone()),
             DeployError::Revert {
                 missing_reverts: false, ..

@@ -106,8 +106,10 @@ fn attempt(client: &mut SpiClient<'_>, work: &ChangeWork<'_>, settings: &RunSett
     let timer = CallerTimer::save();
     let current = Cell::new(None::<usize>);
     let mut probe = PositionProbe::new();
-    let dropped_at_commit: Vec<String> =
-        statements.iter().flat_map(|s| s.tree.dropped_at_commit.iter().cloned()).collect();
+    let dropped_at_commit: Vec<String> = statements
+        .iter()
+        .flat_map(|s| s.tree.dropped_at_commit.iter().cloned())
+        .collect();
     let mut before = None;
     let outcome = in_subtransaction(|| {
         before = Some(session_state::holdings(client)?);

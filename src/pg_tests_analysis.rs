@@ -261,13 +261,16 @@ fn session_state_left_by_a_change_is_refused() {
         ("CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "temporary object \"f()\""),
         ("DO $$ BEGIN EXECUTE 'PREPARE sneaky AS SELECT 1'; END $$", "prepared statement \"sneaky\""),
         ("DO $$ BEGIN EXECUTE 'DEALLOCATE callers_own'; END $$", "without its prepared statement \"callers_own\""),
-        ("SELECT pg_advisory_lock(7)", "session-level advisory lock"),
-        ("DO $$ BEGIN PERFORM pg_advisory_lock_shared(8, 9); END $$", "session-level advisory lock"),
     ];
     for (sql, what) in refused {
         let got = try_apply(&m(sql), &json!({}));
         assert!(got.starts_with("0A000: change \"c\" of project \"s"), "{sql}: {got}");
         assert!(got.contains(what), "{sql}: {got}");
+    }
+    // Session advisory locks are checked once all changes have run.
+    for sql in ["SELECT pg_advisory_lock(7)", "DO $$ BEGIN PERFORM pg_advisory_lock_shared(8, 9); END $$"] {
+        let got = try_apply(&m(sql), &json!({}));
+        assert!(got.starts_with("0A000: the deployment left a session-level advisory lock"), "{sql}: {got}");
     }
     // Nothing of it is left: no temp table, no statement, no session lock.
     assert_eq!(one::<i64>("SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relname IN ('kept', 'dyn')"), Some(0));

@@ -8,6 +8,7 @@ use crate::deployment::{with_manifest, Call};
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
 use crate::jsonb_arg::JsonbText;
+use crate::session_state;
 use crate::sqlstate::{pg_error, Coded};
 use crate::subxact::in_subtransaction;
 use pg_deploy_core::analysis::escapes_rollback;
@@ -51,7 +52,17 @@ fn report(client: &mut SpiClient<'_>, call: Call<PlanOptions>) -> Result<PlanRep
     } else if plan.is_noop() {
         TrialRun::skipped("nothing to run")
     } else {
-        execute_and_roll_back(client, manifest, &plan.actions, &analyses)
+        // A session-level advisory lock taken by dynamic SQL outlives the rollback: released, and said.
+        session_state::guard_advisory_locks(client, |client| {
+            Ok(execute_and_roll_back(client, manifest, &plan.actions, &analyses))
+        })
+        .unwrap_or_else(|e| TrialRun {
+            executed: true,
+            ok: Some(false),
+            sqlstate: Some(e.code_text()),
+            message: Some(e.to_string()),
+            ..TrialRun::default()
+        })
     };
     let previous_version = opened.previous_version.clone();
     opened.close();

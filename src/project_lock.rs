@@ -5,8 +5,8 @@ use crate::owner::{Owner, Schema};
 use crate::sqlstate::{pg_error, Coded};
 use crate::subxact::{in_subtransaction, set_local, GucLevel};
 use pg_deploy_core::options::DEFAULT_WAIT_TIMEOUT;
-use pgrx::spi::SpiClient;
 use pgrx::pg_sys;
+use pgrx::spi::SpiClient;
 use pgrx::PgSqlErrorCode;
 
 /// How a deployment waits for another one of the same project.

@@ -12,6 +12,7 @@ use crate::owner::{Owner, Schema};
 use crate::project_lock::LockWait;
 use crate::record::ChangeRecord;
 use crate::session::{session_facts, SessionFacts};
+use crate::session_state;
 use pg_deploy_core::checksum::sql_checksum;
 use pg_deploy_core::hazards::Thresholds;
 use pg_deploy_core::report::{round_ms, RevertReport, RevertedChange};
@@ -189,7 +190,15 @@ fn run_revert(
 ) -> Result<RevertReport, DeployError> {
     let started = Instant::now();
     let session = session_facts(client)?;
-    let opened = open_project(client, session, project, Some(LockWait::new(options.wait.unwrap_or(true), options.wait_timeout.as_deref())))?;
+    let opened = open_project(
+        client,
+        session,
+        project,
+        Some(LockWait::new(
+            options.wait.unwrap_or(true),
+            options.wait_timeout.as_deref(),
+        )),
+    )?;
     let (owner, session) = (opened.owner, &opened.session);
     let Some(current) = opened.previous_version.clone() else {
         return Err(PlanError::RequirementNotMet {
@@ -243,44 +252,47 @@ fn run_revert(
     }
     let mut records = Vec::new();
     let mut reverted = Vec::new();
-    for (ordinal, (work, analysis)) in works.iter().enumerate() {
-        let statements = analysis.plain_statements();
-        let change = &work.change;
-        let job = ChangeWork::of(change, &statements);
-        // Stored SQL never runs with more rights than the role that recorded it.
-        let run = work
-            .author
-            .run(|| run_change(client, &job, &analysis.settings))
-            .map_err(|failure| {
-                let location = match failure.statement {
-                    Some(i) => ChangeLocation::of_statement(project, change, &statements, i, failure.at),
-                    None => ChangeLocation::new(project, &change.id, &change.sql, failure.at),
-                };
-                DeployError::ChangeFailed {
-                    location,
-                    error: failure.error,
-                }
-            })?;
-        let ms = run.duration.as_secs_f64() * 1000.0;
-        pgrx::notice!("pg_deploy: {project}: {} \"{}\" ({:.1} ms)", work.action, change.id, ms);
-        reverted.push(RevertedChange {
-            id: change.id.clone(),
-            action: work.action.to_string(),
-            duration_ms: round_ms(ms),
-        });
-        let checksum = match (&plan.steps[ordinal], work.action) {
-            (RevertStep::Undo { checksum, .. }, _) => checksum.clone(),
-            _ => change.checksum.clone(),
-        };
-        let mut record = ChangeRecord::of(ordinal, change, work.action);
-        record.checksum = checksum;
-        record.revert_sql = None;
-        record.statements = statements.len() as i32;
-        record.retries = run.retries as i32;
-        record.duration_ms = ms;
-        record.finished_after_ms = started.elapsed().as_secs_f64() * 1000.0;
-        records.push(record);
-    }
+    session_state::guard_advisory_locks(client, |client| {
+        for (ordinal, (work, analysis)) in works.iter().enumerate() {
+            let statements = analysis.plain_statements();
+            let change = &work.change;
+            let job = ChangeWork::of(change, &statements);
+            // Stored SQL never runs with more rights than the role that recorded it.
+            let run = work
+                .author
+                .run(|| run_change(client, &job, &analysis.settings))
+                .map_err(|failure| {
+                    let location = match failure.statement {
+                        Some(i) => ChangeLocation::of_statement(project, change, &statements, i, failure.at),
+                        None => ChangeLocation::new(project, &change.id, &change.sql, failure.at),
+                    };
+                    DeployError::ChangeFailed {
+                        location,
+                        error: failure.error,
+                    }
+                })?;
+            let ms = run.duration.as_secs_f64() * 1000.0;
+            pgrx::notice!("pg_deploy: {project}: {} \"{}\" ({:.1} ms)", work.action, change.id, ms);
+            reverted.push(RevertedChange {
+                id: change.id.clone(),
+                action: work.action.to_string(),
+                duration_ms: round_ms(ms),
+            });
+            let checksum = match (&plan.steps[ordinal], work.action) {
+                (RevertStep::Undo { checksum, .. }, _) => checksum.clone(),
+                _ => change.checksum.clone(),
+            };
+            let mut record = ChangeRecord::of(ordinal, change, work.action);
+            record.checksum = checksum;
+            record.revert_sql = None;
+            record.statements = statements.len() as i32;
+            record.retries = run.retries as i32;
+            record.duration_ms = ms;
+            record.finished_after_ms = started.elapsed().as_secs_f64() * 1000.0;
+            records.push(record);
+        }
+        Ok(())
+    })?;
     let recorded = opened.finish(
         client,
         Finished {

@@ -4,86 +4,147 @@
 //! temporary table and drops it again is fine.
 //!
 //! Temporary objects roll back with the change's subtransaction. Prepared
-//! statements and session advisory locks do not: those a change added are
-//! removed again (also after a failed change), and the change fails with 0A000.
+//! statements do not: those a change added are removed again (also after a
+//! failed change), and the change fails with 0A000. Session advisory locks
+//! are checked around all the changes of a call (`guard_advisory_locks`):
+//! pg_locks lists every lock of the server, which the deployment's own locks
+//! make longer with each change, so reading it after each one would cost
+//! O(n²).
 
 use crate::sqlstate::pg_error;
 use crate::subxact::{set_local, PgError};
-use pgrx::spi::SpiClient;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::PgSqlErrorCode;
 use std::collections::BTreeSet;
 use std::ffi::CString;
 
-/// What the session holds beyond a transaction.
+/// What the session holds beyond a transaction, but advisory locks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Holdings {
     prepared: BTreeSet<String>,
     temporary: BTreeSet<String>,
-    /// Advisory locks held by this backend: "classid objid objsubid mode".
-    advisory: BTreeSet<String>,
 }
 
-/// Every name is schema-qualified: the change's search_path is in force.
+/// Advisory locks held by this backend: "classid objid objsubid mode".
+type AdvisoryLocks = BTreeSet<String>;
+
+/// Every name is schema-qualified: the change's search_path is in force. No
+/// relation is read (a relation lock taken in every change's subtransaction
+/// would overflow its resource owner's lock cache, making each release scan
+/// all the deployment's locks): prepared statements through the function
+/// behind pg_prepared_statements, and the temporary schema's oid.
 const HOLDINGS: &str = "
-    SELECT ARRAY(SELECT s.name::pg_catalog.text FROM pg_catalog.pg_prepared_statements s),
-           pg_catalog.array_cat(
+    SELECT ARRAY(SELECT s.name::pg_catalog.text FROM pg_catalog.pg_prepared_statement() s),
+           pg_catalog.pg_my_temp_schema()::pg_catalog.int8";
+
+/// Once the session has a temporary schema: what is in it.
+const TEMPORARY: &str = "
+    SELECT pg_catalog.array_cat(
                ARRAY(SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_class c
                       WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
                         AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,S,f,c}'::pg_catalog.char[])),
                ARRAY(SELECT pg_catalog.concat(p.proname, '()') FROM pg_catalog.pg_proc p
-                      WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())),
-           ARRAY(SELECT pg_catalog.concat_ws(' ', l.classid, l.objid, l.objsubid, l.mode) FROM pg_catalog.pg_locks l
+                      WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()))";
+
+const ADVISORY_LOCKS: &str = "
+    SELECT ARRAY(SELECT pg_catalog.concat_ws(' ', l.classid, l.objid, l.objsubid, l.mode) FROM pg_catalog.pg_locks l
                   WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'
                     AND l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND l.granted)";
 
+fn advisory_locks(client: &mut SpiClient<'_>) -> Result<AdvisoryLocks, PgError> {
+    let failed = |e: pgrx::spi::Error| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string());
+    let row = client.update(ADVISORY_LOCKS, Some(1), &[]).map_err(failed)?.first();
+    Ok(row
+        .get::<Vec<String>>(1)
+        .map_err(failed)?
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
+/// Runs `work` (every change of a call) and then checks that it left no
+/// session-level advisory lock: those it took are released, and a `work`
+/// that succeeded fails with 0A000 (a failed one keeps its own error).
+pub fn guard_advisory_locks<R>(
+    client: &mut SpiClient<'_>,
+    work: impl FnOnce(&mut SpiClient<'_>) -> Result<R, crate::error::DeployError>,
+) -> Result<R, crate::error::DeployError> {
+    let before = advisory_locks(client).map_err(crate::error::DeployError::Postgres)?;
+    let outcome = work(client);
+    let level = crate::subxact::GucLevel::open();
+    let released = advisory_locks(client).and_then(|after| release_session_locks(client, &before, &after));
+    level.restore();
+    let released = released.map_err(crate::error::DeployError::Postgres)?;
+    match (outcome, released.first()) {
+        (Ok(_), Some(lock)) => Err(crate::error::DeployError::Postgres(leak(format!(
+            "the deployment left a session-level advisory lock ({lock}) in the session; it was released"
+        )))),
+        (outcome, _) => outcome,
+    }
+}
+
+fn leak(message: String) -> PgError {
+    let mut e = pg_error(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, message);
+    e.hint = Some(
+        "A deployment must not leave session state behind: poolers hand the session to other clients. \
+         Use pg_advisory_xact_lock, ON COMMIT DROP temporary tables (or drop them in the change), and no \
+         PREPARE; run anything else outside pg_deploy."
+            .into(),
+    );
+    e
+}
+
+thread_local! {
+    /// HOLDINGS, planned once per backend: it runs twice for every change.
+    static HOLDINGS_PLAN: std::cell::RefCell<Option<OwnedPreparedStatement>> = const { std::cell::RefCell::new(None) };
+}
+
 pub fn holdings(client: &mut SpiClient<'_>) -> Result<Holdings, PgError> {
     let failed = |e: pgrx::spi::Error| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string());
-    let row = client.update(HOLDINGS, Some(1), &[]).map_err(failed)?.first();
-    let set = |i| -> Result<BTreeSet<String>, PgError> {
-        Ok(row.get::<Vec<String>>(i).map_err(failed)?.unwrap_or_default().into_iter().collect())
+    let planned = HOLDINGS_PLAN.with(|plan| plan.borrow().is_some());
+    if !planned {
+        let plan = client.prepare(HOLDINGS, &[]).map_err(failed)?.keep();
+        HOLDINGS_PLAN.with(|cell| *cell.borrow_mut() = Some(plan));
+    }
+    let table = HOLDINGS_PLAN.with(|plan| match plan.borrow().as_ref() {
+        Some(plan) => client.update(plan, Some(1), &[]).map_err(failed),
+        None => Err(pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "no plan for the session check")),
+    })?;
+    let row = table.first();
+    let prepared = row.get::<Vec<String>>(1).map_err(failed)?.unwrap_or_default().into_iter().collect();
+    let temp_schema = row.get::<i64>(2).map_err(failed)?;
+    let temporary = match temp_schema {
+        Some(0) | None => BTreeSet::new(),
+        Some(_) => client
+            .update(TEMPORARY, Some(1), &[])
+            .map_err(failed)?
+            .first()
+            .get::<Vec<String>>(1)
+            .map_err(failed)?
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
     };
-    Ok(Holdings {
-        prepared: set(1)?,
-        temporary: set(2)?,
-        advisory: set(3)?,
-    })
+    Ok(Holdings { prepared, temporary })
 }
 
 /// The first thing a change left in the session since `before`, as a 0A000
 /// error; what outlives the rollback of the change is removed first.
 /// `dropped_at_commit`: temporary tables the change creates ON COMMIT DROP.
-pub fn left_behind(
-    client: &mut SpiClient<'_>,
-    before: &Holdings,
-    dropped_at_commit: &[String],
-) -> Result<(), PgError> {
+pub fn left_behind(client: &mut SpiClient<'_>, before: &Holdings, dropped_at_commit: &[String]) -> Result<(), PgError> {
     let after = holdings(client)?;
-    let session_locks = release_session_locks(client, before, &after)?;
     let prepared: Vec<&String> = after.prepared.difference(&before.prepared).collect();
     for name in &prepared {
         deallocate(name);
     }
-    let leak = |what: String| {
-        let mut e = pg_error(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("it left {what} in the session"),
-        );
-        e.hint = Some(
-            "A deployment must not leave session state behind: poolers hand the session to other clients. \
-             Use pg_advisory_xact_lock, ON COMMIT DROP temporary tables (or drop them in the change), and no \
-             PREPARE; run anything else outside pg_deploy."
-                .into(),
-        );
-        e
-    };
-    if let Some(lock) = session_locks.first() {
-        return Err(leak(format!("a session-level advisory lock ({lock})")));
-    }
+    let leak = |what: String| leak(format!("it left {what} in the session"));
     if let Some(name) = prepared.first() {
         return Err(leak(format!("the prepared statement \"{name}\"")));
     }
     if let Some(name) = before.prepared.difference(&after.prepared).next() {
-        return Err(leak(format!("the session without its prepared statement \"{name}\" (DEALLOCATE)")));
+        return Err(leak(format!(
+            "the session without its prepared statement \"{name}\" (DEALLOCATE)"
+        )));
     }
     let kept: Vec<&String> = after
         .temporary
@@ -96,11 +157,10 @@ pub fn left_behind(
     Ok(())
 }
 
-/// After a failed change: removes the prepared statements and session
-/// advisory locks it added, which its rollback does not undo.
+/// After a failed change: removes the prepared statements it added, which
+/// its rollback does not undo.
 pub fn clean_up(client: &mut SpiClient<'_>, before: &Holdings) -> Result<(), PgError> {
     let after = holdings(client)?;
-    release_session_locks(client, before, &after)?;
     for name in after.prepared.difference(&before.prepared) {
         deallocate(name);
     }
@@ -119,11 +179,11 @@ fn deallocate(name: &str) {
 /// ones stay) and returns them.
 fn release_session_locks(
     client: &mut SpiClient<'_>,
-    before: &Holdings,
-    after: &Holdings,
+    before: &AdvisoryLocks,
+    after: &AdvisoryLocks,
 ) -> Result<Vec<String>, PgError> {
     let failed = |e: pgrx::spi::Error| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string());
-    let new: Vec<&String> = after.advisory.difference(&before.advisory).collect();
+    let new: Vec<&String> = after.difference(before).collect();
     if new.is_empty() {
         return Ok(Vec::new());
     }
@@ -141,8 +201,14 @@ fn release_session_locks(
         let shared = mode == "ShareLock";
         // objsubid 1: one bigint key (classid, objid its two halves); 2: two int keys.
         let (query, args): (&str, Vec<pgrx::datum::DatumWithOid>) = match (objsubid, shared) {
-            ("1", false) => ("SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int8)", vec![((classid << 32) | objid).into()]),
-            ("1", true) => ("SELECT pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int8)", vec![((classid << 32) | objid).into()]),
+            ("1", false) => (
+                "SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int8)",
+                vec![((classid << 32) | objid).into()],
+            ),
+            ("1", true) => (
+                "SELECT pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int8)",
+                vec![((classid << 32) | objid).into()],
+            ),
             (_, false) => (
                 "SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int4, $2::pg_catalog.int4)",
                 vec![(classid as u32 as i32).into(), (objid as u32 as i32).into()],
@@ -155,7 +221,12 @@ fn release_session_locks(
         // A lock taken several times is held as many times.
         let mut session = false;
         for _ in 0..1000 {
-            let unlocked = client.update(query, Some(1), &args).map_err(failed)?.first().get_one::<bool>().map_err(failed)?;
+            let unlocked = client
+                .update(query, Some(1), &args)
+                .map_err(failed)?
+                .first()
+                .get_one::<bool>()
+                .map_err(failed)?;
             if unlocked != Some(true) {
                 break;
             }

@@ -60,7 +60,10 @@ pub fn split(sql: &str) -> Result<Vec<Statement>, ParseFailure> {
             at: probe.cursor().map(|c| pg_deploy_core::position::cursor_to_byte(sql, c)),
         }),
         (Ok(()), _) => Err(ParseFailure {
-            error: pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "the parser's subtransaction was kept"),
+            error: pg_error(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                "the parser's subtransaction was kept",
+            ),
             at: None,
         }),
     }
