@@ -259,6 +259,9 @@ pub fn strip_transaction_wrapper(sql: &str) -> String {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 pub(crate) mod testdir {
     use std::fs;
     use std::path::Path;

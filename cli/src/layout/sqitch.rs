@@ -54,6 +54,16 @@ pub fn parse_plan(text: &str) -> Result<Plan, CliError> {
         if name.is_empty() {
             return Err(bad("no change name"));
         }
+        // deploy/<name>.sql and the like must stay inside the folder (Sqitch
+        // itself refuses such names): no "..", no root, no backslash.
+        let inside = Path::new(name)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside || name.contains('\\') {
+            return Err(bad(
+                "a change name must be a path inside the folder (no \"..\", \"/\" at the start or \"\\\")",
+            ));
+        }
         let mut requires = Vec::new();
         if let Some(open) = body.find('[') {
             let close = body[open..].find(']').ok_or_else(|| bad("unclosed ["))? + open;
@@ -184,6 +194,29 @@ flips [appschema users@v1.0 !oldflips] 2014-01-01T00:00:00Z Marge <marge@example
         );
         assert_eq!(m[1].revert, None);
         assert_eq!(m[2].requires, ["appschema", "users"]);
+    }
+
+    #[test]
+    fn change_names_that_leave_the_folder_are_refused() {
+        // Found by the fuzz harness (layout/fuzz.rs): these read deploy/../x.sql,
+        // /tmp/x.sql and so on, outside the migrations folder.
+        for name in ["../x", "a/../../b", "/tmp/x", "./a", "a\\..\\b", ".."] {
+            let e = parse_plan(&format!("{name} 2014-01-01T00:00:00Z M <m@x>\n")).expect_err(name);
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("a path inside the folder"), "{e}");
+        }
+        let p = parse_plan("schemas/users 2014-01-01T00:00:00Z M <m@x>\n").expect("a sub-folder is fine");
+        assert_eq!(p.changes[0].name, "schemas/users");
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(
+            tmp.path(),
+            &[
+                ("m/sqitch.plan", "../outside 2014-01-01T00:00:00Z M <m@x>\n"),
+                ("m/deploy/x.sql", "SELECT 1;"),
+                ("outside.sql", "SELECT 'outside';"),
+            ],
+        );
+        assert!(read(&tmp.path().join("m")).is_err());
     }
 
     #[test]
