@@ -37,6 +37,7 @@ stage() {
   passed=$((passed + p)); failed=$((failed + f))
 }
 
+stage lint bash "$ROOT/scripts/lint.sh"
 stage unit cargo test -p pg_deploy_core
 stage pg_test cargo pgrx test pg15 --runas postgres --pgdata "$PGTEST_BASE"
 stage pg_test_pg16 bash "$ROOT/scripts/test-pg.sh" 16

@@ -108,10 +108,18 @@ pub fn holdings(client: &mut SpiClient<'_>) -> Result<Holdings, PgError> {
     }
     let table = HOLDINGS_PLAN.with(|plan| match plan.borrow().as_ref() {
         Some(plan) => client.update(plan, Some(1), &[]).map_err(failed),
-        None => Err(pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "no plan for the session check")),
+        None => Err(pg_error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "no plan for the session check",
+        )),
     })?;
     let row = table.first();
-    let prepared = row.get::<Vec<String>>(1).map_err(failed)?.unwrap_or_default().into_iter().collect();
+    let prepared = row
+        .get::<Vec<String>>(1)
+        .map_err(failed)?
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let temp_schema = row.get::<i64>(2).map_err(failed)?;
     let temporary = match temp_schema {
         Some(0) | None => BTreeSet::new(),

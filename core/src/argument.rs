@@ -73,7 +73,10 @@ mod tests {
         for levels in [65, 200, 5_000] {
             let err = parse_argument(&nested(levels), "$").unwrap_err();
             assert_eq!(err.sqlstate().code(), "54000", "{levels}");
-            assert!(err.to_string().contains(&format!("is {levels}, over the limit of 64")), "{err}");
+            assert!(
+                err.to_string().contains(&format!("is {levels}, over the limit of 64")),
+                "{err}"
+            );
         }
         assert!(parse_argument(&nested(64), "options").is_ok());
     }

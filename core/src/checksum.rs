@@ -36,7 +36,10 @@ pub fn legacy_checksums(sql: &str) -> Vec<String> {
     let lf = sql.replace("\r\n", "\n");
     let current = sha256_checksum(lf.as_bytes());
     let mut out = Vec::new();
-    for candidate in [sha256_checksum(sql.as_bytes()), sha256_checksum(lf.replace('\n', "\r\n").as_bytes())] {
+    for candidate in [
+        sha256_checksum(sql.as_bytes()),
+        sha256_checksum(lf.replace('\n', "\r\n").as_bytes()),
+    ] {
         if candidate != current && !out.contains(&candidate) {
             out.push(candidate);
         }
@@ -70,9 +73,15 @@ mod tests {
 
     #[test]
     fn line_endings_do_not_change_the_checksum() {
-        assert_eq!(sql_checksum("SELECT 1;\r\nSELECT 2;\r\n"), sql_checksum("SELECT 1;\nSELECT 2;\n"));
+        assert_eq!(
+            sql_checksum("SELECT 1;\r\nSELECT 2;\r\n"),
+            sql_checksum("SELECT 1;\nSELECT 2;\n")
+        );
         assert_eq!(sql_checksum("SELECT 1;"), sha256_checksum(b"SELECT 1;"));
-        assert_ne!(sql_checksum("SELECT 1;\nSELECT 2;"), sql_checksum("SELECT 1; SELECT 2;"));
+        assert_ne!(
+            sql_checksum("SELECT 1;\nSELECT 2;"),
+            sql_checksum("SELECT 1; SELECT 2;")
+        );
     }
 
     #[test]

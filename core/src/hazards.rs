@@ -311,4 +311,3 @@ pub fn hazards(
     }
     out
 }
-

@@ -103,7 +103,10 @@ mod tests {
     fn the_streamed_hash_is_the_hash_of_the_canonical_text() {
         let v = serde_json::json!({"b": [1, {"z": "é\n", "a": null}], "a": 1.5});
         let text = canonical_json(&v);
-        assert_eq!(canonical_sha256(&v), (crate::checksum::sha256_checksum(text.as_bytes()), text.len()));
+        assert_eq!(
+            canonical_sha256(&v),
+            (crate::checksum::sha256_checksum(text.as_bytes()), text.len())
+        );
     }
 
     #[test]

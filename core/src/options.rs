@@ -168,7 +168,10 @@ mod tests {
     fn plan_options_add_execute() {
         let o = PlanOptions::from_value(&json!({"execute": false, "allow_downgrade": true})).unwrap();
         assert!(!o.execute && o.apply.allow_downgrade);
-        assert!(!PlanOptions::from_value(&json!({})).unwrap().execute, "the trial run is asked for");
+        assert!(
+            !PlanOptions::from_value(&json!({})).unwrap().execute,
+            "the trial run is asked for"
+        );
         assert_eq!(
             PlanOptions::from_value(&json!({"execute": 1})).unwrap_err().path(),
             "options.execute"
@@ -228,7 +231,12 @@ mod tests {
     #[test]
     fn the_wait_for_another_deployment_is_bounded() {
         assert_eq!(ApplyOptions::from_value(&json!({})).unwrap().wait_timeout, "5min");
-        assert_eq!(ApplyOptions::from_value(&json!({"wait_timeout": "30s"})).unwrap().wait_timeout, "30s");
+        assert_eq!(
+            ApplyOptions::from_value(&json!({"wait_timeout": "30s"}))
+                .unwrap()
+                .wait_timeout,
+            "30s"
+        );
         for bad in ["0", "forever", "-1s"] {
             let e = ApplyOptions::from_value(&json!({"wait_timeout": bad})).unwrap_err();
             assert_eq!(e.path(), "options.wait_timeout", "{bad}");

@@ -104,7 +104,9 @@ pub fn plan(manifest: &Manifest, history: &History, options: &ApplyOptions) -> R
                     now: change.kind.as_str(),
                 })
             }
-            Some(applied) if applied.checksum == change.checksum || change.legacy_checksums.contains(&applied.checksum) => {
+            Some(applied)
+                if applied.checksum == change.checksum || change.legacy_checksums.contains(&applied.checksum) =>
+            {
                 Action::Skip
             }
             Some(_) if change.kind == ChangeKind::Repeatable => Action::Rerun,

@@ -283,7 +283,10 @@ mod tests {
     #[test]
     fn outcomes_read_and_write_as_their_report_words() {
         assert_eq!(serde_json::to_value(ApplyOutcome::NoOp).unwrap(), json!("no-op"));
-        assert_eq!(serde_json::to_value(PlanOutcome::WouldApply).unwrap(), json!("would apply"));
+        assert_eq!(
+            serde_json::to_value(PlanOutcome::WouldApply).unwrap(),
+            json!("would apply")
+        );
         let back: PlanOutcome = serde_json::from_value(json!("refused")).unwrap();
         assert_eq!(back, PlanOutcome::Refused);
     }

@@ -20,6 +20,8 @@
 //! target; `FUZZ_CASES=<n per target> [FUZZ_SEED=<u64>]` runs more (see
 //! bench/fuzz.sh). Inputs that ever failed live in tests/fuzz_corpus/ and are
 //! replayed by `corpus_replays_clean`.
+// Generators and checkers take what proptest hands them, as it hands them.
+#![allow(clippy::ptr_arg, clippy::unusual_byte_groupings, clippy::neg_cmp_op_on_partial_ord)]
 
 use pg_deploy_core::argument::{nesting_depth, parse_argument, MAX_DEPTH};
 use pg_deploy_core::checksum::{legacy_checksums, parse_checksum, sha256_checksum, sql_checksum, PREFIX};

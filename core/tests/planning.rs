@@ -194,7 +194,12 @@ fn a_change_applied_from_a_windows_checkout_is_unchanged_on_linux() {
     let mut history = history_of(&applied, &["0001", "0002", "view"], "1.0.0");
     history.applied.get_mut("0001").unwrap().checksum = sha256_checksum(crlf.as_bytes());
     for sql in [lf, crlf] {
-        let p = plan(&manifest("1.0.0", "CREATE VIEW v AS SELECT 1", sql), &history, &ApplyOptions::default()).unwrap();
+        let p = plan(
+            &manifest("1.0.0", "CREATE VIEW v AS SELECT 1", sql),
+            &history,
+            &ApplyOptions::default(),
+        )
+        .unwrap();
         assert!(p.is_noop(), "{sql:?}");
     }
     // Line endings aside, the checksum is the same from either checkout.

@@ -12,6 +12,8 @@
 //! `cargo test -p pg-deploy-cli fuzz` runs a few thousand inputs per target;
 //! `FUZZ_CASES=<n per target>` or `FUZZ_TOTAL=<n over all targets>` more (bench/fuzz.sh).
 //! Corpus files of targets `cli_*` in core/tests/fuzz_corpus/ are replayed here.
+// Generators and checkers take what proptest hands them, as it hands them.
+#![allow(clippy::ptr_arg, clippy::unusual_byte_groupings, clippy::neg_cmp_op_on_partial_ord)]
 
 use super::{dbmate, detect, flyway, golang_migrate, read_folder, sqitch, strip_transaction_wrapper, Layout};
 use crate::error::CliError;
