@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION=0.18.0
-APT_PKGS=(postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo pgbouncer)
+APT_PKGS=(postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo pgbouncer python3-pip)
 
 step() { echo "==> $*"; }
 # Root installs directly; anyone else through sudo (apt and PostgreSQL's directories need it).
