@@ -374,6 +374,38 @@ SQL
   done
 }
 
+# ---------------------------------------------------------------- finding 8: memory
+
+# A deployer cannot make pg_deploy hold an unbounded manifest: past 20,000
+# changes it is refused (54000) before anything runs; and a next version of a
+# big manifest stores only its new SQL, not the whole document again.
+t_big_manifests_are_bounded() {
+  newdb
+  local dep=${DB}_dep out
+  deployer "$dep"
+  python3 - "$TMP/m/many.sql" <<'PY2'
+import json, sys
+m = {"project": "big", "version": "1.0.0", "changes": [{"id": f"c{i}", "sql": "SELECT 1"} for i in range(20001)]}
+open(sys.argv[1], "w").write("SELECT deploy.apply($j$" + json.dumps(m) + "$j$::jsonb);\n")
+PY2
+  out=$(PGOPTIONS='-c client_min_messages=warning' psql -X -q -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -U "$dep" -d "$DB" -f "$TMP/m/many.sql" 2>&1) &&
+    { echo "20,001 changes accepted" >&2; return 1; }
+  has "$out" "ERROR:  54000: invalid manifest: changes: .* over the limit of 20000" "too many changes"
+  python3 - "$TMP/m/v1.sql" "$TMP/m/v2.sql" <<'PY2'
+import json, sys
+changes = [{"id": "schema", "sql": "CREATE SCHEMA bigs"}] + [
+    {"id": f"c{i:04d}", "sql": f"CREATE TABLE bigs.big_{i} (id int); -- {'x' * 200}"} for i in range(300)]
+for path, version, extra in ((sys.argv[1], "1.0.0", []), (sys.argv[2], "1.1.0", [{"id": "new", "sql": "SELECT 2"}])):
+    m = {"project": "big", "version": version, "changes": changes + extra}
+    open(path, "w").write("SELECT deploy.apply($j$" + json.dumps(m) + "$j$::jsonb)->>'outcome';\n")
+PY2
+  eq "$(PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -U "$dep" -d "$DB" -f "$TMP/m/v1.sql")" applied "v1"
+  eq "$(PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -U "$dep" -d "$DB" -f "$TMP/m/v2.sql")" applied "v2"
+  eq "$(q "SELECT count(*) FROM deploy.change_sql")" 302 "each change's SQL stored once"
+  eq "$(q "SELECT bool_and(pg_column_size(manifest) < 40000) FROM deploy.manifests")" t "manifests hold references, not SQL"
+  eq "$(q "SELECT intact FROM deploy.verify_log('big')")" t "log intact"
+}
+
 # ---------------------------------------------------------------- finding 9: system schemas
 
 # "schemas" naming a system schema is refused; so is a schema the deployer may not use.
