@@ -36,6 +36,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 # shellcheck source=../scripts/cluster.sh
 source "$ROOT/scripts/cluster.sh"
+# start_pgbouncer (the e2e suites' own); this script's q and newdb replace lib.sh's.
+# shellcheck source=../pg_test/lib.sh
+source "$ROOT/pg_test/lib.sh"
 
 PORT=${PORT:-5486}
 BOUNCER_PORT=${BOUNCER_PORT:-6486}
@@ -102,33 +105,6 @@ wait_ready() {
     sleep 0.1
   done
   echo "cluster did not come back" >&2; tail -20 "$TMP/postgres.log" >&2; return 1
-}
-
-start_pgbouncer() {
-  echo '"postgres" ""' >"$TMP/userlist.txt"
-  cat >"$TMP/pgbouncer.ini" <<INI
-[databases]
-* = host=$TMP/sock port=$PORT
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $TMP/userlist.txt
-pool_mode = transaction
-max_client_conn = 100
-default_pool_size = $((APPLIERS + 4))
-logfile = $TMP/pgbouncer.log
-pidfile = $TMP/pgbouncer.pid
-INI
-  chown postgres: "$TMP/pgbouncer.ini" "$TMP/userlist.txt"
-  runuser -u postgres -- /usr/sbin/pgbouncer -d -q "$TMP/pgbouncer.ini"
-  local _
-  for _ in $(seq 50); do
-    psql -X -h 127.0.0.1 -p "$BOUNCER_PORT" -d postgres -Atc 'SELECT 1' >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "pgbouncer did not answer on port $BOUNCER_PORT" >&2; return 1
 }
 
 stop_pgbouncer() {
@@ -439,7 +415,7 @@ race() { # race MODE HOST PORT
   if [ "$STATE" != partial ]; then reapply "$DB" "race_$mode"; fi
   dropdb_ok "$DB"
 }
-start_pgbouncer
+start_pgbouncer $((APPLIERS + 4))
 for _ in $(seq "$RACES"); do
   race direct "$PGHOST" "$PGPORT"
   race pgbouncer 127.0.0.1 "$BOUNCER_PORT"
