@@ -51,8 +51,12 @@ const ADVISORY_LOCKS: &str = "
                   WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'
                     AND l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND l.granted)";
 
+/// An SPI error of pg_deploy's own queries, as data.
+fn failed(e: pgrx::spi::Error) -> PgError {
+    pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string())
+}
+
 fn advisory_locks(client: &mut SpiClient<'_>) -> Result<AdvisoryLocks, PgError> {
-    let failed = |e: pgrx::spi::Error| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string());
     let row = client.update(ADVISORY_LOCKS, Some(1), &[]).map_err(failed)?.first();
     Ok(row
         .get::<Vec<String>>(1)
@@ -100,7 +104,6 @@ thread_local! {
 }
 
 pub fn holdings(client: &mut SpiClient<'_>) -> Result<Holdings, PgError> {
-    let failed = |e: pgrx::spi::Error| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string());
     let planned = HOLDINGS_PLAN.with(|plan| plan.borrow().is_some());
     if !planned {
         let plan = client.prepare(HOLDINGS, &[]).map_err(failed)?.keep();
@@ -190,7 +193,6 @@ fn release_session_locks(
     before: &AdvisoryLocks,
     after: &AdvisoryLocks,
 ) -> Result<Vec<String>, PgError> {
-    let failed = |e: pgrx::spi::Error| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string());
     let new: Vec<&String> = after.difference(before).collect();
     if new.is_empty() {
         return Ok(Vec::new());
