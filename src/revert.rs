@@ -165,6 +165,7 @@ fn step_work(
         settings: original.map(|c| c.settings.clone()).unwrap_or_default(),
         verify: None,
         revert: None,
+        phase: Default::default(),
     };
     let mut settings = match &manifest {
         Some(m) => RunSettings::resolve(&change, m, session),

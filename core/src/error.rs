@@ -65,6 +65,8 @@ pub enum SqlState {
     InvalidTransactionTermination,
     /// 25001 active_sql_transaction: cannot run inside a transaction block
     ActiveSqlTransaction,
+    /// 55P04 unsafe_new_enum_value_usage: an enum value used before the transaction that added it commits
+    UnsafeNewEnumValueUsage,
 }
 
 impl SqlState {
@@ -80,6 +82,7 @@ impl SqlState {
             SqlState::ObjectNotInPrerequisiteState => "55000",
             SqlState::InvalidTransactionTermination => "2D000",
             SqlState::ActiveSqlTransaction => "25001",
+            SqlState::UnsafeNewEnumValueUsage => "55P04",
         }
     }
 }
@@ -230,6 +233,8 @@ pub enum PlanError {
         requirement: String,
         found: String,
     },
+    #[error("project \"{project}\": options.through names \"{id}\", which is not a change in this manifest")]
+    UnknownThrough { project: String, id: String },
 }
 
 impl PlanError {
@@ -241,6 +246,7 @@ impl PlanError {
             PlanError::OlderVersion { .. } | PlanError::RequirementNotMet { .. } => {
                 SqlState::ObjectNotInPrerequisiteState
             }
+            PlanError::UnknownThrough { .. } => SqlState::InvalidParameterValue,
         }
     }
 
@@ -256,6 +262,7 @@ impl PlanError {
                 Some("Pass options {\"allow_downgrade\": true} to apply an older manifest on purpose.".into())
             }
             PlanError::RequirementNotMet { .. } => None,
+            PlanError::UnknownThrough { .. } => Some("Give the id of a change in the manifest.".into()),
         }
     }
 }

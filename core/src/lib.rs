@@ -12,6 +12,7 @@ pub mod json;
 pub mod manifest;
 pub mod manifest_document;
 pub mod options;
+pub mod phases;
 pub mod plan;
 pub mod position;
 pub mod report;
@@ -20,7 +21,9 @@ pub mod revert;
 
 pub use error::{ManifestError, PlanError, SqlState};
 pub use manifest::{Change, ChangeKind, Manifest, Settings};
-pub use options::{ApplyOptions, BaselineOptions, BaselineSelection, DriftPolicy, PlanOptions, RevertOptions};
+pub use options::{
+    ApplyOptions, BaselineOptions, BaselineSelection, DriftPolicy, PhasePlacement, PlanOptions, RevertOptions,
+};
 pub use plan::{Action, AppliedChange, History, Plan};
 
 /// The pg_deploy release this core belongs to.

@@ -10,6 +10,7 @@ use crate::hazards::{HazardKind, Thresholds, ALL_HAZARDS};
 pub use crate::manifest_document::{
     ChangeDocument, DefaultsDocument, ManifestDocument, RequiresDocument, Timeout, WholeNumber,
 };
+use crate::phases::{PhaseMarks, Repeat, DEFAULT_REPEAT_PAUSE};
 use semver::{Version, VersionReq};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -116,6 +117,8 @@ pub struct Change {
     pub verify: Option<String>,
     /// SQL that undoes the change, kept in the history for deploy.revert.
     pub revert: Option<String>,
+    /// Whether it runs online or starts a new phase (docs/online.md).
+    pub phase: PhaseMarks,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -610,6 +613,41 @@ fn change(i: usize, doc: &ChangeDocument, index_of: &HashMap<&str, usize>) -> Re
         settings: settings(&SettingsFields::of_change(doc), &here)?,
         verify: optional_sql(doc.verify.as_ref(), &here, "verify")?,
         revert: optional_sql(doc.revert.as_ref(), &here, "revert")?,
+        phase: phase_marks(doc, &here)?,
+    })
+}
+
+/// `online`, `commit_before`, `repeat_until_no_rows` and `repeat_pause`, which only make sense together as documented.
+fn phase_marks(doc: &ChangeDocument, here: &str) -> Result<PhaseMarks, ManifestError> {
+    let online = doc.online.unwrap_or(false);
+    let commit_before = doc.commit_before.unwrap_or(false);
+    let repeat = doc.repeat_until_no_rows.unwrap_or(false);
+    let invalid = |field: &str, reason: &str| ManifestError::InvalidValue {
+        path: field_path(here, field),
+        reason: reason.into(),
+    };
+    if online && commit_before {
+        return Err(invalid(
+            "commit_before",
+            "an online change already runs after the changes before it commit; set one of \"online\" and \"commit_before\"",
+        ));
+    }
+    if repeat && !online {
+        return Err(invalid(
+            "repeat_until_no_rows",
+            "needs \"online\": true, so that each round commits on its own",
+        ));
+    }
+    if doc.repeat_pause.is_some() && !repeat {
+        return Err(invalid("repeat_pause", "needs \"repeat_until_no_rows\": true"));
+    }
+    let pause = timeout(doc.repeat_pause.as_ref(), field_path(here, "repeat_pause"))?;
+    Ok(PhaseMarks {
+        online,
+        commit_before,
+        repeat: repeat.then(|| Repeat {
+            pause: pause.unwrap_or_else(|| DEFAULT_REPEAT_PAUSE.into()),
+        }),
     })
 }
 

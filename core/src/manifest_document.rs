@@ -130,6 +130,17 @@ pub struct ChangeDocument {
     /// SQL that undoes the change, for deploy.revert.
     #[schemars(length(min = 1))]
     pub revert: Option<String>,
+    /// true: run after the deployment's transaction commits, outside any transaction block, by a background
+    /// worker as the deploying role (docs/online.md): one statement, e.g. CREATE INDEX CONCURRENTLY.
+    pub online: Option<bool>,
+    /// true: the changes before this one commit first; this change starts a new transactional phase, run by a
+    /// background worker after the deployment commits (e.g. to use an enum value an earlier change added).
+    pub commit_before: Option<bool>,
+    /// With online: run the statement (INSERT, UPDATE, DELETE or MERGE) again, each round its own transaction,
+    /// until it affects no rows: a batched backfill.
+    pub repeat_until_no_rows: Option<bool>,
+    /// With repeat_until_no_rows: the pause between rounds (default "100ms").
+    pub repeat_pause: Option<Timeout>,
 }
 
 /// A timeout as written: whole milliseconds, or a duration such as "500ms", "2s", "15min", "1h".

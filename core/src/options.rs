@@ -20,6 +20,19 @@ pub struct ApplyOptions {
     pub reason: Option<String>,
     /// What to do when the project's objects changed outside deployments.
     pub drift: DriftPolicy,
+    /// Where commit boundaries come from: declared in the manifest only, or
+    /// also placed by the analysis where one is provably needed.
+    pub phases: PhasePlacement,
+    /// Apply up to and including this change; later changes wait for another apply.
+    pub through: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhasePlacement {
+    /// Only `commit_before` starts a phase; a provable need for one is an error (default).
+    Declared,
+    /// The analysis also starts a phase where a change needs an earlier one committed.
+    Auto,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +51,8 @@ impl Default for ApplyOptions {
             accept_changed: Vec::new(),
             reason: None,
             drift: DriftPolicy::Ignore,
+            phases: PhasePlacement::Declared,
+            through: None,
         }
     }
 }
@@ -52,6 +67,8 @@ struct ApplyOptionsDocument {
     accept_changed: Option<Vec<String>>,
     reason: Option<String>,
     drift: Option<String>,
+    phases: Option<String>,
+    through: Option<String>,
 }
 
 /// How long a deployment waits for another one of the same project, unless told.
@@ -106,6 +123,24 @@ impl ApplyOptions {
                         reason: format!("\"{other}\" is not one of \"ignore\", \"warn\", \"refuse\""),
                     })
                 }
+            },
+            phases: match doc.phases.as_deref() {
+                None | Some("declared") => PhasePlacement::Declared,
+                Some("auto") => PhasePlacement::Auto,
+                Some(other) => {
+                    return Err(ManifestError::InvalidValue {
+                        path: "options.phases".into(),
+                        reason: format!("\"{other}\" is not one of \"declared\", \"auto\""),
+                    })
+                }
+            },
+            through: match doc.through {
+                Some(id) if id.trim().is_empty() => {
+                    return Err(ManifestError::Empty {
+                        path: "options.through".into(),
+                    })
+                }
+                other => other,
             },
         })
     }

@@ -142,6 +142,28 @@ pub fn plan(manifest: &Manifest, history: &History, options: &ApplyOptions) -> R
     if !unused.is_empty() {
         warnings.push(format!("accept_changed: nothing to accept for {}", list(&unused)));
     }
+    if let Some(through) = &options.through {
+        let Some(at) = manifest.changes.iter().position(|c| &c.id == through) else {
+            return Err(PlanError::UnknownThrough {
+                project: project.clone(),
+                id: through.clone(),
+            });
+        };
+        let mut left: Vec<&str> = Vec::new();
+        for (change, action) in manifest.changes.iter().zip(actions.iter_mut()).skip(at + 1) {
+            if *action != Action::Skip {
+                left.push(&change.id);
+                *action = Action::Skip;
+            }
+        }
+        if !left.is_empty() {
+            warnings.push(format!(
+                "through \"{through}\": {} later change(s) left for a later apply: {}",
+                left.len(),
+                list(&left)
+            ));
+        }
+    }
     let in_manifest: HashSet<&str> = manifest.changes.iter().map(|c| c.id.as_str()).collect();
     let mut missing: Vec<&str> = history
         .applied

@@ -208,3 +208,26 @@ fn a_change_applied_from_a_windows_checkout_is_unchanged_on_linux() {
         manifest("1.0.0", "x", lf).changes[0].checksum
     );
 }
+
+#[test]
+fn through_leaves_later_changes_for_a_later_apply() {
+    let m = m();
+    let opts = ApplyOptions {
+        through: Some(m.changes[0].id.clone()),
+        ..Default::default()
+    };
+    let p = plan(&m, &History::default(), &opts).unwrap();
+    assert_eq!(p.actions[0], Action::Apply);
+    assert!(p.actions[1..].iter().all(|a| *a == Action::Skip), "{:?}", p.actions);
+    assert!(
+        p.warnings.iter().any(|w| w.contains("left for a later apply")),
+        "{:?}",
+        p.warnings
+    );
+    let opts = ApplyOptions {
+        through: Some("nope".into()),
+        ..Default::default()
+    };
+    let e = plan(&m, &History::default(), &opts).unwrap_err();
+    assert_eq!(e.sqlstate().code(), "22023");
+}

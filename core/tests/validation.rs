@@ -574,3 +574,45 @@ fn names_keep_quotes_semicolons_and_unicode() {
     assert_eq!(m.project, "o'brien; DROP TABLE x; -- ünï");
     assert_eq!(m.changes[0].id, "0001 \"quoted\" ✓");
 }
+
+#[test]
+fn phase_marks_only_make_sense_together() {
+    let with = |change: serde_json::Value| {
+        pg_deploy_core::Manifest::from_value(
+            &serde_json::json!({"project": "p", "version": "1.0.0", "changes": [change]}),
+        )
+    };
+    let ok = with(serde_json::json!({"id": "b", "sql": "UPDATE t SET x = 1 WHERE id IN (SELECT id FROM t WHERE x IS NULL LIMIT 100)",
+                                     "online": true, "repeat_until_no_rows": true, "repeat_pause": "1s"}))
+    .unwrap();
+    let marks = &ok.changes[0].phase;
+    assert!(marks.online && !marks.commit_before);
+    assert_eq!(marks.repeat.as_ref().map(|r| r.pause.as_str()), Some("1s"));
+    let cases = [
+        (
+            serde_json::json!({"id": "a", "sql": "x", "online": true, "commit_before": true}),
+            "changes[0].commit_before",
+        ),
+        (
+            serde_json::json!({"id": "a", "sql": "x", "repeat_until_no_rows": true}),
+            "changes[0].repeat_until_no_rows",
+        ),
+        (
+            serde_json::json!({"id": "a", "sql": "x", "online": true, "repeat_pause": "1s"}),
+            "changes[0].repeat_pause",
+        ),
+        (
+            serde_json::json!({"id": "a", "sql": "x", "online": true, "repeat_until_no_rows": true, "repeat_pause": "soon"}),
+            "changes[0].repeat_pause",
+        ),
+        (
+            serde_json::json!({"id": "a", "sql": "x", "online": "yes"}),
+            "changes[0].online",
+        ),
+    ];
+    for (change, path) in cases {
+        let e = with(change.clone()).unwrap_err();
+        assert_eq!(e.path(), path, "{change}: {e}");
+        assert_eq!(e.sqlstate().code(), "22023", "{change}");
+    }
+}
