@@ -41,7 +41,8 @@ CREATE TABLE deploy.deployments (
     project           text NOT NULL,
     version           text NOT NULL,
     previous_version  text,
-    outcome           text NOT NULL CHECK (outcome IN ('applied', 'no-op', 'baseline', 'revert', 'transfer')),
+    outcome           text NOT NULL CHECK (outcome IN ('applied', 'no-op', 'baseline', 'revert', 'transfer', 'phase',
+                                                   'phase-failed')),
     -- The manifest deployed; for a revert, the one whose state it returns to (NULL: none).
     manifest_sha256   text REFERENCES deploy.manifests (sha256),
     applied_by        name NOT NULL,
@@ -92,6 +93,74 @@ CREATE TABLE deploy.change_log (
     PRIMARY KEY (deployment_id, ordinal)
 );
 CREATE INDEX change_log_project_change_idx ON deploy.change_log (project, change_id, deployment_id DESC);
+
+-- The steps of a deployment that run after it commits (docs/online.md): one
+-- row per change, written in the deployment's own transaction, so the queue
+-- exists if and only if the deployment committed. A background worker runs
+-- the steps in order, as the role that called deploy.apply.
+CREATE TABLE deploy.phase_queue (
+    deployment_id bigint NOT NULL REFERENCES deploy.deployments (id),
+    project       text NOT NULL,
+    -- 1, 2, …: the order of the steps (0, the main phase, is never queued).
+    step          integer NOT NULL CHECK (step > 0),
+    -- The change's position in the manifest.
+    ordinal       integer NOT NULL,
+    change_id     text NOT NULL,
+    kind          text NOT NULL CHECK (kind IN ('versioned', 'repeatable')),
+    action        text NOT NULL CHECK (action IN ('applied', 'rerun')),
+    checksum      text NOT NULL,
+    -- true: one statement, top level, outside any transaction block; false:
+    -- one change of a transactional phase (the step's changes commit together).
+    online        boolean NOT NULL,
+    repeat_until_no_rows boolean NOT NULL DEFAULT false,
+    repeat_pause  text,
+    sql           text NOT NULL,
+    verify        text,
+    revert_sql    text,
+    -- search_path, lock_timeout, statement_timeout, lock_retries, as resolved at apply.
+    settings      jsonb NOT NULL,
+    -- The role that called deploy.apply (statements run as it) and the role it logged in as.
+    run_as        name NOT NULL,
+    login_role    name NOT NULL,
+    state         text NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'running', 'done', 'failed', 'superseded')),
+    attempts      integer NOT NULL DEFAULT 0,
+    rounds        bigint NOT NULL DEFAULT 0,
+    rows_affected bigint NOT NULL DEFAULT 0,
+    started_at    timestamptz,
+    finished_at   timestamptz,
+    sqlstate      text,
+    message       text,
+    PRIMARY KEY (deployment_id, ordinal)
+);
+CREATE INDEX phase_queue_project_idx ON deploy.phase_queue (project, deployment_id);
+
+-- Who runs a project's queue: at most one live worker per project. A row
+-- whose backend is gone is stale, and the next worker takes it over.
+CREATE TABLE deploy.phase_runners (
+    project       text PRIMARY KEY,
+    pid           integer NOT NULL,
+    backend_start timestamptz NOT NULL,
+    deployment_id bigint NOT NULL,
+    since         timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+
+-- Everything that happened to queued changes, append-only: started, retry,
+-- round, done, failed, reconciled, superseded.
+CREATE TABLE deploy.phase_events (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    deployment_id bigint NOT NULL,
+    project       text NOT NULL,
+    step          integer NOT NULL,
+    change_id     text,
+    event         text NOT NULL
+                  CHECK (event IN ('started', 'retry', 'round', 'done', 'failed', 'reconciled', 'superseded')),
+    sqlstate      text,
+    message       text,
+    pid           integer NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
+    at            timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+CREATE INDEX phase_events_deployment_idx ON deploy.phase_events (deployment_id, id);
 
 -- The fingerprint of every object a project manages, as of its last
 -- deployment that changed something: sha256 over a canonical description.
@@ -481,7 +550,9 @@ AS $$
     SELECT * FROM deploy.verify_log(project_name, NULL)
 $$;
 
--- Where every project stands.
+-- Where every project stands, with its latest phase (docs/online.md): the
+-- steps after its deployment's commit, done of total, the change running or
+-- failed, since when, and the error that stopped it.
 CREATE FUNCTION deploy.status(project_name text DEFAULT NULL)
 RETURNS TABLE (
     project               text,
@@ -496,7 +567,13 @@ RETURNS TABLE (
     last_client_addr      inet,
     last_duration_ms      double precision,
     managed_schemas       text[],
-    drifted               boolean
+    drifted               boolean,
+    phase_state           text,
+    phase_steps_done      bigint,
+    phase_steps           bigint,
+    phase_change          text,
+    phase_since           timestamptz,
+    phase_error           text
 )
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -513,9 +590,29 @@ AS $$
            d.client_addr,
            d.duration_ms,
            p.schemas,
-           CASE WHEN p.schemas IS NOT NULL THEN EXISTS (SELECT FROM deploy.drift(p.project)) END
+           CASE WHEN p.schemas IS NOT NULL THEN EXISTS (SELECT FROM deploy.drift(p.project)) END,
+           ph.state, ph.steps_done, ph.steps, ph.change, ph.since, ph.error
       FROM deploy.projects p
       LEFT JOIN deploy.deployments d ON d.id = p.last_deployment_id
+      LEFT JOIN LATERAL (
+          SELECT CASE WHEN bool_or(q.state = 'failed') THEN 'failed'
+                      WHEN bool_or(q.state = 'running') THEN 'running'
+                      WHEN bool_or(q.state = 'pending') THEN 'pending'
+                      WHEN bool_or(q.state = 'superseded') THEN 'superseded'
+                      ELSE 'done' END AS state,
+                 count(DISTINCT q.step) - count(DISTINCT q.step) FILTER (WHERE q.state <> 'done') AS steps_done,
+                 count(DISTINCT q.step) AS steps,
+                 (array_agg(q.change_id ORDER BY q.state = 'running' DESC, q.state = 'failed' DESC,
+                                               q.state = 'pending' DESC, q.step, q.ordinal)
+                    FILTER (WHERE q.state IN ('running', 'failed', 'pending')))[1] AS change,
+                 coalesce(max(q.started_at) FILTER (WHERE q.state = 'running'), max(q.finished_at)) AS since,
+                 (array_agg(q.change_id || ': ' || q.sqlstate || ' ' || q.message ORDER BY q.step, q.ordinal)
+                    FILTER (WHERE q.state = 'failed'))[1] AS error
+            FROM deploy.phase_queue q
+           WHERE q.project = p.project
+             AND q.deployment_id = (SELECT max(l.deployment_id) FROM deploy.phase_queue l WHERE l.project = p.project)
+          HAVING count(*) > 0
+      ) ph ON true
      WHERE project_name IS NULL OR p.project = project_name
      ORDER BY p.project
 $$;
@@ -551,3 +648,6 @@ SELECT pg_catalog.pg_extension_config_dump('deploy.deployments', '');
 SELECT pg_catalog.pg_extension_config_dump('deploy.deployments_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('deploy.change_log', '');
 SELECT pg_catalog.pg_extension_config_dump('deploy.fingerprints', '');
+SELECT pg_catalog.pg_extension_config_dump('deploy.phase_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('deploy.phase_events', '');
+SELECT pg_catalog.pg_extension_config_dump('deploy.phase_events_id_seq', '');

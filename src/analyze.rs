@@ -79,9 +79,22 @@ impl ChangeAnalysis {
         for (i, s) in self.statements.iter().enumerate() {
             let location = || ChangeLocation::of_statement(project, change, &self.plain_statements(), i, None);
             if let Some(refusal) = &s.refusal {
+                let outside_transaction = refusal.sqlstate == pg_deploy_core::SqlState::ActiveSqlTransaction;
+                if outside_transaction && change.phase.online {
+                    // Runs after commit, top level: exactly what it needs.
+                    continue;
+                }
+                let mut refusal = refusal.clone();
+                if outside_transaction {
+                    refusal.hint = format!(
+                        "Set \"online\": true on change \"{}\": it then runs after the deployment commits, top \
+                         level, outside any transaction block (docs/online.md). It must be the change's only statement.",
+                        change.id
+                    );
+                }
                 return Some(DeployError::Refused {
                     location: location(),
-                    refusal: refusal.clone(),
+                    refusal,
                 });
             }
             if let Some(hazard) = s.hazards.iter().find(|h| h.refused(&self.settings.allow)) {
@@ -205,24 +218,4 @@ pub fn analyse_pending(
         })?));
     }
     Ok(out)
-}
-
-/// Warnings about values that need a commit, naming both changes.
-pub fn enum_warnings(manifest: &Manifest, analyses: &[Option<ChangeAnalysis>]) -> Vec<String> {
-    let pending: Vec<(&Change, &ChangeAnalysis)> = manifest
-        .changes
-        .iter()
-        .zip(analyses)
-        .filter_map(|(c, a)| a.as_ref().map(|a| (c, a)))
-        .collect();
-    enum_value_uses(&pending)
-        .into_iter()
-        .map(|(adder, user, what)| {
-            format!(
-                "change \"{user}\" uses {what}, added by change \"{adder}\" in the same deployment; \
-                 PostgreSQL refuses new enum values before the transaction that added them commits (55P04): \
-                 split the release in two"
-            )
-        })
-        .collect()
 }

@@ -1,6 +1,6 @@
 //! `deploy.apply(manifest, options)`: validate, lock, plan, analyse, run, record, report.
 
-use crate::analyze::{analyse_pending, enum_warnings, ChangeAnalysis};
+use crate::analyze::{analyse_pending, ChangeAnalysis};
 use crate::catalog::{schemas_of, SchemaCache, SpiCatalog};
 use crate::deployment::{open_project, with_manifest, Call, Finished, Opened};
 use crate::drift;
@@ -8,6 +8,10 @@ use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeFailure, ChangeWork};
 use crate::history;
 use crate::jsonb_arg::JsonbText;
+use crate::owner::Schema;
+use crate::phases::launch::{launch_after_commit, LaunchTarget};
+use crate::phases::plan::{place, Phased};
+use crate::phases::queue::{self, Latest};
 use crate::project_lock::{lock_holders, LockWait};
 use crate::record::ChangeRecord;
 use crate::session::session_facts;
@@ -35,6 +39,10 @@ pub struct Prepared {
     pub opened: Opened,
     pub plan: Plan,
     pub analyses: Vec<Option<ChangeAnalysis>>,
+    /// The phases of the pending changes.
+    pub phased: Phased,
+    /// The project's latest queued phase, if any.
+    pub latest_phase: Option<Latest>,
 }
 
 /// Checks requirements, switches to the internal search_path, optionally
@@ -79,23 +87,78 @@ pub fn prepare(
             DeployError::Internal(format!("deployed version \"{v}\" of \"{project}\" is not semver: {e}"))
         })?),
     };
-    let history = History {
+    let mut history = History {
         deployed_version,
         applied: owner.run(|| history::applied_changes(client, project))?,
     };
+    // Changes an unfinished phase will still run count as applied: they are on their way.
+    let latest_phase = match opened.schema {
+        Schema::V0_1 => None,
+        Schema::V0_2 => owner.run(|| queue::latest(client, project))?,
+    };
+    if let Some(latest) = latest_phase.as_ref().filter(|l| l.state.unfinished()) {
+        history.applied.extend(latest.waiting.iter().cloned());
+    }
     let mut plan = plan(manifest, &history, options)?;
     let runs: Vec<bool> = plan.actions.iter().map(|a| a.runs()).collect();
     let analyses = analyse_pending(client, manifest, &runs, &opened.session)?;
     plan.warnings.extend(drift_warnings);
-    plan.warnings.extend(enum_warnings(manifest, &analyses));
-    Ok(Prepared { opened, plan, analyses })
+    let phased = place(manifest, &analyses, options.phases)?;
+    plan.warnings.extend(phased.warnings.iter().cloned());
+    Ok(Prepared {
+        opened,
+        plan,
+        analyses,
+        phased,
+        latest_phase,
+    })
+}
+
+/// A project whose phase is still running takes no other changes until it ends.
+fn check_phase_finished(project: &str, latest: Option<&Latest>, plan: &mut Plan) -> Result<(), DeployError> {
+    let Some(latest) = latest.filter(|l| l.state.unfinished()) else {
+        return Ok(());
+    };
+    if plan.is_noop() {
+        plan.warnings.push(format!(
+            "the phase of deployment {} is still {}: see deploy.phase_status('{project}')",
+            latest.deployment_id,
+            latest.state.as_str()
+        ));
+        return Ok(());
+    }
+    Err(DeployError::Postgres(crate::subxact::PgError {
+        sqlstate: crate::sqlstate::sqlstate(PgSqlErrorCode::ERRCODE_OBJECT_IN_USE),
+        message: format!(
+            "project \"{project}\" has an unfinished phase (deployment {}, {}); it must end before other changes deploy",
+            latest.deployment_id,
+            latest.state.as_str()
+        ),
+        detail: None,
+        hint: Some(format!(
+            "Wait for it with SELECT deploy.wait('{}'), then apply again.",
+            project.replace('\'', "''")
+        )),
+    }))
 }
 
 fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyReport, DeployError> {
     let started = Instant::now();
     let manifest = &call.manifest;
     let project = manifest.project.as_str();
-    let Prepared { opened, plan, analyses } = prepare(client, manifest, &call.options, true)?;
+    let Prepared {
+        opened,
+        mut plan,
+        analyses,
+        phased,
+        latest_phase,
+    } = prepare(client, manifest, &call.options, true)?;
+    check_phase_finished(project, latest_phase.as_ref(), &mut plan)?;
+    if let Some(failed) = latest_phase.as_ref().filter(|l| l.state == queue::PhaseState::Failed) {
+        // What the failed phase left undone is planned again from the history.
+        let owner = opened.owner;
+        owner.run(|| queue::supersede(client, failed.deployment_id))?;
+    }
     for warning in &plan.warnings {
         pgrx::warning!("pg_deploy: {project}: {warning}");
     }
@@ -114,6 +177,10 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
             manifest.changes.iter().zip(&plan.actions).zip(&analyses).enumerate()
         {
             let mut record = ChangeRecord::of(ordinal, change, action.as_str());
+            if phased.step_of[ordinal].is_some_and(|step| step > 0) {
+                // Queued: runs after the deployment commits.
+                continue;
+            }
             match (action, analysis) {
                 (Action::Skip, _) => {
                     skipped.push(change.id.clone());
@@ -179,6 +246,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     } else {
         None
     };
+    let opened_user = opened.session.current_user.clone();
     let recorded = opened.finish(
         client,
         Finished {
@@ -198,6 +266,42 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         },
         records,
     )?;
+    let phases = if phased.has_later_steps() {
+        let deployment_id = recorded.id;
+        let actions: Vec<&'static str> = plan.actions.iter().map(|a| a.as_str()).collect();
+        let settings: Vec<_> = analyses.iter().map(|a| a.as_ref().map(|a| &a.settings)).collect();
+        let queued = queue::queued(&phased.steps, &manifest.changes, &actions, &settings);
+        let login = login_role(client)?;
+        owner.run(|| {
+            queue::enqueue(
+                client,
+                deployment_id,
+                project,
+                &queued,
+                &phased.steps,
+                &opened_user,
+                &login.1,
+            )
+        })?;
+        launch_after_commit(LaunchTarget {
+            // SAFETY: reads this backend's database and user ids.
+            database: unsafe { pgrx::pg_sys::MyDatabaseId },
+            login: login.0,
+            run_as: unsafe { pgrx::pg_sys::GetUserId() },
+            deployment_id,
+        });
+        pgrx::notice!(
+            "pg_deploy: {project}: {} step(s) run after this transaction commits; see deploy.wait('{}')",
+            phased.steps.len() - 1,
+            project.replace('\'', "''")
+        );
+        Some(serde_json::json!({
+            "deployment_id": deployment_id,
+            "steps": queue::report_steps(&phased.steps, &manifest.changes),
+        }))
+    } else {
+        None
+    };
     Ok(ApplyReport {
         project: project.to_string(),
         version: manifest.version.to_string(),
@@ -212,7 +316,24 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         accepted,
         warnings: plan.warnings,
         duration_ms: round_ms(recorded.duration_ms),
+        phases,
     })
+}
+
+/// The role this session authenticated as (a role that may log in), by oid and name.
+fn login_role(client: &mut SpiClient<'_>) -> Result<(pgrx::pg_sys::Oid, String), DeployError> {
+    // SAFETY: reads the session's authenticated user id.
+    let oid = unsafe { pgrx::pg_sys::GetAuthenticatedUserId() };
+    let name = client
+        .update(
+            "SELECT rolname::pg_catalog.text FROM pg_catalog.pg_roles WHERE oid = $1",
+            Some(1),
+            &[oid.into()],
+        )?
+        .first()
+        .get_one::<String>()?
+        .unwrap_or_default();
+    Ok((oid, name))
 }
 
 /// The error for a change that failed, with what explains it: who holds the

@@ -203,7 +203,7 @@ fn jitter() -> f64 {
 
 /// Sleeps on the backend's latch: a cancel, a terminate or the postmaster's
 /// death wakes it at once (and is acted on by CHECK_FOR_INTERRUPTS).
-fn sleep_ms(ms: u64) {
+pub fn sleep_ms(ms: u64) {
     let until = Instant::now() + Duration::from_millis(ms);
     loop {
         pgrx::check_for_interrupts!();

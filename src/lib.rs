@@ -30,6 +30,7 @@ mod memory;
 mod node;
 mod owner;
 mod ownership;
+mod phases;
 mod plan;
 mod project_lock;
 mod record;

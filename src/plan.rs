@@ -37,7 +37,13 @@ fn report(client: &mut SpiClient<'_>, call: Call<PlanOptions>) -> Result<PlanRep
     let started = Instant::now();
     let (manifest, options) = (&call.manifest, &call.options);
     let project = manifest.project.as_str();
-    let Prepared { opened, plan, analyses } = prepare(client, manifest, &options.apply, false)?;
+    let Prepared {
+        opened,
+        plan,
+        analyses,
+        phased,
+        ..
+    } = prepare(client, manifest, &options.apply, false)?;
     let mut refused = false;
     let mut changes = Vec::with_capacity(manifest.changes.len());
     for ((change, action), analysis) in manifest.changes.iter().zip(&plan.actions).zip(&analyses) {
@@ -45,6 +51,17 @@ fn report(client: &mut SpiClient<'_>, call: Call<PlanOptions>) -> Result<PlanRep
         refused |= objection.is_some();
         changes.push(change_report(change, *action, analysis.as_ref(), objection));
     }
+    for (planned, step) in changes.iter_mut().zip(&phased.step_of) {
+        planned.step = *step;
+    }
+    // The trial runs what the deployment's own transaction would: later steps
+    // run after commit, top level, which a rolled-back trial cannot show.
+    let trial_actions: Vec<Action> = plan
+        .actions
+        .iter()
+        .zip(&phased.step_of)
+        .map(|(a, step)| if step.is_some_and(|s| s > 0) { Action::Skip } else { *a })
+        .collect();
     let execution = if !options.execute {
         TrialRun::skipped("not asked for")
     } else if refused {
@@ -54,7 +71,7 @@ fn report(client: &mut SpiClient<'_>, call: Call<PlanOptions>) -> Result<PlanRep
     } else {
         // A session-level advisory lock taken by dynamic SQL outlives the rollback: released, and said.
         session_state::guard_advisory_locks(client, |client| {
-            Ok(execute_and_roll_back(client, manifest, &plan.actions, &analyses))
+            Ok(execute_and_roll_back(client, manifest, &trial_actions, &analyses))
         })
         .unwrap_or_else(|e| TrialRun {
             executed: true,
@@ -118,6 +135,7 @@ fn change_report(
         settings: None,
         statements: None,
         objection: None,
+        step: None,
     };
     let Some(analysis) = analysis else { return out };
     let allow = &analysis.settings.allow;

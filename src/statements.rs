@@ -24,6 +24,8 @@ pub struct Statement {
     pub object: Option<ObjectName>,
     /// Functions it calls and string constants it carries, from its parse tree.
     pub tree: TreeFacts,
+    /// What it is when it runs online (after commit, top level).
+    pub online: pg_deploy_core::phases::OnlineKind,
 }
 
 /// A change whose SQL does not parse: the parser's error and its position.
@@ -96,6 +98,7 @@ unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
             };
             let object = classify::object_of(node, &facts);
             let tree = tree_walk::walk_statement(node);
+            let online = crate::phases::kind::online_kind(node);
             out.push(Statement {
                 start,
                 end,
@@ -104,6 +107,7 @@ unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
                 lock,
                 object,
                 tree,
+                online,
             });
         }
         out

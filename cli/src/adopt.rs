@@ -280,6 +280,7 @@ mod tests {
             requires: Vec::new(),
             key: key.into(),
             source: PathBuf::from(id),
+            online: crate::layout::online::Online::No,
         }
     }
 

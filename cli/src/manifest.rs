@@ -1,6 +1,8 @@
 //! From migrations to a manifest (format 1): ids, SQL with checksums,
-//! repeatable flags, dependencies, revert and verify scripts; the project and
-//! version; local validation with pg_deploy_core before anything is sent.
+//! repeatable flags, dependencies, revert and verify scripts, phase marks
+//! (`online`, and `commit_before` to keep folder order after an online
+//! change); the project and version; local validation with pg_deploy_core
+//! before anything is sent.
 
 use crate::error::CliError;
 use crate::layout::{Folder, Migration};
@@ -59,6 +61,7 @@ pub fn build(dir: &Path, folder: &Folder, opts: &BuildOptions) -> Result<Value, 
         .clone()
         .unwrap_or_else(|| derived_version(&folder.migrations));
     let mut changes = Vec::with_capacity(folder.migrations.len());
+    let mut after_online = false;
     for m in &folder.migrations {
         let mut c = Map::new();
         c.insert("id".into(), json!(m.id));
@@ -66,6 +69,14 @@ pub fn build(dir: &Path, folder: &Folder, opts: &BuildOptions) -> Result<Value, 
         c.insert("checksum".into(), json!(sha256_checksum(m.sql.as_bytes())));
         if m.repeatable {
             c.insert("repeatable".into(), json!(true));
+        }
+        // Folder order is run order, as under the old tool: the first change
+        // after online ones starts a new phase, so it runs after them.
+        if m.online.is_online() {
+            c.insert("online".into(), json!(true));
+            after_online = true;
+        } else if std::mem::take(&mut after_online) {
+            c.insert("commit_before".into(), json!(true));
         }
         if !m.requires.is_empty() {
             c.insert("requires".into(), json!(m.requires));
@@ -143,6 +154,7 @@ fn change_index(path: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::online::Online;
     use crate::layout::{Layout, Migration};
     use std::path::PathBuf;
 
@@ -156,6 +168,7 @@ mod tests {
             requires: Vec::new(),
             key: id.into(),
             source: PathBuf::from(id),
+            online: Online::No,
         }
     }
 
@@ -164,6 +177,7 @@ mod tests {
             layout: Layout::Plain,
             migrations: m,
             declared_project: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -207,6 +221,42 @@ mod tests {
         assert_eq!(doc["project"], "p");
         assert_eq!(doc["version"], "2.0.0");
         assert!(doc["changes"][0].get("revert").is_none());
+    }
+
+    #[test]
+    fn online_changes_keep_folder_order() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let online = |id: &str| Migration {
+            online: Online::Needed("CREATE INDEX CONCURRENTLY"),
+            ..mig(id, false)
+        };
+        let f = folder(vec![
+            mig("1_table", false),
+            online("2_index"),
+            online("3_index"),
+            mig("4_constraint", false),
+            mig("5_more", false),
+            online("6_index"),
+        ]);
+        let doc = build(tmp.path(), &f, &BuildOptions::default()).expect("build");
+        let marks: Vec<(bool, bool)> = doc["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .map(|c| (c["online"] == true, c["commit_before"] == true))
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                (false, false),
+                (true, false),
+                (true, false),
+                (false, true),
+                (false, false),
+                (true, false)
+            ]
+        );
+        assert!(doc["changes"][0].get("online").is_none(), "no field when not online");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! it starts a new one (`commit_before`, or a boundary the analysis placed);
 //! an online change runs after the transactional phase it appears in commits.
 
+use crate::analysis::ObjectName;
 use crate::error::SqlState;
 use crate::manifest::Change;
 
@@ -153,6 +154,51 @@ pub fn step_of_changes(steps: &[Step], changes: usize) -> Vec<Option<usize>> {
     out
 }
 
+/// What an online statement is, for running it and for finding out, after
+/// an interruption, whether it already ran.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OnlineKind {
+    /// CREATE INDEX CONCURRENTLY on `table`, named `index` (None: unnamed).
+    CreateIndex { table: ObjectName, index: Option<String> },
+    /// DROP INDEX CONCURRENTLY.
+    DropIndex,
+    /// INSERT, UPDATE, DELETE or MERGE.
+    Dml,
+    /// Harmless to run again: VACUUM, ANALYZE, REINDEX, CLUSTER, REFRESH
+    /// MATERIALIZED VIEW, ALTER SYSTEM.
+    Rerunnable,
+    /// Anything else: running it twice may not be harmless.
+    #[default]
+    Other,
+}
+
+/// What the worker does with an online change it finds "running" with no
+/// live worker (the last one died, the server restarted, the compute slept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterInterruption {
+    /// Run it (again): nothing of it can be half there, or running it twice is harmless.
+    Run,
+    /// It finished before the interruption: record it as done.
+    Done,
+    /// A concurrent build left an INVALID index: drop it, then run again.
+    DropInvalidThenRun,
+    /// Nothing tells whether it ran: fail, and let a person look.
+    Unknown,
+}
+
+/// `index_valid`: the named index of a CREATE INDEX CONCURRENTLY, if it
+/// exists (Some(valid)) or not (None).
+pub fn after_interruption(kind: &OnlineKind, index_valid: Option<bool>) -> AfterInterruption {
+    match (kind, index_valid) {
+        (OnlineKind::CreateIndex { index: Some(_), .. }, Some(true)) => AfterInterruption::Done,
+        (OnlineKind::CreateIndex { index: Some(_), .. }, Some(false)) => AfterInterruption::DropInvalidThenRun,
+        (OnlineKind::CreateIndex { index: Some(_), .. }, None) => AfterInterruption::Run,
+        (OnlineKind::CreateIndex { index: None, .. }, _) => AfterInterruption::Unknown,
+        (OnlineKind::DropIndex | OnlineKind::Dml | OnlineKind::Rerunnable, _) => AfterInterruption::Run,
+        (OnlineKind::Other, _) => AfterInterruption::Unknown,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +266,28 @@ mod tests {
             let m = manifest(changes.clone());
             let got = steps("p", &m.changes, &runs, &boundaries).unwrap();
             assert_eq!(shape(&got), want, "{changes}");
+        }
+    }
+
+    #[test]
+    fn interrupted_changes_are_reconciled_never_run_twice_blindly() {
+        use AfterInterruption::*;
+        let index = |name: Option<&str>| OnlineKind::CreateIndex {
+            table: ObjectName::default(),
+            index: name.map(str::to_string),
+        };
+        let cases = [
+            (index(Some("i")), Some(true), Done),
+            (index(Some("i")), Some(false), DropInvalidThenRun),
+            (index(Some("i")), None, Run),
+            (index(None), None, Unknown),
+            (OnlineKind::Dml, None, Run),
+            (OnlineKind::Rerunnable, None, Run),
+            (OnlineKind::DropIndex, None, Run),
+            (OnlineKind::Other, None, Unknown),
+        ];
+        for (kind, valid, want) in cases {
+            assert_eq!(after_interruption(&kind, valid), want, "{kind:?} {valid:?}");
         }
     }
 

@@ -23,6 +23,10 @@ pub struct ApplyReport {
     pub accepted: Vec<String>,
     pub warnings: Vec<String>,
     pub duration_ms: f64,
+    /// The steps that run after the deployment commits (docs/online.md): the
+    /// deployment id and each step's kind and changes; absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +83,10 @@ pub struct PlannedChange {
     pub statements: Option<Vec<PlannedStatement>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objection: Option<Objection>,
+    /// The step it would run in: 0 in the deployment's transaction, 1, 2, …
+    /// after it commits (docs/online.md); absent for changes that do not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

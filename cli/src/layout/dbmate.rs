@@ -3,8 +3,10 @@
 //! leading digits (often a timestamp) and orders numerically.
 //!
 //! Ids are the file name without `.sql`; the history key is the version
-//! without leading zeros.
+//! without leading zeros. `-- migrate:up transaction:false` makes the change
+//! online (see `online`).
 
+use super::online::{self, Online};
 use super::{file_name, list, non_empty, read_text, Migration};
 use crate::error::CliError;
 use crate::order::{cmp_digits, leading_digits};
@@ -15,14 +17,23 @@ pub fn is_up_marker(line: &str) -> bool {
 }
 
 fn is_marker(line: &str, which: &str) -> bool {
-    let t = line.trim_start();
-    let Some(rest) = t.strip_prefix("--") else { return false };
-    let rest = rest.trim_start();
-    let Some(rest) = rest.strip_prefix("migrate:") else {
-        return false;
-    };
-    rest.strip_prefix(which)
-        .is_some_and(|r| r.is_empty() || r.starts_with(char::is_whitespace))
+    marker_options(line, which).is_some()
+}
+
+/// The options after a `-- migrate:<which>` marker ("" when none), or None
+/// when the line is not that marker.
+fn marker_options<'a>(line: &'a str, which: &str) -> Option<&'a str> {
+    let rest = line.trim_start().strip_prefix("--")?.trim_start();
+    let rest = rest.strip_prefix("migrate:")?.strip_prefix(which)?;
+    (rest.is_empty() || rest.starts_with(char::is_whitespace)).then_some(rest)
+}
+
+/// Whether an up marker carries dbmate's `transaction:false` option: the up
+/// section then runs outside a transaction, so the change is online.
+pub fn up_without_transaction(text: &str) -> bool {
+    text.lines().any(|l| {
+        marker_options(l, "up").is_some_and(|options| options.split_whitespace().any(|o| o == "transaction:false"))
+    })
 }
 
 /// Splits a dbmate file into its up and down sections (text between the
@@ -90,10 +101,16 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
             ));
         };
         let up = non_empty(up, &p)?;
+        let online = if up_without_transaction(&text) {
+            Online::Marker(online::DBMATE_MARKER)
+        } else {
+            Online::No
+        };
         out.push((
             version.clone(),
             Migration {
                 revert: down,
+                online,
                 ..Migration::versioned(id, up, super::golang_migrate::key(&version), p)
             },
         ));
@@ -140,6 +157,50 @@ mod tests {
         assert_eq!(m.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["9_a", "10_b"]);
         assert_eq!(m[0].revert.as_deref(), Some("SELECT -9;\n"));
         assert_eq!(m[1].key, "10");
+    }
+
+    #[test]
+    fn transaction_false_makes_the_change_online() {
+        // As `dbmate new` writes it, with the option dbmate documents for CREATE INDEX CONCURRENTLY.
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(
+            tmp.path(),
+            &[
+                (
+                    "20240102120000_users.sql",
+                    "-- migrate:up\nCREATE TABLE users (id bigint PRIMARY KEY, email text);\n\n\
+                     -- migrate:down\nDROP TABLE users;\n",
+                ),
+                (
+                    "20240103090000_users_email_idx.sql",
+                    "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n\n\
+                     -- migrate:down transaction:false\nDROP INDEX CONCURRENTLY users_email_idx;\n",
+                ),
+            ],
+        );
+        let f = crate::layout::read_folder(tmp.path(), None).expect("read");
+        assert_eq!(f.migrations[0].online, Online::No);
+        assert_eq!(f.migrations[1].online, Online::Marker(online::DBMATE_MARKER));
+        assert_eq!(
+            f.migrations[1].sql,
+            "CREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n"
+        );
+        assert!(up_without_transaction("--migrate:up   transaction:false\nSELECT 1;"));
+        assert!(!up_without_transaction(
+            "-- migrate:up\n-- migrate:down transaction:false\n"
+        ));
+        assert!(!up_without_transaction("-- migrate:up transaction:true\nSELECT 1;"));
+        // Several statements without a transaction cannot be one online change.
+        testdir::write(
+            tmp.path(),
+            &[(
+                "20240104000000_two.sql",
+                "-- migrate:up transaction:false\nALTER TYPE mood ADD VALUE 'meh';\nUPDATE t SET m = 'meh';\n",
+            )],
+        );
+        let e = crate::layout::read_folder(tmp.path(), None).expect_err("two statements");
+        assert!(e.to_string().contains("20240104000000_two.sql: dbmate's"), "{e}");
+        assert!(e.to_string().contains("one file per statement"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,15 @@
 //!
 //! Ids are the file name without `.up.sql` (`0001_create_users`); the history
 //! key is the version without leading zeros.
+//!
+//! golang-migrate has no "no transaction" marker: its PostgreSQL driver sends
+//! a file as one query, which runs outside a transaction block only when it
+//! is one statement. So an up file whose only statement cannot run in a
+//! transaction block (CREATE INDEX CONCURRENTLY, …) is online, and a file
+//! mixing one with other statements is bad input (see `online`). An up file
+//! starting with sqlx's `-- no-transaction` is online too.
 
+use super::online::{self, Online};
 use super::{file_name, list, non_empty, read_text, Migration};
 use crate::error::CliError;
 use crate::order::{cmp_digits, leading_digits, strip_zeros};
@@ -56,7 +64,19 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                 ));
             }
             let sql = non_empty(read_text(&p)?, &p)?;
-            ups.push((version.clone(), Migration::versioned(id, sql, key(&version), p)));
+            // sqlx's reversible migrations share this layout, and its marker.
+            let online = if online::sqlx_no_transaction(&sql) {
+                Online::Marker(online::SQLX_MARKER)
+            } else {
+                Online::No
+            };
+            ups.push((
+                version.clone(),
+                Migration {
+                    online,
+                    ..Migration::versioned(id, sql, key(&version), p)
+                },
+            ));
         } else {
             if downs.iter().any(|(v, _, _)| cmp_digits(v, &version).is_eq()) {
                 return Err(CliError::input(format!(
@@ -141,6 +161,65 @@ mod tests {
             .expect_err("orphan")
             .to_string()
             .contains("no matching .up.sql"));
+    }
+
+    #[test]
+    fn a_lone_concurrent_index_is_online_and_a_mixed_file_is_refused() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(
+            tmp.path(),
+            &[
+                (
+                    "000001_create_users.up.sql",
+                    "CREATE TABLE users (id bigint PRIMARY KEY, email text);\n",
+                ),
+                ("000001_create_users.down.sql", "DROP TABLE users;\n"),
+                (
+                    "000002_users_email_idx.up.sql",
+                    "-- Built without blocking writes; golang-migrate sends this file alone.\n\
+                     CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON users (email);\n",
+                ),
+                (
+                    "000002_users_email_idx.down.sql",
+                    "DROP INDEX CONCURRENTLY IF EXISTS users_email_idx;\n",
+                ),
+                (
+                    "000003_note.up.sql",
+                    "COMMENT ON TABLE users IS 'see CREATE INDEX CONCURRENTLY below'; /* VACUUM later */\n\
+                     SELECT $$ VACUUM $$;\n",
+                ),
+                // sqlx reversible migrations use this layout too.
+                ("000004_vacuum.up.sql", "-- no-transaction\nVACUUM (ANALYZE) users;\n"),
+            ],
+        );
+        let f = crate::layout::read_folder(tmp.path(), None).expect("read");
+        let online: Vec<Online> = f.migrations.iter().map(|m| m.online).collect();
+        assert_eq!(
+            online,
+            [
+                Online::No,
+                Online::Needed("CREATE INDEX CONCURRENTLY"),
+                Online::No,
+                Online::Marker(online::SQLX_MARKER)
+            ]
+        );
+        testdir::write(
+            tmp.path(),
+            &[(
+                "000005_email_not_null.up.sql",
+                "ALTER TABLE users ALTER COLUMN email SET NOT NULL;\nDROP INDEX CONCURRENTLY users_email_idx;\n",
+            )],
+        );
+        let e = crate::layout::read_folder(tmp.path(), None).expect_err("mixed");
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                "000005_email_not_null.up.sql: DROP INDEX CONCURRENTLY (line 2) cannot run inside a transaction block"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Split the file"), "{text}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod dbmate;
 pub mod flyway;
 pub mod golang_migrate;
+pub mod online;
 pub mod plain;
 pub mod prisma;
 pub mod sqitch;
@@ -73,6 +74,9 @@ pub struct Migration {
     pub key: String,
     /// The file the SQL came from, for messages.
     pub source: PathBuf,
+    /// Whether it runs after the deployment commits, outside any transaction
+    /// block: its tool's marker (set by the layout), or found by [`online::settle`].
+    pub online: online::Online,
 }
 
 impl Migration {
@@ -88,6 +92,7 @@ impl Migration {
             requires: Vec::new(),
             key,
             source,
+            online: online::Online::No,
         }
     }
 }
@@ -99,6 +104,8 @@ pub struct Folder {
     pub migrations: Vec<Migration>,
     /// A project name the folder declares (Sqitch's `%project`).
     pub declared_project: Option<String>,
+    /// What the user should know about how the files were read.
+    pub warnings: Vec<String>,
 }
 
 /// Reads `dir` in the given layout, or in the one detected.
@@ -111,7 +118,7 @@ pub fn read_folder(dir: &Path, layout: Option<Layout>) -> Result<Folder, CliErro
         Some(l) => l,
         None => detect(dir)?,
     };
-    let (migrations, declared_project) = match layout {
+    let (mut migrations, declared_project) = match layout {
         Layout::Flyway => (flyway::read(dir)?, None),
         Layout::GolangMigrate => (golang_migrate::read(dir)?, None),
         Layout::Dbmate => (dbmate::read(dir)?, None),
@@ -128,10 +135,12 @@ pub fn read_folder(dir: &Path, layout: Option<Layout>) -> Result<Folder, CliErro
             "See docs/cli.md for the file names each layout reads.",
         ));
     }
+    let warnings = online::settle(layout, &mut migrations)?;
     Ok(Folder {
         layout,
         migrations,
         declared_project,
+        warnings,
     })
 }
 

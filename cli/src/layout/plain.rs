@@ -3,7 +3,12 @@
 //! history key is the leading number (for sqlx's `<version>_<name>.sql`), or
 //! the id when there is none. Files whose leading numbers are equal
 //! (`1_a.sql`, `01_b.sql`) are refused as duplicate versions.
+//!
+//! sqlx's simple migrations and Atlas's migration directories are folders of
+//! this kind: a file starting with sqlx's `-- no-transaction`, or whose
+//! directive header holds Atlas's `-- atlas:txmode none`, is online.
 
+use super::online::{self, Online};
 use super::{file_name, golang_migrate, list, non_empty, read_text, Migration};
 use crate::error::CliError;
 use crate::order::{cmp_digits, cmp_natural, leading_digits};
@@ -41,7 +46,17 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
             golang_migrate::key(digits)
         };
         let sql = non_empty(read_text(&p)?, &p)?;
-        out.push(Migration::versioned(id, sql, key, p));
+        let online = if online::sqlx_no_transaction(&sql) {
+            Online::Marker(online::SQLX_MARKER)
+        } else if online::atlas_no_transaction(&sql) {
+            Online::Marker(online::ATLAS_MARKER)
+        } else {
+            Online::No
+        };
+        out.push(Migration {
+            online,
+            ..Migration::versioned(id, sql, key, p)
+        });
     }
     Ok(out)
 }
@@ -69,6 +84,62 @@ mod tests {
             ["1_a", "2_b", "10_c"]
         );
         assert_eq!(m[2].key, "10");
+    }
+
+    #[test]
+    fn sqlx_and_atlas_markers_make_changes_online() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(
+            tmp.path(),
+            &[
+                // sqlx migrate add -s: <timestamp>_<name>.sql
+                (
+                    "20240101000000_users.sql",
+                    "CREATE TABLE users (id bigint PRIMARY KEY, email text);\n",
+                ),
+                (
+                    "20240102000000_users_email.sql",
+                    "-- no-transaction\nCREATE INDEX CONCURRENTLY users_email ON users (email);\n",
+                ),
+            ],
+        );
+        let f = crate::layout::read_folder(tmp.path(), None).expect("read");
+        assert_eq!(f.layout, crate::layout::Layout::Plain);
+        assert_eq!(f.migrations[0].online, Online::No);
+        assert_eq!(f.migrations[1].online, Online::Marker(online::SQLX_MARKER));
+
+        // atlas migrate diff / new: <version>_<name>.sql next to atlas.sum.
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(
+            tmp.path(),
+            &[
+                (
+                    "20240101000000_init.sql",
+                    "-- Create \"users\" table\nCREATE TABLE \"users\" (\"id\" bigint);\n",
+                ),
+                (
+                    "20240102000000_vacuum.sql",
+                    "-- atlas:txmode none\n\n-- Reclaim space\nVACUUM (ANALYZE) \"users\";\n",
+                ),
+                ("atlas.sum", "h1:abc=\n20240101000000_init.sql h1:def=\n"),
+            ],
+        );
+        let f = crate::layout::read_folder(tmp.path(), None).expect("read");
+        assert_eq!(f.migrations.len(), 2);
+        assert_eq!(f.migrations[1].online, Online::Marker(online::ATLAS_MARKER));
+
+        // Atlas writes several statements under one txmode none; pg_deploy runs one per change.
+        testdir::write(
+            tmp.path(),
+            &[(
+                "20240103000000_indexes.sql",
+                "-- atlas:txmode none\n\nCREATE INDEX CONCURRENTLY a ON t (a);\nCREATE INDEX CONCURRENTLY b ON t (b);\n",
+            )],
+        );
+        let e = crate::layout::read_folder(tmp.path(), None).expect_err("two statements");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("20240103000000_indexes.sql: Atlas's"), "{e}");
+        assert!(e.to_string().contains("it has 2"), "{e}");
     }
 
     #[test]

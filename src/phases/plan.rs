@@ -1,0 +1,156 @@
+//! Putting a deployment's pending changes in phases, before anything runs:
+//! online changes checked, commit boundaries the analysis proves necessary
+//! refused (by default) or placed (`"phases": "auto"`), the steps computed.
+
+use crate::analyze::{enum_value_uses, ChangeAnalysis};
+use crate::error::{ChangeLocation, DeployError};
+use crate::sqlstate::sqlstate;
+use crate::subxact::PgError;
+use pg_deploy_core::phases::{self, OnlineKind, Step};
+use pg_deploy_core::{Change, Manifest, PhasePlacement};
+use pgrx::PgSqlErrorCode;
+
+/// The steps of a deployment, which step each change runs in, and what was
+/// decided on the way (boundaries placed by the analysis).
+pub struct Phased {
+    pub steps: Vec<Step>,
+    pub step_of: Vec<Option<usize>>,
+    pub warnings: Vec<String>,
+}
+
+impl Phased {
+    /// Whether anything runs after the deployment commits.
+    pub fn has_later_steps(&self) -> bool {
+        self.steps.len() > 1
+    }
+}
+
+pub fn place(
+    manifest: &Manifest,
+    analyses: &[Option<ChangeAnalysis>],
+    placement: PhasePlacement,
+) -> Result<Phased, DeployError> {
+    let project = manifest.project.as_str();
+    for (change, analysis) in manifest.changes.iter().zip(analyses) {
+        if let (true, Some(analysis)) = (change.phase.online, analysis) {
+            check_online(project, change, analysis)?;
+        }
+    }
+    let runs: Vec<bool> = analyses.iter().map(Option::is_some).collect();
+    let index_of = |id: &str| manifest.changes.iter().position(|c| c.id == id);
+    let pending: Vec<(&Change, &ChangeAnalysis)> = manifest
+        .changes
+        .iter()
+        .zip(analyses)
+        .filter_map(|(c, a)| a.as_ref().map(|a| (c, a)))
+        .collect();
+    let needs_commit = enum_value_uses(&pending);
+    let mut warnings = Vec::new();
+    let mut boundaries = Vec::new();
+    for (adder, user, what) in &needs_commit {
+        if adder == user {
+            return Err(refuse(
+                format!(
+                    "project \"{project}\": change \"{user}\" adds {what} and uses it; PostgreSQL refuses a new enum \
+                     value before the transaction that added it commits"
+                ),
+                format!("Move the use of the value out of change \"{user}\" into a later change with \"commit_before\": true."),
+            ));
+        }
+        if placement == PhasePlacement::Auto {
+            if let Some(i) = index_of(user) {
+                if !boundaries.contains(&i) {
+                    boundaries.push(i);
+                    warnings.push(format!(
+                        "phases: change \"{user}\" starts a new phase (committed after the ones before it): it uses \
+                         {what}, added by change \"{adder}\""
+                    ));
+                }
+            }
+        }
+    }
+    let steps = phases::steps(project, &manifest.changes, &runs, &boundaries).map_err(|e| {
+        DeployError::Postgres(PgError {
+            sqlstate: e.sqlstate.code().to_string(),
+            message: e.message,
+            detail: None,
+            hint: Some(e.hint),
+        })
+    })?;
+    let step_of = phases::step_of_changes(&steps, manifest.changes.len());
+    for (adder, user, what) in &needs_commit {
+        let (Some(a), Some(u)) = (index_of(adder), index_of(user)) else {
+            continue;
+        };
+        if step_of[a].is_some() && step_of[a] == step_of[u] {
+            return Err(refuse(
+                format!(
+                    "project \"{project}\": change \"{user}\" uses {what}, added by change \"{adder}\" in the same \
+                     transaction; PostgreSQL refuses a new enum value before the transaction that added it commits"
+                ),
+                format!(
+                    "Set \"commit_before\": true on change \"{user}\" (it then runs after \"{adder}\" commits), or \
+                     pass options {{\"phases\": \"auto\"}} to let pg_deploy place the boundary."
+                ),
+            ));
+        }
+    }
+    Ok(Phased {
+        steps,
+        step_of,
+        warnings,
+    })
+}
+
+fn refuse(message: String, hint: String) -> DeployError {
+    DeployError::Postgres(PgError {
+        sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_UNSAFE_NEW_ENUM_VALUE_USAGE),
+        message,
+        detail: None,
+        hint: Some(hint),
+    })
+}
+
+/// An online change is one statement; a concurrent index build names its
+/// index (so an interrupted build can be found again); a batched change is DML.
+fn check_online(project: &str, change: &Change, analysis: &ChangeAnalysis) -> Result<(), DeployError> {
+    let statements = analysis.plain_statements();
+    let unsupported = |message: String, hint: &str, at: usize| DeployError::Refused {
+        location: ChangeLocation::of_statement(project, change, &statements, at, None),
+        refusal: pg_deploy_core::analysis::Refusal {
+            sqlstate: pg_deploy_core::SqlState::FeatureNotSupported,
+            reason: message,
+            hint: hint.to_string(),
+        },
+    };
+    if statements.len() != 1 {
+        return Err(unsupported(
+            format!(
+                "an online change must be exactly one statement, and it has {}",
+                statements.len()
+            ),
+            "Split it into one online change per statement: each runs top level, in its own transaction.",
+            statements.len().min(2) - 1,
+        ));
+    }
+    let statement = &statements[0];
+    if let OnlineKind::CreateIndex { index: None, .. } = statement.online {
+        return Err(unsupported(
+            "an online CREATE INDEX CONCURRENTLY must name its index".into(),
+            "Name the index (CREATE INDEX CONCURRENTLY name ON …): pg_deploy finds an interrupted build by its name.",
+            0,
+        ));
+    }
+    if change.phase.repeat.is_some() && statement.online != OnlineKind::Dml {
+        return Err(unsupported(
+            format!(
+                "\"repeat_until_no_rows\" needs an INSERT, UPDATE, DELETE or MERGE, and this is {}",
+                statement.kind
+            ),
+            "Write the batch as one DML statement that affects no rows once the work is done, e.g. UPDATE … \
+             WHERE id IN (SELECT id … WHERE NOT done LIMIT 10000).",
+            0,
+        ));
+    }
+    Ok(())
+}
