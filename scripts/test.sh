@@ -44,6 +44,7 @@ stage pg_test_pg16 bash "$ROOT/scripts/test-pg.sh" 16
 stage pg_test_pg18 bash "$ROOT/scripts/test-pg.sh" 18
 stage e2e bash "$ROOT/pg_test/run.sh"
 stage security-e2e bash "$ROOT/pg_test/security.sh"
+stage phases-e2e bash "$ROOT/pg_test/phases.sh"
 stage upgrade-e2e bash "$ROOT/pg_test/upgrade.sh"
 stage cli cargo test -p pg-deploy-cli
 stage cli-e2e bash "$ROOT/pg_test/cli.sh"

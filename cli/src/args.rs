@@ -98,6 +98,38 @@ impl DriftPolicy {
     }
 }
 
+/// Where commit boundaries come from (deploy.apply's `"phases"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PhasesMode {
+    /// The server also starts a new phase where a change provably needs an
+    /// earlier one committed (an enum value added, then used), as the old
+    /// tool's one transaction per file did; its warnings say where.
+    Auto,
+    /// Only the manifest's marks (online, commit_before) split the deployment;
+    /// a provable need for a commit is an error.
+    Declared,
+}
+
+/// `--phase-timeout`: a duration with a unit (`90s`, `30min`, `2h`), more than zero.
+pub fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let trimmed = text.trim();
+    if trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("\"{text}\" has no unit; write e.g. 90s, 30min or 2h"));
+    }
+    match pg_deploy_core::manifest::duration_ms(trimmed) {
+        Some(ms) if (1.0..1e15).contains(&ms) => Ok(std::time::Duration::from_millis(ms as u64)),
+        _ => Err(format!("\"{text}\" is not a duration such as 90s, 30min or 2h")),
+    }
+}
+
+/// Waiting for the steps that run after the deployment commits.
+#[derive(Args, Debug, Clone)]
+pub struct WaitArgs {
+    /// Give up waiting after this long (the steps go on in the background; exit 1).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_timeout)]
+    pub phase_timeout: std::time::Duration,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ApplyArgs {
     /// Apply a version older than the deployed one.
@@ -118,6 +150,12 @@ pub struct ApplyArgs {
     /// What to do when objects changed outside deployments since the last one; default: ignore.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub drift: Option<DriftPolicy>,
+    /// Where the deployment may be split into phases that commit one after the other.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub phases: PhasesMode,
+    /// Apply the pending changes up to and including this change id only.
+    #[arg(long, value_name = "ID")]
+    pub through: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -127,12 +165,17 @@ pub enum Command {
         #[command(flatten)]
         folder: FolderArgs,
     },
-    /// Apply the folder: deploy.apply(manifest) in one call.
+    /// Apply the folder: deploy.apply(manifest) in one call, then wait for the steps that run after commit.
     Apply {
         #[command(flatten)]
         folder: FolderArgs,
         #[command(flatten)]
         apply: ApplyArgs,
+        /// Return when the deployment commits; steps after it (online changes, later phases) go on in the background.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Show what apply would do: deploy.plan(manifest); exit 1 if it would be refused or fail.
     Plan {
@@ -147,6 +190,13 @@ pub enum Command {
         /// No trial run: the default since 0.2.0 (kept so old scripts still work).
         #[arg(long, hide = true, conflicts_with = "execute")]
         no_execute: bool,
+    },
+    /// Wait for the steps of a project's last deployment that run after it committed: deploy.phase_status(project).
+    Wait {
+        /// The project whose deployment to follow.
+        project: String,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Show deployed projects: deploy.status().
     Status {
@@ -344,6 +394,66 @@ mod tests {
             panic!("apply")
         };
         assert_eq!(apply.drift.map(DriftPolicy::name), Some("refuse"));
+    }
+
+    #[test]
+    fn phases_options_parse() {
+        let cli = parse(&["apply", "db"]);
+        let Command::Apply {
+            apply, no_wait, wait, ..
+        } = cli.command
+        else {
+            panic!("apply")
+        };
+        assert_eq!(apply.phases, PhasesMode::Auto);
+        assert_eq!(apply.through, None);
+        assert!(!no_wait);
+        assert_eq!(wait.phase_timeout, std::time::Duration::from_secs(3600));
+        let cli = parse(&[
+            "apply",
+            "db",
+            "--phases",
+            "declared",
+            "--through",
+            "0003_x",
+            "--no-wait",
+            "--phase-timeout",
+            "90s",
+        ]);
+        let Command::Apply {
+            apply, no_wait, wait, ..
+        } = cli.command
+        else {
+            panic!("apply")
+        };
+        assert_eq!(apply.phases, PhasesMode::Declared);
+        assert_eq!(apply.through.as_deref(), Some("0003_x"));
+        assert!(no_wait);
+        assert_eq!(wait.phase_timeout, std::time::Duration::from_secs(90));
+        let cli = parse(&["wait", "shop", "--phase-timeout", "2h"]);
+        let Command::Wait { project, wait } = cli.command else {
+            panic!("wait")
+        };
+        assert_eq!((project.as_str(), wait.phase_timeout.as_secs()), ("shop", 7200));
+        let cli = parse(&["plan", "db", "--through", "a", "--phases", "auto"]);
+        assert!(matches!(
+            cli.command,
+            Command::Plan {
+                apply: ApplyArgs { through: Some(_), .. },
+                ..
+            }
+        ));
+        for bad in ["60", "0s", "soon", "-1min", ""] {
+            let e = Cli::try_parse_from(["pg-deploy", "wait", "p", "--phase-timeout", bad]).expect_err(bad);
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+        assert!(parse_timeout("60").expect_err("bare").contains("no unit"));
+        assert_eq!(parse_timeout("500ms"), Ok(std::time::Duration::from_millis(500)));
+        let e = Cli::try_parse_from(["pg-deploy", "apply", "db", "--phases", "never"]).expect_err("bad mode");
+        assert!(e.to_string().contains("never"), "{e}");
+        // --no-wait is apply's; the old --wait SECONDS still means --connect-retry.
+        assert!(Cli::try_parse_from(["pg-deploy", "plan", "db", "--no-wait"]).is_err());
+        assert_eq!(parse(&["apply", "db", "--wait", "5", "--no-wait"]).connect_retry, 5);
     }
 
     #[test]

@@ -43,15 +43,34 @@ pub fn call_error(context: &str, function: &str, e: postgres::Error) -> CliError
             },
         };
     }
+    let hint = match phases_unknown(&code, db.message()) {
+        Some(extra) => Some(db.hint().map_or(extra.clone(), |h| format!("{h}\n{extra}"))),
+        None => db.hint().map(str::to_string),
+    };
     CliError::Server {
         context: context.into(),
         error: ServerError {
             sqlstate: code,
             message: db.message().to_string(),
             detail: db.detail().map(str::to_string),
-            hint: db.hint().map(str::to_string),
+            hint,
         },
     }
+}
+
+/// A hint when an extension older than phases refuses what this client sends
+/// for them: the options `phases` and `through`, the change fields `online`
+/// and `commit_before`.
+fn phases_unknown(code: &str, message: &str) -> Option<String> {
+    let phases_field = ["options.phases", "options.through", ".online", ".commit_before"]
+        .iter()
+        .any(|f| message.contains(&format!("{f}: unknown field")));
+    (code == "22023" && phases_field).then(|| {
+        "The pg_deploy installed in this database predates phases (online changes, commit boundaries, \
+         --through): install a newer build and run ALTER EXTENSION pg_deploy UPDATE. `--phases declared` \
+         leaves the \"phases\" option out."
+            .to_string()
+    })
 }
 
 /// Runs `sql` (which returns one text column holding JSON) with text parameters.
@@ -156,6 +175,18 @@ pub fn status(client: &mut Client, project: Option<&str>) -> Result<Value, CliEr
     })
 }
 
+/// deploy.phase_status(project): how far the steps after the project's last
+/// deployment got. One short statement, in autocommit.
+pub fn phase_status(client: &mut Client, project: &str) -> Result<Value, CliError> {
+    json_call(
+        client,
+        "wait",
+        "deploy.phase_status",
+        "SELECT deploy.phase_status($1)::text",
+        &[project],
+    )
+}
+
 /// deploy.drift(project) rows `{change, kind, name}` as JSON objects.
 pub fn drift(client: &mut Client, project: &str) -> Result<Value, CliError> {
     json_call(
@@ -165,4 +196,25 @@ pub fn drift(client: &mut Client, project: &str) -> Result<Value, CliError> {
         "SELECT coalesce(jsonb_agg(to_jsonb(d)), '[]')::text FROM deploy.drift($1) d",
         &[project],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_extension_without_phases_gets_a_hint() {
+        for message in [
+            "options.phases: unknown field",
+            "invalid options: options.through: unknown field",
+            "changes[2].online: unknown field",
+            "changes[0].commit_before: unknown field",
+        ] {
+            let hint = phases_unknown("22023", message).expect(message);
+            assert!(hint.contains("ALTER EXTENSION pg_deploy UPDATE"), "{hint}");
+            assert!(hint.contains("--phases declared"), "{hint}");
+        }
+        assert_eq!(phases_unknown("22023", "options.wiat: unknown field"), None);
+        assert_eq!(phases_unknown("42703", "options.phases: unknown field"), None);
+    }
 }

@@ -11,10 +11,13 @@ mod layout;
 mod manifest;
 mod order;
 mod output;
+mod phase;
 mod scaffold;
+mod sql_text;
 mod tls;
+mod wait;
 
-use args::{ApplyArgs, Cli, Command, FolderArgs};
+use args::{ApplyArgs, Cli, Command, FolderArgs, PhasesMode};
 use clap::{CommandFactory, Parser};
 use error::CliError;
 use layout::Folder;
@@ -24,6 +27,7 @@ use pg_deploy_core::report::{
     ApplyReport, BaselineReport, DriftRow, PlanReport, RevertReport, StatusRow, VerifyLogRow,
 };
 use serde_json::{json, Value};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -51,18 +55,56 @@ fn load(f: &FolderArgs) -> Result<(Folder, Value), CliError> {
     Ok((folder, doc))
 }
 
-/// One line on stderr saying what was read, so a wrong guess of the layout shows.
+/// One line on stderr saying what was read, so a wrong guess of the layout
+/// shows, and the warnings about how files were read.
 fn announce(cli: &Cli, f: &FolderArgs, folder: &Folder, doc: &Value) {
     if !cli.quiet {
+        let online = folder.migrations.iter().filter(|m| m.online.is_online()).count();
         eprintln!(
-            "pg-deploy: {}: {} migration(s), layout {}, project {}, version {}",
+            "pg-deploy: {}: {} migration(s){}, layout {}, project {}, version {}",
             f.dir.display(),
             folder.migrations.len(),
+            if online > 0 {
+                format!(" ({online} online)")
+            } else {
+                String::new()
+            },
             folder.layout.name(),
             doc["project"].as_str().unwrap_or("?"),
             doc["version"].as_str().unwrap_or("?")
         );
     }
+    warn_folder(cli, folder);
+}
+
+fn warn_folder(cli: &Cli, folder: &Folder) {
+    if !cli.quiet {
+        for w in &folder.warnings {
+            eprintln!("pg-deploy: warning: {w}");
+        }
+    }
+}
+
+/// `--through ID` must name a change of the folder (checked before connecting).
+fn check_through(doc: &Value, through: Option<&str>) -> Result<(), CliError> {
+    let Some(id) = through else { return Ok(()) };
+    let ids: Vec<&str> = doc["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    if ids.contains(&id) {
+        return Ok(());
+    }
+    Err(CliError::input_hint(
+        format!("--through {id}: the folder has no change \"{id}\""),
+        format!(
+            "Change ids are the migrations' names without .sql (the last one here is \"{}\"); \
+             `pg-deploy manifest DIR` lists them.",
+            ids.last().unwrap_or(&"")
+        ),
+    ))
 }
 
 fn apply_options(a: &ApplyArgs) -> Value {
@@ -84,6 +126,14 @@ fn apply_options(a: &ApplyArgs) -> Value {
     }
     if let Some(d) = a.drift {
         o["drift"] = json!(d.name());
+    }
+    // "declared" is the extension's default: left out, so that an extension
+    // older than phases still takes the options.
+    if a.phases == PhasesMode::Auto {
+        o["phases"] = json!("auto");
+    }
+    if let Some(t) = &a.through {
+        o["through"] = json!(t);
     }
     o
 }
@@ -117,19 +167,64 @@ fn show<T: ?Sized>(cli: &Cli, answer: &Value, report: &T, human: fn(&T) -> Strin
 fn run(cli: &Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Manifest { folder } => {
-            let (_, doc) = load(folder)?;
+            let (f, doc) = load(folder)?;
+            warn_folder(cli, &f);
             let pretty = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| text(&doc));
             println!("{}", if cli.json { text(&doc) } else { pretty });
             Ok(0)
         }
-        Command::Apply { folder, apply } => {
+        Command::Apply {
+            folder,
+            apply,
+            no_wait,
+            wait,
+        } => {
             let (f, doc) = load(folder)?;
             announce(cli, folder, &f, &doc);
+            check_through(&doc, apply.through.as_deref())?;
             let mut c = client(cli)?;
-            let answer = db::apply(&mut c, &text(&doc), &text(&apply_options(apply)))?;
+            let mut answer = db::apply(&mut c, &text(&doc), &text(&apply_options(apply)))?;
             let report = read("apply", &answer, serde_json::from_value::<ApplyReport>)?;
-            show(cli, &answer, &report, output::apply);
-            Ok(0)
+            let steps = phase::steps_of(&answer)?;
+            if cli.json {
+                // The text report prints them; with --json, say on stderr where the server split.
+                if !cli.quiet {
+                    for w in &report.warnings {
+                        eprintln!("pg-deploy: warning: {w}");
+                    }
+                }
+            } else {
+                print!("{}", output::apply(&report));
+                if let Some(s) = &steps {
+                    print!("{}", phase::steps_text(s, !*no_wait));
+                }
+            }
+            let Some(steps) = steps.filter(|_| !*no_wait) else {
+                if cli.json {
+                    println!("{}", text(&answer));
+                }
+                return Ok(0);
+            };
+            let followed = follow(
+                cli,
+                &mut c,
+                &report.project,
+                Some(steps.deployment_id),
+                wait.phase_timeout,
+            )?;
+            if cli.json {
+                answer["phases"] = phase::merged(&answer["phases"], &followed.answer);
+                println!("{}", text(&answer));
+            }
+            finish(cli, &followed, wait.phase_timeout)
+        }
+        Command::Wait { project, wait } => {
+            let mut c = client(cli)?;
+            let followed = follow(cli, &mut c, project, None, wait.phase_timeout)?;
+            if cli.json {
+                println!("{}", text(&followed.answer));
+            }
+            finish(cli, &followed, wait.phase_timeout)
         }
         Command::Plan {
             folder,
@@ -284,6 +379,58 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
     }
 }
 
+/// Polls deploy.phase_status on `c` (autocommit, one statement each) until
+/// the phase ends, with progress on stderr; reconnects once per lost connection.
+fn follow(
+    cli: &Cli,
+    c: &mut postgres::Client,
+    project: &str,
+    deployment: Option<i64>,
+    timeout: Duration,
+) -> Result<wait::Followed, CliError> {
+    let mut progress = phase::Progress::new(!cli.quiet && std::io::stderr().is_terminal());
+    let mut clock = wait::RealClock::start();
+    let result = {
+        let mut fetch = || match db::phase_status(c, project) {
+            Err(CliError::Connect { message, .. }) => {
+                eprintln!("pg-deploy: {message}; connecting again (the steps go on in the background)");
+                *c = client(cli)?;
+                db::phase_status(c, project)
+            }
+            other => other,
+        };
+        let mut report = |s: &phase::PhaseStatus, waited: Duration| {
+            if !cli.quiet {
+                eprint!("{}", progress.update(s, waited));
+            }
+        };
+        wait::follow(&mut fetch, deployment, timeout, &mut clock, &mut report)
+    };
+    eprint!("{}", progress.finish());
+    result
+}
+
+/// Ends a wait: the summary (text output), and exit 1 when the phase failed,
+/// timed out or was taken over. With --json the report printed already says
+/// so, and the error goes to stderr only.
+fn finish(cli: &Cli, f: &wait::Followed, timeout: Duration) -> Result<u8, CliError> {
+    if !cli.json {
+        if f.ending == wait::Ending::Nothing {
+            println!("{}", phase::line(&f.status));
+        } else {
+            print!("{}", phase::summary(&f.status, f.waited));
+        }
+    }
+    match f.error(timeout) {
+        None => Ok(0),
+        Some(e) if cli.json => {
+            eprintln!("pg-deploy: {e}");
+            Ok(u8::try_from(e.exit_code()).unwrap_or(1))
+        }
+        Some(e) => Err(e),
+    }
+}
+
 /// Writes generated text to stdout; a reader that stops early (`| head`) is not an error.
 fn print_bytes(bytes: &[u8]) {
     use std::io::Write;
@@ -341,5 +488,51 @@ fn main() -> ExitCode {
             }
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn options(args: &[&str]) -> Value {
+        let cli = Cli::try_parse_from(["pg-deploy", "apply", "db"].iter().chain(args)).expect("parses");
+        let Command::Apply { apply, .. } = cli.command else {
+            panic!("apply")
+        };
+        apply_options(&apply)
+    }
+
+    #[test]
+    fn apply_options_ask_for_auto_phases_by_default() {
+        assert_eq!(options(&[]), json!({"phases": "auto"}));
+        assert_eq!(options(&["--phases", "declared"]), json!({}));
+        assert_eq!(
+            options(&["--through", "0003_x", "--no-lock-wait", "--drift", "warn"]),
+            json!({"phases": "auto", "through": "0003_x", "wait": false, "drift": "warn"})
+        );
+        // Every option built is one the extension's own parser takes.
+        for args in [
+            &[][..],
+            &["--phases", "declared", "--through", "a", "--lock-wait", "2min"][..],
+        ] {
+            let o = options(args);
+            pg_deploy_core::ApplyOptions::from_value(&o).expect("valid options");
+        }
+    }
+
+    #[test]
+    fn through_must_name_a_change() {
+        let doc = json!({"changes": [{"id": "1_a"}, {"id": "2_b"}]});
+        assert!(check_through(&doc, None).is_ok());
+        assert!(check_through(&doc, Some("1_a")).is_ok());
+        let e = check_through(&doc, Some("2")).expect_err("no such change");
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string().contains("--through 2: the folder has no change \"2\""),
+            "{e}"
+        );
+        assert!(e.to_string().contains("the last one here is \"2_b\""), "{e}");
     }
 }

@@ -38,7 +38,7 @@ pub fn read<T>(
 
 /// A table without borders: columns two spaces apart, an optional header
 /// row, no trailing spaces, every line indented by `indent`.
-fn table(header: Option<&[&str]>, rows: Vec<Vec<String>>, indent: &str) -> String {
+pub fn table(header: Option<&[&str]>, rows: Vec<Vec<String>>, indent: &str) -> String {
     if rows.is_empty() && header.is_none() {
         return String::new();
     }

@@ -238,8 +238,9 @@ pub fn outside_transaction(st: &Statement) -> Option<&'static str> {
             (st.word(at) == Some("INDEX") && st.word(at + 1) == Some("CONCURRENTLY"))
                 .then_some("CREATE INDEX CONCURRENTLY")
         }
-        "DROP" => (st.word(1) == Some("INDEX") && st.word(2) == Some("CONCURRENTLY"))
-            .then_some("DROP INDEX CONCURRENTLY"),
+        "DROP" => {
+            (st.word(1) == Some("INDEX") && st.word(2) == Some("CONCURRENTLY")).then_some("DROP INDEX CONCURRENTLY")
+        }
         "REINDEX" => {
             if st.has_word("CONCURRENTLY") {
                 Some("REINDEX CONCURRENTLY")
@@ -290,7 +291,11 @@ mod tests {
         assert_eq!(lines, [2, 3, 4, 5]);
         assert!(statements("-- nothing\n/* at all */\n;\n").is_empty());
         assert_eq!(statements("SELECT 1").len(), 1, "no final semicolon");
-        assert_eq!(statements("SELECT $1; SELECT a$b$ FROM t;").len(), 2, "not dollar quotes");
+        assert_eq!(
+            statements("SELECT $1; SELECT a$b$ FROM t;").len(),
+            2,
+            "not dollar quotes"
+        );
     }
 
     #[test]
@@ -338,7 +343,15 @@ mod tests {
 
     #[test]
     fn unterminated_text_runs_to_the_end() {
-        for sql in ["SELECT 'open", "SELECT \"open", "SELECT $x$ open", "/* open", "SELECT E'\\", "$", "'"] {
+        for sql in [
+            "SELECT 'open",
+            "SELECT \"open",
+            "SELECT $x$ open",
+            "/* open",
+            "SELECT E'\\",
+            "$",
+            "'",
+        ] {
             assert!(statements(sql).len() <= 1, "{sql}");
         }
     }

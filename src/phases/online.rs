@@ -28,7 +28,7 @@ pub fn online_step(owner: Owner, project: &str, row: &Row) -> bool {
         }
     };
     for (name, value) in row.settings.gucs() {
-        set_session(name, value);
+        set_session(name, Some(value));
     }
     let outcome = run(owner, row);
     let recorded = match &outcome {
@@ -42,7 +42,7 @@ pub fn online_step(owner: Owner, project: &str, row: &Row) -> bool {
         Err(error) => in_transaction(|client| owner.run(|| record_failed(client, project, &facts, row, error))),
     };
     for (name, _) in row.settings.gucs() {
-        set_session(name, "default");
+        set_session(name, None);
     }
     if let Err(e) = recorded {
         pgrx::warning!("pg_deploy: deployment {}: {}", row.deployment_id, e.message);

@@ -48,7 +48,7 @@ pub extern "C-unwind" fn pg_deploy_phase_worker(_arg: pg_sys::Datum) {
     unsafe {
         pg_sys::SetUserIdAndSecContext(target.run_as, pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
     }
-    set_session("application_name", "pg_deploy phase worker");
+    set_session("application_name", Some("pg_deploy phase worker"));
     match run_queue(target.deployment_id) {
         Ok(summary) => pgrx::log!("pg_deploy: deployment {}: {summary}", target.deployment_id),
         Err(error) => pgrx::warning!(
@@ -87,16 +87,22 @@ pub fn in_transaction<R>(work: impl FnOnce(&mut SpiClient<'_>) -> Result<R, Depl
     outcome
 }
 
-/// A setting for the rest of the worker's session.
-pub fn set_session(name: &str, value: &str) {
-    let (Ok(name), Ok(value)) = (std::ffi::CString::new(name), std::ffi::CString::new(value)) else {
+/// A setting for the rest of the worker's session; None resets it.
+pub fn set_session(name: &str, value: Option<&str>) {
+    let Ok(name) = std::ffi::CString::new(name) else {
         return;
     };
-    // SAFETY: valid C strings; with elevel WARNING a bad value is reported, not raised.
+    let value = match value.map(std::ffi::CString::new) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return,
+    };
+    // SAFETY: valid C strings (a null value resets the setting); with elevel
+    // WARNING a bad value is reported, not raised.
     unsafe {
         pg_sys::set_config_option(
             name.as_ptr(),
-            value.as_ptr(),
+            value.as_ref().map_or(std::ptr::null(), |v| v.as_ptr()),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
             pg_sys::GucAction::GUC_ACTION_SET,

@@ -5,7 +5,13 @@
 //!
 //! Ids are the file name without `.sql` (`V1.2__add_users`, `R__views`); the
 //! history key is the canonical version (`1.2`) or `R:<description>`.
+//!
+//! `executeInTransaction=false` in the script's `.sql.conf` file makes the
+//! change online. Flyway also runs a script outside a transaction when its
+//! PostgreSQL parser finds a statement that cannot run in one (CREATE INDEX
+//! CONCURRENTLY, VACUUM, …); the shared rule of `online` does the same.
 
+use super::online::{self, Online};
 use super::{file_name, list, non_empty, read_text, Migration};
 use crate::error::CliError;
 use crate::order::FlywayVersion;
@@ -47,6 +53,48 @@ pub fn parse_name(name: &str) -> Option<Name> {
 
 pub fn is_flyway_name(name: &str) -> bool {
     parse_name(name).is_some()
+}
+
+/// Flyway's script configuration: `executeInTransaction=false` in the file
+/// `<script>.conf` next to the script makes the change online. Other
+/// settings of that file (encoding, placeholderReplacement, shouldExecute)
+/// are not read.
+pub fn script_online(script: &Path) -> Result<Online, CliError> {
+    let conf = script.with_file_name(format!("{}.conf", file_name(script)));
+    if !conf.is_file() {
+        return Ok(Online::No);
+    }
+    for line in read_text(&conf)?.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if key.trim() != "executeInTransaction" || line.trim_start().starts_with(['#', '!']) {
+            continue;
+        }
+        return match value.trim().to_ascii_lowercase().as_str() {
+            "false" => Ok(Online::Marker(online::FLYWAY_MARKER)),
+            "true" => Ok(Online::No),
+            other => Err(CliError::input_hint(
+                format!(
+                    "{}: executeInTransaction is \"{other}\", not true or false",
+                    conf.display()
+                ),
+                "Flyway refuses any other value too.",
+            )),
+        };
+    }
+    Ok(Online::No)
+}
+
+/// Whether the comment lines at the top of a script hold
+/// `-- flyway:executeInTransaction=false`: a spelling seen in the wild that
+/// Flyway itself does not read (it reads only the .conf file).
+pub fn has_comment_setting(sql: &str) -> bool {
+    sql.lines()
+        .map(str::trim)
+        .take_while(|l| l.is_empty() || l.starts_with("--"))
+        .filter_map(|l| l.strip_prefix("--"))
+        .any(|c| c.trim().eq_ignore_ascii_case("flyway:executeInTransaction=false"))
 }
 
 /// Flyway's description as stored in its history: underscores become spaces.
@@ -95,9 +143,13 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                     ));
                 }
                 let sql = non_empty(read_text(&p)?, &p)?;
+                let online = script_online(&p)?;
                 versioned.push((
                     v.clone(),
-                    Migration::versioned(id, sql, v.canonical(), p),
+                    Migration {
+                        online,
+                        ..Migration::versioned(id, sql, v.canonical(), p)
+                    },
                 ));
             }
             Some(Name::Repeatable { description }) => {
@@ -111,6 +163,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                 }
                 repeatable.push(Migration {
                     repeatable: true,
+                    online: script_online(&p)?,
                     ..Migration::versioned(id, sql, description_key(&description), p)
                 });
             }
@@ -214,6 +267,93 @@ mod tests {
         let e = read(tmp.path()).expect_err("dup");
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("duplicate version 1"), "{e}");
+    }
+
+    #[test]
+    fn execute_in_transaction_false_makes_the_change_online() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(
+            tmp.path(),
+            &[
+                (
+                    "V1__create_users.sql",
+                    "CREATE TABLE users (id bigint PRIMARY KEY, email text);\n",
+                ),
+                (
+                    "V2__users_email_idx.sql",
+                    "CREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
+                ),
+                (
+                    "V2__users_email_idx.sql.conf",
+                    "# Flyway script configuration\nencoding=UTF-8\nexecuteInTransaction=false\n",
+                ),
+                ("V3__mood.sql", "ALTER TYPE mood ADD VALUE 'meh';\n"),
+                ("V3__mood.sql.conf", "executeInTransaction = FALSE\n"),
+                ("V4__plain.sql", "SELECT 1;\n"),
+                (
+                    "V4__plain.sql.conf",
+                    "# executeInTransaction=false\nexecuteInTransaction=true\n",
+                ),
+                // Flyway's own detection: a lone VACUUM runs outside a transaction without a .conf.
+                ("R__vacuum.sql", "VACUUM (ANALYZE) users;\n"),
+            ],
+        );
+        let f = crate::layout::read_folder(tmp.path(), None).expect("read");
+        let online: Vec<(&str, Online)> = f.migrations.iter().map(|m| (m.id.as_str(), m.online)).collect();
+        assert_eq!(
+            online,
+            [
+                ("V1__create_users", Online::No),
+                ("V2__users_email_idx", Online::Marker(online::FLYWAY_MARKER)),
+                ("V3__mood", Online::Marker(online::FLYWAY_MARKER)),
+                ("V4__plain", Online::No),
+                ("R__vacuum", Online::Needed("VACUUM")),
+            ]
+        );
+        assert!(f.warnings.is_empty(), "{:?}", f.warnings);
+
+        testdir::write(
+            tmp.path(),
+            &[
+                ("V5__bad.sql", "SELECT 1;"),
+                ("V5__bad.sql.conf", "executeInTransaction=no\n"),
+            ],
+        );
+        let e = crate::layout::read_folder(tmp.path(), None).expect_err("bad value");
+        assert!(e.to_string().contains("executeInTransaction is \"no\""), "{e}");
+    }
+
+    #[test]
+    fn the_comment_spelling_is_not_a_setting() {
+        // Flyway reads script settings from the .conf file only: this ran in a transaction.
+        let tmp = tempfile::tempdir().expect("tmp");
+        testdir::write(
+            tmp.path(),
+            &[(
+                "V1__mood.sql",
+                "-- flyway:executeInTransaction=false\n\nALTER TYPE mood ADD VALUE IF NOT EXISTS 'meh';\n",
+            )],
+        );
+        let f = crate::layout::read_folder(tmp.path(), None).expect("read");
+        assert_eq!(f.migrations[0].online, Online::No);
+        assert_eq!(f.warnings.len(), 1);
+        assert!(
+            f.warnings[0].contains("V1__mood.sql: Flyway does not read"),
+            "{:?}",
+            f.warnings
+        );
+        assert!(f.warnings[0].contains("V1__mood.sql.conf"), "{:?}", f.warnings);
+        // With a statement Flyway runs outside a transaction anyway, it is online and needs no warning.
+        testdir::write(
+            tmp.path(),
+            &[(
+                "V1__mood.sql",
+                "-- flyway:executeInTransaction=false\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
+            )],
+        );
+        let f = crate::layout::read_folder(tmp.path(), None).expect("read");
+        assert_eq!(f.migrations[0].online, Online::Needed("CREATE INDEX CONCURRENTLY"));
+        assert!(f.warnings.is_empty());
     }
 
     #[test]
