@@ -115,10 +115,23 @@ pub fn prepare(
 }
 
 /// A project whose phase is still running takes no other changes until it ends.
-fn check_phase_finished(project: &str, latest: Option<&Latest>, plan: &mut Plan) -> Result<(), DeployError> {
+fn check_phase_finished(
+    client: &mut SpiClient<'_>,
+    project: &str,
+    latest: Option<&Latest>,
+    plan: &mut Plan,
+) -> Result<(), DeployError> {
     let Some(latest) = latest.filter(|l| l.state.unfinished()) else {
         return Ok(());
     };
+    // A phase nobody runs (its worker died, the server restarted) is resumed.
+    let worker = crate::phases::wait::resume(client, project)?;
+    if let Some(worker) = worker.filter(|w| w == "started") {
+        pgrx::notice!(
+            "pg_deploy: {project}: the unfinished phase of deployment {}: worker {worker}",
+            latest.deployment_id
+        );
+    }
     if plan.is_noop() {
         plan.warnings.push(format!(
             "the phase of deployment {} is still {}: see deploy.phase_status('{project}')",
@@ -153,7 +166,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         phased,
         latest_phase,
     } = prepare(client, manifest, &call.options, true)?;
-    check_phase_finished(project, latest_phase.as_ref(), &mut plan)?;
+    check_phase_finished(client, project, latest_phase.as_ref(), &mut plan)?;
     if let Some(failed) = latest_phase.as_ref().filter(|l| l.state == queue::PhaseState::Failed) {
         // What the failed phase left undone is planned again from the history.
         let owner = opened.owner;

@@ -420,4 +420,6 @@ mod tests {
     include!("pg_tests_analysis.rs");
     // Verify/revert, baseline, the hash-chained log, drift, hostile search paths.
     include!("pg_tests_governance.rs");
+
+    include!("pg_tests_phases.rs");
 }

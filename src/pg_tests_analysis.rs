@@ -189,11 +189,25 @@ fn enum_values_used_before_commit_are_explained() {
         {"id": "a", "sql": "CREATE TYPE mood AS ENUM ('sad')"},
         {"id": "b", "sql": "ALTER TYPE mood ADD VALUE 'happy'"},
         {"id": "c", "sql": "SELECT 'happy'::mood"}]});
-    let report = plan_of(&m, &json!({"execute": false}));
-    let warning = report["warnings"][0].as_str().unwrap_or("");
-    assert!(warning.contains("change \"c\"") && warning.contains("change \"b\"") && warning.contains("split the release"), "{warning}");
+    // Refused before anything runs, naming both changes and the field to set.
     let got = try_apply(&m, &json!({}));
-    assert!(got.starts_with("55P04: change \"c\" of project \"e\" failed"), "{got}");
+    assert!(got.starts_with("55P04: project \"e\": change \"c\" uses mood value 'happy', added by change \"b\""), "{got}");
+    // With "phases": "auto" the plan places the boundary and says so.
+    let report = plan_of(&m, &json!({"execute": false, "phases": "auto"}));
+    let warning = report["warnings"][0].as_str().unwrap_or("");
+    assert!(warning.contains("change \"c\" starts a new phase") && warning.contains("change \"b\""), "{warning}");
+    let steps: Vec<Value> = report["changes"].as_array().unwrap().iter().map(|c| c["step"].clone()).collect();
+    assert_eq!(steps, vec![json!(0), json!(0), json!(1)]);
+    // Declared with commit_before, nothing is refused.
+    let mut declared = m.clone();
+    declared["changes"][2]["commit_before"] = json!(true);
+    assert_eq!(plan_of(&declared, &json!({"execute": false}))["outcome"], "would apply");
+    // Added and used in one change: no boundary can help.
+    let same = json!({"project": "e", "version": "1.0.0", "changes": [
+        {"id": "a", "sql": "CREATE TYPE mood AS ENUM ('sad')"},
+        {"id": "b", "sql": "ALTER TYPE mood ADD VALUE 'happy'; SELECT 'happy'::mood"}]});
+    let got = try_apply(&same, &json!({"phases": "auto"}));
+    assert!(got.starts_with("55P04: project \"e\": change \"b\" adds mood value 'happy' and uses it"), "{got}");
 }
 
 /// Enum values are found in the parse tree: comments neither trigger nor hide
@@ -205,8 +219,8 @@ fn enum_value_uses_come_from_the_parse_tree() {
         let m = json!({"project": "e", "version": "1.0.0", "changes": [
             {"id": "add", "sql": "ALTER TYPE mood ADD VALUE 'happy'"},
             {"id": "use", "sql": user_sql}]});
-        let report = plan_of(&m, &json!({"execute": false}));
-        report["warnings"].as_array().map_or(false, |w| w.iter().any(|w| w.as_str().unwrap_or("").contains("change \"use\" uses")))
+        let report = plan_of(&m, &json!({"execute": false, "phases": "auto"}));
+        report["warnings"].as_array().map_or(false, |w| w.iter().any(|w| w.as_str().unwrap_or("").contains("change \"use\" starts a new phase")))
     };
     #[rustfmt::skip]
     let cases: &[(&str, bool)] = &[

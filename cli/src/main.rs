@@ -197,6 +197,9 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 print!("{}", output::apply(&report));
                 if let Some(s) = &steps {
                     print!("{}", phase::steps_text(s, !*no_wait));
+                    if *no_wait {
+                        println!("  `pg-deploy wait {}` follows them", report.project);
+                    }
                 }
             }
             let Some(steps) = steps.filter(|_| !*no_wait) else {
@@ -211,7 +214,19 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 &report.project,
                 Some(steps.deployment_id),
                 wait.phase_timeout,
-            )?;
+            );
+            let followed = match followed {
+                Ok(f) => f,
+                // The deployment committed: with --json its report is printed
+                // all the same, with why waiting stopped under "wait_error".
+                Err(e) if cli.json => {
+                    answer["wait_error"] = e.to_json()["error"].clone();
+                    println!("{}", text(&answer));
+                    eprintln!("pg-deploy: {e}");
+                    return Ok(u8::try_from(e.exit_code()).unwrap_or(1));
+                }
+                Err(e) => return Err(e),
+            };
             if cli.json {
                 answer["phases"] = phase::merged(&answer["phases"], &followed.answer);
                 println!("{}", text(&answer));
@@ -388,12 +403,17 @@ fn follow(
     deployment: Option<i64>,
     timeout: Duration,
 ) -> Result<wait::Followed, CliError> {
-    let mut progress = phase::Progress::new(!cli.quiet && std::io::stderr().is_terminal());
+    let live = !cli.quiet && std::io::stderr().is_terminal();
+    let mut progress = phase::Progress::new(live);
     let mut clock = wait::RealClock::start();
     let result = {
         let mut fetch = || match db::phase_status(c, project) {
-            Err(CliError::Connect { message, .. }) => {
-                eprintln!("pg-deploy: {message}; connecting again (the steps go on in the background)");
+            Err(e) if wait::reconnectable(&e) => {
+                eprintln!(
+                    "{}pg-deploy: {}",
+                    if live { "\r\x1b[2K" } else { "" },
+                    wait::reconnect_note(&e)
+                );
                 *c = client(cli)?;
                 db::phase_status(c, project)
             }

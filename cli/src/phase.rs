@@ -57,6 +57,10 @@ pub struct PhaseStatus {
     /// Why there is no phase, when the extension says (e.g. it needs an update).
     #[serde(default)]
     pub note: Option<String>,
+    /// What the extension did about the background worker ("running (pid 42)",
+    /// "started", "not started: no background worker slot is free …").
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -102,6 +106,11 @@ impl PhaseStatus {
         id.and_then(|id| self.changes.iter().find(|c| c.id == id))
     }
 
+    /// Why no worker runs the phase, when the extension could not start one.
+    pub fn worker_problem(&self) -> Option<&str> {
+        self.worker.as_deref().filter(|w| w.starts_with("not started"))
+    }
+
     /// The change that failed: the one named current, else the first failed one.
     pub fn failed_change(&self) -> Option<&PhaseChange> {
         self.change(self.current.as_deref())
@@ -110,11 +119,18 @@ impl PhaseStatus {
     }
 }
 
+/// Rounds and rows, when there is more to say than one round of no rows
+/// (every statement runs one round; a batched change runs until no rows).
+fn rounds_and_rows(c: &PhaseChange) -> Option<(u64, u64)> {
+    let (rounds, rows) = (c.rounds.unwrap_or(0), c.rows.unwrap_or(0));
+    (rounds > 1 || rows > 0).then_some((rounds, rows))
+}
+
 /// `0003_idx (step 2, online)`, with the rounds of a batched change.
 fn describe(c: &PhaseChange) -> String {
     let mut out = format!("{} (step {}, {})", c.id, c.step, c.kind);
-    if let Some(rounds) = c.rounds.filter(|&r| r > 0) {
-        out.push_str(&format!(", round {rounds}, {} row(s)", c.rows.unwrap_or(0)));
+    if let Some((rounds, rows)) = rounds_and_rows(c) {
+        out.push_str(&format!(", round {rounds}, {rows} row(s)"));
     }
     out
 }
@@ -122,7 +138,10 @@ fn describe(c: &PhaseChange) -> String {
 /// One line saying where the phase is.
 pub fn line(s: &PhaseStatus) -> String {
     let label = s.label();
-    let count = format!("{}/{} step(s) done", s.done, s.total);
+    let mut count = format!("{}/{} step(s) done", s.done, s.total);
+    if let Some(problem) = s.worker_problem() {
+        count.push_str(&format!(" (worker {problem})"));
+    }
     match s.state {
         State::None => match &s.note {
             Some(note) => format!("{label}: nothing runs after commit ({note})"),
@@ -146,11 +165,12 @@ pub fn line(s: &PhaseStatus) -> String {
     }
 }
 
-/// `42s`, `3min 05s`, `1h 02min`.
+/// `700ms`, `42s`, `3min 05s`, `1h 02min`.
 pub fn elapsed_text(d: Duration) -> String {
     let s = d.as_secs();
     match s {
-        0..=59 => format!("{s}s"),
+        0 => format!("{}ms", d.as_millis()),
+        1..=59 => format!("{s}s"),
         60..=3599 => format!("{}min {:02}s", s / 60, s % 60),
         _ => format!("{}h {:02}min", s / 3600, s % 3600 / 60),
     }
@@ -162,7 +182,7 @@ pub fn elapsed_text(d: Duration) -> String {
 #[derive(Debug)]
 pub struct Progress {
     live: bool,
-    last: Option<(State, Option<String>, u64)>,
+    last: Option<(State, Option<String>, u64, Option<String>)>,
     open: bool,
 }
 
@@ -177,7 +197,12 @@ impl Progress {
 
     /// What to write to stderr after a poll ("" for nothing).
     pub fn update(&mut self, s: &PhaseStatus, waited: Duration) -> String {
-        let key = (s.state, s.current.clone(), s.done);
+        let key = (
+            s.state,
+            s.current.clone(),
+            s.done,
+            s.worker_problem().map(str::to_string),
+        );
         let changed = self.last.as_ref() != Some(&key);
         self.last = Some(key);
         if !self.live {
@@ -226,8 +251,8 @@ pub fn summary(s: &PhaseStatus, waited: Duration) -> String {
         .iter()
         .map(|c| {
             let mut what = format!("step {}, {}", c.step, c.kind);
-            if let Some(rounds) = c.rounds.filter(|&r| r > 0) {
-                what.push_str(&format!(", {rounds} round(s), {} row(s)", c.rows.unwrap_or(0)));
+            if let Some((rounds, rows)) = rounds_and_rows(c) {
+                what.push_str(&format!(", {rounds} round(s), {rows} row(s)"));
             }
             if let Some(a) = c.attempts.filter(|&a| a > 1) {
                 what.push_str(&format!(", {a} attempts"));
@@ -338,6 +363,28 @@ pub(crate) mod tests {
             line(&s),
             "shop #7: running 0003_fill (step 2, online), round 12, 12000 row(s), 1/3 step(s) done"
         );
+        let stuck = status(with(
+            running(),
+            &[
+                ("state", json!("pending")),
+                ("worker", json!("not started: no background worker slot is free")),
+            ],
+        ));
+        assert_eq!(
+            line(&stuck),
+            "shop #7: waiting for the background worker, 1/3 step(s) done \
+             (worker not started: no background worker slot is free)"
+        );
+        let mut one_round = running();
+        one_round["changes"][1]["rounds"] = json!(1);
+        one_round["changes"][1]["rows"] = json!(0);
+        assert_eq!(
+            line(&status(one_round)),
+            "shop #7: running 0003_fill (step 2, online), 1/3 step(s) done",
+            "one round of no rows says nothing"
+        );
+        let fine = status(with(running(), &[("worker", json!("running (pid 42)"))]));
+        assert!(!line(&fine).contains("worker"), "{}", line(&fine));
         let pending = status(with(
             running(),
             &[("state", json!("pending")), ("current", json!(null))],
@@ -428,6 +475,15 @@ pub(crate) mod tests {
         assert!(last.ends_with("done, 3/3 step(s) done [1h 02min]"), "{last:?}");
         assert_eq!(p.finish(), "\n");
         assert_eq!(p.finish(), "");
+    }
+
+    #[test]
+    fn elapsed_times() {
+        let t = |ms: u64| elapsed_text(Duration::from_millis(ms));
+        assert_eq!(
+            [t(700), t(1_000), t(59_999), t(65_000), t(3_725_000)],
+            ["700ms", "1s", "59s", "1min 05s", "1h 02min"]
+        );
     }
 
     #[test]

@@ -341,6 +341,20 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any text splits without a panic, into at most one statement more than it has semicolons.
+        #[test]
+        fn any_text_splits(sql in r#"(?s)[-/*'"$;()a-zA-Z_0-9 \n\\EéÖ]{0,80}"#) {
+            let list = statements(&sql);
+            proptest::prop_assert!(list.len() <= sql.matches(';').count() + 1);
+            for st in &list {
+                proptest::prop_assert!(!st.tokens.is_empty());
+                proptest::prop_assert!(st.line >= 1 && st.line <= sql.lines().count().max(1));
+                let _ = outside_transaction(st);
+            }
+        }
+    }
+
     #[test]
     fn unterminated_text_runs_to_the_end() {
         for sql in [

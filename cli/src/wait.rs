@@ -69,8 +69,7 @@ impl Followed {
             Ending::Failed => Some(failure(s)),
             Ending::TimedOut => Some(CliError::Refused {
                 message: format!(
-                    "{}: not finished after {} (--phase-timeout): {}",
-                    s.label(),
+                    "gave up waiting after {} (--phase-timeout): {}",
                     crate::phase::elapsed_text(timeout),
                     line(s)
                 ),
@@ -89,6 +88,30 @@ impl Followed {
             }),
         }
     }
+}
+
+/// Whether a failed poll is worth a new connection: the connection broke,
+/// or the server ended the session (shutdown, restart, terminated backend).
+/// The steps run in the server's worker, so waiting can go on.
+pub fn reconnectable(e: &CliError) -> bool {
+    match e {
+        CliError::Connect { .. } => true,
+        CliError::Server { error, .. } => {
+            error.sqlstate.starts_with("08") || matches!(error.sqlstate.as_str(), "57P01" | "57P02" | "57P03")
+        }
+        _ => false,
+    }
+}
+
+/// What to say when a poll lost the connection.
+pub fn reconnect_note(e: &CliError) -> String {
+    let why = match e {
+        CliError::Server { error, .. } => format!("ERROR {}: {}", error.sqlstate, error.message),
+        CliError::Connect { message, .. } | CliError::Refused { message, .. } | CliError::Input { message, .. } => {
+            message.clone()
+        }
+    };
+    format!("the connection ended while waiting ({why}); connecting again, the steps go on in the background")
 }
 
 /// Polls until the phase ends or `timeout` passes. `fetch` returns one
@@ -115,7 +138,8 @@ pub fn follow(
                 State::Pending | State::Running => None,
             },
         };
-        if !matches!(ending, Some(Ending::Superseded(_))) {
+        // Nothing to follow, or not ours: the caller says so once, not the progress.
+        if !matches!(ending, Some(Ending::Superseded(_) | Ending::Nothing)) {
             report(&status, waited);
         }
         if let Some(ending) = ending {
@@ -245,7 +269,7 @@ mod tests {
         let e = f.error(Duration::from_millis(1200)).expect("an error");
         assert!(
             e.to_string()
-                .contains("shop #7: not finished after 1s (--phase-timeout)"),
+                .contains("gave up waiting after 1s (--phase-timeout): shop #7: running 0003_fill"),
             "{e}"
         );
         assert!(e.to_string().contains("`pg-deploy wait shop`"), "{e}");
@@ -255,9 +279,10 @@ mod tests {
     fn nothing_to_wait_for_and_a_later_deployment() {
         let none = json!({"project": "shop", "deployment_id": null, "state": "none", "done": 0, "total": 0,
                           "current": null, "since": null, "changes": []});
-        let (r, _, clock) = run(vec![none], None, Duration::from_secs(60));
+        let (r, seen, clock) = run(vec![none], None, Duration::from_secs(60));
         let f = r.expect("followed");
         assert_eq!(f.ending, Ending::Nothing);
+        assert!(seen.is_empty());
         assert!(f.error(Duration::from_secs(60)).is_none());
         assert!(clock.slept.is_empty());
         let mut later = state("running", Some("x"), 0);
@@ -268,6 +293,34 @@ mod tests {
         assert!(seen.is_empty());
         let e = f.error(Duration::from_secs(60)).expect("an error");
         assert!(e.to_string().contains("deployment #9 of the project took over"), "{e}");
+    }
+
+    #[test]
+    fn which_failures_reconnect() {
+        let server = |code: &str| CliError::Server {
+            context: "wait".into(),
+            error: crate::error::ServerError {
+                sqlstate: code.into(),
+                message: "m".into(),
+                detail: None,
+                hint: None,
+            },
+        };
+        for code in ["57P01", "57P02", "57P03", "08006"] {
+            assert!(reconnectable(&server(code)), "{code}");
+        }
+        for code in ["42883", "57014", "XX000"] {
+            assert!(!reconnectable(&server(code)), "{code}");
+        }
+        assert!(reconnectable(&CliError::Connect {
+            message: "gone".into(),
+            hint: None
+        }));
+        assert!(!reconnectable(&CliError::input("x")));
+        assert_eq!(
+            reconnect_note(&server("57P01")),
+            "the connection ended while waiting (ERROR 57P01: m); connecting again, the steps go on in the background"
+        );
     }
 
     #[test]

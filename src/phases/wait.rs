@@ -171,6 +171,13 @@ fn xmin_release_is_safe() -> bool {
     }
 }
 
+/// Starts a worker for the project's unfinished phase if nobody runs it
+/// (deploy.apply, which finds the phase unfinished); says what it did.
+pub fn resume(client: &mut SpiClient<'_>, project: &str) -> Result<Option<String>, DeployError> {
+    let report = status(client, project, true)?;
+    Ok(report.get("worker").and_then(Value::as_str).map(str::to_string))
+}
+
 /// The report of the project's latest phase (state "none" when it never had
 /// one); with `resume`, starts a worker when the phase is unfinished and no
 /// live worker runs it.
