@@ -357,6 +357,8 @@ t_unfinished_phase_and_through() {
   m=$(manifest slow '{"project": "s", "version": "1.0.0", "changes": [
     {"id": "sleep", "sql": "SELECT pg_sleep(3)", "online": true}]}')
   apply "$m" >/dev/null
+  # At once, before a worker has claimed the phase.
+  has "$(q "SELECT deploy.phase_status('s') ->> 'state'")" '^(pending|running)$' "status right after commit"
   sleep 0.5
   r=$(apply "$m")
   eq "$(j "$r" 'r["outcome"]')" "no-op" "same manifest"

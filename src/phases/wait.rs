@@ -271,7 +271,7 @@ fn resume_worker(client: &mut SpiClient<'_>, project: &str, report: &Value) -> R
     }
     let runner = client
         .update(
-            "SELECT pid FROM deploy.phase_runners WHERE project = $1",
+            "SELECT coalesce((SELECT pid FROM deploy.phase_runners WHERE project = $1), 0)",
             Some(1),
             &[project.into()],
         )?

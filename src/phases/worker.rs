@@ -147,8 +147,8 @@ fn run_queue(deployment_id: i64) -> Result<String, PgError> {
 fn claim(client: &mut SpiClient<'_>, deployment_id: i64) -> Result<Option<String>, DeployError> {
     let project = client
         .update(
-            "SELECT project FROM deploy.phase_queue WHERE deployment_id = $1
-                AND state IN ('pending', 'running') LIMIT 1",
+            "SELECT (SELECT project FROM deploy.phase_queue WHERE deployment_id = $1
+                        AND state IN ('pending', 'running') LIMIT 1)",
             Some(1),
             &[deployment_id.into()],
         )?
