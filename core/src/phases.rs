@@ -217,7 +217,8 @@ mod tests {
 
     #[test]
     fn steps_follow_the_marks() {
-        let cases: Vec<(serde_json::Value, Vec<bool>, Vec<usize>, Vec<(StepKind, Vec<usize>)>)> = vec![
+        type Case = (serde_json::Value, Vec<bool>, Vec<usize>, Vec<(StepKind, Vec<usize>)>);
+        let cases: Vec<Case> = vec![
             // No marks: everything in the caller's transaction.
             (
                 json!([{"id": "a", "sql": "x"}, {"id": "b", "sql": "x"}]),

@@ -328,6 +328,7 @@ mod tests {
             skipped: vec!["b".into()],
             accepted: vec![],
             warnings: vec![],
+            phases: Some(json!({"deployment_id": 7, "steps": [{"step": 1, "kind": "online", "changes": ["i"]}]})),
             duration_ms: 3.25,
         };
         let value = serde_json::to_value(&report).unwrap();

@@ -61,7 +61,7 @@ pub fn launch(target: LaunchTarget) -> Result<i32, String> {
              deploy.wait, deploy.phase_status or deploy.apply of the project, or run it with the client"
                 .to_string()
         })?;
-    Ok(worker.pid().map(|pid| pid as i32).unwrap_or(0))
+    Ok(worker.pid().unwrap_or(0))
 }
 
 /// Starts a worker for `target` once the current transaction commits; nothing
