@@ -378,4 +378,29 @@ t_unfinished_phase_and_through() {
   eq "$(q "SELECT to_regclass('most') IS NULL")" "t" "later change left"
 }
 
+# No background worker slot free (max_worker_processes): the phase stays
+# pending and says so; deploy.status and deploy.wait start it once one is.
+t_no_worker_slot_waits_for_one() {
+  newdb
+  q "ALTER SYSTEM SET max_worker_processes = 1"
+  q "ALTER SYSTEM SET max_logical_replication_workers = 0"
+  q "ALTER SYSTEM SET max_parallel_workers = 0"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" restart -w -m fast -D "$TMP/data" -l "$TMP/postgres.log" >/dev/null
+  q "CREATE TABLE t (id int); INSERT INTO t VALUES (1)"
+  local a b r
+  a=$(manifest slot_a '{"project": "a", "version": "1.0.0", "changes": [{"id": "sleep", "sql": "SELECT pg_sleep(4)", "online": true}]}')
+  b=$(manifest slot_b '{"project": "b", "version": "1.0.0", "changes": [{"id": "idx", "sql": "CREATE INDEX CONCURRENTLY t_id_idx ON t (id)", "online": true}]}')
+  apply "$a" >/dev/null
+  worker_pid >/dev/null
+  apply "$b" >/dev/null
+  has "$(q "SELECT deploy.phase_status('b') ->> 'worker'")" "^not started: no background worker slot is free" "said"
+  has "$(q "SELECT phase_state || ' ' || phase_worker FROM deploy.status('b')")" "^pending not started: no background worker slot" "status"
+  r=$(wait_phase b)
+  eq "$(j "$r" 'r["state"]')" "done" "ran once a slot was free"
+  q "ALTER SYSTEM RESET max_worker_processes"
+  q "ALTER SYSTEM RESET max_logical_replication_workers"
+  q "ALTER SYSTEM RESET max_parallel_workers"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" restart -w -m fast -D "$TMP/data" -l "$TMP/postgres.log" >/dev/null
+}
+
 run_tests phases-e2e "$@"

@@ -380,7 +380,8 @@ SELECT pg_catalog.set_config('pg_deploy.status_grants', coalesce(pg_catalog.stri
 DROP FUNCTION deploy.status(text);
 -- Where every project stands, with its latest phase (docs/online.md): the
 -- steps after its deployment's commit, done of total, the change running or
--- failed, since when, and the error that stopped it.
+-- failed, since when, the error that stopped it, and its worker (started
+-- again here when the phase is unfinished and nobody runs it).
 CREATE FUNCTION deploy.status(project_name text DEFAULT NULL)
 RETURNS TABLE (
     project               text,
@@ -401,7 +402,8 @@ RETURNS TABLE (
     phase_steps           bigint,
     phase_change          text,
     phase_since           timestamptz,
-    phase_error           text
+    phase_error           text,
+    phase_worker          text
 )
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -419,7 +421,9 @@ AS $$
            d.duration_ms,
            p.schemas,
            CASE WHEN p.schemas IS NOT NULL THEN EXISTS (SELECT FROM deploy.drift(p.project)) END,
-           ph.state, ph.steps_done, ph.steps, ph.change, ph.since, ph.error
+           ph.state, ph.steps_done, ph.steps, ph.change, ph.since, ph.error,
+           -- An unfinished phase nobody runs is started again here.
+           CASE WHEN ph.state IN ('pending', 'running') THEN deploy.phase_status(p.project) ->> 'worker' END
       FROM deploy.projects p
       LEFT JOIN deploy.deployments d ON d.id = p.last_deployment_id
       LEFT JOIN LATERAL (

@@ -50,6 +50,11 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!(
+    "../sql/status.sql",
+    name = "status",
+    requires = [phases::wait::phase_status]
+);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 /// Where the project's latest phase stands; starts a worker if one is needed.
 #[pg_extern(volatile, parallel_unsafe)]
-fn phase_status(project: Option<&str>) -> JsonB {
+pub fn phase_status(project: Option<&str>) -> JsonB {
     guarded("deploy.phase_status", || {
         let project = project.ok_or_else(|| null_argument("project"))?;
         Spi::connect_mut(|client| status(client, project, true))
