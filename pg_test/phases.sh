@@ -403,4 +403,49 @@ t_no_worker_slot_waits_for_one() {
   runuser -u postgres -- "$PG_BIN/pg_ctl" restart -w -m fast -D "$TMP/data" -l "$TMP/postgres.log" >/dev/null
 }
 
+# Without a worker slot, a client session runs the phase itself through
+# deploy.phase_client, with the same bookkeeping and the one-runner rule.
+t_client_runs_the_phase_itself() {
+  newdb
+  q "ALTER SYSTEM SET max_worker_processes = 1"
+  q "ALTER SYSTEM SET max_logical_replication_workers = 0"
+  q "ALTER SYSTEM SET max_parallel_workers = 0"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" restart -w -m fast -D "$TMP/data" -l "$TMP/postgres.log" >/dev/null
+  q "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000)"
+  local a b out
+  a=$(manifest cl_a '{"project": "a", "version": "1.0.0", "changes": [{"id": "sleep", "sql": "SELECT pg_sleep(6)", "online": true}]}')
+  b=$(manifest cl_b '{"project": "b", "version": "1.0.0", "changes": [
+    {"id": "idx", "sql": "CREATE INDEX CONCURRENTLY t_id_idx ON t (id)", "online": true},
+    {"id": "after", "sql": "CREATE TABLE after_idx (id int)", "commit_before": true}]}')
+  apply "$a" >/dev/null
+  worker_pid >/dev/null
+  apply "$b" >/dev/null
+  # One session: claim, take the online step, run it, report, run the next step.
+  out=$("${PSQL[@]}" -d "$DB" \
+    -c "SELECT deploy.phase_client('b', '{\"do\": \"claim\"}') ->> 'claimed'" \
+    -c "SELECT deploy.phase_client('b', '{\"do\": \"next\"}') ->> 'sql'" \
+    -c "SELECT deploy.phase_client('b', '{\"do\": \"claim\"}') ->> 'claimed'" \
+    -c "CREATE INDEX CONCURRENTLY t_id_idx ON t (id)" \
+    -c "SELECT deploy.phase_client('b', '{\"do\": \"done\", \"rounds\": 1}') ->> 'recorded'" \
+    -c "SELECT deploy.phase_client('b', '{\"do\": \"next\"}') ->> 'kind'" \
+    -c "SELECT deploy.phase_client('b', '{\"do\": \"run\"}') ->> 'done'" \
+    -c "SELECT deploy.phase_client('b', '{\"do\": \"next\"}') ->> 'state'")
+  eq "$out" "$(printf 'true\nCREATE INDEX CONCURRENTLY t_id_idx ON t (id)\ntrue\ndone\ntransaction\ntrue\ndone')" "protocol"
+  eq "$(q "SELECT phase_state || ' ' || phase_steps_done || '/' || phase_steps FROM deploy.status('b')")" "done 2/2" "status"
+  eq "$(q "SELECT string_agg(outcome, ',' ORDER BY id) FROM deploy.history('b')")" "applied,phase,phase" "recorded"
+  # Another session cannot take over a phase a live session runs.
+  apply "$(manifest cl_c '{"project": "b", "version": "1.1.0", "changes": [
+    {"id": "idx2", "sql": "CREATE INDEX CONCURRENTLY t_id2_idx ON t (id)", "online": true}]}')" >/dev/null
+  ( "${PSQL[@]}" -d "$DB" -c "SELECT deploy.phase_client('b', '{\"do\": \"claim\"}')" -c "SELECT pg_sleep(3)" >/dev/null ) &
+  sleep 1
+  eq "$(q "SELECT deploy.phase_client('b', '{\"do\": \"claim\"}') ->> 'claimed'")" "false" "one runner"
+  out=$(try "SELECT deploy.phase_client('b', '{\"do\": \"next\"}')")
+  has "$out" 'ERROR: +55000: this session does not run the phase of project "b"' "not the runner"
+  wait
+  q "ALTER SYSTEM RESET max_worker_processes"
+  q "ALTER SYSTEM RESET max_logical_replication_workers"
+  q "ALTER SYSTEM RESET max_parallel_workers"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" restart -w -m fast -D "$TMP/data" -l "$TMP/postgres.log" >/dev/null
+}
+
 run_tests phases-e2e "$@"

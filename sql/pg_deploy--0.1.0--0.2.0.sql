@@ -361,6 +361,14 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'phase_status_wrapper';
 
+CREATE FUNCTION deploy."phase_client"(
+	"project" TEXT, /* Option < & str > */
+	"request" jsonb /* Option < JsonB > */
+) RETURNS jsonb /* JsonB */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'phase_client_wrapper';
+
 CREATE FUNCTION deploy."wait"(
 	"project" TEXT, /* Option < & str > */
 	"timeout" interval DEFAULT '1 hour' /* Option < Interval > */
@@ -461,4 +469,5 @@ REVOKE ALL ON TABLE deploy.change_sql, deploy.phase_queue, deploy.phase_runners,
 REVOKE ALL ON SEQUENCE deploy.phase_events_id_seq FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION deploy.verify_log(text, text), deploy.transfer_project(text, text),
                            deploy.manifest_document(text), deploy.object_fingerprints(text[]),
-                           deploy.phase_status(text), deploy.wait(text, interval), deploy.status(text) FROM PUBLIC;
+                           deploy.phase_status(text), deploy.phase_client(text, jsonb), deploy.wait(text, interval),
+                           deploy.status(text) FROM PUBLIC;

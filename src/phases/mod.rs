@@ -3,6 +3,7 @@
 //! queues them with the deployment; the worker runs and records them; wait
 //! and phase_status report on them and restart a worker that is gone.
 
+mod client;
 pub mod kind;
 pub mod launch;
 mod online;

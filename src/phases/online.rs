@@ -112,7 +112,7 @@ fn run(owner: Owner, row: &Row) -> Result<Finished, PgError> {
     Ok(finished(retries as i32, rounds, rows))
 }
 
-fn finished(retries: i32, rounds: i64, rows: i64) -> Finished {
+pub(super) fn finished(retries: i32, rounds: i64, rows: i64) -> Finished {
     Finished {
         statements: 1,
         retries,
@@ -122,12 +122,12 @@ fn finished(retries: i32, rounds: i64, rows: i64) -> Finished {
     }
 }
 
-fn notice(message: &str) -> PgError {
+pub(super) fn notice(message: &str) -> PgError {
     pg_error(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message)
 }
 
 /// What the statement is, from its parse tree.
-fn describe(_client: &mut SpiClient<'_>, sql: &str) -> Result<OnlineKind, DeployError> {
+pub(super) fn describe(_client: &mut SpiClient<'_>, sql: &str) -> Result<OnlineKind, DeployError> {
     let parsed = statements::split(sql).map_err(|f| DeployError::Postgres(f.error))?;
     match parsed.as_slice() {
         [one] => Ok(one.online.clone()),
@@ -140,7 +140,10 @@ fn describe(_client: &mut SpiClient<'_>, sql: &str) -> Result<OnlineKind, Deploy
 
 /// The named index of a CREATE INDEX CONCURRENTLY: its qualified name and
 /// whether it is valid, if it exists (resolved with the change's search_path).
-fn index_state(client: &mut SpiClient<'_>, kind: &OnlineKind) -> Result<Option<(String, bool)>, DeployError> {
+pub(super) fn index_state(
+    client: &mut SpiClient<'_>,
+    kind: &OnlineKind,
+) -> Result<Option<(String, bool)>, DeployError> {
     let OnlineKind::CreateIndex {
         table: ObjectName { schema, name },
         index: Some(index),
@@ -198,7 +201,7 @@ fn count_round(client: &mut SpiClient<'_>, row: &Row, rounds: i64, rows: i64) ->
     Ok(())
 }
 
-fn verify_ok(client: &mut SpiClient<'_>, verify: &str) -> Result<(), DeployError> {
+pub(super) fn verify_ok(client: &mut SpiClient<'_>, verify: &str) -> Result<(), DeployError> {
     let ok = client.update(verify, Some(1), &[])?;
     let value = if ok.is_empty() {
         None

@@ -275,6 +275,42 @@ fn record_step(
     Ok(())
 }
 
+/// Runs the changes of a transactional step in the current transaction, each
+/// in its subtransaction with lock retries, then records the step as done.
+/// `failed_at` is left at the index of the change that failed.
+pub fn run_changes(
+    client: &mut SpiClient<'_>,
+    owner: Owner,
+    project: &str,
+    facts: &SessionFacts,
+    rows: &[Row],
+    failed_at: &mut usize,
+) -> Result<(), DeployError> {
+    let mut done = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        *failed_at = i;
+        let statements = statements::split(&row.sql).map_err(|f| DeployError::Postgres(f.error))?;
+        let work = ChangeWork {
+            id: &row.change_id,
+            sql: &row.sql,
+            statements: &statements,
+            verify: row.verify.as_deref(),
+        };
+        let run = run_change(client, &work, &row.settings).map_err(|f| DeployError::Postgres(f.error))?;
+        done.push((
+            row,
+            Finished {
+                statements: statements.len() as i32,
+                retries: run.retries as i32,
+                duration_ms: run.duration.as_secs_f64() * 1000.0,
+                rounds: 1,
+                rows: 0,
+            },
+        ));
+    }
+    owner.run(|| record_done(client, project, facts, &done))
+}
+
 /// Runs a transactional phase: every change of the step in one transaction,
 /// each in its subtransaction with lock retries, and the record of it in the
 /// same transaction, so the step is either done and recorded or not at all.
@@ -288,31 +324,7 @@ pub fn transaction_step(owner: Owner, project: &str, rows: &[Row]) -> bool {
         }
     };
     let mut failed_at = 0;
-    let outcome = in_transaction(|client| {
-        let mut done = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            failed_at = i;
-            let statements = statements::split(&row.sql).map_err(|f| DeployError::Postgres(f.error))?;
-            let work = ChangeWork {
-                id: &row.change_id,
-                sql: &row.sql,
-                statements: &statements,
-                verify: row.verify.as_deref(),
-            };
-            let run = run_change(client, &work, &row.settings).map_err(|f| DeployError::Postgres(f.error))?;
-            done.push((
-                row,
-                Finished {
-                    statements: statements.len() as i32,
-                    retries: run.retries as i32,
-                    duration_ms: run.duration.as_secs_f64() * 1000.0,
-                    rounds: 1,
-                    rows: 0,
-                },
-            ));
-        }
-        owner.run(|| record_done(client, project, &facts, &done))
-    });
+    let outcome = in_transaction(|client| run_changes(client, owner, project, &facts, rows, &mut failed_at));
     match outcome {
         Ok(()) => true,
         Err(error) => {

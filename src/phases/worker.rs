@@ -144,7 +144,7 @@ fn run_queue(deployment_id: i64) -> Result<String, PgError> {
 
 /// Takes the project's runner row, unless a live worker holds it. The row
 /// lock serialises workers started at once; the loser sees the winner alive.
-fn claim(client: &mut SpiClient<'_>, deployment_id: i64) -> Result<Option<String>, DeployError> {
+pub(super) fn claim(client: &mut SpiClient<'_>, deployment_id: i64) -> Result<Option<String>, DeployError> {
     let project = client
         .update(
             "SELECT (SELECT project FROM deploy.phase_queue WHERE deployment_id = $1
@@ -188,7 +188,7 @@ fn claim(client: &mut SpiClient<'_>, deployment_id: i64) -> Result<Option<String
     Ok(Some(project))
 }
 
-fn release(client: &mut SpiClient<'_>, project: &str) -> Result<(), DeployError> {
+pub(super) fn release(client: &mut SpiClient<'_>, project: &str) -> Result<(), DeployError> {
     client.update(
         "DELETE FROM deploy.phase_runners WHERE project = $1 AND pid = pg_catalog.pg_backend_pid()",
         None,
