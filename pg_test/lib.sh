@@ -43,6 +43,17 @@ INI
   return 1
 }
 
+# After a crash: until the restarted server answers (and is not in recovery).
+wait_for_recovery() {
+  sleep 1
+  for _ in $(seq 150); do
+    [ "$("${PSQL[@]}" -d postgres -c "SELECT NOT pg_is_in_recovery()" 2>/dev/null)" = t ] && return 0
+    sleep 0.2
+  done
+  echo "the server did not come back" >&2
+  return 1
+}
+
 eq() { # eq ACTUAL EXPECTED WHAT
   if [ "$1" != "$2" ]; then
     printf '%s: expected [%s], got [%s]\n' "$3" "$2" "$1" >&2; return 1

@@ -97,17 +97,6 @@ pgbench_writes() {
   cat "$dir"/w.[0-9]* | awk 'BEGIN {m = 0} {if ($3 > m) m = $3} END {printf "%d\n", m / 1000}'
 }
 
-# After a crash: until the restarted server answers (and is not in recovery).
-wait_for_recovery() {
-  sleep 1
-  for _ in $(seq 150); do
-    [ "$(q "SELECT NOT pg_is_in_recovery()" 2>/dev/null)" = t ] && return 0
-    sleep 0.2
-  done
-  echo "the server did not come back" >&2
-  return 1
-}
-
 manifest() { # manifest NAME JSON: writes $TMP/m/NAME.json
   printf '%s' "$2" >"$TMP/m/$1.json"
   echo "$TMP/m/$1.json"

@@ -46,6 +46,10 @@ stage e2e bash "$ROOT/pg_test/run.sh"
 stage security-e2e bash "$ROOT/pg_test/security.sh"
 stage phases-e2e bash "$ROOT/pg_test/phases.sh"
 stage upgrade-e2e bash "$ROOT/pg_test/upgrade.sh"
+# The end-to-end suites on the other majors (the 16.14 wheel has no btree_gist,
+# which the core and upgrade suites' example needs).
+stage e2e-pg18 bash "$ROOT/scripts/e2e-pg.sh" 18 run security phases upgrade
+stage e2e-pg16 bash "$ROOT/scripts/e2e-pg.sh" 16 security phases
 stage cli cargo test -p pg-deploy-cli
 stage cli-e2e bash "$ROOT/pg_test/cli.sh"
 

@@ -198,6 +198,13 @@ fn enum_values_used_before_commit_are_explained() {
     assert!(warning.contains("change \"c\" starts a new phase") && warning.contains("change \"b\""), "{warning}");
     let steps: Vec<Value> = report["changes"].as_array().unwrap().iter().map(|c| c["step"].clone()).collect();
     assert_eq!(steps, vec![json!(0), json!(0), json!(1)]);
+    // One boundary is enough for several later uses.
+    let mut twice = m.clone();
+    twice["changes"].as_array_mut().unwrap().push(json!({"id": "d", "sql": "SELECT 'happy'::mood"}));
+    let report = plan_of(&twice, &json!({"execute": false, "phases": "auto"}));
+    assert_eq!(report["warnings"].as_array().map(Vec::len), Some(1), "{report}");
+    let steps: Vec<Value> = report["changes"].as_array().unwrap().iter().map(|c| c["step"].clone()).collect();
+    assert_eq!(steps, vec![json!(0), json!(0), json!(1), json!(1)]);
     // Declared with commit_before, nothing is refused.
     let mut declared = m.clone();
     declared["changes"][2]["commit_before"] = json!(true);

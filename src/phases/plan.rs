@@ -57,16 +57,26 @@ pub fn place(
                 format!("Move the use of the value out of change \"{user}\" into a later change with \"commit_before\": true."),
             ));
         }
-        if placement == PhasePlacement::Auto {
-            if let Some(i) = index_of(user) {
-                if !boundaries.contains(&i) {
-                    boundaries.push(i);
-                    warnings.push(format!(
-                        "phases: change \"{user}\" starts a new phase (committed after the ones before it): it uses \
-                         {what}, added by change \"{adder}\""
-                    ));
-                }
+    }
+    if placement == PhasePlacement::Auto {
+        // As few boundaries as needed: one between each adder and its first
+        // user, unless an earlier boundary already lies between them.
+        let mut needs: Vec<(usize, usize, &str, &str, &str)> = needs_commit
+            .iter()
+            .filter_map(|(a, u, what)| Some((index_of(u)?, index_of(a)?, u.as_str(), a.as_str(), what.as_str())))
+            .collect();
+        needs.sort_by_key(|&(u, a, ..)| (u, a));
+        for (u, a, user, adder, what) in needs {
+            if boundaries.iter().any(|&b| a < b && b <= u)
+                || manifest.changes[a + 1..=u].iter().any(|c| c.phase.commit_before)
+            {
+                continue;
             }
+            boundaries.push(u);
+            warnings.push(format!(
+                "phases: change \"{user}\" starts a new phase (committed after the ones before it): it uses \
+                 {what}, added by change \"{adder}\""
+            ));
         }
     }
     let steps = phases::steps(project, &manifest.changes, &runs, &boundaries).map_err(|e| {
