@@ -281,6 +281,9 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'transfer_project_wrapper';
 
+-- A no-op apply records no deployment, only when the project was last checked.
+ALTER TABLE deploy.projects ADD COLUMN last_checked_at timestamptz;
+
 -- Phases (docs/online.md): the queue of the steps that run after a
 -- deployment commits, who runs it, and what happened to it.
 -- The steps of a deployment that run after it commits (docs/online.md): one
@@ -403,6 +406,7 @@ RETURNS TABLE (
     last_application_name text,
     last_client_addr      inet,
     last_duration_ms      double precision,
+    last_checked_at       timestamptz,
     managed_schemas       text[],
     drifted               boolean,
     phase_state           text,
@@ -427,6 +431,7 @@ AS $$
            d.application_name,
            d.client_addr,
            d.duration_ms,
+           greatest(p.last_checked_at, d.finished_at),
            p.schemas,
            CASE WHEN p.schemas IS NOT NULL THEN EXISTS (SELECT FROM deploy.drift(p.project)) END,
            ph.state, ph.steps_done, ph.steps, ph.change, ph.since, ph.error,

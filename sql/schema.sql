@@ -16,7 +16,9 @@ CREATE TABLE deploy.projects (
     owner              name,
     -- Which deploy.object_fingerprints took the project's fingerprints: 1 (by
     -- OID, pg_deploy 0.1.0; also rows restored from its dumps), 2 (by name).
-    fingerprint_version integer NOT NULL DEFAULT 1
+    fingerprint_version integer NOT NULL DEFAULT 1,
+    -- The last apply that found nothing to do (it records no deployment).
+    last_checked_at    timestamptz
 );
 
 -- Every manifest ever deployed, once, by its sha256 over canonical JSON.

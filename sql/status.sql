@@ -1,4 +1,5 @@
--- deploy.status(): after deploy.phase_status, which it calls.
+-- deploy.status(): after deploy.phase_status, which it calls. last_checked_at:
+-- the last apply of the project, including those that found nothing to do.
 
 -- Where every project stands, with its latest phase (docs/online.md): the
 -- steps after its deployment's commit, done of total, the change running or
@@ -17,6 +18,7 @@ RETURNS TABLE (
     last_application_name text,
     last_client_addr      inet,
     last_duration_ms      double precision,
+    last_checked_at       timestamptz,
     managed_schemas       text[],
     drifted               boolean,
     phase_state           text,
@@ -41,6 +43,7 @@ AS $$
            d.application_name,
            d.client_addr,
            d.duration_ms,
+           greatest(p.last_checked_at, d.finished_at),
            p.schemas,
            CASE WHEN p.schemas IS NOT NULL THEN EXISTS (SELECT FROM deploy.drift(p.project)) END,
            ph.state, ph.steps_done, ph.steps, ph.change, ph.since, ph.error,

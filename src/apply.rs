@@ -259,6 +259,35 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     } else {
         None
     };
+    // A no-op that leaves the version as it was records no deployment: the
+    // project only notes when it was last checked (a race of appliers leaves
+    // one deployment, not one per applier).
+    let version = manifest.version.to_string();
+    if outcome == ApplyOutcome::NoOp
+        && fingerprint.is_none()
+        && opened.schema == Schema::V0_2
+        && opened.previous_version.as_deref() == Some(version.as_str())
+    {
+        let (deployment_id, chain_head) = owner.run(|| checked(client, project))?;
+        let previous_version = opened.previous_version.clone();
+        opened.close();
+        return Ok(ApplyReport {
+            project: project.to_string(),
+            version,
+            previous_version,
+            outcome,
+            deployment_id,
+            manifest_sha256: manifest.sha256.clone(),
+            chain_head,
+            applied,
+            rerun,
+            skipped,
+            accepted,
+            warnings: plan.warnings,
+            duration_ms: round_ms(started.elapsed().as_secs_f64() * 1000.0),
+            phases: None,
+        });
+    }
     let opened_user = opened.session.current_user.clone();
     let recorded = opened.finish(
         client,
@@ -331,6 +360,22 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         duration_ms: round_ms(recorded.duration_ms),
         phases,
     })
+}
+
+/// Notes that the project was checked and found up to date; returns the
+/// deployment in place and its hash (the chain's head).
+fn checked(client: &mut SpiClient<'_>, project: &str) -> Result<(i64, Option<String>), DeployError> {
+    let row = client
+        .update(
+            "UPDATE deploy.projects p SET last_checked_at = pg_catalog.clock_timestamp()
+              WHERE p.project = $1
+             RETURNING p.last_deployment_id,
+                       (SELECT d.row_hash FROM deploy.deployments d WHERE d.id = p.last_deployment_id)",
+            Some(1),
+            &[project.into()],
+        )?
+        .first();
+    Ok((row.get::<i64>(1)?.unwrap_or_default(), row.get::<String>(2)?))
 }
 
 /// The role this session authenticated as (a role that may log in), by oid and name.

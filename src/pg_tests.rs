@@ -92,14 +92,22 @@ mod tests {
     }
 
     #[pg_test]
-    fn reapply_is_a_recorded_noop() {
-        apply(&v1());
+    fn reapply_is_a_noop_that_records_no_deployment() {
+        let first = apply(&v1());
         let again = apply(&v1());
         assert_eq!(again["outcome"], "no-op");
         assert!(ids(&again, "applied").is_empty());
         assert_eq!(ids(&again, "skipped"), vec!["0001-schema", "0002-customers", "view"]);
+        // Nothing recorded: the report names the deployment in place, status when it was checked.
+        assert_eq!(one::<i64>("SELECT count(*) FROM deploy.deployments"), Some(1));
+        assert_eq!(again["deployment_id"], first["deployment_id"]);
+        assert_eq!(again["chain_head"], first["chain_head"]);
+        assert_eq!(
+            one::<bool>("SELECT last_checked_at IS NOT NULL AND last_outcome = 'applied' FROM deploy.status('shop')"),
+            Some(true)
+        );
         assert_eq!(again["previous_version"], "1.0.0");
-        assert_eq!(one::<i64>("SELECT deployments FROM deploy.status('shop')"), Some(2));
+        assert_eq!(one::<i64>("SELECT deployments FROM deploy.status('shop')"), Some(1));
     }
 
     #[pg_test]
