@@ -907,6 +907,167 @@ t_phases_through_pgbouncer() {
   eq "$(q "SELECT count(*) FROM pg_index WHERE indrelid = 'users'::regclass AND indisvalid")" 3 "three valid indexes"
 }
 
+# worker_slots ONE|DEFAULT: the cluster with a single background worker slot
+# (nothing else takes one), or back to the defaults; ALTER SYSTEM one
+# statement at a time, then a restart.
+worker_slots() {
+  local s
+  for s in "max_worker_processes = 1" "max_logical_replication_workers = 0" "max_parallel_workers = 0"; do
+    if [ "$1" = ONE ]; then
+      "${PSQL[@]}" -d postgres -c "ALTER SYSTEM SET $s"
+    else
+      "${PSQL[@]}" -d postgres -c "ALTER SYSTEM RESET ${s%% =*}"
+    fi
+  done
+  bash "$ROOT/scripts/cluster.sh" restart "$TMP"
+}
+
+# phase_workers: how many pg_deploy phase workers run now.
+phase_workers() {
+  q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_deploy phase worker'"
+}
+
+# hog_the_slot SECONDS: project hog, in database ${DB}_hog, whose online step
+# sleeps SECONDS in a worker; returns once the worker runs.
+hog_the_slot() {
+  local main=$DB hog
+  hog=$(folder hog)
+  slow_folder "$hog" "$1"
+  DB=${main}_hog
+  createdb "$DB"
+  q "CREATE EXTENSION pg_deploy;"
+  pgd apply "$hog" --project hog --no-wait
+  DB=$main
+  eq "$RC" 0 "the slow project"
+  for _ in $(seq 100); do [ "$(phase_workers)" = 1 ] && break; sleep 0.1; done
+  eq "$(phase_workers)" 1 "its worker holds the only slot"
+}
+
+# No background worker slot is free (another project's slow online step
+# holds the only one): apply runs the steps from its own session through
+# deploy.phase_client, a concurrent index build and a later transactional
+# file, with the same bookkeeping. --no-run-here leaves the phase pending
+# until the slot is free, then a worker runs it. The slow project is in
+# another database: a statement running in the same one holds a snapshot,
+# which a concurrent index build waits for, whoever runs it.
+t_phases_client_runs_them_without_a_worker_slot() {
+  newdb
+  trap 'worker_slots DEFAULT' EXIT
+  worker_slots ONE
+  local main=$DB d pid hog_done
+  hog_the_slot 8
+  d=$(folder gm)
+  users_folder "$d" 20000
+  pgd apply "$d" --project shop
+  eq "$RC" 0 "exit code"
+  has "$ERR" "worker not started: no background worker slot is free" "the server said why"
+  has "$ERR" "^pg-deploy: shop #1: no background worker slot is free: this client runs the phase itself$" "said"
+  has "$ERR" "^pg-deploy: shop #1: running 2_users_email_idx \(step 1, online\) from this client$" "online step"
+  has "$ERR" "^pg-deploy: shop #1: 2_users_email_idx done from this client \(" "online step done"
+  has "$ERR" "^pg-deploy: shop #1: running step 2 \(transaction: 3_users_email_key\) from this client$" "step 2"
+  has "$ERR" "^pg-deploy: shop #1: done, 2/2 step\(s\) done$" "progress"
+  has "$OUT" "^ +done +2_users_email_idx +step 1, online$" "summary, step 1"
+  has "$OUT" "^ +done +3_users_email_key +step 2, transaction$" "summary, step 2"
+  eq "$(phase_workers)" 1 "the slow project's worker still runs: the client ran it"
+  eq "$(q "SELECT i.indisvalid || ' ' || c.contype::text FROM pg_index i JOIN pg_constraint c ON c.conindid = i.indexrelid
+           WHERE c.conname = 'users_email_key'")" "true u" "valid index, used by the constraint"
+  eq "$(q "SELECT count(*) FROM pg_index WHERE NOT indisvalid")" 0 "no invalid index"
+  eq "$(q "SELECT phase_state || ' ' || phase_steps_done || '/' || phase_steps FROM deploy.status('shop')")" \
+    "done 2/2" "deploy.status"
+  eq "$(q "SELECT string_agg(outcome, ',' ORDER BY id) FROM deploy.history('shop')")" "applied,phase,phase" "history"
+  eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY deployment_id, ordinal) FROM deploy.change_log WHERE project = 'shop'")" \
+    "1_users 2_users_email_idx 3_users_email_key" "recorded"
+  eq "$(q "SELECT count(*) FROM deploy.phase_runners WHERE project = 'shop'")" 0 "claim given back"
+  # --no-run-here: the next step waits for the slot, and ends after the slow one.
+  echo 'CREATE INDEX CONCURRENTLY users_id_email ON users (id, email);' >"$d/4_users_id_email.up.sql"
+  PGDATABASE=$DB "$BIN" apply "$d" --project shop --no-run-here >"$TMP/out/norun.out" 2>"$TMP/out/norun.err" &
+  pid=$!
+  sleep 1.5
+  eq "$(q "SELECT state FROM deploy.phase_queue WHERE change_id = '4_users_id_email'")" pending "left pending"
+  eq "$(phase_workers)" 1 "the slot is still taken"
+  set +e; wait "$pid"; RC=$?; set -e
+  OUT=$(cat "$TMP/out/norun.out"); ERR=$(cat "$TMP/out/norun.err")
+  printf '%s\n%s\n' "$OUT" "$ERR"
+  eq "$RC" 0 "--no-run-here exit code"
+  has "$ERR" "worker not started: no background worker slot is free" "waited for a slot"
+  if grep -q "from this client" <<<"$ERR"; then echo "--no-run-here ran a step from the client" >&2; return 1; fi
+  has "$ERR" "^pg-deploy: shop #[0-9]+: done, 1/1 step\(s\) done$" "done"
+  hog_done=$("${PSQL[@]}" -d "${main}_hog" -c "SELECT max(at) FROM deploy.phase_events WHERE event = 'done'")
+  eq "$(q "SELECT '$hog_done'::timestamptz
+                < (SELECT min(at) FROM deploy.phase_events WHERE change_id = '4_users_id_email' AND event = 'started')")" t \
+    "started once the slow step ended"
+  eq "$(q "SELECT (SELECT max(at) FROM deploy.phase_events WHERE change_id = '3_users_email_key' AND event = 'done')
+                < '$hog_done'::timestamptz")" t "the client's run ended before it"
+  eq "$(q "SELECT indisvalid FROM pg_index WHERE indexrelid = 'users_id_email'::regclass")" t "index built"
+}
+
+# The server ends the client's session while the client builds an index
+# itself (no worker slot): the client connects again and claims again; the
+# extension finds the INVALID index, the client drops it and builds it again.
+t_phases_client_run_reconnects() {
+  newdb
+  trap 'worker_slots DEFAULT' EXIT
+  worker_slots ONE
+  hog_the_slot 20
+  local d pid
+  d=$(folder big)
+  echo "CREATE TABLE big (id int, t text); INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1500000) g;" \
+    >"$d/1_big.sql"
+  echo 'CREATE INDEX CONCURRENTLY big_t_idx ON big (t, id);' >"$d/2_big_t_idx.sql"
+  PGDATABASE=$DB "$BIN" apply "$d" --project big >"$TMP/out/rerun.out" 2>"$TMP/out/rerun.err" &
+  pid=$!
+  for _ in $(seq 300); do
+    [ -n "$(q "SELECT 1 FROM pg_stat_progress_create_index WHERE phase LIKE 'building%'")" ] && break
+    sleep 0.05
+  done
+  eq "$(q "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+           WHERE datname = current_database() AND application_name = 'pg-deploy' AND backend_type = 'client backend'")" \
+    1 "the client's session ended mid-build"
+  set +e; wait "$pid"; RC=$?; set -e
+  OUT=$(cat "$TMP/out/rerun.out"); ERR=$(cat "$TMP/out/rerun.err")
+  printf '%s\n%s\n' "$OUT" "$ERR"
+  eq "$RC" 0 "exit code"
+  has "$ERR" "the connection ended while this client ran the phase .*; connecting again" "said so"
+  eq "$(grep -c "running 2_big_t_idx (step 1, online) from this client" <<<"$ERR")" 2 "built again from the client"
+  has "$ERR" "^pg-deploy: big #1: done, 1/1 step\(s\) done$" "done"
+  eq "$(phase_workers)" 1 "no worker ran it"
+  eq "$(q "SELECT count(*) || ':' || bool_and(indisvalid) FROM pg_index WHERE indrelid = 'big'::regclass")" \
+    "1:true" "one valid index"
+  has "$(q "SELECT string_agg(event, ',' ORDER BY id) FROM deploy.phase_events")" \
+    "^started,started,reconciled,done$" "events"
+}
+
+# The same through PgBouncer in transaction mode (round robin, other clients
+# busy): the client's calls may reach other backends. Either they all reach
+# one (and the client runs the phase), or the server refuses a call from a
+# backend without the claim, the client says why and gives the claim back
+# (else the pooled backend that took it would keep every worker away), and a
+# worker runs the phase once the slot is free.
+t_phases_client_through_pgbouncer_without_a_worker_slot() {
+  newdb
+  trap 'stop_pgbouncer; worker_slots DEFAULT' EXIT
+  worker_slots ONE
+  start_pgbouncer 3
+  echo "server_round_robin = 1" >>"$TMP/pgbouncer.ini"
+  kill -HUP "$(cat "$TMP/pgbouncer.pid")"
+  hog_the_slot 5
+  local d k url="postgres://postgres@127.0.0.1:$BOUNCER_PORT/$DB?sslmode=disable"
+  d=$(folder gm)
+  users_folder "$d" 20000
+  for k in 1 2 3; do
+    ( for _ in $(seq 50); do psql -X -h 127.0.0.1 -p "$BOUNCER_PORT" -d "$DB" -Atc "SELECT pg_sleep(0.02)" >/dev/null; done ) &
+  done
+  pgd apply "$d" --project shop --database-url "$url" --phase-timeout 60s
+  wait
+  eq "$RC" 0 "exit code"
+  has "$ERR" "2_users_email_idx done from this client|this connection is pooled per transaction" "ran here, or said why not"
+  has "$ERR" "^pg-deploy: shop #1: done, 2/2 step\(s\) done$" "done"
+  eq "$(q "SELECT count(*) FROM deploy.phase_runners")" 0 "no claim left"
+  eq "$(q "SELECT phase_state || ' ' || phase_steps_done || '/' || phase_steps FROM deploy.status('shop')")" \
+    "done 2/2" "deploy.status"
+  eq "$(q "SELECT count(*) FROM pg_index WHERE NOT indisvalid")" 0 "no invalid index"
+}
+
 # ---------------------------------------------------------------- runner
 
 run_tests cli-e2e "$@"

@@ -128,6 +128,10 @@ pub struct WaitArgs {
     /// Give up waiting after this long (the steps go on in the background; exit 1).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_timeout)]
     pub phase_timeout: std::time::Duration,
+    /// Never run the steps from this client: when no background worker slot
+    /// is free, wait for one (by default the client runs them itself).
+    #[arg(long)]
+    pub no_run_here: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -435,6 +439,26 @@ mod tests {
             panic!("wait")
         };
         assert_eq!((project.as_str(), wait.phase_timeout.as_secs()), ("shop", 7200));
+        assert!(
+            !wait.no_run_here,
+            "the client runs the steps when no worker slot is free"
+        );
+        let cli = parse(&["wait", "shop", "--no-run-here"]);
+        assert!(matches!(
+            cli.command,
+            Command::Wait {
+                wait: WaitArgs { no_run_here: true, .. },
+                ..
+            }
+        ));
+        let cli = parse(&["apply", "db", "--no-run-here"]);
+        assert!(matches!(
+            cli.command,
+            Command::Apply {
+                wait: WaitArgs { no_run_here: true, .. },
+                ..
+            }
+        ));
         let cli = parse(&["plan", "db", "--through", "a", "--phases", "auto"]);
         assert!(matches!(
             cli.command,

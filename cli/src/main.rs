@@ -12,6 +12,7 @@ mod manifest;
 mod order;
 mod output;
 mod phase;
+mod run_here;
 mod scaffold;
 mod sql_text;
 mod tls;
@@ -27,10 +28,11 @@ use pg_deploy_core::report::{
     ApplyReport, BaselineReport, DriftRow, PlanReport, RevertReport, StatusRow, VerifyLogRow,
 };
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Reads the folder and builds the manifest; everything here is local (exit 2 on errors).
 fn load(f: &FolderArgs) -> Result<(Folder, Value), CliError> {
@@ -208,13 +210,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 }
                 return Ok(0);
             };
-            let followed = follow(
-                cli,
-                &mut c,
-                &report.project,
-                Some(steps.deployment_id),
-                wait.phase_timeout,
-            );
+            let followed = follow(cli, &mut c, &report.project, Some(steps.deployment_id), wait);
             let followed = match followed {
                 Ok(f) => f,
                 // The deployment committed: with --json its report is printed
@@ -235,7 +231,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
         }
         Command::Wait { project, wait } => {
             let mut c = client(cli)?;
-            let followed = follow(cli, &mut c, project, None, wait.phase_timeout)?;
+            let followed = follow(cli, &mut c, project, None, wait)?;
             if cli.json {
                 println!("{}", text(&followed.answer));
             }
@@ -395,38 +391,80 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
 }
 
 /// Polls deploy.phase_status on `c` (autocommit, one statement each) until
-/// the phase ends, with progress on stderr; reconnects once per lost connection.
+/// the phase ends, with progress on stderr; reconnects once per lost
+/// connection. When no background worker slot is free, runs the phase from
+/// `c` itself (docs/cli.md), unless `opts.no_run_here`.
 fn follow(
     cli: &Cli,
     c: &mut postgres::Client,
     project: &str,
     deployment: Option<i64>,
-    timeout: Duration,
+    opts: &args::WaitArgs,
 ) -> Result<wait::Followed, CliError> {
     let live = !cli.quiet && std::io::stderr().is_terminal();
-    let mut progress = phase::Progress::new(live);
+    let clear = if live { "\r\x1b[2K" } else { "" };
+    let progress = RefCell::new(phase::Progress::new(live));
+    let c = RefCell::new(c);
     let mut clock = wait::RealClock::start();
+    let started = Instant::now();
+    let mut here = run_here::Here::new(!opts.no_run_here);
     let result = {
-        let mut fetch = || match db::phase_status(c, project) {
-            Err(e) if wait::reconnectable(&e) => {
-                eprintln!(
-                    "{}pg-deploy: {}",
-                    if live { "\r\x1b[2K" } else { "" },
-                    wait::reconnect_note(&e)
-                );
-                *c = client(cli)?;
-                db::phase_status(c, project)
+        let mut fetch = || {
+            let mut c = c.borrow_mut();
+            match db::phase_status(&mut c, project) {
+                Err(e) if wait::reconnectable(&e) => {
+                    eprintln!("{clear}pg-deploy: {}", wait::reconnect_note(&e));
+                    **c = client(cli)?;
+                    db::phase_status(&mut c, project)
+                }
+                other => other,
             }
-            other => other,
         };
         let mut report = |s: &phase::PhaseStatus, waited: Duration| {
             if !cli.quiet {
-                eprint!("{}", progress.update(s, waited));
+                eprint!("{}", progress.borrow_mut().update(s, waited));
             }
         };
-        wait::follow(&mut fetch, deployment, timeout, &mut clock, &mut report)
+        let mut run_here = |s: &phase::PhaseStatus| {
+            if !here.wants(s, deployment) {
+                return Ok(false);
+            }
+            eprint!("{}", progress.borrow_mut().finish());
+            let mut c = c.borrow_mut();
+            let mut session = run_here::session::ClientSession {
+                client: &mut c,
+                project,
+            };
+            let ran = here.run(
+                s,
+                &mut session,
+                &mut || started.elapsed() >= opts.phase_timeout,
+                &mut |line| {
+                    if !cli.quiet {
+                        eprintln!("pg-deploy: {line}");
+                    }
+                },
+                &mut |note| eprintln!("pg-deploy: {note}"),
+            );
+            match ran {
+                Err(e) if wait::reconnectable(&e) => {
+                    eprintln!("pg-deploy: {}", run_here::lost_note(&e));
+                    **c = client(cli)?;
+                    Ok(true)
+                }
+                other => other,
+            }
+        };
+        wait::follow(
+            &mut fetch,
+            deployment,
+            opts.phase_timeout,
+            &mut clock,
+            &mut report,
+            &mut run_here,
+        )
     };
-    eprint!("{}", progress.finish());
+    eprint!("{}", progress.borrow_mut().finish());
     result
 }
 

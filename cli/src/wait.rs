@@ -117,12 +117,16 @@ pub fn reconnect_note(e: &CliError) -> String {
 /// Polls until the phase ends or `timeout` passes. `fetch` returns one
 /// deploy.phase_status answer; `report` sees every status read, with the time
 /// waited. With `deployment`, a status of another deployment ends the wait.
+/// `run_here` sees every status that does not end the wait, and may run the
+/// phase from the client (no worker slot free); when it says it did
+/// something, the next poll comes at once.
 pub fn follow(
     fetch: &mut dyn FnMut() -> Result<Value, CliError>,
     deployment: Option<i64>,
     timeout: Duration,
     clock: &mut dyn Clock,
     report: &mut dyn FnMut(&PhaseStatus, Duration),
+    run_here: &mut dyn FnMut(&PhaseStatus) -> Result<bool, CliError>,
 ) -> Result<Followed, CliError> {
     loop {
         let answer = fetch()?;
@@ -150,7 +154,9 @@ pub fn follow(
                 waited,
             });
         }
-        clock.sleep(POLL.min(timeout.saturating_sub(waited)));
+        if !run_here(&status)? {
+            clock.sleep(POLL.min(timeout.saturating_sub(waited)));
+        }
     }
 }
 
@@ -195,9 +201,14 @@ mod tests {
             slept: Vec::new(),
         };
         let mut seen = Vec::new();
-        let result = follow(&mut fetch, deployment, timeout, &mut clock, &mut |s, _| {
-            seen.push(line(s))
-        });
+        let result = follow(
+            &mut fetch,
+            deployment,
+            timeout,
+            &mut clock,
+            &mut |s, _| seen.push(line(s)),
+            &mut |_| Ok(false),
+        );
         (result, seen, clock)
     }
 
@@ -249,6 +260,55 @@ mod tests {
                 .contains("ERROR 57014: change \"0003_fill\" (step 2, online)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn runs_here_between_polls() {
+        let mut answers = vec![
+            state("pending", None, 0),
+            state("pending", None, 0),
+            state("running", Some("0003_fill"), 1),
+            state("done", None, 3),
+        ]
+        .into_iter();
+        let mut fetch = || answers.next().ok_or_else(|| CliError::input("no answer"));
+        let mut clock = FakeClock {
+            now: Duration::ZERO,
+            slept: Vec::new(),
+        };
+        let mut asked = Vec::new();
+        let f = follow(
+            &mut fetch,
+            Some(7),
+            Duration::from_secs(60),
+            &mut clock,
+            &mut |_, _| {},
+            &mut |s| {
+                asked.push(s.state);
+                // Ran the first time: poll again at once.
+                Ok(asked.len() == 1)
+            },
+        )
+        .expect("followed");
+        assert_eq!(f.ending, Ending::Done);
+        assert_eq!(
+            asked,
+            [State::Pending, State::Pending, State::Running],
+            "never on the last"
+        );
+        assert_eq!(clock.slept, vec![POLL; 2], "no sleep after a run");
+        let mut answers = vec![state("pending", None, 0)].into_iter();
+        let mut fetch = || answers.next().ok_or_else(|| CliError::input("no answer"));
+        let e = follow(
+            &mut fetch,
+            Some(7),
+            Duration::from_secs(60),
+            &mut clock,
+            &mut |_, _| {},
+            &mut |_| Err(CliError::input("cannot")),
+        )
+        .expect_err("its error ends the wait");
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]
