@@ -30,7 +30,7 @@ stage() {
   rc=${PIPESTATUS[0]}
   set -e
   # cargo: "test result: ok. 3 passed; 0 failed; ..."; e2e: "e2e: 3 passed, 0 failed"; "cli-e2e: 3 passed, 0 failed", "security-e2e: …"
-  read -r p f < <(sed -nE 's/^(test result: [A-Za-z]+\.|([a-z]+-)?e2e:) ([0-9]+) passed[;,] ([0-9]+) failed.*/\3 \4/p' "$log" |
+  read -r p f < <(sed -nE 's/^(test result: [A-Za-z]+\.|([a-z0-9]+-)*e2e:) ([0-9]+) passed[;,] ([0-9]+) failed.*/\3 \4/p' "$log" |
                    awk '{p += $1; f += $2} END {print p + 0, f + 0}')
   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; echo "==> $name exited $rc"; fi
   echo "==> $name: $p passed, $f failed"
@@ -52,6 +52,7 @@ stage e2e-pg18 bash "$ROOT/scripts/e2e-pg.sh" 18 run security phases upgrade
 stage e2e-pg16 bash "$ROOT/scripts/e2e-pg.sh" 16 security phases
 stage cli cargo test -p pg-deploy-cli
 stage cli-e2e bash "$ROOT/pg_test/cli.sh"
+stage cli-phases-e2e bash "$ROOT/pg_test/cli_phases.sh"
 
 echo "summary: $passed passed, $failed failed"
 [ "$failed" = 0 ]
