@@ -471,4 +471,30 @@ SQL
 # ---------------------------------------------------------------- runner
 
 [ -n "${SEC_DEBUG:-}" ] && set -x
+# A phase's bookkeeping runs as the extension's owner; a deployer's change
+# sets its own search_path (an operator "=" and a function "max" of its own
+# before pg_catalog) and the worker must not resolve the owner's queries with it.
+t_phase_bookkeeping_ignores_the_change_search_path() {
+  newdb
+  local dep=ph_evil
+  deployer "$dep"
+  q "GRANT EXECUTE ON FUNCTION deploy.wait(text, interval) TO $dep"
+  as "$dep" "CREATE SCHEMA evil;
+    CREATE FUNCTION evil.escalate(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS
+      \$\$ BEGIN EXECUTE 'ALTER ROLE $dep SUPERUSER'; RETURN \$1 OPERATOR(pg_catalog.=) \$2;
+           EXCEPTION WHEN OTHERS THEN RETURN \$1 OPERATOR(pg_catalog.=) \$2; END \$\$;
+    CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.escalate);
+    CREATE FUNCTION evil.max(bigint) RETURNS bigint LANGUAGE plpgsql AS
+      \$\$ BEGIN EXECUTE 'ALTER ROLE $dep SUPERUSER'; RETURN \$1;
+           EXCEPTION WHEN OTHERS THEN RETURN \$1; END \$\$;
+    CREATE TABLE evil.t (id int);" >/dev/null
+  printf '%s' '{"project": "evilph", "version": "1.0.0", "changes": [
+    {"id": "a", "sql": "CREATE TABLE evil.u (id int)", "search_path": "evil, pg_catalog, public"},
+    {"id": "i", "sql": "CREATE INDEX CONCURRENTLY t_id_idx ON t (id)", "online": true, "search_path": "evil, pg_catalog, public"},
+    {"id": "b", "sql": "CREATE TABLE evil.w (id int)", "commit_before": true, "search_path": "evil, pg_catalog, public"}]}' >"$TMP/m/evilph.json"
+  eq "$(apply_as "$dep" "$TMP/m/evilph.json")" applied "applied"
+  has "$(as "$dep" "SET search_path = evil, pg_catalog, public; SELECT deploy.wait('evilph', '60s') ->> 'state'")" '^done$' "phase done"
+  eq "$(superuser_of "$dep")" f "the deployer is still not a superuser"
+}
+
 run_tests security-e2e "$@"

@@ -45,10 +45,17 @@ impl Owner {
     }
 
     /// Runs `work` with the owner's user id, in a restricted security context
-    /// (no SET ROLE, no temporary objects); the caller's id comes back on
-    /// return and on unwind alike.
+    /// (no SET ROLE, no temporary objects), with names resolved in
+    /// pg_catalog only (a caller's or a change's search_path must not decide
+    /// which `max` or `=` the owner runs); the caller's id and search_path
+    /// come back on return (and, on an error, with the (sub)transaction's abort).
     pub fn run<R>(self, work: impl FnOnce() -> R) -> R {
-        run_as_role(self.0, work)
+        let level = crate::subxact::GucLevel::open();
+        // A fixed, valid value: set_local cannot fail on it.
+        let _ = crate::subxact::set_local("search_path", "pg_catalog, pg_temp");
+        let out = run_as_role(self.0, work);
+        level.restore();
+        out
     }
 }
 
