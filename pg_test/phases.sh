@@ -252,6 +252,10 @@ t_killed_worker_is_resumed() {
     "1:true" "one valid index"
   has "$(q "SELECT string_agg(event || coalesce(' ' || message, ''), ',' ORDER BY id) FROM deploy.phase_events")" \
     '^started,started,reconciled resumed after an interruption: DropInvalidThenRun,done$' "events"
+  # The hash chain keeps them: the step's record carries its events.
+  eq "$(q "SELECT string_agg(e ->> 'event', ',') FROM deploy.deployments d, jsonb_array_elements(d.options -> 'events') e
+           WHERE d.outcome = 'phase'")" "started,started,reconciled,done" "events in the chain"
+  eq "$(q "SELECT intact FROM deploy.verify_log('k')")" "t" "chain intact"
 }
 
 # A server restart mid-phase: the queue survives; deploy.wait finishes it.
@@ -357,14 +361,18 @@ t_unfinished_phase_and_through() {
     {"id": "more", "sql": "CREATE TABLE more (id int)"}]}')
   out=$(try_apply "$m2")
   has "$out" 'ERROR: +55006: project "s" has an unfinished phase' "blocked"
-  wait_phase s >/dev/null
-  m2=$(manifest through '{"project": "s", "version": "1.1.0", "changes": [
+  # Told to wait, apply waits for the phase to end, then deploys.
+  r=$(apply "$m2" '{"wait_for_phase": true}')
+  eq "$(j "$r" '[c["id"] for c in r["applied"]]')" '["more"]' "waited for the phase"
+  eq "$(q "SELECT state FROM deploy.phase_queue")" "done" "the phase had ended"
+  m2=$(manifest through '{"project": "s", "version": "1.2.0", "changes": [
     {"id": "sleep", "sql": "SELECT pg_sleep(3)", "online": true},
     {"id": "more", "sql": "CREATE TABLE more (id int)"},
-    {"id": "most", "sql": "CREATE TABLE most (id int)"}]}')
-  r=$(apply "$m2" '{"through": "more"}')
-  eq "$(j "$r" '[c["id"] for c in r["applied"]]')" '["more"]' "through"
-  eq "$(q "SELECT to_regclass('most') IS NULL")" "t" "later change left"
+    {"id": "most", "sql": "CREATE TABLE most (id int)"},
+    {"id": "last", "sql": "CREATE TABLE last (id int)"}]}')
+  r=$(apply "$m2" '{"through": "most"}')
+  eq "$(j "$r" '[c["id"] for c in r["applied"]]')" '["most"]' "through"
+  eq "$(q "SELECT to_regclass('last') IS NULL")" "t" "later change left"
 }
 
 # No background worker slot free (max_worker_processes): the phase stays

@@ -114,6 +114,21 @@ pub fn prepare(
     })
 }
 
+/// {"wait_for_phase": true}: before taking the project, wait for its
+/// unfinished phase to end (the worker records into the project's row, which
+/// this deployment would hold).
+fn wait_for_phase(client: &mut SpiClient<'_>, project: &str, timeout: &str) -> Result<(), DeployError> {
+    let ms = pg_deploy_core::manifest::duration_ms(timeout).unwrap_or(300_000.0);
+    let report =
+        crate::phases::wait::until_finished(client, project, std::time::Duration::from_millis(ms.max(0.0) as u64));
+    match report {
+        Ok(_) => Ok(()),
+        // Queued by this very transaction: apply's own check says what to do.
+        Err(DeployError::Postgres(e)) if e.is(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A project whose phase is still running takes no other changes until it ends.
 fn check_phase_finished(
     client: &mut SpiClient<'_>,
@@ -149,7 +164,8 @@ fn check_phase_finished(
         ),
         detail: None,
         hint: Some(format!(
-            "Wait for it with SELECT deploy.wait('{}'), then apply again.",
+            "Wait for it with SELECT deploy.wait('{}') (or pg-deploy wait), then apply again; or pass \
+             {{\"wait_for_phase\": true}} to have apply wait for it.",
             project.replace('\'', "''")
         )),
     }))
@@ -159,6 +175,9 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     let started = Instant::now();
     let manifest = &call.manifest;
     let project = manifest.project.as_str();
+    if call.options.wait_for_phase {
+        wait_for_phase(client, project, &call.options.wait_timeout)?;
+    }
     let Prepared {
         opened,
         mut plan,

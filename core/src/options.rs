@@ -25,6 +25,9 @@ pub struct ApplyOptions {
     pub phases: PhasePlacement,
     /// Apply up to and including this change; later changes wait for another apply.
     pub through: Option<String>,
+    /// Wait (up to wait_timeout) for the project's unfinished phase to end
+    /// instead of failing with 55006.
+    pub wait_for_phase: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,7 @@ impl Default for ApplyOptions {
             drift: DriftPolicy::Ignore,
             phases: PhasePlacement::Declared,
             through: None,
+            wait_for_phase: false,
         }
     }
 }
@@ -69,6 +73,7 @@ struct ApplyOptionsDocument {
     drift: Option<String>,
     phases: Option<String>,
     through: Option<String>,
+    wait_for_phase: Option<bool>,
 }
 
 /// How long a deployment waits for another one of the same project, unless told.
@@ -134,6 +139,7 @@ impl ApplyOptions {
                     })
                 }
             },
+            wait_for_phase: doc.wait_for_phase.unwrap_or(defaults.wait_for_phase),
             through: match doc.through {
                 Some(id) if id.trim().is_empty() => {
                     return Err(ManifestError::Empty {
@@ -251,6 +257,20 @@ mod tests {
             "options.drift: \"sometimes\" is not one of \"ignore\", \"warn\", \"refuse\""
         );
         assert_eq!(message(json!([])), "options: expected an object, found an array");
+        assert_eq!(
+            message(json!({"phases": "always"})),
+            "options.phases: \"always\" is not one of \"declared\", \"auto\""
+        );
+        assert_eq!(message(json!({"through": " "})), "options.through: must not be empty");
+        assert_eq!(
+            message(json!({"wait_for_phase": 1})),
+            "options.wait_for_phase: expected a boolean, found a number"
+        );
+        let o = ApplyOptions::from_value(&json!({"phases": "auto", "through": "x", "wait_for_phase": true})).unwrap();
+        assert_eq!(
+            (o.phases, o.through.as_deref(), o.wait_for_phase),
+            (PhasePlacement::Auto, Some("x"), true)
+        );
         assert_eq!(
             ApplyOptions::from_value(&json!({"wait": null, "drift": "refuse"}))
                 .unwrap()

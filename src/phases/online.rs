@@ -31,6 +31,11 @@ pub fn online_step(owner: Owner, project: &str, row: &Row) -> bool {
         set_session(name, Some(value));
     }
     let outcome = run(owner, row);
+    // The record is written under the worker's own settings, not the change's
+    // (a 1 s lock_timeout must not fail the record of a finished build).
+    for (name, _) in row.settings.gucs() {
+        set_session(name, None);
+    }
     let recorded = match &outcome {
         Ok(finished) => in_transaction(|client| {
             let done = Finished {
@@ -41,9 +46,6 @@ pub fn online_step(owner: Owner, project: &str, row: &Row) -> bool {
         }),
         Err(error) => in_transaction(|client| owner.run(|| record_failed(client, project, &facts, row, error))),
     };
-    for (name, _) in row.settings.gucs() {
-        set_session(name, None);
-    }
     if let Err(e) = recorded {
         pgrx::warning!("pg_deploy: deployment {}: {}", row.deployment_id, e.message);
         return false;

@@ -253,6 +253,28 @@ fn record_step(
         Some(schemas) if !changes.is_empty() => Some(drift::fingerprint(client, project, &schemas, Schema::V0_2)?),
         _ => None,
     };
+    // The step's events (started, retries, reconciliations, the outcome) go
+    // into the options, which the row's hash covers: the chain keeps them.
+    let step = options
+        .get("step")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or_default() as i32;
+    let events = client
+        .update(
+            "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                        'event', e.event, 'change', e.change_id, 'sqlstate', e.sqlstate, 'message', e.message,
+                        'pid', e.pid, 'at', e.at)) ORDER BY e.id), '[]')
+               FROM deploy.phase_events e
+              WHERE e.deployment_id = $1 AND e.step = $2",
+            Some(1),
+            &[deployment_id.into(), step.into()],
+        )?
+        .first()
+        .get_one::<JsonB>()?
+        .map(|j| j.0)
+        .unwrap_or_default();
+    let mut options = options;
+    options["events"] = events;
     let counts = Counts::of(&changes, 0);
     record::record(
         client,

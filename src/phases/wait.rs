@@ -43,40 +43,48 @@ fn wait(project: Option<&str>, timeout: default!(Option<Interval>, "'1 hour'")) 
                 hint: Some("Call it on its own, outside a REPEATABLE READ or SERIALIZABLE transaction.".into()),
             }));
         }
-        let started = Instant::now();
-        loop {
-            let report = Spi::connect_mut(|client| status(client, project, true))?;
-            let state = report.get("state").and_then(Value::as_str).unwrap_or("none");
-            if state == "failed" {
-                return Err(failed(project, &report));
-            }
-            if !matches!(state, "pending" | "running") {
-                return Ok(report);
-            }
-            if report.get("queued_by_this_transaction") == Some(&Value::Bool(true)) {
-                return Err(DeployError::Postgres(PgError {
-                    sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                    message: format!(
-                        "the phase of project \"{project}\" was queued by this transaction, and runs only once it commits"
-                    ),
-                    detail: None,
-                    hint: Some("Commit, then call deploy.wait in a new transaction.".into()),
-                }));
-            }
-            if started.elapsed() >= limit {
-                return Err(DeployError::Postgres(PgError {
-                    sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_QUERY_CANCELED),
-                    message: format!(
-                        "deploy.wait: the phase of project \"{project}\" is still {state} after {:?}",
-                        limit
-                    ),
-                    detail: Some(summary(&report)),
-                    hint: Some("It goes on without you: call deploy.wait again, or see deploy.phase_status.".into()),
-                }));
-            }
-            sleep_without_xmin(200);
+        let report = Spi::connect_mut(|client| until_finished(client, project, limit))?;
+        match report.get("state").and_then(Value::as_str) {
+            Some("failed") => Err(failed(project, &report)),
+            _ => Ok(report),
         }
     })
+}
+
+/// Polls the project's phase (starting a worker when needed) until it is no
+/// longer pending or running, and returns its report; errors when it was
+/// queued by this very transaction or `limit` passes.
+pub fn until_finished(client: &mut SpiClient<'_>, project: &str, limit: Duration) -> Result<Value, DeployError> {
+    let started = Instant::now();
+    loop {
+        let report = status(client, project, true)?;
+        let state = report.get("state").and_then(Value::as_str).unwrap_or("none");
+        if !matches!(state, "pending" | "running") {
+            return Ok(report);
+        }
+        if report.get("queued_by_this_transaction") == Some(&Value::Bool(true)) {
+            return Err(DeployError::Postgres(PgError {
+                sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                message: format!(
+                    "the phase of project \"{project}\" was queued by this transaction, and runs only once it commits"
+                ),
+                detail: None,
+                hint: Some("Commit, then call deploy.wait in a new transaction.".into()),
+            }));
+        }
+        if started.elapsed() >= limit {
+            return Err(DeployError::Postgres(PgError {
+                sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_QUERY_CANCELED),
+                message: format!(
+                    "deploy.wait: the phase of project \"{project}\" is still {state} after {:?}",
+                    limit
+                ),
+                detail: Some(summary(&report)),
+                hint: Some("It goes on without you: call deploy.wait again, or see deploy.phase_status.".into()),
+            }));
+        }
+        sleep_without_xmin(200);
+    }
 }
 
 fn null_argument(name: &str) -> DeployError {
