@@ -285,7 +285,8 @@ t_concurrent_appliers_run_the_phase_once() {
   local m i
   m=$(manifest race '{"project": "race", "version": "1.0.0", "changes": [
     {"id": "tbl", "sql": "CREATE TABLE r (id int)"},
-    {"id": "idx", "sql": "CREATE INDEX CONCURRENTLY t_id_idx ON t (id)", "online": true}]}')
+    {"id": "idx", "sql": "CREATE INDEX CONCURRENTLY t_id_idx ON t (id)", "online": true,
+     "verify": "SELECT indisvalid FROM pg_index WHERE indexrelid = '\''t_id_idx'\''::regclass"}]}')
   for i in $(seq 8); do apply "$m" >"$TMP/race.$i" 2>&1 & done
   wait
   eq "$(cat "$TMP"/race.* | grep -c '"outcome": "applied"')" "1" "one deployment applied"

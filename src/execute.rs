@@ -162,7 +162,7 @@ fn attempt(client: &mut SpiClient<'_>, work: &ChangeWork<'_>, settings: &RunSett
 }
 
 /// Runs a change's verify query: its first column of its first row must be true.
-fn run_verify(client: &mut SpiClient<'_>, verify: &str) -> Result<(), PgError> {
+pub fn run_verify(client: &mut SpiClient<'_>, verify: &str) -> Result<(), PgError> {
     let got: Result<Option<bool>, PgError> = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
         let table = client.update(verify, Some(1), &[]).map_err(spi_failure)?;
         if table.is_empty() {

@@ -6,7 +6,7 @@
 //! statements itself, top level, and reports how they went. Transactional
 //! steps run here, in the call. See docs/online.md.
 
-use super::online::{describe, finished, index_state, notice, verify_ok};
+use super::online::{describe, finished, index_state, notice};
 use super::queue;
 use super::run::{event, mark_running, next_step, record_done, record_failed, run_changes, Finished, Row};
 use super::worker::{claim, release};
@@ -175,7 +175,7 @@ fn serve(
                 ..finished(number("retries") as i32, number("rounds").max(1), number("rows"))
             };
             if let Some(verify) = &row.verify {
-                if let Err(e) = in_subtransaction(|| verify_ok(client, verify).map_err(as_pg)) {
+                if let Err(e) = in_subtransaction(|| crate::execute::run_verify(client, verify)) {
                     owner.run(|| record_failed(client, project, &facts, row, &e))?;
                     return Ok(json!({"failed": {"id": row.change_id, "sqlstate": e.sqlstate, "message": e.message}}));
                 }

@@ -109,7 +109,7 @@ fn run(owner: Owner, row: &Row) -> Result<Finished, PgError> {
         }
     }
     if let Some(verify) = &row.verify {
-        in_transaction(|client| verify_ok(client, verify))?;
+        in_transaction(|client| crate::execute::run_verify(client, verify).map_err(DeployError::Postgres))?;
     }
     Ok(finished(retries as i32, rounds, rows))
 }
@@ -201,25 +201,4 @@ fn count_round(client: &mut SpiClient<'_>, row: &Row, rounds: i64, rows: i64) ->
         &[row.deployment_id.into(), row.ordinal.into(), rounds.into(), rows.into()],
     )?;
     Ok(())
-}
-
-pub(super) fn verify_ok(client: &mut SpiClient<'_>, verify: &str) -> Result<(), DeployError> {
-    let ok = client.update(verify, Some(1), &[])?;
-    let value = if ok.is_empty() {
-        None
-    } else {
-        ok.first().get::<bool>(1).ok().flatten()
-    };
-    if value == Some(true) {
-        return Ok(());
-    }
-    Err(DeployError::Postgres(PgError {
-        sqlstate: crate::sqlstate::sqlstate(PgSqlErrorCode::ERRCODE_CHECK_VIOLATION),
-        message: format!(
-            "verify returned {}",
-            value.map_or("NULL or no row".into(), |b| b.to_string())
-        ),
-        detail: Some(format!("Verify: {}", verify.trim())),
-        hint: Some("The verify query must return true in its first column once the change has run.".into()),
-    }))
 }
