@@ -361,6 +361,33 @@ JSON
   eq "$(q "SELECT count(*) FROM information_schema.columns WHERE table_name = 'hot' AND column_name = 'note'")" 1 "column added"
 }
 
+# Behind a long holder, apply waits outside the lock queue between attempts
+# (polling pg_locks), so the application's queries queue behind it only while
+# it actually asks for the lock: about two lock_timeouts, not one per retry.
+t_waits_outside_the_lock_queue() {
+  newdb
+  local m=$TMP/m/outside.json queued=0 samples=0 apply_pid
+  q "CREATE TABLE hot (id int); INSERT INTO hot SELECT generate_series(1, 1000);"
+  cat >"$m" <<'JSON'
+{"project": "outside", "version": "1.0.0",
+ "defaults": {"lock_timeout": "300ms", "lock_retries": 20},
+ "changes": [{"id": "o1", "sql": "ALTER TABLE hot ADD COLUMN note text;"}]}
+JSON
+  hold_access_share 4
+  apply "$m" >"$TMP/out/outside" 2>"$TMP/out/outside.err" &
+  apply_pid=$!
+  while kill -0 "$apply_pid" 2>/dev/null; do
+    samples=$((samples + 1))
+    [ "$(q "SELECT count(*) FROM pg_locks WHERE relation = 'hot'::regclass AND NOT granted")" = 1 ] && queued=$((queued + 1))
+    sleep 0.05
+  done
+  wait "$apply_pid" || { cat "$TMP/out/outside.err" >&2; return 1; }
+  wait "$READER"
+  echo "# in the lock queue in $queued of $samples samples (50 ms apart) over a 4 s hold"
+  eq "$(j "$(cat "$TMP/out/outside")" 'r["outcome"]')" applied "applied after the holder left"
+  (( queued * 50 <= 1000 )) || { echo "queued about $((queued * 50)) ms" >&2; return 1; }
+}
+
 # With its retries used up, apply fails naming the change, the lock, the table and who holds it.
 t_lock_retries_exhausted() {
   newdb

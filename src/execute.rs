@@ -65,15 +65,31 @@ fn run_attempts(
             Err(failure)
                 if failure.error.is(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE) && retries < settings.lock_retries =>
             {
-                retries += 1;
-                let wait = retry_backoff_ms(retries, jitter());
-                pgrx::notice!(
-                    "pg_deploy: change \"{}\" timed out waiting for a lock (lock_timeout {}); retry {retries} of {} in {wait} ms",
-                    work.id,
-                    settings.lock_timeout,
-                    settings.lock_retries
-                );
-                sleep_ms(wait);
+                // Wait outside the lock queue (where the application's queries
+                // would line up behind us) until the holders are gone; a retry
+                // period that ends with them still there counts, without queueing.
+                let target = failure.statement.and_then(|i| lock_target(client, work, settings, i));
+                loop {
+                    retries += 1;
+                    let wait = retry_backoff_ms(retries, jitter());
+                    pgrx::notice!(
+                        "pg_deploy: change \"{}\" timed out waiting for a lock (lock_timeout {}); retry {retries} of {} \
+                         when the table is free (at most {wait} ms)",
+                        work.id,
+                        settings.lock_timeout,
+                        settings.lock_retries
+                    );
+                    let free = match &target {
+                        Some((oid, mode)) => wait_until_free(client, *oid, mode, wait),
+                        None => {
+                            sleep_ms(wait);
+                            true
+                        }
+                    };
+                    if free || retries >= settings.lock_retries {
+                        break;
+                    }
+                }
             }
             Err(failure) => return Err(ChangeFailure { retries, ..failure }),
         }
@@ -192,6 +208,47 @@ pub fn run_verify(client: &mut SpiClient<'_>, verify: &str) -> Result<(), PgErro
             detail: Some(format!("Verify: {}", verify.trim())),
             hint: Some("The verify query must return true in its first column once the change has run.".into()),
         }),
+    }
+}
+
+/// The table (oid) and mode the statement `index` of `work` locks, when the
+/// table exists.
+fn lock_target(
+    client: &mut SpiClient<'_>,
+    work: &ChangeWork<'_>,
+    settings: &RunSettings,
+    index: usize,
+) -> Option<(u32, &'static str)> {
+    let (table, mode) = work.statements.get(index)?.lock.as_ref()?;
+    let schemas = crate::catalog::schemas_of(client, &settings.search_path).ok()?;
+    use pg_deploy_core::hazards::Catalog;
+    let facts = crate::catalog::SpiCatalog::new(client, schemas).table(table)?;
+    Some((facts.oid, mode))
+}
+
+/// Polls pg_locks every 50 ms, for at most `ms`, until no other session holds
+/// a lock on `oid` that conflicts with `mode`; true when none is left.
+fn wait_until_free(client: &mut SpiClient<'_>, oid: u32, mode: &str, ms: u64) -> bool {
+    let until = Instant::now() + Duration::from_millis(ms);
+    loop {
+        let held: Vec<String> = client
+            .update(
+                "SELECT l.mode FROM pg_catalog.pg_locks l
+                  WHERE l.locktype = 'relation' AND l.relation = $1::pg_catalog.oid AND l.granted
+                    AND l.pid <> pg_catalog.pg_backend_pid()",
+                None,
+                &[i64::from(oid).into()],
+            )
+            .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+            .unwrap_or_default();
+        if !held.iter().any(|h| pg_deploy_core::retry::lock_conflicts(mode, h)) {
+            return true;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        sleep_ms(left.as_millis().min(50) as u64);
     }
 }
 
