@@ -493,7 +493,10 @@ t_phase_bookkeeping_ignores_the_change_search_path() {
     {"id": "i", "sql": "CREATE INDEX CONCURRENTLY t_id_idx ON t (id)", "online": true, "search_path": "evil, pg_catalog, public"},
     {"id": "b", "sql": "CREATE TABLE evil.w (id int)", "commit_before": true, "search_path": "evil, pg_catalog, public"}]}' >"$TMP/m/evilph.json"
   eq "$(apply_as "$dep" "$TMP/m/evilph.json")" applied "applied"
-  has "$(as "$dep" "SET search_path = evil, pg_catalog, public; SELECT deploy.wait('evilph', '60s') ->> 'state'")" '^done$' "phase done"
+  # Waited for on its own (one statement), under the same search_path.
+  has "$(PGOPTIONS='-c client_min_messages=warning -c search_path=evil,pg_catalog,public' "${PSQL[@]}" \
+           -v VERBOSITY=verbose -U "$dep" -d "$DB" -c "SELECT deploy.wait('evilph', '60s') ->> 'state'" 2>&1)" \
+      '^done$' "phase done"
   eq "$(superuser_of "$dep")" f "the deployer is still not a superuser"
 }
 
