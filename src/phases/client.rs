@@ -202,7 +202,7 @@ fn serve(
 fn next_online(client: &mut SpiClient<'_>, owner: Owner, project: &str, row: &Row) -> Result<Value, DeployError> {
     let facts = mark_running(client, owner, std::slice::from_ref(row))?;
     if row.state == "running" {
-        let kind = describe(client, &row.sql)?;
+        let kind = describe(&row.sql)?;
         let valid = index_state(client, &kind)?.map(|(_, valid)| valid);
         let decision = after_interruption(&kind, valid);
         let note = format!("resumed after an interruption: {decision:?}");
@@ -263,7 +263,7 @@ fn run_transaction(
 /// The statement that drops what a failed concurrent build of `row` left
 /// behind (an INVALID index), or null. The name is the catalog's, quoted.
 fn cleanup_sql(client: &mut SpiClient<'_>, row: &Row) -> Result<Value, DeployError> {
-    let kind = describe(client, &row.sql)?;
+    let kind = describe(&row.sql)?;
     Ok(match index_state(client, &kind)? {
         Some((name, false)) => Value::String(format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")),
         _ => Value::Null,

@@ -54,7 +54,7 @@ pub fn online_step(owner: Owner, project: &str, row: &Row) -> bool {
 }
 
 fn run(owner: Owner, row: &Row) -> Result<Finished, PgError> {
-    let kind = in_transaction(|client| describe(client, &row.sql))?;
+    let kind = in_transaction(|_| describe(&row.sql))?;
     let index = || in_transaction(|client| index_state(client, &kind));
     if row.state == "running" {
         // The last worker on it is gone: find out what it left, never run twice blindly.
@@ -97,7 +97,7 @@ fn run(owner: Owner, row: &Row) -> Result<Finished, PgError> {
             Err(error)
                 if error.is(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE) && retries < row.settings.lock_retries =>
             {
-                drop_invalid_index(&kind)?;
+                // The top of the loop drops what the failed build left.
                 retries += 1;
                 in_transaction(|client| owner.run(|| event(client, row, "retry", Some(&error))))?;
                 crate::execute::sleep_ms(retry_backoff_ms(retries, 0.5));
@@ -128,8 +128,9 @@ pub(super) fn notice(message: &str) -> PgError {
     pg_error(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message)
 }
 
-/// What the statement is, from its parse tree.
-pub(super) fn describe(_client: &mut SpiClient<'_>, sql: &str) -> Result<OnlineKind, DeployError> {
+/// What the statement is, from its parse tree (call it in a transaction: the
+/// parser runs in a subtransaction).
+pub(super) fn describe(sql: &str) -> Result<OnlineKind, DeployError> {
     let parsed = statements::split(sql).map_err(|f| DeployError::Postgres(f.error))?;
     match parsed.as_slice() {
         [one] => Ok(one.online.clone()),
@@ -188,6 +189,11 @@ fn quote_ident(client: &mut SpiClient<'_>, name: &str) -> Result<String, DeployE
 /// A failed concurrent build leaves its index INVALID: drop it (concurrently,
 /// so writes go on) before a retry, and after a final failure.
 fn drop_invalid_index(kind: &OnlineKind) -> Result<(), PgError> {
+    // Only a named concurrent build can leave one: no transaction for the rest
+    // (a batched backfill comes here every round).
+    if !matches!(kind, OnlineKind::CreateIndex { index: Some(_), .. }) {
+        return Ok(());
+    }
     if let Some((name, false)) = in_transaction(|client| index_state(client, kind))? {
         run_toplevel(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))?;
     }
