@@ -11,7 +11,6 @@ source "$ROOT/pg_test/lib.sh"
 PORT=${PORT:-5498}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 BOUNCER_PORT=${BOUNCER_PORT:-6498}
-EXAMPLES=$ROOT/examples/bookings
 
 TMP=$(mktemp -d /tmp/pg_deploy_e2e.XXXXXX)
 cleanup() {
@@ -27,6 +26,7 @@ eval "$(bash scripts/cluster.sh env "$TMP")"
 start_pgbouncer 20
 
 mkdir -p "$TMP/m" "$TMP/out"
+bookings_examples "$TMP/examples"
 
 # ---------------------------------------------------------------- helpers
 

@@ -10,7 +10,6 @@ ROOT=$PWD
 # shellcheck source=lib.sh
 source "$ROOT/pg_test/lib.sh"
 PORT=${UPGRADE_PORT:-5488}
-EXAMPLES=$ROOT/examples/bookings
 
 TMP=$(mktemp -d /tmp/pg_deploy_upgrade.XXXXXX)
 cleanup() {
@@ -24,6 +23,7 @@ eval "$(bash scripts/cluster.sh env "$TMP")"
 # The kill test needs commits that survive a crash (cluster.sh turns it off for speed).
 psql -X -q -d postgres -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
 mkdir -p "$TMP/out"
+bookings_examples "$TMP/examples"
 
 DB_PREFIX=up_
 export PGOPTIONS='-c client_min_messages=warning'

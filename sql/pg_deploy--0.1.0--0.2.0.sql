@@ -20,6 +20,13 @@ SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
     WITH ns AS (SELECT n.oid, n.nspname FROM pg_namespace n WHERE n.nspname = ANY (schemas)),
+    -- Column qualifiers in deparsed queries (views, rules, BEGIN ATOMIC bodies):
+    -- from PostgreSQL 16 on, a query over one relation is deparsed without them,
+    -- so they are left out on every major; schema qualifiers stay.
+    quals AS (SELECT '(?<![[:alnum:]_."$])(?!(?:'
+                     || string_agg(regexp_replace(quote_ident(n.nspname), '([^[:alnum:]_])', '\\\1', 'g'), '|')
+                     || ')\.)([[:alpha:]_][[:alnum:]_$]*|"(?:[^"]|"")+")\.(?=[[:alpha:]_"])' AS pattern
+                FROM pg_namespace n),
     rel AS (SELECT c.oid, c.relname, c.relkind, c.relowner, c.relacl, c.relpersistence, c.relrowsecurity,
                    c.relforcerowsecurity, c.relam, c.reloptions, ns.nspname
               FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
@@ -39,6 +46,7 @@ AS $$
                                          co.condeferred, co.convalidated),
                                ',' ORDER BY co.conname) AS d
                FROM pg_constraint co JOIN rel ON rel.oid = co.conrelid
+              WHERE co.contype <> 'n'  -- NOT NULL, in pg_constraint from 18 on: attnotnull says it
               GROUP BY co.conrelid),
     trigs AS (SELECT t.tgrelid,
                      string_agg(concat_ws(':', t.tgname, pg_get_triggerdef(t.oid), t.tgenabled), ',' ORDER BY t.tgname) AS d
@@ -67,8 +75,9 @@ AS $$
                          rel.relrowsecurity, rel.relforcerowsecurity,
                          (SELECT am.amname FROM pg_am am WHERE am.oid = rel.relam), rel.reloptions,
                          cols.d, cons.d, trigs.d, pols.d,
-                         (SELECT string_agg(concat_ws(':', r.rulename, pg_get_ruledef(r.oid)), ',' ORDER BY r.rulename)
-                            FROM pg_rewrite r WHERE r.ev_class = rel.oid),
+                         (SELECT string_agg(concat_ws(':', r.rulename, regexp_replace(pg_get_ruledef(r.oid), quals.pattern, '', 'g')),
+                                       ',' ORDER BY r.rulename)
+                            FROM pg_rewrite r, quals WHERE r.ev_class = rel.oid),
                          CASE WHEN rel.relkind IN ('i', 'I') THEN pg_get_indexdef(rel.oid) END,
                          (SELECT concat_ws(':', format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmax,
                                            s.seqmin, s.seqcache, s.seqcycle)
@@ -84,8 +93,10 @@ AS $$
                concat_ws('|', pg_get_userbyid(p.proowner), p.proacl,
                          CASE WHEN p.prokind = 'a'
                               THEN concat_ws(':', pg_get_function_arguments(p.oid), format_type(p.prorettype, NULL))
+                              WHEN p.prosqlbody IS NOT NULL
+                              THEN regexp_replace(pg_get_functiondef(p.oid), quals.pattern, '', 'g')
                               ELSE pg_get_functiondef(p.oid) END)
-          FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+          FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace CROSS JOIN quals
         UNION ALL
         SELECT 'type', ns.nspname || '.' || t.typname,
                concat_ws('|', t.typtype, pg_get_userbyid(t.typowner), t.typacl,
@@ -93,7 +104,7 @@ AS $$
                          t.typnotnull, t.typdefault,
                          (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
                          (SELECT string_agg(concat_ws(':', co.conname, pg_get_constraintdef(co.oid)), ',' ORDER BY co.conname)
-                            FROM pg_constraint co WHERE co.contypid = t.oid),
+                            FROM pg_constraint co WHERE co.contypid = t.oid AND co.contype <> 'n'),
                          (SELECT string_agg(concat_ws(':', a.attname, format_type(a.atttypid, a.atttypmod)), ',' ORDER BY a.attnum)
                             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
                            WHERE c.oid = t.typrelid AND c.relkind = 'c' AND a.attnum > 0 AND NOT a.attisdropped),
