@@ -1,4 +1,4 @@
-.PHONY: demo test bench
+.PHONY: demo test bench package
 
 demo:
 	bash scripts/demo.sh
@@ -8,3 +8,6 @@ test:
 
 bench:
 	bash bench/run.sh
+
+package:
+	bash scripts/package.sh

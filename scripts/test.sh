@@ -54,8 +54,8 @@ stage upgrade-e2e bash "$ROOT/pg_test/upgrade.sh"
 stage portability-e2e bash "$ROOT/pg_test/portability.sh"
 # The end-to-end suites on the other majors; 16 first: the pg_upgrade test on
 # 18 upgrades a 16 cluster, which needs pg_deploy installed in 16.
-stage e2e-pg16 bash "$ROOT/scripts/e2e-pg.sh" 16 run security phases upgrade portability
-stage e2e-pg18 bash "$ROOT/scripts/e2e-pg.sh" 18 run security phases upgrade portability
+stage e2e-pg16 bash "$ROOT/scripts/e2e-pg.sh" 16 run security phases upgrade portability cli cli_phases
+stage e2e-pg18 bash "$ROOT/scripts/e2e-pg.sh" 18 run security phases upgrade portability cli cli_phases
 stage cli cargo test -p pg-deploy-cli
 stage cli-e2e bash "$ROOT/pg_test/cli.sh"
 stage cli-phases-e2e bash "$ROOT/pg_test/cli_phases.sh"
