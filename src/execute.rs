@@ -7,6 +7,7 @@ use crate::sqlstate::{pg_error, sqlstate, Coded};
 use crate::statements::Statement;
 use crate::subxact::{from_caught, in_subtransaction, set_local, GucLevel, PgError};
 use crate::timeout::CallerTimer;
+use pg_deploy_core::analysis::ObjectName;
 use pg_deploy_core::retry::retry_backoff_ms;
 use pgrx::pg_sys::{self, PgTryBuilder};
 use pgrx::spi::{SpiClient, SpiError, SpiErrorCodes};
@@ -55,7 +56,11 @@ fn run_attempts(
     let started = Instant::now();
     let mut retries = 0;
     loop {
-        match attempt(client, work, settings) {
+        // Every attempt but the last takes its table locks only when free, so a
+        // busy table is waited for outside the lock queue; the last one queues
+        // (for lock_timeout at most) and fails naming the holders.
+        let queue = retries >= settings.lock_retries;
+        match attempt(client, work, settings, queue) {
             Ok(()) => {
                 return Ok(ChangeRun {
                     duration: started.elapsed(),
@@ -72,15 +77,24 @@ fn run_attempts(
                 loop {
                     retries += 1;
                     let wait = retry_backoff_ms(retries, jitter());
-                    pgrx::notice!(
-                        "pg_deploy: change \"{}\" timed out waiting for a lock (lock_timeout {}); retry {retries} of {} \
-                         when the table is free (at most {wait} ms)",
-                        work.id,
-                        settings.lock_timeout,
-                        settings.lock_retries
-                    );
+                    if failure.error.message.starts_with(BUSY) {
+                        pgrx::notice!(
+                            "pg_deploy: change \"{}\": {}; retry {retries} of {} when it is free (at most {wait} ms)",
+                            work.id,
+                            failure.error.message,
+                            settings.lock_retries
+                        );
+                    } else {
+                        pgrx::notice!(
+                            "pg_deploy: change \"{}\" timed out waiting for a lock (lock_timeout {}); retry {retries} of {} \
+                             when the table is free (at most {wait} ms)",
+                            work.id,
+                            settings.lock_timeout,
+                            settings.lock_retries
+                        );
+                    }
                     let free = match &target {
-                        Some((oid, mode)) => wait_until_free(client, *oid, mode, wait),
+                        Some((oid, mode)) => wait_until_free(client, *oid, mode, settings, wait),
                         None => {
                             sleep_ms(wait);
                             true
@@ -116,7 +130,12 @@ impl<'a> ChangeWork<'a> {
     }
 }
 
-fn attempt(client: &mut SpiClient<'_>, work: &ChangeWork<'_>, settings: &RunSettings) -> Result<(), ChangeFailure> {
+fn attempt(
+    client: &mut SpiClient<'_>,
+    work: &ChangeWork<'_>,
+    settings: &RunSettings,
+    queue: bool,
+) -> Result<(), ChangeFailure> {
     let (sql, statements) = (work.sql, work.statements);
     let level = GucLevel::open();
     let timer = CallerTimer::save();
@@ -134,6 +153,9 @@ fn attempt(client: &mut SpiClient<'_>, work: &ChangeWork<'_>, settings: &RunSett
         }
         for (i, statement) in statements.iter().enumerate() {
             current.set(Some(i));
+            if let (false, Some((table, mode))) = (queue, &statement.lock) {
+                lock_unless_held_long(client, table, mode, settings)?;
+            }
             timer.arm_for_statement();
             let text = &sql[statement.start..statement.end];
             probe.watch(|| client.update(text, None, &[])).map_err(spi_failure)?;
@@ -226,22 +248,130 @@ fn lock_target(
     Some((facts.oid, mode))
 }
 
-/// Polls pg_locks every 50 ms, for at most `ms`, until no other session holds
-/// a lock on `oid` that conflicts with `mode`; true when none is left.
-fn wait_until_free(client: &mut SpiClient<'_>, oid: u32, mode: &str, ms: u64) -> bool {
+/// How the error of a table found locked (without queueing) begins.
+const BUSY: &str = "table is busy";
+
+/// Takes `mode` on `table` now if no other session holds a conflicting lock.
+/// Otherwise, when a conflicting holder's transaction has already run longer
+/// than LONG_HOLDER_MS (queueing behind it would stall the application's
+/// queries behind us), fails at once with 55P03, outside the lock queue; the
+/// caller waits for it to go. Short holders (a busy table's own traffic) are
+/// queued behind as usual, for lock_timeout at most. A table that does not
+/// exist (yet) is left to the statement.
+fn lock_unless_held_long(
+    client: &mut SpiClient<'_>,
+    table: &ObjectName,
+    mode: &str,
+    settings: &RunSettings,
+) -> Result<(), PgError> {
+    let Some(lockmode) = lock_mode(mode) else {
+        return Ok(());
+    };
+    let oid = relation_oid(table);
+    if oid == pg_sys::InvalidOid {
+        return Ok(());
+    }
+    // SAFETY: a relation lock in the current (sub)transaction, released by it.
+    if unsafe { pg_sys::ConditionalLockRelationOid(oid, lockmode) } {
+        return Ok(());
+    }
+    let long = long_holders(client, u32::from(oid), mode, settings);
+    if long.is_empty() {
+        return Ok(());
+    }
+    Err(PgError {
+        sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE),
+        message: format!(
+            "{BUSY}: {} on {table} conflicts with {mode}, in a long-running transaction",
+            long.join(", ")
+        ),
+        detail: None,
+        hint: None,
+    })
+}
+
+/// An application's own transactions end well within this; a holder older
+/// than it (or than lock_timeout, if shorter) is waited for outside the queue.
+const LONG_HOLDER_MS: f64 = 100.0;
+
+/// Other sessions holding a lock on `oid` that conflicts with `mode`, whose
+/// transaction began more than LONG_HOLDER_MS (or lock_timeout, if shorter)
+/// ago ("pid N (Mode)"). A holder
+/// whose start the caller may not see (another role's session without
+/// pg_read_all_stats) is not counted: it is queued behind, as before.
+fn long_holders(client: &mut SpiClient<'_>, oid: u32, mode: &str, settings: &RunSettings) -> Vec<String> {
+    let older_than_ms = pg_deploy_core::manifest::duration_ms(&settings.lock_timeout)
+        .unwrap_or(0.0)
+        .min(LONG_HOLDER_MS);
+    // pg_stat_activity is read once per transaction and kept; we need it now.
+    // SAFETY: drops this backend's cached statistics snapshot, nothing else.
+    unsafe { pg_sys::pgstat_clear_snapshot() };
+    client
+        .update(
+            "SELECT l.pid, l.mode FROM pg_catalog.pg_locks l
+               JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'relation' AND l.relation = $1::pg_catalog.oid AND l.granted
+                AND l.pid <> pg_catalog.pg_backend_pid()
+                AND a.xact_start < pg_catalog.clock_timestamp() - $2::float8 * interval '1 ms'",
+            None,
+            &[i64::from(oid).into(), older_than_ms.into()],
+        )
+        .map(|rows| {
+            rows.filter_map(|r| {
+                let pid = r.get::<i32>(1).ok().flatten()?;
+                let held = r.get::<String>(2).ok().flatten()?;
+                pg_deploy_core::retry::lock_conflicts(mode, &held).then(|| format!("pid {pid} ({held})"))
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The lock mode PostgreSQL names `name` (as pg_locks shows it).
+fn lock_mode(name: &str) -> Option<pg_sys::LOCKMODE> {
+    let index = pg_deploy_core::retry::LOCK_MODES.iter().position(|m| *m == name)?;
+    pg_sys::LOCKMODE::try_from(index + 1).ok()
+}
+
+/// The relation `name` resolves to under the current search_path, or InvalidOid.
+fn relation_oid(name: &ObjectName) -> pg_sys::Oid {
+    let (Ok(rel), schema) = (
+        std::ffi::CString::new(name.name.as_str()),
+        name.schema.as_deref().map(std::ffi::CString::new),
+    ) else {
+        return pg_sys::InvalidOid;
+    };
+    let schema = match schema {
+        Some(Ok(s)) => Some(s),
+        Some(Err(_)) => return pg_sys::InvalidOid,
+        None => None,
+    };
+    // SAFETY: makeRangeVar copies nothing, so both strings are pstrdup'd into the
+    // current memory context; the lookup takes no lock and returns InvalidOid
+    // for a missing relation or schema (RVR_MISSING_OK).
+    unsafe {
+        let rv = pg_sys::makeRangeVar(
+            schema.map_or(std::ptr::null_mut(), |s| pg_sys::pstrdup(s.as_ptr())),
+            pg_sys::pstrdup(rel.as_ptr()),
+            -1,
+        );
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// Polls every 50 ms, for at most `ms`, until no other session holds a lock
+/// on `oid` that conflicts with `mode` in a long-running transaction (see
+/// long_holders); true when none is left.
+fn wait_until_free(client: &mut SpiClient<'_>, oid: u32, mode: &str, settings: &RunSettings, ms: u64) -> bool {
     let until = Instant::now() + Duration::from_millis(ms);
     loop {
-        let held: Vec<String> = client
-            .update(
-                "SELECT l.mode FROM pg_catalog.pg_locks l
-                  WHERE l.locktype = 'relation' AND l.relation = $1::pg_catalog.oid AND l.granted
-                    AND l.pid <> pg_catalog.pg_backend_pid()",
-                None,
-                &[i64::from(oid).into()],
-            )
-            .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
-            .unwrap_or_default();
-        if !held.iter().any(|h| pg_deploy_core::retry::lock_conflicts(mode, h)) {
+        if long_holders(client, oid, mode, settings).is_empty() {
             return true;
         }
         let left = until.saturating_duration_since(Instant::now());
