@@ -16,6 +16,8 @@ pub struct SpiCatalog<'a, 'conn> {
     schemas: Vec<String>,
     /// The first query error, kept: the trait's answers cannot carry it.
     pub error: Option<DeployError>,
+    /// Tables already looked up: hazards and locks ask about the same ones.
+    tables: HashMap<u32, Option<TableFacts>>,
 }
 
 /// The schemas a search_path setting resolves to, as `current_schemas(true)` says.
@@ -39,6 +41,7 @@ impl<'a, 'conn> SpiCatalog<'a, 'conn> {
             client,
             schemas,
             error: None,
+            tables: HashMap::new(),
         }
     }
 
@@ -89,6 +92,9 @@ const TABLE: &str = "
 
 impl SpiCatalog<'_, '_> {
     fn table_by_oid(&mut self, oid: pg_sys::Oid) -> Option<TableFacts> {
+        if let Some(known) = self.tables.get(&u32::from(oid)) {
+            return known.clone();
+        }
         let result = self
             .client
             .update(TABLE, Some(1), &[i64::from(u32::from(oid)).into()])
@@ -105,7 +111,9 @@ impl SpiCatalog<'_, '_> {
                     heap_bytes: row.get::<i64>(4)?.unwrap_or(0),
                 }))
             });
-        self.keep(result, None)
+        let facts = self.keep(result, None);
+        self.tables.insert(u32::from(oid), facts.clone());
+        facts
     }
 }
 

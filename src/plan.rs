@@ -117,8 +117,9 @@ fn held_lock_report(
             let Some(change) = manifest.changes.get(held.change) else {
                 continue;
             };
-            let line = analyses[held.change]
-                .as_ref()
+            let line = analyses
+                .get(held.change)
+                .and_then(Option::as_ref)
                 .and_then(|a| a.statements.get(held.statement))
                 .map_or(1, |s| {
                     line_col(&change.sql, skip_blank(&change.sql, s.statement.start)).0
