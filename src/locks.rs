@@ -3,7 +3,7 @@
 //! creates or alters.
 
 use crate::classify::{dotted, range_var};
-use crate::node::{tag, text};
+use crate::node::{items, tag, text};
 use pg_deploy_core::analysis::{DropKind, Facts, ObjectName};
 use pgrx::pg_sys::{self, NodeTag};
 use std::ffi::CStr;
@@ -38,6 +38,8 @@ pub unsafe fn lock_of(stmt: *mut pg_sys::Node) -> Option<&'static str> {
             NodeTag::T_ClusterStmt => pg_sys::AccessExclusiveLock as i32,
             NodeTag::T_DropStmt | NodeTag::T_TruncateStmt | NodeTag::T_RenameStmt => pg_sys::AccessExclusiveLock as i32,
             NodeTag::T_CreateTrigStmt => pg_sys::ShareRowExclusiveLock as i32,
+            // LOCK TABLE: the mode it names (ACCESS EXCLUSIVE by default), held until commit.
+            NodeTag::T_LockStmt => (*(stmt as *mut pg_sys::LockStmt)).mode,
             NodeTag::T_InsertStmt | NodeTag::T_UpdateStmt | NodeTag::T_DeleteStmt | NodeTag::T_MergeStmt => {
                 pg_sys::RowExclusiveLock as i32
             }
@@ -81,6 +83,10 @@ pub unsafe fn lock_target(stmt: *mut pg_sys::Node, facts: &Facts) -> Option<Obje
             NodeTag::T_UpdateStmt => Some(range_var((*(stmt as *mut pg_sys::UpdateStmt)).relation)),
             NodeTag::T_DeleteStmt => Some(range_var((*(stmt as *mut pg_sys::DeleteStmt)).relation)),
             NodeTag::T_CreateTrigStmt => Some(range_var((*(stmt as *mut pg_sys::CreateTrigStmt)).relation)),
+            NodeTag::T_LockStmt => {
+                let first = items((*(stmt as *mut pg_sys::LockStmt)).relations).first().copied();
+                first.map(|rv| range_var(rv as *mut pg_sys::RangeVar))
+            }
             NodeTag::T_RenameStmt => {
                 let rv = (*(stmt as *mut pg_sys::RenameStmt)).relation;
                 (!rv.is_null()).then(|| range_var(rv))

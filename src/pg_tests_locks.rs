@@ -54,6 +54,10 @@ fn issue_17_hazards_name_lock_and_phase() {
         ("REINDEX INDEX big_v", &["blocking_index_build"], "ShareLock", "\"online\": true"),
         ("CLUSTER big USING big_v", &["table_rewrite", "access_exclusive"], "AccessExclusiveLock", "expand, backfill, contract"),
         ("DROP TRIGGER big_t ON big", &["access_exclusive"], "AccessExclusiveLock", "\"commit_before\": true"),
+        ("LOCK TABLE big", &["access_exclusive"], "AccessExclusiveLock", "\"commit_before\": true"),
+        // In one change, a backfill under an earlier statement's lock: split the change.
+        ("LOCK TABLE big IN SHARE MODE; UPDATE big SET other = other WHERE id > 0",
+            &["lock_held_until_commit"], "ShareLock", "Split change \"c\": put statement 2"),
         // The false positive: SET NOT NULL after VALIDATE of a CHECK (col IS NOT NULL) skips the scan.
         ("ALTER TABLE big VALIDATE CONSTRAINT big_nn; ALTER TABLE big ALTER COLUMN other SET NOT NULL",
             &["access_exclusive"], "ShareUpdateExclusiveLock", "commit_before"),
