@@ -9,9 +9,11 @@ use crate::session::SessionFacts;
 use crate::sqlstate::sqlstate;
 use crate::statements::{self, Statement};
 use crate::subxact::PgError;
-use pg_deploy_core::analysis::{refusal, Facts, Refusal};
-use pg_deploy_core::hazards::{hazards, Hazard, HazardKind, Thresholds};
+use pg_deploy_core::analysis::{refusal, refusal_from_catalog, Facts, Refusal};
+use pg_deploy_core::hazards::{hazards, Earlier, Hazard, HazardKind, Thresholds};
+use pg_deploy_core::locks::{held_across, long_work, statement_locks, Locking, TableLock};
 use pg_deploy_core::manifest::{over_maximum, DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT};
+use pg_deploy_core::phases::{Step, StepKind};
 use pg_deploy_core::{Change, Manifest, Settings};
 use pgrx::spi::SpiClient;
 use pgrx::PgSqlErrorCode;
@@ -60,6 +62,10 @@ pub struct AnalysedStatement {
     pub statement: Statement,
     pub refusal: Option<Refusal>,
     pub hazards: Vec<Hazard>,
+    /// The locks it takes on existing tables, resolved in the catalogs.
+    pub locks: Vec<TableLock>,
+    /// What makes it long on a big table, if anything.
+    pub long: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +121,7 @@ pub fn analyse_change(
     change: &Change,
     settings: RunSettings,
     thresholds: &Thresholds,
+    earlier: &mut Earlier,
 ) -> Result<ChangeAnalysis, DeployError> {
     if let Some(reason) = over_maximum(&settings.statement_timeout, guc::MAX_STATEMENT_TIMEOUT.get()) {
         return Err(DeployError::Postgres(PgError {
@@ -146,17 +153,24 @@ pub fn analyse_change(
     let mut catalog = SpiCatalog::new(client, path);
     let mut statements = Vec::with_capacity(parsed.len());
     for statement in parsed {
-        let refusal = refusal(&statement.kind, &statement.facts);
+        let refusal =
+            refusal(&statement.kind, &statement.facts).or_else(|| refusal_from_catalog(&statement.facts, &mut catalog));
         let lock = statement.lock.as_ref().map(|(table, mode)| (table, *mode));
-        let found = if refusal.is_none() {
-            hazards(&statement.facts, lock, &mut catalog, thresholds)
+        let (found, locks) = if refusal.is_none() {
+            (
+                hazards(&statement.facts, lock, &mut catalog, thresholds, earlier),
+                statement_locks(&statement.facts, lock, &mut catalog, thresholds),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
+        let long = long_work(&statement.facts, &found, &locks);
         statements.push(AnalysedStatement {
             statement,
             refusal,
             hazards: found,
+            locks,
+            long,
         });
     }
     if let Some(error) = catalog.error.take() {
@@ -199,6 +213,7 @@ pub fn analyse_pending(
     session: &SessionFacts,
 ) -> Result<Vec<Option<ChangeAnalysis>>, DeployError> {
     let mut schemas = SchemaCache::default();
+    let mut earlier = Earlier::default();
     let mut out = Vec::with_capacity(manifest.changes.len());
     for (change, &runs) in manifest.changes.iter().zip(runs) {
         if !runs {
@@ -214,8 +229,46 @@ pub fn analyse_pending(
                 change,
                 settings,
                 &manifest.thresholds,
+                &mut earlier,
             )
         })?));
     }
     Ok(out)
+}
+
+/// The statements of one transactional step, in the order they run, with
+/// the locks they take (online steps hold nothing across statements).
+pub fn step_locking(step: &Step, analyses: &[Option<ChangeAnalysis>]) -> Vec<Locking> {
+    if step.kind != StepKind::Transaction {
+        return Vec::new();
+    }
+    step.changes
+        .iter()
+        .filter_map(|&c| Some((c, analyses.get(c)?.as_ref()?)))
+        .flat_map(|(c, a)| {
+            a.statements.iter().enumerate().map(move |(i, s)| Locking {
+                change: c,
+                statement: i,
+                locks: s.locks.clone(),
+                long: s.long.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Adds the hazard of a long statement run under an earlier statement's lock
+/// (held until its step commits) to the long statement.
+pub fn add_held_lock_hazards(manifest: &Manifest, steps: &[Step], analyses: &mut [Option<ChangeAnalysis>]) {
+    let ids = |i: usize| manifest.changes.get(i).map_or_else(String::new, |c| c.id.clone());
+    for step in steps {
+        let locking = step_locking(step, analyses);
+        for found in held_across(&locking, &ids) {
+            let at = &locking[found.long];
+            if let Some(Some(analysis)) = analyses.get_mut(at.change) {
+                if let Some(s) = analysis.statements.get_mut(at.statement) {
+                    s.hazards.push(found.hazard);
+                }
+            }
+        }
+    }
 }

@@ -101,9 +101,10 @@ pub fn prepare(
     }
     let mut plan = plan(manifest, &history, options)?;
     let runs: Vec<bool> = plan.actions.iter().map(|a| a.runs()).collect();
-    let analyses = analyse_pending(client, manifest, &runs, &opened.session)?;
+    let mut analyses = analyse_pending(client, manifest, &runs, &opened.session)?;
     plan.warnings.extend(drift_warnings);
     let phased = place(manifest, &analyses, options.phases)?;
+    crate::analyze::add_held_lock_hazards(manifest, &phased.steps, &mut analyses);
     plan.warnings.extend(phased.warnings.iter().cloned());
     Ok(Prepared {
         opened,

@@ -16,6 +16,8 @@ pub struct SpiCatalog<'a, 'conn> {
     schemas: Vec<String>,
     /// The first query error, kept: the trait's answers cannot carry it.
     pub error: Option<DeployError>,
+    /// Tables already looked up: hazards and locks ask about the same ones.
+    tables: HashMap<u32, Option<TableFacts>>,
 }
 
 /// The schemas a search_path setting resolves to, as `current_schemas(true)` says.
@@ -39,6 +41,7 @@ impl<'a, 'conn> SpiCatalog<'a, 'conn> {
             client,
             schemas,
             error: None,
+            tables: HashMap::new(),
         }
     }
 
@@ -54,6 +57,11 @@ impl<'a, 'conn> SpiCatalog<'a, 'conn> {
 /// new deployment do not exist yet); only tables, partitioned tables and
 /// materialized views count.
 fn resolve(schemas: &[String], name: &ObjectName) -> Option<pg_sys::Oid> {
+    resolve_kind(schemas, name, b"rpm")
+}
+
+/// Resolves a relation name to a relation of one of `kinds` (pg_class.relkind).
+fn resolve_kind(schemas: &[String], name: &ObjectName, kinds: &[u8]) -> Option<pg_sys::Oid> {
     let relname = CString::new(name.name.as_str()).ok()?;
     let lookup_in = |schema: &str| -> Option<pg_sys::Oid> {
         let nspname = CString::new(schema).ok()?;
@@ -73,7 +81,7 @@ fn resolve(schemas: &[String], name: &ObjectName) -> Option<pg_sys::Oid> {
     }?;
     // SAFETY: a syscache lookup of an oid that exists.
     let kind = unsafe { pg_sys::get_rel_relkind(oid) } as u8;
-    matches!(kind, b'r' | b'p' | b'm').then_some(oid)
+    kinds.contains(&kind).then_some(oid)
 }
 
 const TABLE: &str = "
@@ -82,9 +90,11 @@ const TABLE: &str = "
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = $1::pg_catalog.oid";
 
-impl Catalog for SpiCatalog<'_, '_> {
-    fn table(&mut self, name: &ObjectName) -> Option<TableFacts> {
-        let oid = resolve(&self.schemas, name)?;
+impl SpiCatalog<'_, '_> {
+    fn table_by_oid(&mut self, oid: pg_sys::Oid) -> Option<TableFacts> {
+        if let Some(known) = self.tables.get(&u32::from(oid)) {
+            return known.clone();
+        }
         let result = self
             .client
             .update(TABLE, Some(1), &[i64::from(u32::from(oid)).into()])
@@ -101,7 +111,64 @@ impl Catalog for SpiCatalog<'_, '_> {
                     heap_bytes: row.get::<i64>(4)?.unwrap_or(0),
                 }))
             });
-        self.keep(result, None)
+        let facts = self.keep(result, None);
+        self.tables.insert(u32::from(oid), facts.clone());
+        facts
+    }
+}
+
+impl Catalog for SpiCatalog<'_, '_> {
+    fn table(&mut self, name: &ObjectName) -> Option<TableFacts> {
+        let oid = resolve(&self.schemas, name)?;
+        self.table_by_oid(oid)
+    }
+
+    fn index_table(&mut self, index: &ObjectName) -> Option<TableFacts> {
+        let oid = resolve_kind(&self.schemas, index, b"iI")?;
+        // SAFETY: a syscache lookup of an index that exists; InvalidOid if it vanished.
+        let table = unsafe { pg_sys::IndexGetRelation(oid, true) };
+        (table != pg_sys::InvalidOid)
+            .then(|| self.table_by_oid(table))
+            .flatten()
+    }
+
+    fn partitioned(&mut self, name: &ObjectName) -> bool {
+        resolve_kind(&self.schemas, name, b"pI").is_some()
+    }
+
+    fn domain_tables(&mut self, domain: &ObjectName) -> Vec<TableFacts> {
+        // Columns of the domain or of a domain over it, as PostgreSQL's
+        // get_rels_with_domain finds them (composite types aside); the name
+        // resolves along the change's search_path.
+        let schemas: Vec<String> = match &domain.schema {
+            Some(schema) => vec![schema.clone()],
+            None => self.schemas.clone(),
+        };
+        let result = self
+            .client
+            .update(
+                "WITH RECURSIVE named AS (
+                     SELECT t.oid FROM pg_catalog.unnest($2::pg_catalog.text[]) WITH ORDINALITY s(nsp, i)
+                       JOIN pg_catalog.pg_namespace n ON n.nspname = s.nsp
+                       JOIN pg_catalog.pg_type t ON t.typnamespace = n.oid AND t.typname = $1 AND t.typtype = 'd'
+                      ORDER BY s.i LIMIT 1),
+                 d(oid) AS (
+                     SELECT oid FROM named
+                     UNION SELECT t.oid FROM pg_catalog.pg_type t JOIN d ON t.typbasetype = d.oid AND t.typtype = 'd')
+                 SELECT DISTINCT a.attrelid::pg_catalog.int8
+                   FROM pg_catalog.pg_attribute a JOIN d ON a.atttypid = d.oid
+                   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p', 'm')
+                  WHERE NOT a.attisdropped",
+                None,
+                &[domain.name.as_str().into(), schemas.into()],
+            )
+            .and_then(|t| t.map(|row| row.get::<i64>(1)).collect::<Result<Vec<_>, _>>());
+        let oids = self.keep(result, Vec::new());
+        oids.into_iter()
+            .flatten()
+            .filter_map(|oid| u32::try_from(oid).ok())
+            .filter_map(|oid| self.table_by_oid(pg_sys::Oid::from(oid)))
+            .collect()
     }
 
     fn schema_tables(&mut self, schema: &str) -> Option<TableFacts> {
@@ -173,16 +240,17 @@ impl Catalog for SpiCatalog<'_, '_> {
         self.keep(result, None).unwrap_or(true)
     }
 
-    fn not_null_proven(&mut self, table: &TableFacts, column: &str) -> bool {
+    fn not_null_proven(&mut self, table: &TableFacts, column: &str, validated: &[String]) -> bool {
         let result = self
             .client
             .update(
                 "SELECT EXISTS (SELECT FROM pg_catalog.pg_constraint
-                                 WHERE conrelid = $1::pg_catalog.oid AND contype = 'c' AND convalidated
+                                 WHERE conrelid = $1::pg_catalog.oid AND contype = 'c'
+                                   AND (convalidated OR conname::pg_catalog.text = ANY ($3))
                                    AND pg_catalog.strpos(pg_catalog.pg_get_constraintdef(oid),
                                          pg_catalog.concat('(', pg_catalog.quote_ident($2), ' IS NOT NULL)')) > 0)",
                 Some(1),
-                &[i64::from(table.oid).into(), column.into()],
+                &[i64::from(table.oid).into(), column.into(), validated.to_vec().into()],
             )
             .and_then(|t| t.first().get_one::<bool>());
         self.keep(result, None).unwrap_or(false)

@@ -1,15 +1,15 @@
 //! Reading the facts pg_deploy's rules need off PostgreSQL's raw parse tree.
 //! The rules themselves are in `pg_deploy_core::analysis`.
 
-use crate::node::{items, tag, text};
+use crate::node::{items, string_value, tag, text};
 use crate::tree_walk;
 use pg_deploy_core::analysis::{AlterCommand, ConstraintKind, DropKind, Facts, ObjectName};
+use pg_deploy_core::outside::OutsideTransaction as Outside;
 use pgrx::pg_sys::{self, NodeTag};
-use std::ffi::CStr;
 
 /// # Safety
 /// `rv` is null or a valid RangeVar.
-unsafe fn range_var(rv: *mut pg_sys::RangeVar) -> ObjectName {
+pub unsafe fn range_var(rv: *mut pg_sys::RangeVar) -> ObjectName {
     if rv.is_null() {
         return ObjectName::default();
     }
@@ -26,7 +26,7 @@ unsafe fn range_var(rv: *mut pg_sys::RangeVar) -> ObjectName {
 ///
 /// # Safety
 /// `list` is a valid List of String nodes.
-unsafe fn dotted(list: *mut pg_sys::List) -> ObjectName {
+pub unsafe fn dotted(list: *mut pg_sys::List) -> ObjectName {
     // SAFETY: per the contract.
     let mut parts: Vec<String> = unsafe { items(list) }
         .into_iter()
@@ -47,6 +47,39 @@ unsafe fn has_option(list: *mut pg_sys::List, name: &str) -> bool {
     unsafe { items(list) }.into_iter().any(|n| unsafe {
         tag(n) == Some(NodeTag::T_DefElem) && text((*(n as *mut pg_sys::DefElem)).defname).as_deref() == Some(name)
     })
+}
+
+/// The value of a boolean option (`WITH (create_slot = false)`), as
+/// PostgreSQL's defGetBoolean reads it; None when absent, true when written
+/// without a value.
+///
+/// # Safety
+/// `list` is a valid List of DefElem.
+unsafe fn bool_option(list: *mut pg_sys::List, name: &str) -> Option<bool> {
+    // SAFETY: per the contract; each cast follows the node's tag.
+    unsafe {
+        let def = items(list).into_iter().find(|n| {
+            tag(*n) == Some(NodeTag::T_DefElem)
+                && text((*(*n as *mut pg_sys::DefElem)).defname).as_deref() == Some(name)
+        })? as *mut pg_sys::DefElem;
+        let arg = (*def).arg;
+        Some(match tag(arg) {
+            None => true,
+            Some(NodeTag::T_Integer) => (*(arg as *mut pg_sys::Integer)).ival != 0,
+            Some(NodeTag::T_Boolean) => (*(arg as *mut pg_sys::Boolean)).boolval,
+            // `off` and other bare words arrive as a type name (gram.y def_arg: func_type).
+            Some(NodeTag::T_TypeName) => !is_false(type_name_text(arg as *mut pg_sys::TypeName)),
+            _ => !is_false(string_value(arg)),
+        })
+    }
+}
+
+/// A false boolean option value, as parse_bool reads it.
+fn is_false(value: Option<String>) -> bool {
+    matches!(
+        value.map(|v| v.to_ascii_lowercase()).as_deref(),
+        Some("false" | "off" | "0" | "f" | "n" | "no" | "fa" | "fal" | "fals" | "of")
+    )
 }
 
 /// The type name of a column definition, as `to_regtype` reads it.
@@ -77,7 +110,7 @@ pub unsafe fn facts_of(stmt: *mut pg_sys::Node) -> Facts {
             Some(NodeTag::T_IndexStmt) => {
                 let s = stmt as *mut pg_sys::IndexStmt;
                 if (*s).concurrent {
-                    Facts::NonTransactional
+                    Facts::NonTransactional(Outside::CreateIndexConcurrently)
                 } else {
                     Facts::CreateIndex {
                         table: range_var((*s).relation),
@@ -88,16 +121,30 @@ pub unsafe fn facts_of(stmt: *mut pg_sys::Node) -> Facts {
             Some(NodeTag::T_DropStmt) => {
                 let s = stmt as *mut pg_sys::DropStmt;
                 if (*s).concurrent {
-                    return Facts::NonTransactional;
+                    return Facts::NonTransactional(Outside::DropIndexConcurrently);
                 }
+                use pg_sys::ObjectType as O;
                 let object = match (*s).removeType {
-                    pg_sys::ObjectType::OBJECT_TABLE => DropKind::Table,
-                    pg_sys::ObjectType::OBJECT_SCHEMA => DropKind::Schema,
+                    O::OBJECT_TABLE => DropKind::Table,
+                    O::OBJECT_SCHEMA => DropKind::Schema,
+                    O::OBJECT_INDEX => DropKind::Index,
+                    O::OBJECT_TRIGGER | O::OBJECT_RULE | O::OBJECT_POLICY => DropKind::OnTable,
                     _ => DropKind::Other,
                 };
                 let names = items((*s).objects)
                     .into_iter()
                     .map(|o| match tag(o) {
+                        // trigger ON table: [schema,] table, trigger; the lock is on the table.
+                        Some(NodeTag::T_List) if object == DropKind::OnTable => {
+                            let mut parts = items(o as *mut pg_sys::List);
+                            parts.pop();
+                            let mut names: Vec<String> = parts.into_iter().filter_map(|n| string_value(n)).collect();
+                            let name = names.pop().unwrap_or_default();
+                            ObjectName {
+                                schema: names.pop(),
+                                name,
+                            }
+                        }
                         Some(NodeTag::T_List) => dotted(o as *mut pg_sys::List),
                         Some(NodeTag::T_String) => ObjectName {
                             schema: None,
@@ -109,48 +156,67 @@ pub unsafe fn facts_of(stmt: *mut pg_sys::Node) -> Facts {
                 Facts::Drop { object, names }
             }
             Some(NodeTag::T_ReindexStmt) => {
+                use pg_sys::ReindexObjectType as R;
                 let s = stmt as *mut pg_sys::ReindexStmt;
-                let whole = matches!(
-                    (*s).kind,
-                    pg_sys::ReindexObjectType::REINDEX_OBJECT_DATABASE
-                        | pg_sys::ReindexObjectType::REINDEX_OBJECT_SYSTEM
-                );
-                if whole || has_option((*s).params, "concurrently") {
-                    Facts::NonTransactional
-                } else {
-                    Facts::Other
+                match (*s).kind {
+                    _ if bool_option((*s).params, "concurrently") == Some(true) => {
+                        Facts::NonTransactional(Outside::ReindexConcurrently)
+                    }
+                    R::REINDEX_OBJECT_SCHEMA => Facts::NonTransactional(Outside::ReindexSchema),
+                    R::REINDEX_OBJECT_SYSTEM => Facts::NonTransactional(Outside::ReindexSystem),
+                    R::REINDEX_OBJECT_DATABASE => Facts::NonTransactional(Outside::ReindexDatabase),
+                    kind => Facts::Reindex {
+                        target: range_var((*s).relation),
+                        index: kind == R::REINDEX_OBJECT_INDEX,
+                    },
                 }
             }
             Some(NodeTag::T_VacuumStmt) => {
                 if (*(stmt as *mut pg_sys::VacuumStmt)).is_vacuumcmd {
-                    Facts::NonTransactional
+                    Facts::NonTransactional(Outside::Vacuum)
                 } else {
                     Facts::Other
                 }
             }
             Some(NodeTag::T_ClusterStmt) => {
-                if (*(stmt as *mut pg_sys::ClusterStmt)).relation.is_null() {
-                    Facts::NonTransactional
+                let relation = (*(stmt as *mut pg_sys::ClusterStmt)).relation;
+                if relation.is_null() {
+                    Facts::NonTransactional(Outside::ClusterAll)
                 } else {
-                    Facts::Other
+                    Facts::Cluster {
+                        table: range_var(relation),
+                    }
                 }
             }
             Some(NodeTag::T_AlterDatabaseStmt) => {
                 if has_option((*(stmt as *mut pg_sys::AlterDatabaseStmt)).options, "tablespace") {
-                    Facts::NonTransactional
+                    Facts::NonTransactional(Outside::AlterDatabaseSetTablespace)
                 } else {
                     Facts::Other
                 }
             }
-            Some(
-                NodeTag::T_CreatedbStmt
-                | NodeTag::T_DropdbStmt
-                | NodeTag::T_CreateTableSpaceStmt
-                | NodeTag::T_DropTableSpaceStmt
-                | NodeTag::T_AlterSystemStmt
-                | NodeTag::T_CreateSubscriptionStmt
-                | NodeTag::T_DropSubscriptionStmt,
-            ) => Facts::NonTransactional,
+            Some(NodeTag::T_CreatedbStmt) => Facts::NonTransactional(Outside::CreateDatabase),
+            Some(NodeTag::T_DropdbStmt) => Facts::NonTransactional(Outside::DropDatabase),
+            Some(NodeTag::T_CreateTableSpaceStmt) => Facts::NonTransactional(Outside::CreateTablespace),
+            Some(NodeTag::T_DropTableSpaceStmt) => Facts::NonTransactional(Outside::DropTablespace),
+            Some(NodeTag::T_AlterSystemStmt) => Facts::NonTransactional(Outside::AlterSystem),
+            Some(NodeTag::T_DropSubscriptionStmt) => Facts::NonTransactional(Outside::DropSubscription),
+            Some(NodeTag::T_CreateSubscriptionStmt) => {
+                let options = (*(stmt as *mut pg_sys::CreateSubscriptionStmt)).options;
+                // connect = false implies create_slot = false (parse_subscription_options).
+                if bool_option(options, "create_slot") == Some(false) || bool_option(options, "connect") == Some(false)
+                {
+                    Facts::Other
+                } else {
+                    Facts::NonTransactional(Outside::CreateSubscriptionWithSlot)
+                }
+            }
+            Some(NodeTag::T_AlterSubscriptionStmt) => alter_subscription(stmt as *mut pg_sys::AlterSubscriptionStmt),
+            Some(NodeTag::T_DiscardStmt)
+                if (*(stmt as *mut pg_sys::DiscardStmt)).target == pg_sys::DiscardMode::DISCARD_ALL =>
+            {
+                Facts::NonTransactional(Outside::DiscardAll)
+            }
             Some(
                 NodeTag::T_DiscardStmt
                 | NodeTag::T_ListenStmt
@@ -209,15 +275,103 @@ pub unsafe fn facts_of(stmt: *mut pg_sys::Node) -> Facts {
             }
             Some(NodeTag::T_DeleteStmt) => {
                 let s = stmt as *mut pg_sys::DeleteStmt;
+                let table = range_var((*s).relation);
                 if (*s).whereClause.is_null() {
-                    Facts::UnboundedDelete {
+                    Facts::UnboundedDelete { table }
+                } else {
+                    Facts::BulkWrite { table }
+                }
+            }
+            Some(NodeTag::T_UpdateStmt) => Facts::BulkWrite {
+                table: range_var((*(stmt as *mut pg_sys::UpdateStmt)).relation),
+            },
+            Some(NodeTag::T_MergeStmt) => Facts::BulkWrite {
+                table: range_var((*(stmt as *mut pg_sys::MergeStmt)).relation),
+            },
+            Some(NodeTag::T_InsertStmt) => {
+                let s = stmt as *mut pg_sys::InsertStmt;
+                let select = (*s).selectStmt;
+                // INSERT … VALUES is a SelectStmt with valuesLists: short.
+                let values = tag(select) == Some(NodeTag::T_SelectStmt)
+                    && !(*(select as *mut pg_sys::SelectStmt)).valuesLists.is_null();
+                if select.is_null() || values {
+                    Facts::Other
+                } else {
+                    Facts::BulkWrite {
                         table: range_var((*s).relation),
                     }
-                } else {
-                    Facts::Other
+                }
+            }
+            Some(NodeTag::T_AlterDomainStmt) => {
+                let s = stmt as *mut pg_sys::AlterDomainStmt;
+                let def = (*s).def;
+                let validated_constraint =
+                    tag(def) == Some(NodeTag::T_Constraint) && !(*(def as *mut pg_sys::Constraint)).skip_validation;
+                // 'C' ADD CONSTRAINT, 'O' SET NOT NULL: both check every stored value.
+                match (*s).subtype as u8 {
+                    b'C' if validated_constraint => Facts::DomainValidation {
+                        domain: dotted((*s).typeName),
+                    },
+                    b'O' => Facts::DomainValidation {
+                        domain: dotted((*s).typeName),
+                    },
+                    _ => Facts::Other,
                 }
             }
             _ => Facts::Other,
+        }
+    }
+}
+
+/// ALTER SUBSCRIPTION: the forms that refresh or alter the slot run only
+/// outside a transaction block (subscriptioncmds.c AlterSubscription).
+///
+/// # Safety
+/// `s` is a valid AlterSubscriptionStmt.
+unsafe fn alter_subscription(s: *mut pg_sys::AlterSubscriptionStmt) -> Facts {
+    use pg_sys::AlterSubscriptionType as A;
+    // SAFETY: per the contract.
+    unsafe {
+        let options = (*s).options;
+        match (*s).kind {
+            A::ALTER_SUBSCRIPTION_REFRESH => Facts::NonTransactional(Outside::AlterSubscriptionRefresh),
+            A::ALTER_SUBSCRIPTION_SET_PUBLICATION
+            | A::ALTER_SUBSCRIPTION_ADD_PUBLICATION
+            | A::ALTER_SUBSCRIPTION_DROP_PUBLICATION
+                if bool_option(options, "refresh") != Some(false) =>
+            {
+                Facts::NonTransactional(Outside::AlterSubscriptionRefresh)
+            }
+            A::ALTER_SUBSCRIPTION_OPTIONS
+                if bool_option(options, "failover").is_some() || bool_option(options, "two_phase") == Some(false) =>
+            {
+                Facts::NonTransactional(Outside::AlterSubscriptionSlotOption)
+            }
+            _ => Facts::Other,
+        }
+    }
+}
+
+/// The column a CHECK expression proves NOT NULL: `column IS NOT NULL`.
+///
+/// # Safety
+/// `expr` is null or a valid raw expression.
+unsafe fn not_null_of(expr: *mut pg_sys::Node) -> Option<String> {
+    // SAFETY: per the contract; each cast follows the node's tag.
+    unsafe {
+        if tag(expr) != Some(NodeTag::T_NullTest) {
+            return None;
+        }
+        let test = expr as *mut pg_sys::NullTest;
+        if (*test).nulltesttype != pg_sys::NullTestType::IS_NOT_NULL
+            || tag((*test).arg as *mut pg_sys::Node) != Some(NodeTag::T_ColumnRef)
+        {
+            return None;
+        }
+        let fields = items((*((*test).arg as *mut pg_sys::ColumnRef)).fields);
+        match fields.as_slice() {
+            [only] => string_value(*only),
+            _ => None,
         }
     }
 }
@@ -235,6 +389,8 @@ unsafe fn alter_command(cmd: *mut pg_sys::AlterTableCmd) -> AlterCommand {
                 let mut has_default = !(*def).raw_default.is_null();
                 let mut not_null = (*def).is_not_null;
                 let mut default_expr = None;
+                let mut stored_generated = false;
+                let mut builds_index = false;
                 for c in items((*def).constraints) {
                     if tag(c) != Some(NodeTag::T_Constraint) {
                         continue;
@@ -247,6 +403,8 @@ unsafe fn alter_command(cmd: *mut pg_sys::AlterTableCmd) -> AlterCommand {
                         }
                         pg_sys::ConstrType::CONSTR_IDENTITY => has_default = true,
                         pg_sys::ConstrType::CONSTR_NOTNULL => not_null = true,
+                        pg_sys::ConstrType::CONSTR_GENERATED => stored_generated = generated_stored(c),
+                        pg_sys::ConstrType::CONSTR_UNIQUE | pg_sys::ConstrType::CONSTR_PRIMARY => builds_index = true,
                         _ => {}
                     }
                 }
@@ -262,6 +420,8 @@ unsafe fn alter_command(cmd: *mut pg_sys::AlterTableCmd) -> AlterCommand {
                         .unwrap_or_default(),
                     serial,
                     not_null_without_default: not_null && !has_default && !serial,
+                    stored_generated,
+                    builds_index,
                 }
             }
             At::AT_AlterColumnType if tag((*cmd).def) == Some(NodeTag::T_ColumnDef) => {
@@ -287,8 +447,15 @@ unsafe fn alter_command(cmd: *mut pg_sys::AlterTableCmd) -> AlterCommand {
                     kind,
                     validated: !(*c).skip_validation,
                     uses_index,
+                    name: text((*c).conname),
+                    not_null_of: if kind == ConstraintKind::Check {
+                        not_null_of((*c).raw_expr)
+                    } else {
+                        None
+                    },
                 }
             }
+            At::AT_ValidateConstraint => AlterCommand::ValidateConstraint { name: column },
             At::AT_SetNotNull => AlterCommand::SetNotNull { column },
             At::AT_DropColumn => AlterCommand::DropColumn { column },
             At::AT_DetachPartition if tag((*cmd).def) == Some(NodeTag::T_PartitionCmd) => {
@@ -303,111 +470,20 @@ unsafe fn alter_command(cmd: *mut pg_sys::AlterTableCmd) -> AlterCommand {
     }
 }
 
-/// PostgreSQL's name of a lock mode (as in pg_locks.mode).
-fn lock_name(mode: i32) -> Option<&'static str> {
-    if !(1..=pg_sys::AccessExclusiveLock as i32).contains(&mode) {
-        return None;
-    }
-    // SAFETY: GetLockmodeName returns a pointer into a static table of the
-    // default lock method for every mode in 1..=AccessExclusiveLock.
-    let name = unsafe { CStr::from_ptr(pg_sys::GetLockmodeName(pg_sys::DEFAULT_LOCKMETHOD as _, mode)) };
-    name.to_str().ok()
-}
-
-/// The lock a statement takes on its main table, when it has one.
+/// Whether a GENERATED column is stored (computed for every row when added);
+/// PostgreSQL 18 also has virtual ones, computed when read.
 ///
 /// # Safety
-/// `stmt` is a valid node from `pg_parse_query`; may raise an ERROR, so call
-/// it inside a subtransaction.
-pub unsafe fn lock_of(stmt: *mut pg_sys::Node) -> Option<&'static str> {
-    // SAFETY: each arm casts the node to the struct its tag names.
-    unsafe {
-        let mode = match tag(stmt)? {
-            NodeTag::T_AlterTableStmt => pg_sys::AlterTableGetLockLevel((*(stmt as *mut pg_sys::AlterTableStmt)).cmds),
-            NodeTag::T_IndexStmt if (*(stmt as *mut pg_sys::IndexStmt)).concurrent => {
-                pg_sys::ShareUpdateExclusiveLock as i32
-            }
-            NodeTag::T_IndexStmt => pg_sys::ShareLock as i32,
-            NodeTag::T_DropStmt | NodeTag::T_TruncateStmt | NodeTag::T_RenameStmt => pg_sys::AccessExclusiveLock as i32,
-            NodeTag::T_CreateTrigStmt => pg_sys::ShareRowExclusiveLock as i32,
-            NodeTag::T_InsertStmt | NodeTag::T_UpdateStmt | NodeTag::T_DeleteStmt | NodeTag::T_MergeStmt => {
-                pg_sys::RowExclusiveLock as i32
-            }
-            _ => return None,
-        };
-        lock_name(mode)
+/// `c` is a valid Constraint of type CONSTR_GENERATED.
+#[allow(unused_variables)]
+unsafe fn generated_stored(c: *mut pg_sys::Constraint) -> bool {
+    #[cfg(feature = "pg18")]
+    {
+        // SAFETY: per the contract.
+        (unsafe { (*c).generated_kind }) as u8 != pg_sys::ATTRIBUTE_GENERATED_VIRTUAL
     }
-}
-
-/// The table a statement's lock is on, from its facts or its parse tree.
-///
-/// # Safety
-/// `stmt` is a valid node from `pg_parse_query`.
-pub unsafe fn lock_target(stmt: *mut pg_sys::Node, facts: &Facts) -> Option<ObjectName> {
-    let from_facts = match facts {
-        Facts::CreateIndex { table, .. } | Facts::AlterTable { table, .. } | Facts::UnboundedDelete { table } => {
-            Some(table.clone())
-        }
-        Facts::Drop {
-            object: DropKind::Table,
-            names,
-        } => names.first().cloned(),
-        Facts::Truncate { tables } => tables.first().cloned(),
-        _ => None,
-    };
-    if from_facts.is_some() {
-        return from_facts;
-    }
-    // SAFETY: each arm casts the node to the struct its tag names.
-    unsafe {
-        match tag(stmt)? {
-            NodeTag::T_InsertStmt => Some(range_var((*(stmt as *mut pg_sys::InsertStmt)).relation)),
-            NodeTag::T_UpdateStmt => Some(range_var((*(stmt as *mut pg_sys::UpdateStmt)).relation)),
-            NodeTag::T_DeleteStmt => Some(range_var((*(stmt as *mut pg_sys::DeleteStmt)).relation)),
-            NodeTag::T_CreateTrigStmt => Some(range_var((*(stmt as *mut pg_sys::CreateTrigStmt)).relation)),
-            NodeTag::T_RenameStmt => {
-                let rv = (*(stmt as *mut pg_sys::RenameStmt)).relation;
-                (!rv.is_null()).then(|| range_var(rv))
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The object a statement creates or alters, as named (schema or not), for
-/// working out which schemas a project manages.
-///
-/// # Safety
-/// `stmt` is a valid node from `pg_parse_query`.
-pub unsafe fn object_of(stmt: *mut pg_sys::Node, facts: &Facts) -> Option<ObjectName> {
-    if let Facts::CreateIndex { table, .. } | Facts::AlterTable { table, .. } = facts {
-        return Some(table.clone());
-    }
-    // SAFETY: each arm casts the node to the struct its tag names.
-    unsafe {
-        match tag(stmt)? {
-            NodeTag::T_CreateSchemaStmt => {
-                let name = text((*(stmt as *mut pg_sys::CreateSchemaStmt)).schemaname)?;
-                Some(ObjectName {
-                    schema: Some(name),
-                    name: String::new(),
-                })
-            }
-            NodeTag::T_CreateStmt => Some(range_var((*(stmt as *mut pg_sys::CreateStmt)).relation)),
-            NodeTag::T_ViewStmt => Some(range_var((*(stmt as *mut pg_sys::ViewStmt)).view)),
-            NodeTag::T_CreateSeqStmt => Some(range_var((*(stmt as *mut pg_sys::CreateSeqStmt)).sequence)),
-            NodeTag::T_CompositeTypeStmt => Some(range_var((*(stmt as *mut pg_sys::CompositeTypeStmt)).typevar)),
-            NodeTag::T_CreateTableAsStmt => {
-                let into = (*(stmt as *mut pg_sys::CreateTableAsStmt)).into;
-                (!into.is_null()).then(|| range_var((*into).rel))
-            }
-            NodeTag::T_CreateFunctionStmt => Some(dotted((*(stmt as *mut pg_sys::CreateFunctionStmt)).funcname)),
-            NodeTag::T_CreateEnumStmt => Some(dotted((*(stmt as *mut pg_sys::CreateEnumStmt)).typeName)),
-            NodeTag::T_CreateDomainStmt => Some(dotted((*(stmt as *mut pg_sys::CreateDomainStmt)).domainname)),
-            NodeTag::T_CreateRangeStmt => Some(dotted((*(stmt as *mut pg_sys::CreateRangeStmt)).typeName)),
-            NodeTag::T_DefineStmt => Some(dotted((*(stmt as *mut pg_sys::DefineStmt)).defnames)),
-            NodeTag::T_CreateTrigStmt => Some(range_var((*(stmt as *mut pg_sys::CreateTrigStmt)).relation)),
-            _ => None,
-        }
+    #[cfg(not(feature = "pg18"))]
+    {
+        true
     }
 }

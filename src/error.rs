@@ -213,8 +213,9 @@ impl DeployError {
                 "Give those changes \"revert\" SQL in the manifest and apply it, or revert to a later version.".into(),
             ),
             DeployError::Hazard { hazard, .. } => Some(format!(
-                "If this is intended, allow it with \"allow\": [\"{}\"] on the change (or in \"defaults\"); \
+                "{} If this is intended, allow it with \"allow\": [\"{}\"] on the change (or in \"defaults\"); \
                  big tables are those over defaults.big_table_rows / big_table_bytes.",
+                hazard.hint,
                 hazard.kind.as_str()
             )),
             DeployError::Postgres(error)

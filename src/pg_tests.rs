@@ -426,6 +426,8 @@ mod tests {
 
     // Statement analysis, lock safety and hazards (shares the helpers above).
     include!("pg_tests_analysis.rs");
+
+    include!("pg_tests_locks.rs");
     // Verify/revert, baseline, the hash-chained log, drift, hostile search paths.
     include!("pg_tests_governance.rs");
 

@@ -79,7 +79,7 @@ fn refused_statements_stop_apply_before_anything_runs() {
         {"id": "a", "sql": "CREATE TABLE r_t (a int);"},
         {"id": "b", "sql": "SELECT 1;\n  CREATE INDEX CONCURRENTLY ON r_t (a);"}]});
     let got = try_apply(&m, &json!({}));
-    assert!(got.starts_with("25001: change \"b\" of project \"r\" cannot run at line 2, column 3: CREATE INDEX cannot run inside a transaction block"), "{got}");
+    assert!(got.starts_with("25001: change \"b\" of project \"r\" cannot run at line 2, column 3: CREATE INDEX CONCURRENTLY cannot run inside a transaction block"), "{got}");
     assert_eq!(one::<bool>("SELECT to_regclass('r_t') IS NULL"), Some(true));
 }
 
@@ -227,7 +227,7 @@ fn enum_value_uses_come_from_the_parse_tree() {
             {"id": "add", "sql": "ALTER TYPE mood ADD VALUE 'happy'"},
             {"id": "use", "sql": user_sql}]});
         let report = plan_of(&m, &json!({"execute": false, "phases": "auto"}));
-        report["warnings"].as_array().map_or(false, |w| w.iter().any(|w| w.as_str().unwrap_or("").contains("change \"use\" starts a new phase")))
+        report["warnings"].as_array().is_some_and(|w| w.iter().any(|w| w.as_str().unwrap_or("").contains("change \"use\" starts a new phase")))
     };
     #[rustfmt::skip]
     let cases: &[(&str, bool)] = &[

@@ -2,7 +2,7 @@
 //! kinds, locks and hazards of every pending change, and proof that they run,
 //! without leaving any trace.
 
-use crate::analyze::ChangeAnalysis;
+use crate::analyze::{step_locking, ChangeAnalysis};
 use crate::apply::{prepare, Prepared};
 use crate::deployment::{with_manifest, Call};
 use crate::error::{ChangeLocation, DeployError};
@@ -13,10 +13,11 @@ use crate::sqlstate::{pg_error, Coded};
 use crate::subxact::in_subtransaction;
 use pg_deploy_core::analysis::escapes_rollback;
 use pg_deploy_core::hazards::Hazard;
+use pg_deploy_core::locks::held_locks;
 use pg_deploy_core::position::{line_col, skip_blank};
 use pg_deploy_core::report::{
-    round_ms, Objection, PlanOutcome, PlanReport, PlannedChange, PlannedHazard, PlannedLock, PlannedRefusal,
-    PlannedSettings, PlannedStatement, TrialRun,
+    round_ms, Objection, PlanOutcome, PlanReport, PlannedChange, PlannedHazard, PlannedHeldLock, PlannedLock,
+    PlannedRefusal, PlannedSettings, PlannedStatement, TrialRun,
 };
 use pg_deploy_core::{Action, Change, Manifest, PlanOptions};
 use pgrx::prelude::*;
@@ -54,6 +55,7 @@ fn report(client: &mut SpiClient<'_>, call: Call<PlanOptions>) -> Result<PlanRep
     for (planned, step) in changes.iter_mut().zip(&phased.step_of) {
         planned.step = *step;
     }
+    let locks_held = held_lock_report(manifest, &phased.steps, &analyses);
     // The trial runs what the deployment's own transaction would: later steps
     // run after commit, top level, which a rolled-back trial cannot show.
     let trial_actions: Vec<Action> = plan
@@ -97,9 +99,47 @@ fn report(client: &mut SpiClient<'_>, call: Call<PlanOptions>) -> Result<PlanRep
         outcome,
         changes,
         warnings: plan.warnings,
+        locks_held,
         execution,
         duration_ms: round_ms(started.elapsed().as_secs_f64() * 1000.0),
     })
+}
+
+/// Per step and table: the strongest lock, who takes it, what runs under it.
+fn held_lock_report(
+    manifest: &Manifest,
+    steps: &[pg_deploy_core::phases::Step],
+    analyses: &[Option<ChangeAnalysis>],
+) -> Vec<PlannedHeldLock> {
+    let mut out = Vec::new();
+    for (n, step) in steps.iter().enumerate() {
+        for held in held_locks(&step_locking(step, analyses)) {
+            let Some(change) = manifest.changes.get(held.change) else {
+                continue;
+            };
+            let line = analyses
+                .get(held.change)
+                .and_then(Option::as_ref)
+                .and_then(|a| a.statements.get(held.statement))
+                .map_or(1, |s| {
+                    line_col(&change.sql, skip_blank(&change.sql, s.statement.start)).0
+                });
+            out.push(PlannedHeldLock {
+                step: n,
+                table: held.table.name,
+                mode: held.mode.as_str().to_string(),
+                change: change.id.clone(),
+                line,
+                held_during: held
+                    .during
+                    .iter()
+                    .filter_map(|&i| manifest.changes.get(i).map(|c| c.id.clone()))
+                    .collect(),
+                big: held.big,
+            });
+        }
+    }
+    out
 }
 
 fn hazard_report(h: &Hazard, allowed: &[pg_deploy_core::hazards::HazardKind]) -> PlannedHazard {
@@ -112,6 +152,7 @@ fn hazard_report(h: &Hazard, allowed: &[pg_deploy_core::hazards::HazardKind]) ->
         allowed: allowed.contains(&h.kind),
         refused: h.refused(allowed),
         reason: h.reason.clone(),
+        hint: h.hint.clone(),
     }
 }
 
@@ -148,15 +189,25 @@ fn change_report(
                 line,
                 column,
                 kind: s.statement.kind.clone(),
-                locks: s
-                    .statement
-                    .lock
-                    .iter()
-                    .map(|(table, mode)| PlannedLock {
-                        table: table.to_string(),
-                        mode: mode.to_string(),
-                    })
-                    .collect(),
+                // Resolved in the catalogs when the table exists, else as written.
+                locks: if s.locks.is_empty() {
+                    s.statement
+                        .lock
+                        .iter()
+                        .map(|(table, mode)| PlannedLock {
+                            table: table.to_string(),
+                            mode: mode.to_string(),
+                        })
+                        .collect()
+                } else {
+                    s.locks
+                        .iter()
+                        .map(|l| PlannedLock {
+                            table: l.table.name.clone(),
+                            mode: l.mode.as_str().to_string(),
+                        })
+                        .collect()
+                },
                 hazards: s.hazards.iter().map(|h| hazard_report(h, allow)).collect(),
                 refusal: s.refusal.as_ref().map(|r| PlannedRefusal {
                     sqlstate: r.sqlstate.code().to_string(),

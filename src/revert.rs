@@ -235,6 +235,7 @@ fn run_revert(
 
     // Analyse every step before running any, as apply does.
     let mut schemas = SchemaCache::default();
+    let mut earlier = pg_deploy_core::hazards::Earlier::default();
     let mut works = Vec::with_capacity(plan.steps.len());
     for step in &plan.steps {
         let work = step_work(client, project, owner, opened.schema, step, session, options)?;
@@ -245,6 +246,7 @@ fn run_revert(
             &work.change,
             work.settings.clone(),
             &work.thresholds,
+            &mut earlier,
         )?;
         if let Some(objection) = analysis.first_objection(project, &work.change) {
             return Err(objection);

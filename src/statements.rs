@@ -92,11 +92,11 @@ unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
                 .to_string_lossy()
                 .into_owned();
             let facts = classify::facts_of(node);
-            let lock = match (classify::lock_target(node, &facts), classify::lock_of(node)) {
+            let lock = match (crate::locks::lock_target(node, &facts), crate::locks::lock_of(node)) {
                 (Some(table), Some(mode)) => Some((table, mode)),
                 _ => None,
             };
-            let object = classify::object_of(node, &facts);
+            let object = crate::locks::object_of(node, &facts);
             let tree = tree_walk::walk_statement(node);
             let online = crate::phases::kind::online_kind(node);
             out.push(Statement {

@@ -3,6 +3,7 @@
 //! with plain unit tests; the extension only extracts the facts.
 
 use crate::error::SqlState;
+use crate::outside::OutsideTransaction;
 
 /// A possibly schema-qualified relation or object name, as written.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -27,7 +28,7 @@ pub enum Facts {
     /// PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED.
     TransactionControl,
     /// A statement PostgreSQL refuses inside a transaction block.
-    NonTransactional,
+    NonTransactional(OutsideTransaction),
     /// A statement whose effect outlives the transaction in the session, where
     /// a pooler would hand it to the next client.
     SessionState,
@@ -57,6 +58,25 @@ pub enum Facts {
     UnboundedDelete {
         table: ObjectName,
     },
+    /// UPDATE, MERGE, DELETE with WHERE, INSERT … SELECT: work that grows
+    /// with the table (a backfill).
+    BulkWrite {
+        table: ObjectName,
+    },
+    /// REINDEX TABLE | INDEX without CONCURRENTLY.
+    Reindex {
+        target: ObjectName,
+        index: bool,
+    },
+    /// CLUSTER of one table.
+    Cluster {
+        table: ObjectName,
+    },
+    /// ALTER DOMAIN … ADD CONSTRAINT (validated) or SET NOT NULL: every
+    /// column of the domain is checked.
+    DomainValidation {
+        domain: ObjectName,
+    },
     Other,
 }
 
@@ -64,6 +84,10 @@ pub enum Facts {
 pub enum DropKind {
     Table,
     Schema,
+    /// `names` are the indexes.
+    Index,
+    /// A trigger, rule or policy: `names` are their tables.
+    OnTable,
     Other,
 }
 
@@ -75,6 +99,10 @@ pub enum AlterCommand {
         default_functions: Vec<String>,
         serial: bool,
         not_null_without_default: bool,
+        /// GENERATED ALWAYS AS (…) STORED: computed for every row.
+        stored_generated: bool,
+        /// UNIQUE or PRIMARY KEY written on the column: an index is built.
+        builds_index: bool,
     },
     /// ALTER COLUMN … TYPE `new_type` [USING …].
     AlterColumnType {
@@ -87,6 +115,13 @@ pub enum AlterCommand {
         kind: ConstraintKind,
         validated: bool,
         uses_index: bool,
+        name: Option<String>,
+        /// A CHECK (`column` IS NOT NULL): proves the column NOT NULL once validated.
+        not_null_of: Option<String>,
+    },
+    /// VALIDATE CONSTRAINT `name`: scans the table under SHARE UPDATE EXCLUSIVE.
+    ValidateConstraint {
+        name: String,
     },
     SetNotNull {
         column: String,
@@ -163,16 +198,20 @@ pub fn refusal(tag: &str, facts: &Facts) -> Option<Refusal> {
             format!("{tag} is transaction control, and a deployment is one transaction"),
             "Remove it: deploy.apply runs in the caller's transaction, which commits or rolls back the whole deployment.",
         ),
-        Facts::NonTransactional => refuse(
-            SqlState::ActiveSqlTransaction,
-            format!("{tag} cannot run inside a transaction block"),
-            "Run it outside pg_deploy, before or after the deployment (for CONCURRENTLY, the plain form runs in a transaction but blocks writes).",
+        Facts::NonTransactional(OutsideTransaction::DiscardAll) => refuse(
+            SqlState::FeatureNotSupported,
+            format!("{tag} would leave state in the session beyond the deployment (and cannot run inside a transaction block)"),
+            "Deployments must not depend on session state: poolers hand the session to other clients. Run it outside pg_deploy.",
         ),
-        Facts::AlterTable { commands, .. } if commands.contains(&AlterCommand::DetachConcurrently) => refuse(
-            SqlState::ActiveSqlTransaction,
-            "ALTER TABLE … DETACH PARTITION CONCURRENTLY cannot run inside a transaction block".into(),
-            "Run it outside pg_deploy, or use DETACH PARTITION without CONCURRENTLY.",
+        Facts::NonTransactional(OutsideTransaction::CommitPrepared | OutsideTransaction::RollbackPrepared) => refuse(
+            SqlState::InvalidTransactionTermination,
+            format!("{tag} is transaction control, and a deployment is one transaction"),
+            "Remove it: deploy.apply runs in the caller's transaction, which commits or rolls back the whole deployment.",
         ),
+        Facts::NonTransactional(what) => outside_transaction(*what),
+        Facts::AlterTable { commands, .. } if commands.contains(&AlterCommand::DetachConcurrently) => {
+            outside_transaction(OutsideTransaction::DetachPartitionConcurrently)
+        }
         Facts::ClientCopy => refuse(
             SqlState::FeatureNotSupported,
             format!("{tag} from STDIN or to STDOUT needs a client, and there is none inside a deployment"),
@@ -184,6 +223,32 @@ pub fn refusal(tag: &str, facts: &Facts) -> Option<Refusal> {
             "Deployments must not depend on session state: poolers hand the session to other clients. \
              Use SET LOCAL, ON COMMIT DROP temporary tables, or run it outside pg_deploy.",
         ),
+        _ => None,
+    }
+}
+
+/// The refusal of a statement PostgreSQL runs only outside a transaction block.
+pub fn outside_transaction(what: OutsideTransaction) -> Option<Refusal> {
+    let instead = what
+        .in_transaction_form()
+        .map_or(String::new(), |form| format!(", or use {form}"));
+    Some(Refusal {
+        sqlstate: SqlState::ActiveSqlTransaction,
+        reason: format!("{} cannot run inside a transaction block", what.postgres_name()),
+        hint: format!("Run it outside pg_deploy, before or after the deployment{instead}."),
+    })
+}
+
+/// Refusals that need the catalogs: REINDEX and CLUSTER of a partitioned
+/// table (or index) process each partition in its own transaction.
+pub fn refusal_from_catalog(facts: &Facts, catalog: &mut dyn crate::hazards::Catalog) -> Option<Refusal> {
+    match facts {
+        Facts::Reindex { target, .. } if catalog.partitioned(target) => {
+            outside_transaction(OutsideTransaction::ReindexPartitioned)
+        }
+        Facts::Cluster { table } if catalog.partitioned(table) => {
+            outside_transaction(OutsideTransaction::ClusterPartitioned)
+        }
         _ => None,
     }
 }
@@ -210,7 +275,21 @@ mod tests {
         };
         let cases = [
             ("COMMIT", Facts::TransactionControl, Some("2D000")),
-            ("CREATE INDEX", Facts::NonTransactional, Some("25001")),
+            (
+                "CREATE INDEX",
+                Facts::NonTransactional(OutsideTransaction::CreateIndexConcurrently),
+                Some("25001"),
+            ),
+            (
+                "DISCARD ALL",
+                Facts::NonTransactional(OutsideTransaction::DiscardAll),
+                Some("0A000"),
+            ),
+            (
+                "COMMIT PREPARED",
+                Facts::NonTransactional(OutsideTransaction::CommitPrepared),
+                Some("2D000"),
+            ),
             ("DISCARD ALL", Facts::SessionState, Some("0A000")),
             ("COPY", Facts::ClientCopy, Some("0A000")),
             (

@@ -16,14 +16,18 @@ pub enum HazardKind {
     ValidatingConstraint,
     /// Rows or columns are destroyed.
     DataLoss,
+    /// A lock that blocks writes, taken earlier in the same transaction, is
+    /// still held while this statement does long work (locks live until commit).
+    HeldLock,
 }
 
-pub const ALL_HAZARDS: [HazardKind; 5] = [
+pub const ALL_HAZARDS: [HazardKind; 6] = [
     HazardKind::TableRewrite,
     HazardKind::AccessExclusive,
     HazardKind::BlockingIndexBuild,
     HazardKind::ValidatingConstraint,
     HazardKind::DataLoss,
+    HazardKind::HeldLock,
 ];
 
 impl HazardKind {
@@ -34,6 +38,7 @@ impl HazardKind {
             HazardKind::BlockingIndexBuild => "blocking_index_build",
             HazardKind::ValidatingConstraint => "validating_constraint",
             HazardKind::DataLoss => "data_loss",
+            HazardKind::HeldLock => "lock_held_until_commit",
         }
     }
 
@@ -97,8 +102,63 @@ pub trait Catalog {
     /// Whether changing `column` of `table` to `new_type` rewrites the table
     /// (the types are not binary-coercible).
     fn type_change_rewrites(&mut self, table: &TableFacts, column: &str, new_type: &str) -> bool;
-    /// Whether a validated CHECK constraint already proves `column IS NOT NULL`.
-    fn not_null_proven(&mut self, table: &TableFacts, column: &str) -> bool;
+    /// Whether a CHECK constraint proves `column IS NOT NULL` and is validated
+    /// (in the catalogs, or by a VALIDATE of one of `validated` earlier in the deployment).
+    fn not_null_proven(&mut self, table: &TableFacts, column: &str, validated: &[String]) -> bool;
+    /// The table an existing index is on.
+    fn index_table(&mut self, index: &ObjectName) -> Option<TableFacts>;
+    /// The existing tables with a column of this domain (or of a domain over it).
+    fn domain_tables(&mut self, domain: &ObjectName) -> Vec<TableFacts>;
+    /// Whether the table or index is partitioned.
+    fn partitioned(&mut self, name: &ObjectName) -> bool;
+}
+
+/// What earlier statements of the deployment did that the catalogs cannot
+/// show yet: constraints validated, NOT NULL proofs added.
+#[derive(Debug, Clone, Default)]
+pub struct Earlier {
+    /// (table oid, constraint) validated by VALIDATE CONSTRAINT or added validated.
+    validated: Vec<(u32, String)>,
+    /// (table oid, constraint, column) CHECK (column IS NOT NULL) added.
+    proofs: Vec<(u32, String, String)>,
+}
+
+impl Earlier {
+    fn note(&mut self, table: u32, command: &AlterCommand) {
+        match command {
+            AlterCommand::ValidateConstraint { name } => self.validated.push((table, name.clone())),
+            AlterCommand::AddConstraint {
+                name,
+                not_null_of,
+                validated,
+                ..
+            } => {
+                let name = name.clone().unwrap_or_default();
+                if let Some(column) = not_null_of {
+                    self.proofs.push((table, name.clone(), column.clone()));
+                }
+                if *validated {
+                    self.validated.push((table, name));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn validated_on(&self, table: u32) -> Vec<String> {
+        self.validated
+            .iter()
+            .filter(|(t, _)| *t == table)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
+    /// A proof added in this deployment and validated since.
+    fn proves(&self, table: u32, column: &str) -> bool {
+        self.proofs
+            .iter()
+            .any(|(t, name, c)| *t == table && c == column && self.validated.contains(&(table, name.clone())))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +167,8 @@ pub struct Hazard {
     pub table: Option<TableFacts>,
     pub big: bool,
     pub reason: String,
+    /// The safe way to do it, in phases (docs/online.md).
+    pub hint: String,
 }
 
 impl Hazard {
@@ -153,22 +215,57 @@ pub fn bytes_text(bytes: i64) -> String {
     }
 }
 
+/// The safe ways out, each pointing at the phases (docs/online.md).
+pub mod hints {
+    pub const EXPAND_CONTRACT: &str = "Expand, backfill, contract: add a new column without a volatile default or \
+        expression (no rewrite), fill it in batches in an online change (\"online\": true, \"repeat_until_no_rows\"), \
+        then switch over and drop the old one in a later change with \"commit_before\": true.";
+    pub const CLUSTER: &str = "CLUSTER has no online form: rebuild the table by expand, backfill, contract (a new \
+        table filled in batches by an online change with \"repeat_until_no_rows\", switched over in a later change \
+        with \"commit_before\": true), or run pg_repack outside the deployment.";
+    pub const CREATE_INDEX: &str = "Build it with CREATE INDEX CONCURRENTLY, named, as the only statement of a change \
+        with \"online\": true: it runs after the deployment commits and does not block writes.";
+    pub const UNIQUE_INDEX: &str = "Build the index with CREATE UNIQUE INDEX CONCURRENTLY in a change with \
+        \"online\": true, then ADD CONSTRAINT … UNIQUE (or PRIMARY KEY) USING INDEX in a later change with \
+        \"commit_before\": true.";
+    pub const ADD_COLUMN_UNIQUE: &str = "Add the column without UNIQUE / PRIMARY KEY, build the index with CREATE \
+        UNIQUE INDEX CONCURRENTLY in a change with \"online\": true, then ADD CONSTRAINT … USING INDEX in a later \
+        change with \"commit_before\": true.";
+    pub const REINDEX: &str = "Use REINDEX … CONCURRENTLY as the only statement of a change with \"online\": true: \
+        it runs after the deployment commits and does not block writes.";
+    pub const VALIDATE_LATER: &str = "Add it NOT VALID (a short lock, no scan), then VALIDATE CONSTRAINT in a later \
+        change with \"commit_before\": true: the scan then runs without blocking writes.";
+    pub const NOT_NULL: &str = "Add CHECK (column IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT it in a later change \
+        with \"commit_before\": true, then SET NOT NULL: PostgreSQL uses the valid CHECK and skips the scan.";
+    pub const DOMAIN: &str = "Add the domain constraint NOT VALID, then ALTER DOMAIN … VALIDATE CONSTRAINT in a later \
+        change with \"commit_before\": true.";
+    pub const DROP_INDEX: &str = "Use DROP INDEX CONCURRENTLY as the only statement of a change with \"online\": \
+        true: it runs after the deployment commits without ACCESS EXCLUSIVE.";
+    pub const SHORT_PHASE: &str = "ACCESS EXCLUSIVE is held until the transaction commits: give this change a short \
+        phase of its own (\"commit_before\": true on it and on the change after it), with a low lock_timeout.";
+    pub const DATA_LOSS: &str = "Make sure nothing reads the data any more (the contract step of expand, backfill, \
+        contract, in a later deployment), then allow it.";
+}
+
 /// The hazards of one statement. `lock` is the lock mode the statement takes
-/// on its table ("AccessExclusiveLock", …), when known.
+/// on its table ("AccessExclusiveLock", …), when known. `earlier` carries
+/// what earlier statements of the deployment did; this one is added to it.
 pub fn hazards(
     facts: &Facts,
     lock: Option<(&ObjectName, &str)>,
     catalog: &mut dyn Catalog,
     thresholds: &Thresholds,
+    earlier: &mut Earlier,
 ) -> Vec<Hazard> {
     let mut out = Vec::new();
-    let mut push = |kind, table: Option<TableFacts>, reason: String| {
+    let mut push = |kind, table: Option<TableFacts>, reason: String, hint: &str| {
         let big = table.as_ref().is_some_and(|t| thresholds.is_big(t));
         out.push(Hazard {
             kind,
             table,
             big,
             reason,
+            hint: hint.to_string(),
         });
     };
     let exclusive = lock.is_some_and(|(_, mode)| mode == "AccessExclusiveLock");
@@ -182,6 +279,7 @@ pub fn hazards(
                     HazardKind::BlockingIndexBuild,
                     Some(t),
                     "CREATE INDEX without CONCURRENTLY blocks writes for the whole build".into(),
+                    hints::CREATE_INDEX,
                 );
             }
         }
@@ -189,63 +287,16 @@ pub fn hazards(
             let Some(t) = catalog.table(table) else {
                 return out;
             };
+            // VALIDATE runs before the NOT NULL check of the same statement.
             for command in commands {
-                match command {
-                    AlterCommand::AddColumn {
-                        column,
-                        default_functions,
-                        serial,
-                        ..
-                    } if (*serial || catalog.any_volatile(default_functions)) => {
-                        push(
-                            HazardKind::TableRewrite,
-                            Some(t.clone()),
-                            format!("ADD COLUMN {column} with a volatile default rewrites every row"),
-                        );
-                    }
-                    AlterCommand::AlterColumnType {
-                        column,
-                        new_type,
-                        using,
-                    } if (*using || catalog.type_change_rewrites(&t, column, new_type)) => {
-                        push(
-                            HazardKind::TableRewrite,
-                            Some(t.clone()),
-                            format!(
-                                "ALTER COLUMN {column} TYPE {new_type} is not binary-coercible: the table is rewritten"
-                            ),
-                        );
-                    }
-                    AlterCommand::AddConstraint {
-                        kind: kind @ (ConstraintKind::ForeignKey | ConstraintKind::Check),
-                        validated: true,
-                        ..
-                    } => {
-                        let what = if *kind == ConstraintKind::ForeignKey {
-                            "FOREIGN KEY"
-                        } else {
-                            "CHECK"
-                        };
-                        push(HazardKind::ValidatingConstraint, Some(t.clone()), format!("ADD {what} without NOT VALID checks every row under lock; add it NOT VALID, then VALIDATE CONSTRAINT"));
-                    }
-                    AlterCommand::AddConstraint {
-                        kind: ConstraintKind::Unique | ConstraintKind::PrimaryKey | ConstraintKind::Exclusion,
-                        uses_index: false,
-                        ..
-                    } => {
-                        push(HazardKind::BlockingIndexBuild, Some(t.clone()), "ADD CONSTRAINT builds its index under lock; build it CONCURRENTLY first, then ADD CONSTRAINT … USING INDEX".into());
-                    }
-                    AlterCommand::SetNotNull { column } if !catalog.not_null_proven(&t, column) => {
-                        push(HazardKind::ValidatingConstraint, Some(t.clone()), format!("SET NOT NULL on {column} scans every row under ACCESS EXCLUSIVE; add a CHECK ({column} IS NOT NULL) NOT VALID and VALIDATE it first"));
-                    }
-                    AlterCommand::DropColumn { column } => {
-                        push(
-                            HazardKind::DataLoss,
-                            Some(t.clone()),
-                            format!("DROP COLUMN {column} destroys its data"),
-                        );
-                    }
-                    _ => {}
+                if matches!(command, AlterCommand::ValidateConstraint { .. }) {
+                    earlier.note(t.oid, command);
+                }
+            }
+            for command in commands {
+                alter_command_hazards(command, &t, catalog, earlier, &mut push);
+                if !matches!(command, AlterCommand::ValidateConstraint { .. }) {
+                    earlier.note(t.oid, command);
                 }
             }
             // Last: the specific hazards above explain more when both apply.
@@ -254,37 +305,55 @@ pub fn hazards(
                     HazardKind::AccessExclusive,
                     Some(t),
                     "ALTER TABLE takes ACCESS EXCLUSIVE: every read and write of the table waits".into(),
+                    hints::SHORT_PHASE,
                 );
             }
         }
-        Facts::Drop {
-            object: DropKind::Table,
-            names,
-        } => {
+        Facts::Drop { object, names } => {
             for name in names {
-                if let Some(t) = catalog.table(name) {
-                    push(HazardKind::DataLoss, Some(t), "DROP TABLE destroys its rows".into());
-                }
-            }
-        }
-        Facts::Drop {
-            object: DropKind::Schema,
-            names,
-        } => {
-            for name in names {
-                if let Some(t) = catalog.schema_tables(&name.name) {
-                    push(
+                let (kind, table, reason, hint) = match object {
+                    DropKind::Table => (
                         HazardKind::DataLoss,
-                        Some(t),
+                        catalog.table(name),
+                        "DROP TABLE destroys its rows".to_string(),
+                        hints::DATA_LOSS,
+                    ),
+                    DropKind::Schema => (
+                        HazardKind::DataLoss,
+                        catalog.schema_tables(&name.name),
                         format!("DROP SCHEMA {} destroys the tables in it", name.name),
-                    );
+                        hints::DATA_LOSS,
+                    ),
+                    DropKind::Index => (
+                        HazardKind::AccessExclusive,
+                        catalog.index_table(name),
+                        format!(
+                            "DROP INDEX {name} without CONCURRENTLY takes ACCESS EXCLUSIVE on its table until commit"
+                        ),
+                        hints::DROP_INDEX,
+                    ),
+                    DropKind::OnTable => (
+                        HazardKind::AccessExclusive,
+                        catalog.table(name),
+                        "the statement takes ACCESS EXCLUSIVE on the table until commit".to_string(),
+                        hints::SHORT_PHASE,
+                    ),
+                    DropKind::Other => continue,
+                };
+                if let Some(t) = table {
+                    push(kind, Some(t), reason, hint);
                 }
             }
         }
         Facts::Truncate { tables } => {
             for name in tables {
                 if let Some(t) = catalog.table(name) {
-                    push(HazardKind::DataLoss, Some(t), "TRUNCATE destroys every row".into());
+                    push(
+                        HazardKind::DataLoss,
+                        Some(t),
+                        "TRUNCATE destroys every row".into(),
+                        hints::DATA_LOSS,
+                    );
                 }
             }
         }
@@ -294,6 +363,50 @@ pub fn hazards(
                     HazardKind::DataLoss,
                     Some(t),
                     "DELETE without WHERE destroys every row".into(),
+                    hints::DATA_LOSS,
+                );
+            }
+        }
+        Facts::Reindex { target, index } => {
+            let table = if *index {
+                catalog.index_table(target)
+            } else {
+                catalog.table(target)
+            };
+            if let Some(t) = table {
+                push(
+                    HazardKind::BlockingIndexBuild,
+                    Some(t),
+                    "REINDEX without CONCURRENTLY blocks writes for the whole rebuild, and queries that use the \
+                     index wait too"
+                        .into(),
+                    hints::REINDEX,
+                );
+            }
+        }
+        Facts::Cluster { table } => {
+            if let Some(t) = catalog.table(table) {
+                push(
+                    HazardKind::TableRewrite,
+                    Some(t.clone()),
+                    "CLUSTER rewrites the table".into(),
+                    hints::CLUSTER,
+                );
+                push(
+                    HazardKind::AccessExclusive,
+                    Some(t),
+                    "CLUSTER takes ACCESS EXCLUSIVE: every read and write of the table waits".into(),
+                    hints::CLUSTER,
+                );
+            }
+        }
+        Facts::DomainValidation { domain } => {
+            for t in catalog.domain_tables(domain) {
+                push(
+                    HazardKind::ValidatingConstraint,
+                    Some(t),
+                    format!("ALTER DOMAIN {domain} checks every row of each table that uses it, blocking writes"),
+                    hints::DOMAIN,
                 );
             }
         }
@@ -304,10 +417,116 @@ pub fn hazards(
                     HazardKind::AccessExclusive,
                     Some(t),
                     "the statement takes ACCESS EXCLUSIVE: every read and write of the table waits".into(),
+                    hints::SHORT_PHASE,
                 );
             }
         }
         _ => {}
     }
     out
+}
+
+/// Records one hazard: kind, table, reason, hint.
+type Push<'a> = dyn FnMut(HazardKind, Option<TableFacts>, String, &str) + 'a;
+
+fn alter_command_hazards(
+    command: &AlterCommand,
+    table: &TableFacts,
+    catalog: &mut dyn Catalog,
+    earlier: &Earlier,
+    push: &mut Push<'_>,
+) {
+    let t = || Some(table.clone());
+    match command {
+        AlterCommand::AddColumn {
+            column,
+            default_functions,
+            serial,
+            stored_generated,
+            builds_index,
+            ..
+        } => {
+            if *stored_generated {
+                push(
+                    HazardKind::TableRewrite,
+                    t(),
+                    format!("ADD COLUMN {column} GENERATED … STORED computes it for every row: the table is rewritten"),
+                    hints::EXPAND_CONTRACT,
+                );
+            } else if *serial || catalog.any_volatile(default_functions) {
+                push(
+                    HazardKind::TableRewrite,
+                    t(),
+                    format!("ADD COLUMN {column} with a volatile default rewrites every row"),
+                    hints::EXPAND_CONTRACT,
+                );
+            }
+            if *builds_index {
+                push(
+                    HazardKind::BlockingIndexBuild,
+                    t(),
+                    format!("ADD COLUMN {column} UNIQUE / PRIMARY KEY builds a unique index over the whole table under lock"),
+                    hints::ADD_COLUMN_UNIQUE,
+                );
+            }
+        }
+        AlterCommand::AlterColumnType {
+            column,
+            new_type,
+            using,
+        } if (*using || catalog.type_change_rewrites(table, column, new_type)) => {
+            push(
+                HazardKind::TableRewrite,
+                t(),
+                format!("ALTER COLUMN {column} TYPE {new_type} is not binary-coercible: the table is rewritten"),
+                hints::EXPAND_CONTRACT,
+            );
+        }
+        AlterCommand::AddConstraint {
+            kind: kind @ (ConstraintKind::ForeignKey | ConstraintKind::Check),
+            validated: true,
+            ..
+        } => {
+            let what = if *kind == ConstraintKind::ForeignKey {
+                "FOREIGN KEY"
+            } else {
+                "CHECK"
+            };
+            push(
+                HazardKind::ValidatingConstraint,
+                t(),
+                format!("ADD {what} without NOT VALID checks every row under lock"),
+                hints::VALIDATE_LATER,
+            );
+        }
+        AlterCommand::AddConstraint {
+            kind: ConstraintKind::Unique | ConstraintKind::PrimaryKey | ConstraintKind::Exclusion,
+            uses_index: false,
+            ..
+        } => push(
+            HazardKind::BlockingIndexBuild,
+            t(),
+            "ADD CONSTRAINT builds its index under lock".into(),
+            hints::UNIQUE_INDEX,
+        ),
+        AlterCommand::SetNotNull { column } => {
+            let proven = earlier.proves(table.oid, column)
+                || catalog.not_null_proven(table, column, &earlier.validated_on(table.oid));
+            if !proven {
+                push(
+                    HazardKind::ValidatingConstraint,
+                    t(),
+                    format!("SET NOT NULL on {column} scans every row under ACCESS EXCLUSIVE"),
+                    hints::NOT_NULL,
+                );
+            }
+        }
+        AlterCommand::DropColumn { column } => push(
+            HazardKind::DataLoss,
+            t(),
+            format!("DROP COLUMN {column} destroys its data"),
+            hints::DATA_LOSS,
+        ),
+        _ => {}
+    }
 }

@@ -56,6 +56,8 @@ pub struct PlanReport {
     pub outcome: PlanOutcome,
     pub changes: Vec<PlannedChange>,
     pub warnings: Vec<String>,
+    #[serde(default)]
+    pub locks_held: Vec<PlannedHeldLock>,
     pub execution: TrialRun,
     pub duration_ms: f64,
 }
@@ -124,6 +126,22 @@ pub struct PlannedHazard {
     pub allowed: bool,
     pub refused: bool,
     pub reason: String,
+    /// The safe way to do it, in phases.
+    #[serde(default)]
+    pub hint: String,
+}
+
+/// Per step and table, the strongest lock the step takes, the change that
+/// takes it, and the later changes that run while it is held (until commit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedHeldLock {
+    pub step: usize,
+    pub table: String,
+    pub mode: String,
+    pub change: String,
+    pub line: usize,
+    pub held_during: Vec<String>,
+    pub big: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

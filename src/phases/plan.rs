@@ -2,10 +2,11 @@
 //! online changes checked, commit boundaries the analysis proves necessary
 //! refused (by default) or placed (`"phases": "auto"`), the steps computed.
 
-use crate::analyze::{enum_value_uses, ChangeAnalysis};
+use crate::analyze::{enum_value_uses, step_locking, ChangeAnalysis};
 use crate::error::{ChangeLocation, DeployError};
 use crate::sqlstate::sqlstate;
 use crate::subxact::PgError;
+use pg_deploy_core::locks::held_across;
 use pg_deploy_core::phases::{self, OnlineKind, Step};
 use pg_deploy_core::{Change, Manifest, PhasePlacement};
 use pgrx::PgSqlErrorCode;
@@ -79,14 +80,20 @@ pub fn place(
             ));
         }
     }
-    let steps = phases::steps(project, &manifest.changes, &runs, &boundaries).map_err(|e| {
-        DeployError::Postgres(PgError {
-            sqlstate: e.sqlstate.code().to_string(),
-            message: e.message,
-            detail: None,
-            hint: Some(e.hint),
+    let steps_with = |boundaries: &[usize]| {
+        phases::steps(project, &manifest.changes, &runs, boundaries).map_err(|e| {
+            DeployError::Postgres(PgError {
+                sqlstate: e.sqlstate.code().to_string(),
+                message: e.message,
+                detail: None,
+                hint: Some(e.hint),
+            })
         })
-    })?;
+    };
+    if placement == PhasePlacement::Auto {
+        held_lock_boundaries(manifest, analyses, &mut boundaries, &mut warnings, &steps_with)?;
+    }
+    let steps = steps_with(&boundaries)?;
     let step_of = phases::step_of_changes(&steps, manifest.changes.len());
     for (adder, user, what) in &needs_commit {
         let (Some(a), Some(u)) = (index_of(adder), index_of(user)) else {
@@ -110,6 +117,46 @@ pub fn place(
         step_of,
         warnings,
     })
+}
+
+/// The steps for a set of boundaries.
+type StepsWith<'a> = dyn Fn(&[usize]) -> Result<Vec<Step>, DeployError> + 'a;
+
+/// With `"phases": "auto"`: a boundary before each change that would run a
+/// long statement under a lock an earlier change of its phase holds. The
+/// earliest first, then again: one boundary often settles later findings.
+fn held_lock_boundaries(
+    manifest: &Manifest,
+    analyses: &[Option<ChangeAnalysis>],
+    boundaries: &mut Vec<usize>,
+    warnings: &mut Vec<String>,
+    steps_with: &StepsWith<'_>,
+) -> Result<(), DeployError> {
+    let ids = |i: usize| manifest.changes.get(i).map_or_else(String::new, |c| c.id.clone());
+    for _ in 0..manifest.changes.len() {
+        let mut next = None;
+        for step in steps_with(boundaries)? {
+            let locking = step_locking(&step, analyses);
+            let found = held_across(&locking, &ids);
+            let first = found
+                .iter()
+                .filter(|f| locking[f.holder].change != locking[f.long].change)
+                .min_by_key(|f| locking[f.long].change);
+            if let Some(f) = first {
+                let change = locking[f.long].change;
+                if next.as_ref().is_none_or(|(c, _)| change < *c) {
+                    next = Some((change, f.hazard.reason.clone()));
+                }
+            }
+        }
+        let Some((change, reason)) = next else { break };
+        boundaries.push(change);
+        warnings.push(format!(
+            "phases: change \"{}\" starts a new phase (committed after the ones before it): otherwise {reason}",
+            ids(change)
+        ));
+    }
+    Ok(())
 }
 
 fn refuse(message: String, hint: String) -> DeployError {
