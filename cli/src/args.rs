@@ -162,6 +162,54 @@ pub struct ApplyArgs {
     pub through: Option<String>,
 }
 
+/// The heading the fleet options are listed under.
+const FLEET: &str = "Fleet options (many databases, docs/cli.md#fleets)";
+
+/// Many databases instead of one (docs/cli.md#fleets).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TargetArgs {
+    /// Every database listed in FILE (one connection string a line; blank lines and # comments allowed) instead of one.
+    #[arg(long, value_name = "FILE", help_heading = FLEET)]
+    pub targets: Option<PathBuf>,
+    /// Also every database on the server of --database-url (or PG*) whose name matches PATTERN (* and ?), templates left out.
+    #[arg(long, value_name = "PATTERN", help_heading = FLEET)]
+    pub discover: Option<String>,
+    /// How many targets at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=512), help_heading = FLEET)]
+    pub parallel: u16,
+    /// Give up on a target after this long (its call is cancelled, so it rolls back): 90s, 10min, …
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, help_heading = FLEET)]
+    pub target_timeout: Option<std::time::Duration>,
+}
+
+impl TargetArgs {
+    /// Whether a fleet was asked for.
+    pub fn active(&self) -> bool {
+        self.targets.is_some() || self.discover.is_some()
+    }
+}
+
+/// After the canary, what a failed target does to the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OnFailure {
+    /// Go on with every other target and report the failures at the end.
+    #[default]
+    Continue,
+    /// Start no new target (those running finish); the rest are reported skipped.
+    Stop,
+}
+
+/// How a fleet apply rolls out.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RolloutArgs {
+    /// First the first N targets alone; if any of them fails, no other target is started.
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = FLEET)]
+    pub canary: usize,
+    /// After the canary: continue past a failed target, or stop starting new ones.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "continue", help_heading = FLEET)]
+    pub on_failure: OnFailure,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print the manifest built from the folder (no database needed).
@@ -180,6 +228,10 @@ pub enum Command {
         no_wait: bool,
         #[command(flatten)]
         wait: WaitArgs,
+        #[command(flatten)]
+        fleet: TargetArgs,
+        #[command(flatten)]
+        rollout: RolloutArgs,
     },
     /// Show what apply would do: deploy.plan(manifest); exit 1 if it would be refused or fail.
     Plan {
@@ -194,6 +246,8 @@ pub enum Command {
         /// No trial run: the default since 0.2.0 (kept so old scripts still work).
         #[arg(long, hide = true, conflicts_with = "execute")]
         no_execute: bool,
+        #[command(flatten)]
+        fleet: TargetArgs,
     },
     /// Wait for the steps of a project's last deployment that run after it committed: deploy.phase_status(project).
     Wait {
@@ -202,11 +256,23 @@ pub enum Command {
         #[command(flatten)]
         wait: WaitArgs,
     },
-    /// Show deployed projects: deploy.status().
+    /// Show deployed projects: deploy.status(); over a fleet, with the outliers flagged (exit 1 if any).
     Status {
         /// Show only this project; default: every project.
         #[arg(long)]
         project: Option<String>,
+        #[command(flatten)]
+        fleet: TargetArgs,
+    },
+    /// Compare one project in two databases (a branch and its parent): history and schema; exit 1 if they differ.
+    Compare {
+        /// Connection string of the first database (A), e.g. the parent.
+        a: String,
+        /// Connection string of the second database (B), e.g. the branch.
+        b: String,
+        /// The project to compare.
+        #[arg(long)]
+        project: String,
     },
     /// Objects added, removed or changed since the last deployment: deploy.drift(project); exit 1 if any.
     Drift {

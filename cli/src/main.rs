@@ -7,6 +7,7 @@ mod args;
 mod connect;
 mod db;
 mod error;
+mod fleet;
 mod layout;
 mod manifest;
 mod order;
@@ -180,7 +181,12 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             apply,
             no_wait,
             wait,
+            fleet,
+            rollout,
         } => {
+            if fleet.active() {
+                return fleet::apply(cli, folder, apply, *no_wait, wait, fleet, rollout);
+            }
             let (f, doc) = load(folder)?;
             announce(cli, folder, &f, &doc);
             check_through(&doc, apply.through.as_deref())?;
@@ -242,18 +248,24 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             apply,
             execute,
             no_execute: _,
+            fleet,
         } => {
-            let (f, doc) = load(folder)?;
-            announce(cli, folder, &f, &doc);
             let mut opts = apply_options(apply);
             opts["execute"] = json!(*execute);
+            if fleet.active() {
+                return fleet::plan(cli, folder, &opts, fleet);
+            }
+            let (f, doc) = load(folder)?;
+            announce(cli, folder, &f, &doc);
             let mut c = client(cli)?;
             let answer = db::plan(&mut c, &text(&doc), &text(&opts))?;
             let report = read("plan", &answer, serde_json::from_value::<PlanReport>)?;
             show(cli, &answer, &report, output::plan);
             Ok(if output::plan_failed(&report) { 1 } else { 0 })
         }
-        Command::Status { project } => {
+        Command::Compare { a, b, project } => fleet::compare(cli, a, b, project),
+        Command::Status { project, fleet } if fleet.active() => fleet::status(cli, project.as_deref(), fleet),
+        Command::Status { project, .. } => {
             let mut c = client(cli)?;
             let answer = db::status(&mut c, project.as_deref())?;
             let rows = read("status", &answer, serde_json::from_value::<Vec<StatusRow>>)?;
