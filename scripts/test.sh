@@ -53,6 +53,7 @@ stage e2e-pg16 bash "$ROOT/scripts/e2e-pg.sh" 16 security phases
 stage cli cargo test -p pg-deploy-cli
 stage cli-e2e bash "$ROOT/pg_test/cli.sh"
 stage cli-phases-e2e bash "$ROOT/pg_test/cli_phases.sh"
+stage cli-fleet-e2e bash "$ROOT/pg_test/cli_fleet.sh"
 
 echo "summary: $passed passed, $failed failed"
 [ "$failed" = 0 ]
