@@ -258,8 +258,48 @@ t_diverged_branch_compared_with_its_parent() {
   has "$ERR" "has no project \"nope\"" "says so"
 }
 
+# ---------------------------------------------------------------- examples
+
+# examples/branch-per-pr.sh with its local defaults: branch, apply, compare, drop.
+t_example_branch_per_pr() {
+  DB=ex_prod; createdb $DB; q "CREATE EXTENSION pg_deploy;"
+  PGDATABASE=ex_prod "$BIN" -q apply "$W/v1" --project shop >/dev/null
+  set +e
+  OUT=$(MIGRATIONS=$W/v2 PROJECT=shop PROD_DB=ex_prod PR_NUMBER=7 PG_DEPLOY=$BIN bash examples/branch-per-pr.sh up 2>&1)
+  RC=$?
+  set -e
+  echo "$OUT"
+  eq "$RC" 0 "exit code"
+  has "$OUT" "creating branch ex_prod_pr_7" "branched"
+  has "$OUT" "only in B +change +3_check" "compared"
+  eq "$("${PSQL[@]}" -d ex_prod_pr_7 -c "SELECT version FROM deploy.projects")" 0.3.0 "the branch at v2"
+  eq "$("${PSQL[@]}" -d ex_prod -c "SELECT version FROM deploy.projects")" 0.1.0 "production untouched"
+  MIGRATIONS=$W/v2 PROD_DB=ex_prod PR_NUMBER=7 bash examples/branch-per-pr.sh down
+  eq "$("${PSQL[@]}" -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = 'ex_prod_pr_7'")" 0 "dropped"
+}
+
+# examples/fleet-rollout.sh over three databases: status, dry run, canary, the rest, report.
+t_example_fleet_rollout() {
+  : >"$W/ex_targets"
+  for i in 1 2 3; do
+    createdb -T fleet_tpl "ex_t$i"
+    echo "$TCP/ex_t$i" >>"$W/ex_targets"
+  done
+  "$BIN" -q apply "$W/v1" --project shop --targets "$W/ex_targets" >/dev/null
+  set +e
+  OUT=$(TARGETS=$W/ex_targets MIGRATIONS=$W/v2 PROJECT=shop REPORT=$TMP/out/ex_report.json PG_DEPLOY=$BIN \
+        bash examples/fleet-rollout.sh 2>&1)
+  RC=$?
+  set -e
+  echo "$OUT"
+  eq "$RC" 0 "exit code"
+  has "$OUT" "canary: 1 target\(s\)" "canary first"
+  has "$OUT" "^3 target\(s\): 3 succeeded, 0 failed, 0 skipped$" "the report read with psql"
+  eq "$(j "$(cat "$TMP/out/ex_report.json")" 'r["summary"]["succeeded"]')" 3 "JSON kept"
+}
+
 TESTS=(t_setup_applied_v1_everywhere t_canary_stops_the_rollout t_stop_mode_starts_nothing_after_a_failure
   t_plan_over_the_fleet t_continue_applies_the_other_49 t_status_flags_the_outliers t_bad_targets
   t_target_timeout t_discover_databases t_branch_then_promote t_branch_of_a_branch
-  t_diverged_branch_compared_with_its_parent)
+  t_diverged_branch_compared_with_its_parent t_example_branch_per_pr t_example_fleet_rollout)
 if [ $# -gt 0 ]; then run_tests cli-fleet-e2e "$@"; else run_tests cli-fleet-e2e "${TESTS[@]}"; fi
