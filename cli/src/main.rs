@@ -184,7 +184,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             fleet,
             rollout,
         } => {
-            if fleet.active() {
+            if fleet.chosen(Some(rollout))? {
                 return fleet::apply(cli, folder, apply, *no_wait, wait, fleet, rollout);
             }
             let (f, doc) = load(folder)?;
@@ -252,7 +252,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
         } => {
             let mut opts = apply_options(apply);
             opts["execute"] = json!(*execute);
-            if fleet.active() {
+            if fleet.chosen(None)? {
                 return fleet::plan(cli, folder, &opts, fleet);
             }
             let (f, doc) = load(folder)?;
@@ -264,7 +264,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             Ok(if output::plan_failed(&report) { 1 } else { 0 })
         }
         Command::Compare { a, b, project } => fleet::compare(cli, a, b, project),
-        Command::Status { project, fleet } if fleet.active() => fleet::status(cli, project.as_deref(), fleet),
+        Command::Status { project, fleet } if fleet.chosen(None)? => fleet::status(cli, project.as_deref(), fleet),
         Command::Status { project, .. } => {
             let mut c = client(cli)?;
             let answer = db::status(&mut c, project.as_deref())?;

@@ -98,9 +98,9 @@ pub fn apply(
     };
     let l = limits(cli, t);
     let plan = Rollout {
-        parallel: usize::from(t.parallel),
-        canary: r.canary,
-        stop_on_failure: r.on_failure == OnFailure::Stop,
+        parallel: t.parallel(),
+        canary: r.canary.unwrap_or(0),
+        stop_on_failure: r.on_failure == Some(OnFailure::Stop),
     };
     let rows = run(cli.quiet, &list, plan, &|target, stage| {
         work::apply(target, stage, &job, &l)
@@ -117,7 +117,7 @@ pub fn plan(cli: &Cli, folder: &FolderArgs, opts: &serde_json::Value, t: &Target
     let options = crate::text(opts);
     let l = limits(cli, t);
     let plan = Rollout {
-        parallel: usize::from(t.parallel),
+        parallel: t.parallel(),
         canary: 0,
         stop_on_failure: false,
     };
@@ -140,7 +140,7 @@ pub fn status(cli: &Cli, project: Option<&str>, t: &TargetArgs) -> Result<u8, Cl
     let answers: Vec<std::sync::Mutex<Option<status::TargetStatus>>> =
         list.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let plan = Rollout {
-        parallel: usize::from(t.parallel),
+        parallel: t.parallel(),
         canary: 0,
         stop_on_failure: false,
     };
