@@ -23,7 +23,7 @@ TCP="postgres://postgres@127.0.0.1:$PORT"
 
 # The migrations: v1 a table; v2 a second table, then a check the bad
 # database's data violates (so it fails halfway, after 2_orders ran).
-mkdir -p "$W/v1" "$W/v2" "$W/v3" "$W/slow" "$W/extra"
+mkdir -p "$W/v1" "$W/v2" "$W/v3" "$W/slow" "$W/extra" "$W/online"
 echo 'CREATE SCHEMA shop; CREATE TABLE shop.accounts (id int PRIMARY KEY, balance int NOT NULL);' >"$W/v1/1_schema.sql"
 cp "$W/v1/"* "$W/v2/"
 echo 'CREATE TABLE shop.orders (id int PRIMARY KEY, account int REFERENCES shop.accounts);' >"$W/v2/2_orders.sql"
@@ -32,6 +32,8 @@ cp "$W/v2/"* "$W/v3/"
 echo 'CREATE INDEX orders_account_idx ON shop.orders (account);' >"$W/v3/4_orders_idx.sql"
 cp "$W/v2/"* "$W/slow/"
 echo 'CREATE TABLE shop.slow AS SELECT pg_sleep(5)::text AS x;' >"$W/slow/4_slow.sql"
+cp "$W/v2/"* "$W/online/"
+echo 'CREATE UNIQUE INDEX CONCURRENTLY accounts_balance_uq ON shop.accounts (balance);' >"$W/online/4_balance_uq.sql"
 cp "$W/v2/"* "$W/extra/"
 echo 'CREATE TABLE shop.extra (id int);' >"$W/extra/4_extra.sql"
 
@@ -227,6 +229,23 @@ t_a_cold_target_does_not_stall_the_rest() {
   has "$(grep 'rollout \[' "$TMP/out/cold.err" | tail -1)" "\[11/11\] 127.0.0.1:$COLD_PORT/sleepy: applied" "the others did not wait for it"
 }
 
+# A step after commit (an online index build) that fails on one target: that
+# target's row says so with the SQLSTATE, and status flags its deployment.
+t_failed_step_after_commit_reported_and_flagged() {
+  "${PSQL[@]}" -d fleet_31 -c "INSERT INTO shop.accounts VALUES (10, 5), (11, 5);"
+  printf '%s/fleet_30\n%s/fleet_31\n' "$TCP" "$TCP" >"$W/phase"
+  fleet apply "$W/online" --project shop --targets "$W/phase" --phase-timeout 60s --json
+  eq "$RC" 1 "exit code"
+  eq "$(j "$OUT" '[x["outcome"] for x in r["rows"]]')" '["applied", "failed"]' "outcomes"
+  eq "$(j "$OUT" 'r["rows"][1]["sqlstate"]')" 23505 "the step's SQLSTATE"
+  has "$(j "$OUT" 'r["rows"][1]["error"]')" "^phase of .*change \"4_balance_uq\" \(step 1, online\)" "names the change"
+  eq "$(j "$OUT" 'r["rows"][1]["version_after"]')" 0.4.0 "the deployment itself committed"
+  eq "$("${PSQL[@]}" -d fleet_30 -c "SELECT indisvalid FROM pg_index WHERE indexrelid = 'shop.accounts_balance_uq'::regclass")" t "built on the other"
+  fleet status --targets "$W/phase" --json
+  eq "$RC" 1 "status exit code"
+  eq "$(j "$OUT" '[x["flags"] for x in r["rows"]]')" '[[], ["failed deployment (4_balance_uq: 23505 could not create unique index \"accounts_balance_uq\")"]]' "flagged"
+}
+
 # Discovery: every database matching the pattern, templates left out.
 t_discover_databases() {
   fleet status --discover 'fleet_*' --database-url "$TCP/postgres" --parallel 8 --json
@@ -334,6 +353,7 @@ t_example_fleet_rollout() {
 
 TESTS=(t_setup_applied_v1_everywhere t_canary_stops_the_rollout t_stop_mode_starts_nothing_after_a_failure
   t_plan_over_the_fleet t_continue_applies_the_other_49 t_status_flags_the_outliers t_bad_targets
-  t_target_timeout t_a_cold_target_does_not_stall_the_rest t_discover_databases t_branch_then_promote t_branch_of_a_branch
+  t_target_timeout t_a_cold_target_does_not_stall_the_rest
+  t_failed_step_after_commit_reported_and_flagged t_discover_databases t_branch_then_promote t_branch_of_a_branch
   t_diverged_branch_compared_with_its_parent t_example_branch_per_pr t_example_fleet_rollout)
 if [ $# -gt 0 ]; then run_tests cli-fleet-e2e "$@"; else run_tests cli-fleet-e2e "${TESTS[@]}"; fi

@@ -9,7 +9,7 @@ use super::targets::Target;
 use crate::connect::{self, Source};
 use crate::error::CliError;
 use crate::{db, output, phase, wait};
-use pg_deploy_core::report::{ApplyReport, PlanReport};
+use pg_deploy_core::report::{ApplyOutcome, ApplyReport, PlanReport};
 use postgres::config::{Host, SslMode};
 use postgres::{Client, NoTls};
 use serde_json::Value;
@@ -175,18 +175,20 @@ pub fn apply(t: &Target, stage: &'static str, job: &ApplyJob, l: &Limits) -> Row
             return r;
         }
     };
-    let mut row = Row::new(
-        &t.name,
-        stage,
-        if report.applied.is_empty() && report.rerun.is_empty() {
-            Outcome::NoOp
-        } else {
-            Outcome::Applied
-        },
-    );
+    // The server's word: a deployment whose changes all run after commit
+    // (online ones) applied nothing in its transaction, yet is no no-op.
+    let outcome = match report.outcome {
+        ApplyOutcome::NoOp => Outcome::NoOp,
+        ApplyOutcome::Applied => Outcome::Applied,
+    };
+    let later: usize = phase::steps_of(&answer)
+        .ok()
+        .flatten()
+        .map_or(0, |s| s.steps.iter().map(|x| x.changes.len()).sum());
+    let mut row = Row::new(&t.name, stage, outcome);
     row.version_before = report.previous_version.clone();
     row.version_after = Some(report.version.clone());
-    row.changes = Some(report.applied.len() + report.rerun.len());
+    row.changes = Some(report.applied.len() + report.rerun.len() + later);
     if let Err(e) = follow_phases(&mut c, t, job, &answer, l, &clock) {
         let version = (row.version_before.clone(), row.version_after.clone());
         row = failure(t, stage, &e, &clock);
