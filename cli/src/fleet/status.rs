@@ -63,7 +63,7 @@ pub fn majorities(all: &[TargetStatus]) -> BTreeMap<String, String> {
     for (project, versions) in counts {
         let mut ranked: Vec<(&str, usize)> = versions.into_iter().collect();
         ranked.sort_by_key(|v| std::cmp::Reverse(v.1));
-        let top = ranked[0];
+        let Some(&top) = ranked.first() else { continue };
         if ranked.get(1).is_none_or(|second| second.1 < top.1) {
             out.insert(project.to_string(), top.0.to_string());
         }
