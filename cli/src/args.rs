@@ -23,7 +23,8 @@ const GLOBAL: &str = "Global options";
     about = "Deploy a migrations folder with pg_deploy, in one call",
     long_about = "Deploy a migrations folder (Flyway, golang-migrate, dbmate, Sqitch, Prisma or plain .sql files) \
                   with the pg_deploy extension, in one call.\n\n\
-                  Exit codes: 0 success; 1 the database said no (or drift found, or a broken log); \
+                  Exit codes: 0 success; 1 the database said no (or drift found, a broken log, a difference found by compare, \
+                  a failed target or an outlier of a fleet); \
                   2 bad input; 3 cannot connect."
 )]
 pub struct Cli {
