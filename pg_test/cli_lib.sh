@@ -10,7 +10,8 @@ BOUNCER_PORT=${CLI_BOUNCER_PORT:-5493}
 FIXTURES=$ROOT/pg_test/fixtures
 
 cargo build -q -p pg-deploy-cli
-BIN=$ROOT/target/debug/pg-deploy
+# Where cargo put it: CARGO_TARGET_DIR when set (a worktree's own), else target/.
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/pg-deploy
 
 TMP=$(mktemp -d /tmp/pg_deploy_cli.XXXXXX)
 chmod 755 "$TMP"

@@ -59,6 +59,7 @@ stage e2e-pg18 bash "$ROOT/scripts/e2e-pg.sh" 18 run security phases upgrade por
 stage cli cargo test -p pg-deploy-cli
 stage cli-e2e bash "$ROOT/pg_test/cli.sh"
 stage cli-phases-e2e bash "$ROOT/pg_test/cli_phases.sh"
+stage cli-fleet-e2e bash "$ROOT/pg_test/cli_fleet.sh"
 
 for major in 15 16 18; do
   echo "==> PostgreSQL $major: ${by_major[$major]:-0} passed, ${failed_major[$major]:-0} failed"

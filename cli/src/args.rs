@@ -8,6 +8,7 @@
 //!   deployment of the project (deploy.apply's `"wait": false`).
 
 use crate::adopt::Tool;
+use crate::error::CliError;
 use crate::layout::Layout;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -22,7 +23,8 @@ const GLOBAL: &str = "Global options";
     about = "Deploy a migrations folder with pg_deploy, in one call",
     long_about = "Deploy a migrations folder (Flyway, golang-migrate, dbmate, Sqitch, Prisma or plain .sql files) \
                   with the pg_deploy extension, in one call.\n\n\
-                  Exit codes: 0 success; 1 the database said no (or drift found, or a broken log); \
+                  Exit codes: 0 success; 1 the database said no (or drift found, a broken log, a difference found by compare, \
+                  a failed target or an outlier of a fleet); \
                   2 bad input; 3 cannot connect."
 )]
 pub struct Cli {
@@ -162,6 +164,87 @@ pub struct ApplyArgs {
     pub through: Option<String>,
 }
 
+/// The heading the fleet options are listed under.
+const FLEET: &str = "Fleet options (many databases, docs/cli.md#fleets)";
+
+/// Many databases instead of one (docs/cli.md#fleets).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TargetArgs {
+    /// Every database listed in FILE (one connection string a line; blank lines and # comments allowed) instead of one.
+    #[arg(long, value_name = "FILE", help_heading = FLEET)]
+    pub targets: Option<PathBuf>,
+    /// Also every database on the server of --database-url (or PG*) whose name matches PATTERN (* and ?), templates left out.
+    #[arg(long, value_name = "PATTERN", help_heading = FLEET)]
+    pub discover: Option<String>,
+    /// How many targets at once [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512), help_heading = FLEET)]
+    pub parallel: Option<u16>,
+    /// Give up on a target after this long (its call is cancelled, so it rolls back): 90s, 10min, …
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, help_heading = FLEET)]
+    pub target_timeout: Option<std::time::Duration>,
+}
+
+impl TargetArgs {
+    /// Whether a fleet was asked for. Fleet options without targets are bad
+    /// input: silently deploying one database where a canary was meant is worse.
+    pub fn chosen(&self, rollout: Option<&RolloutArgs>) -> Result<bool, CliError> {
+        if self.targets.is_some() || self.discover.is_some() {
+            return Ok(true);
+        }
+        let mut stray = Vec::new();
+        if self.parallel.is_some() {
+            stray.push("--parallel");
+        }
+        if self.target_timeout.is_some() {
+            stray.push("--target-timeout");
+        }
+        if let Some(r) = rollout {
+            if r.canary.is_some() {
+                stray.push("--canary");
+            }
+            if r.on_failure.is_some() {
+                stray.push("--on-failure");
+            }
+        }
+        if stray.is_empty() {
+            return Ok(false);
+        }
+        Err(CliError::input_hint(
+            format!(
+                "{} only go(es) with --targets FILE or --discover PATTERN",
+                stray.join(", ")
+            ),
+            "These options are for many databases at once (docs/cli.md#fleets).",
+        ))
+    }
+
+    /// `--parallel`, or its default.
+    pub fn parallel(&self) -> usize {
+        usize::from(self.parallel.unwrap_or(4))
+    }
+}
+
+/// After the canary, what a failed target does to the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OnFailure {
+    /// Go on with every other target and report the failures at the end.
+    #[default]
+    Continue,
+    /// Start no new target (those running finish); the rest are reported skipped.
+    Stop,
+}
+
+/// How a fleet apply rolls out.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RolloutArgs {
+    /// First the first N targets alone; if any of them fails, no other target is started [default: 0].
+    #[arg(long, value_name = "N", help_heading = FLEET)]
+    pub canary: Option<usize>,
+    /// After the canary: continue past a failed target, or stop starting new ones [default: continue].
+    #[arg(long, value_enum, value_name = "MODE", help_heading = FLEET)]
+    pub on_failure: Option<OnFailure>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print the manifest built from the folder (no database needed).
@@ -180,6 +263,10 @@ pub enum Command {
         no_wait: bool,
         #[command(flatten)]
         wait: WaitArgs,
+        #[command(flatten)]
+        fleet: TargetArgs,
+        #[command(flatten)]
+        rollout: RolloutArgs,
     },
     /// Show what apply would do: deploy.plan(manifest); exit 1 if it would be refused or fail.
     Plan {
@@ -194,6 +281,8 @@ pub enum Command {
         /// No trial run: the default since 0.2.0 (kept so old scripts still work).
         #[arg(long, hide = true, conflicts_with = "execute")]
         no_execute: bool,
+        #[command(flatten)]
+        fleet: TargetArgs,
     },
     /// Wait for the steps of a project's last deployment that run after it committed: deploy.phase_status(project).
     Wait {
@@ -202,11 +291,23 @@ pub enum Command {
         #[command(flatten)]
         wait: WaitArgs,
     },
-    /// Show deployed projects: deploy.status().
+    /// Show deployed projects: deploy.status(); over a fleet, with the outliers flagged (exit 1 if any).
     Status {
         /// Show only this project; default: every project.
         #[arg(long)]
         project: Option<String>,
+        #[command(flatten)]
+        fleet: TargetArgs,
+    },
+    /// Compare one project in two databases (a branch and its parent): history and schema; exit 1 if they differ.
+    Compare {
+        /// Connection string of the first database (A), e.g. the parent.
+        a: String,
+        /// Connection string of the second database (B), e.g. the branch.
+        b: String,
+        /// The project to compare.
+        #[arg(long)]
+        project: String,
     },
     /// Objects added, removed or changed since the last deployment: deploy.drift(project); exit 1 if any.
     Drift {
@@ -478,6 +579,48 @@ mod tests {
         // --no-wait is apply's; the old --wait SECONDS still means --connect-retry.
         assert!(Cli::try_parse_from(["pg-deploy", "plan", "db", "--no-wait"]).is_err());
         assert_eq!(parse(&["apply", "db", "--wait", "5", "--no-wait"]).connect_retry, 5);
+    }
+
+    #[test]
+    fn fleet_options_need_targets() {
+        let cli = parse(&["apply", "db", "--targets", "f", "--canary", "2", "--on-failure", "stop"]);
+        let Command::Apply { fleet, rollout, .. } = cli.command else {
+            panic!("apply")
+        };
+        assert_eq!(fleet.chosen(Some(&rollout)), Ok(true));
+        assert_eq!(fleet.parallel(), 4);
+        assert_eq!((rollout.canary, rollout.on_failure), (Some(2), Some(OnFailure::Stop)));
+        let cli = parse(&["apply", "db", "--canary", "1", "--parallel", "8"]);
+        let Command::Apply { fleet, rollout, .. } = cli.command else {
+            panic!("apply")
+        };
+        let e = fleet.chosen(Some(&rollout)).expect_err("no targets");
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .contains("--parallel, --canary only go(es) with --targets FILE"),
+            "{e}"
+        );
+        let cli = parse(&[
+            "status",
+            "--discover",
+            "t_*",
+            "--parallel",
+            "16",
+            "--target-timeout",
+            "30s",
+        ]);
+        let Command::Status { fleet, .. } = cli.command else {
+            panic!("status")
+        };
+        assert_eq!((fleet.chosen(None), fleet.parallel()), (Ok(true), 16));
+        assert!(Cli::try_parse_from(["pg-deploy", "status", "--targets", "f", "--parallel", "0"]).is_err());
+        assert!(Cli::try_parse_from(["pg-deploy", "status", "--targets", "f", "--canary", "1"]).is_err());
+        let cli = parse(&["plan", "db"]);
+        let Command::Plan { fleet, .. } = cli.command else {
+            panic!("plan")
+        };
+        assert_eq!(fleet.chosen(None), Ok(false));
     }
 
     #[test]

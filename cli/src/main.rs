@@ -7,6 +7,8 @@ mod args;
 mod connect;
 mod db;
 mod error;
+mod fleet;
+mod generate;
 mod layout;
 mod manifest;
 mod order;
@@ -19,7 +21,7 @@ mod tls;
 mod wait;
 
 use args::{ApplyArgs, Cli, Command, FolderArgs, PhasesMode};
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use error::CliError;
 use layout::Folder;
 use manifest::BuildOptions;
@@ -30,7 +32,6 @@ use pg_deploy_core::report::{
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -180,7 +181,12 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             apply,
             no_wait,
             wait,
+            fleet,
+            rollout,
         } => {
+            if fleet.chosen(Some(rollout))? {
+                return fleet::apply(cli, folder, apply, *no_wait, wait, fleet, rollout);
+            }
             let (f, doc) = load(folder)?;
             announce(cli, folder, &f, &doc);
             check_through(&doc, apply.through.as_deref())?;
@@ -242,18 +248,24 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             apply,
             execute,
             no_execute: _,
+            fleet,
         } => {
-            let (f, doc) = load(folder)?;
-            announce(cli, folder, &f, &doc);
             let mut opts = apply_options(apply);
             opts["execute"] = json!(*execute);
+            if fleet.chosen(None)? {
+                return fleet::plan(cli, folder, &opts, fleet);
+            }
+            let (f, doc) = load(folder)?;
+            announce(cli, folder, &f, &doc);
             let mut c = client(cli)?;
             let answer = db::plan(&mut c, &text(&doc), &text(&opts))?;
             let report = read("plan", &answer, serde_json::from_value::<PlanReport>)?;
             show(cli, &answer, &report, output::plan);
             Ok(if output::plan_failed(&report) { 1 } else { 0 })
         }
-        Command::Status { project } => {
+        Command::Compare { a, b, project } => fleet::compare(cli, a, b, project),
+        Command::Status { project, fleet } if fleet.chosen(None)? => fleet::status(cli, project.as_deref(), fleet),
+        Command::Status { project, .. } => {
             let mut c = client(cli)?;
             let answer = db::status(&mut c, project.as_deref())?;
             let rows = read("status", &answer, serde_json::from_value::<Vec<StatusRow>>)?;
@@ -367,22 +379,10 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             }
             Ok(0)
         }
-        Command::Completions { shell } => {
-            let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut Cli::command(), "pg-deploy", &mut script);
-            print_bytes(&script);
-            Ok(0)
-        }
-        Command::Man { dir: None } => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut page)
-                .map_err(|e| CliError::input(format!("cannot render the man page: {e}")))?;
-            print_bytes(&page);
-            Ok(0)
-        }
+        Command::Completions { shell } => generate::completions(*shell),
+        Command::Man { dir: None } => generate::man_page(),
         Command::Man { dir: Some(dir) } => {
-            for p in write_man_pages(dir)? {
+            for p in generate::write_man_pages(dir)? {
                 println!("{}", p.display());
             }
             Ok(0)
@@ -487,32 +487,6 @@ fn finish(cli: &Cli, f: &wait::Followed, timeout: Duration) -> Result<u8, CliErr
         }
         Some(e) => Err(e),
     }
-}
-
-/// Writes generated text to stdout; a reader that stops early (`| head`) is not an error.
-fn print_bytes(bytes: &[u8]) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(bytes).and_then(|()| out.flush());
-}
-
-/// Writes pg-deploy.1 and one pg-deploy-COMMAND.1 per command into `dir`
-/// (created if missing); returns the paths written.
-fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
-    fn walk(cmd: &clap::Command, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        out.push(clap_mangen::Man::new(cmd.clone()).generate_to(dir)?);
-        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-            walk(sub, dir, out)?;
-        }
-        Ok(())
-    }
-    let fail = |e: std::io::Error| CliError::input(format!("cannot write man pages to {}: {e}", dir.display()));
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    let mut cmd = Cli::command().disable_help_subcommand(true);
-    cmd.build();
-    let mut out = Vec::new();
-    walk(&cmd, dir, &mut out).map_err(fail)?;
-    Ok(out)
 }
 
 /// Parses the command line. Help and --version print and exit 0; a usage
