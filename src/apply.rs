@@ -104,6 +104,7 @@ pub fn prepare(
     let mut analyses = analyse_pending(client, manifest, &runs, &opened.session)?;
     plan.warnings.extend(drift_warnings);
     let phased = place(manifest, &analyses, options.phases)?;
+    crate::lock_capacity::check(client, project, &phased.steps, &analyses)?;
     crate::analyze::add_held_lock_hazards(manifest, &phased.steps, &mut analyses);
     plan.warnings.extend(phased.warnings.iter().cloned());
     Ok(Prepared {

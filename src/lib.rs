@@ -26,6 +26,7 @@ mod execute;
 mod guc;
 mod history;
 mod jsonb_arg;
+mod lock_capacity;
 mod locks;
 mod memory;
 mod node;

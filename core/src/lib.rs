@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod argument;
+pub mod capacity;
 pub mod checksum;
 pub mod document;
 pub mod error;
