@@ -40,8 +40,8 @@ PY
 open_deploy() {
   local kind=$1 hold=$((WINDOW + 3))
   rm -f "$TMP/ran"
+  [ "$kind" = idle ] && return 0
   case $kind in
-    idle) return 0 ;;
     plain) { echo "BEGIN;"; cat "$TMP/plain.sql"; echo "\\! touch $TMP/ran"; echo "SELECT pg_sleep($hold); ROLLBACK;"; } ;;
     apply) printf "BEGIN;\nSET client_min_messages = warning;\nSELECT deploy.apply(pg_read_file('%s')::jsonb) IS NOT NULL;\n\\! touch %s\nSELECT pg_sleep(%s); ROLLBACK;\n" \
              "$TMP/m.json" "$TMP/ran" "$hold" ;;

@@ -325,6 +325,8 @@ t_nothing_is_left_in_the_session() {
   for sql in "DO \$\$ BEGIN EXECUTE 'PREPARE p AS SELECT 1'; END \$\$" \
              "DO \$\$ BEGIN EXECUTE 'CREATE TEMP TABLE t (a int)'; END \$\$" \
              "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'" \
+             "CREATE TEMP VIEW v AS SELECT 1" "CREATE SEQUENCE pg_temp.s" "CREATE TYPE pg_temp.e AS ENUM ('a')" \
+             "CREATE TABLE pg_temp.t2 (a int); CREATE INDEX ON pg_temp.t2 (a)" \
              "DO \$\$ BEGIN PERFORM pg_advisory_lock(1); END \$\$; SELECT 1/0"; do
     printf '%s' "$sql" | python3 -c 'import json, sys; print(json.dumps({"project": "p", "version": "1.0.0", "changes": [{"id": "c", "sql": sys.stdin.read()}]}))' >"$TMP/m/s.json"
     out=$(PGOPTIONS='-c client_min_messages=warning' "${PSQL[@]}" -v VERBOSITY=verbose -U "$dep" -d "$DB" \
@@ -334,6 +336,7 @@ SELECT deploy.apply(:'manifest'::jsonb);
 SELECT 'left: ' || (SELECT count(*) FROM pg_prepared_statements)
        || ' ' || (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema())
        || ' ' || (SELECT count(*) FROM pg_proc WHERE pronamespace = pg_my_temp_schema())
+                 + (SELECT count(*) FROM pg_type WHERE typnamespace = pg_my_temp_schema() AND typtype = 'e')
        || ' ' || (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid());
 SQL
     )

@@ -487,3 +487,48 @@ unsafe fn generated_stored(c: *mut pg_sys::Constraint) -> bool {
         true
     }
 }
+
+/// Whether a statement cannot leave anything in the session (a prepared
+/// statement, a temporary object): DDL that runs no user code when it runs
+/// (defaults, checks and view queries are stored, not evaluated; index
+/// expressions are immutable) and creates nothing temporary. For a change made
+/// only of these the session check before and after it is skipped: it
+/// re-plans on every call in a transaction full of catalog changes.
+///
+/// # Safety
+/// `stmt` is a valid node from `pg_parse_query`.
+pub unsafe fn leaves_no_session_state(stmt: *mut pg_sys::Node) -> bool {
+    let in_temp_schema = |schema: Option<String>| schema.is_some_and(|s| s.starts_with("pg_temp"));
+    let temporary = |rv: *mut pg_sys::RangeVar| {
+        // SAFETY: rv is null or a RangeVar of the statement.
+        !rv.is_null()
+            && unsafe {
+                (*rv).relpersistence == pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char
+                    || in_temp_schema(text((*rv).schemaname))
+            }
+    };
+    // A qualified name (a List of String) whose schema is pg_temp.
+    let temporary_name = |names: *mut pg_sys::List| {
+        // SAFETY: names is a name list of the statement.
+        let names = unsafe { items(names) };
+        names.len() > 1 && in_temp_schema(unsafe { string_value(names[0]) })
+    };
+    // SAFETY: each arm casts the node to the struct its tag names.
+    unsafe {
+        match tag(stmt) {
+            Some(NodeTag::T_CreateStmt) => !temporary((*(stmt as *mut pg_sys::CreateStmt)).relation),
+            Some(NodeTag::T_ViewStmt) => !temporary((*(stmt as *mut pg_sys::ViewStmt)).view),
+            Some(NodeTag::T_CreateSeqStmt) => !temporary((*(stmt as *mut pg_sys::CreateSeqStmt)).sequence),
+            Some(NodeTag::T_IndexStmt) => !temporary((*(stmt as *mut pg_sys::IndexStmt)).relation),
+            Some(NodeTag::T_CompositeTypeStmt) => !temporary((*(stmt as *mut pg_sys::CompositeTypeStmt)).typevar),
+            Some(NodeTag::T_CreateEnumStmt) => !temporary_name((*(stmt as *mut pg_sys::CreateEnumStmt)).typeName),
+            Some(NodeTag::T_CreateRangeStmt) => !temporary_name((*(stmt as *mut pg_sys::CreateRangeStmt)).typeName),
+            Some(NodeTag::T_CreateDomainStmt) => !temporary_name((*(stmt as *mut pg_sys::CreateDomainStmt)).domainname),
+            Some(NodeTag::T_CreateFunctionStmt) => {
+                !temporary_name((*(stmt as *mut pg_sys::CreateFunctionStmt)).funcname)
+            }
+            Some(NodeTag::T_CreateSchemaStmt | NodeTag::T_CommentStmt | NodeTag::T_GrantStmt) => true,
+            _ => false,
+        }
+    }
+}

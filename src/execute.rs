@@ -146,8 +146,14 @@ fn attempt(
         .flat_map(|s| s.tree.dropped_at_commit.iter().cloned())
         .collect();
     let mut before = None;
+    // An unqualified CREATE goes to pg_temp when the search_path puts it first.
+    let check_session = statements.iter().any(|s| !s.leaves_no_session_state)
+        || work.verify.is_some()
+        || settings.search_path.contains("pg_temp");
     let outcome = in_subtransaction(|| {
-        before = Some(session_state::holdings(client)?);
+        if check_session {
+            before = Some(session_state::holdings(client)?);
+        }
         for (name, value) in settings.gucs() {
             set_local(name, value)?;
         }

@@ -43,8 +43,12 @@ const TEMPORARY: &str = "
                ARRAY(SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_class c
                       WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
                         AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,S,f,c}'::pg_catalog.char[])),
-               ARRAY(SELECT pg_catalog.concat(p.proname, '()') FROM pg_catalog.pg_proc p
-                      WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()))";
+               pg_catalog.array_cat(
+                   ARRAY(SELECT pg_catalog.concat(p.proname, '()') FROM pg_catalog.pg_proc p
+                          WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()),
+                   ARRAY(SELECT t.typname::pg_catalog.text FROM pg_catalog.pg_type t
+                          WHERE t.typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+                            AND t.typtype OPERATOR(pg_catalog.=) ANY ('{e,d,r}'::pg_catalog.char[]))))";
 
 const ADVISORY_LOCKS: &str = "
     SELECT ARRAY(SELECT pg_catalog.concat_ws(' ', l.classid, l.objid, l.objsubid, l.mode) FROM pg_catalog.pg_locks l

@@ -26,6 +26,8 @@ pub struct Statement {
     pub tree: TreeFacts,
     /// What it is when it runs online (after commit, top level).
     pub online: pg_deploy_core::phases::OnlineKind,
+    /// It cannot leave a prepared statement or a temporary object behind.
+    pub leaves_no_session_state: bool,
 }
 
 /// A change whose SQL does not parse: the parser's error and its position.
@@ -99,6 +101,7 @@ unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
             let object = crate::locks::object_of(node, &facts);
             let tree = tree_walk::walk_statement(node);
             let online = crate::phases::kind::online_kind(node);
+            let leaves_no_session_state = classify::leaves_no_session_state(node);
             out.push(Statement {
                 start,
                 end,
@@ -108,6 +111,7 @@ unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
                 object,
                 tree,
                 online,
+                leaves_no_session_state,
             });
         }
         out

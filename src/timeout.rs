@@ -12,6 +12,8 @@ use pgrx::pg_sys;
 const STATEMENT_TIMEOUT: u32 = 3;
 
 // utils/timeout.h is not in pgrx's bindings; these four are exported by every server.
+// The "statement timeout" case of pg_tests' refusals test fires this timer on every
+// major the suite runs (15, 16, 18), which checks the id and the signatures.
 mod raw {
     unsafe extern "C-unwind" {
         pub fn enable_timeout_at(id: u32, fin_time: pgrx::pg_sys::TimestampTz);

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Where deploy.apply's time goes: perf samples of the backend running one
+# apply of N (default 1000) generated changes (the bench/run.sh manifest),
+# printed as the top symbols (self and with children). Needs perf and a
+# release build installed (scripts/setup.sh). Usage: bash bench/profile.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PORT=${PORT:-5480}
+N=${N:-1000}
+command -v perf >/dev/null || { echo "perf is not installed" >&2; exit 2; }
+TMP=$(mktemp -d "${BENCH_TMPDIR:-/dev/shm}/pg_deploy_profile.XXXXXX")
+chown postgres: "$TMP"
+trap 'bash "$ROOT/scripts/cluster.sh" stop "$TMP/c" || true; [ "${KEEP:-0}" = 1 ] || rm -rf "$TMP"' EXIT
+bash scripts/cluster.sh start "$TMP/c" "$PORT"
+eval "$(bash scripts/cluster.sh env "$TMP/c")"
+python3 - "$N" "$TMP/manifest.json" <<'PY'
+import json, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+changes = [{"id": "0000-schema", "sql": "CREATE SCHEMA bench;"}]
+for i in range(1, n + 1):
+    changes.append({"id": f"{i:04d}-t_{i}", "sql":
+        f"CREATE TABLE bench.t_{i} (id bigint PRIMARY KEY, name text NOT NULL, "
+        f"created_at timestamptz DEFAULT now());\n"
+        f"CREATE INDEX ON bench.t_{i} (created_at);"})
+json.dump({"project": "bench", "version": "1.0.0", "changes": changes}, open(path, "w"))
+PY
+chmod o+r "$TMP/manifest.json"
+psql -X -q -d postgres -c "CREATE EXTENSION pg_deploy"
+# One session: learn its pid, start perf on it, then apply.
+coproc PSQLS { psql -X -q -At -d postgres 2>&1; }
+echo "SELECT pg_backend_pid();" >&"${PSQLS[1]}"
+read -r pid <&"${PSQLS[0]}"
+perf record -F ${FREQ:-2000} ${CALLGRAPH:--g} -p "$pid" -o "$TMP/perf.data" >"$TMP/perf.log" 2>&1 &
+perf_pid=$!
+sleep 1
+echo "\\timing on
+SET client_min_messages = warning;
+SELECT deploy.apply(pg_read_file('$TMP/manifest.json')::jsonb)->>'outcome';
+\\q" >&"${PSQLS[1]}"
+cat <&"${PSQLS[0]}"
+sleep 0.5
+kill -INT "$perf_pid" 2>/dev/null || cat "$TMP/perf.log" >&2; wait "$perf_pid" || true
+perf report -i "$TMP/perf.data" --no-children --sort symbol --stdio -G 2>/dev/null >"$ROOT/bench/profile-callers.txt" || true
+echo "== self"
+perf report -i "$TMP/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E "^ +[0-9]" | head -25
+echo "== with children"
+perf report -i "$TMP/perf.data" --children --sort symbol --stdio 2>/dev/null | grep -E "^ +[0-9]" | head -45
