@@ -14,6 +14,9 @@ chown postgres: "$TMP"
 trap 'bash "$ROOT/scripts/cluster.sh" stop "$TMP/c" || true; [ "${KEEP:-0}" = 1 ] || rm -rf "$TMP"' EXIT
 bash scripts/cluster.sh start "$TMP/c" "$PORT"
 eval "$(bash scripts/cluster.sh env "$TMP/c")"
+# Room for big N (5 locks a change: table, TOAST table and index, two indexes).
+psql -X -q -d postgres -c "ALTER SYSTEM SET max_locks_per_transaction = ${MAX_LOCKS:-512}" >/dev/null
+bash scripts/cluster.sh restart "$TMP/c"
 python3 - "$N" "$TMP/manifest.json" <<'PY'
 import json, sys
 n, path = int(sys.argv[1]), sys.argv[2]
@@ -41,7 +44,7 @@ SELECT deploy.apply(pg_read_file('$TMP/manifest.json')::jsonb)->>'outcome';
 cat <&"${PSQLS[0]}"
 sleep 0.5
 kill -INT "$perf_pid" 2>/dev/null || cat "$TMP/perf.log" >&2; wait "$perf_pid" || true
-perf report -i "$TMP/perf.data" --no-children --sort symbol --stdio -G 2>/dev/null >"$ROOT/bench/profile-callers.txt" || true
+perf report -i "$TMP/perf.data" --no-children --sort symbol --stdio -G 2>/dev/null >"$TMP/callers.txt" || true
 echo "== self"
 perf report -i "$TMP/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E "^ +[0-9]" | head -25
 echo "== with children"
