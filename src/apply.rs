@@ -206,10 +206,55 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     let mut records = Vec::new();
     let (mut applied, mut rerun, mut skipped, mut accepted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // No change may leave a session-level advisory lock behind.
+    // Runs of plain DDL changes, each run in one subtransaction ahead of the loop
+    // below, which then takes their results (see group.rs).
+    let statements_of: Vec<Vec<_>> = analyses
+        .iter()
+        .map(|a| a.as_ref().map(|a| a.plain_statements()).unwrap_or_default())
+        .collect();
+    let runs_now = |ordinal: usize| {
+        matches!(plan.actions[ordinal], Action::Apply | Action::Rerun)
+            && !phased.step_of[ordinal].is_some_and(|step| step > 0)
+    };
+    let grouped = |ordinal: usize| {
+        runs_now(ordinal)
+            && analyses[ordinal].as_ref().is_some_and(|a| {
+                crate::group::groupable(
+                    &ChangeWork::of(&manifest.changes[ordinal], &statements_of[ordinal]),
+                    &a.settings,
+                )
+            })
+    };
+    let mut group_runs: std::collections::HashMap<usize, crate::execute::ChangeRun> = Default::default();
+    // After a group that failed, its changes run one by one.
+    let mut no_group_before = 0;
     session_state::guard_advisory_locks(client, |client| {
         for (ordinal, ((change, action), analysis)) in
             manifest.changes.iter().zip(&plan.actions).zip(&analyses).enumerate()
         {
+            if ordinal >= no_group_before
+                && !group_runs.contains_key(&ordinal)
+                && grouped(ordinal)
+                && ordinal + 1 < manifest.changes.len()
+                && grouped(ordinal + 1)
+            {
+                let members: Vec<usize> = (ordinal..manifest.changes.len())
+                    .take_while(|&i| grouped(i))
+                    .take(crate::group::GROUP_SIZE)
+                    .collect();
+                let works: Vec<_> = members
+                    .iter()
+                    .filter_map(|&i| {
+                        let settings = &analyses[i].as_ref()?.settings;
+                        Some((ChangeWork::of(&manifest.changes[i], &statements_of[i]), settings))
+                    })
+                    .collect();
+                let end = ordinal + members.len();
+                match crate::group::run_group(client, &works) {
+                    Some(runs) => group_runs.extend(members.into_iter().zip(runs)),
+                    None => no_group_before = end,
+                }
+            }
             let mut record = ChangeRecord::of(ordinal, change, action.as_str());
             if phased.step_of[ordinal].is_some_and(|step| step > 0) {
                 // Queued: runs after the deployment commits.
@@ -222,10 +267,12 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
                 }
                 (Action::Accept, _) => accepted.push(change.id.clone()),
                 (Action::Apply | Action::Rerun, Some(analysis)) => {
-                    let statements = analysis.plain_statements();
-                    let work = ChangeWork::of(change, &statements);
-                    let run = run_change(client, &work, &analysis.settings)
-                        .map_err(|failure| change_failed(client, manifest, change, analysis, failure))?;
+                    let statements = &statements_of[ordinal];
+                    let run = match group_runs.remove(&ordinal) {
+                        Some(run) => run,
+                        None => run_change(client, &ChangeWork::of(change, statements), &analysis.settings)
+                            .map_err(|failure| change_failed(client, manifest, change, analysis, failure))?,
+                    };
                     let ms = run.duration.as_secs_f64() * 1000.0;
                     record.statements = statements.len() as i32;
                     record.retries = run.retries as i32;

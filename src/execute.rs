@@ -264,7 +264,7 @@ const BUSY: &str = "table is busy";
 /// caller waits for it to go. Short holders (a busy table's own traffic) are
 /// queued behind as usual, for lock_timeout at most. A table that does not
 /// exist (yet) is left to the statement.
-fn lock_unless_held_long(
+pub(crate) fn lock_unless_held_long(
     client: &mut SpiClient<'_>,
     table: &ObjectName,
     mode: &str,
@@ -423,7 +423,7 @@ const TRANSACTION_CONTROL_HINT: &str = "pg_deploy runs the whole deployment in t
      remove BEGIN/COMMIT/ROLLBACK/SAVEPOINT from the change (also inside DO blocks and procedures).";
 
 /// SPI refuses some statements with a status code instead of an error.
-fn spi_failure(error: SpiError) -> PgError {
+pub(crate) fn spi_failure(error: SpiError) -> PgError {
     let (code, message, hint) = match &error {
         SpiError::SpiError(SpiErrorCodes::Transaction) => (
             PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION,

@@ -23,6 +23,7 @@ mod drift;
 mod error;
 mod errpos;
 mod execute;
+mod group;
 mod guc;
 mod history;
 mod jsonb_arg;

@@ -94,18 +94,21 @@ fn revert_refuses_missing_reverts_and_unallowed_data_loss() {
 
 #[pg_test]
 fn baseline_records_without_running() {
-    Spi::run("CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, name text)").unwrap();
+    // Its own project and schema: tests run in parallel, and another test's
+    // apply of "app" would wait for this one's schema while holding the project.
+    let based = |m: Value| -> Value { serde_json::from_str(&m.to_string().replace("app", "based")).unwrap() };
+    Spi::run("CREATE SCHEMA based; CREATE TABLE based.items (id int PRIMARY KEY, name text)").unwrap();
     let report = Spi::get_one_with_args::<JsonB>(
         "SELECT deploy.baseline($1, '{\"through\": \"0002-items\"}')",
-        &[JsonB(app("1.0.0", json!([]))).into()],
+        &[JsonB(based(app("1.0.0", json!([])))).into()],
     )
     .unwrap()
     .unwrap()
     .0;
     assert_eq!(report["baselined"], json!(["0001-schema", "0002-items"]));
-    let next = apply(&app("1.0.0", json!([])));
+    let next = apply(&based(app("1.0.0", json!([]))));
     assert_eq!(ids(&next, "applied"), vec!["names"], "only what was not baselined runs");
-    assert_eq!(one::<String>("SELECT last_action FROM deploy.changes('app') WHERE change_id = '0001-schema'").as_deref(), Some("baseline"));
+    assert_eq!(one::<String>("SELECT last_action FROM deploy.changes('based') WHERE change_id = '0001-schema'").as_deref(), Some("baseline"));
 }
 
 #[pg_test]

@@ -229,3 +229,27 @@ fn more_relations_than_the_lock_table_holds_is_refused_up_front() {
     );
     assert_eq!(one::<bool>("SELECT to_regclass('t0') IS NULL"), Some(true), "nothing ran");
 }
+
+/// Consecutive DDL changes share a subtransaction (group.rs); one failing among
+/// them is still reported as itself, and nothing of the deployment stays.
+#[pg_test]
+fn a_failing_change_in_a_group_is_reported_as_itself() {
+    let changes: Vec<Value> = (0..10)
+        .map(|i| {
+            let table = if i == 6 { 1 } else { i };
+            json!({"id": format!("g{i}"), "sql": format!("CREATE TABLE g_{table} (a int);\nCREATE INDEX ON g_{table} (a);")})
+        })
+        .collect();
+    let got = try_apply(&json!({"project": "grp", "version": "1.0.0", "changes": changes}), &json!({}));
+    assert!(
+        got.starts_with("42P07: ") && got.contains("change \"g6\" of project \"grp\"") && got.contains("\"g_1\" already exists"),
+        "got {got:?}"
+    );
+    assert_eq!(one::<bool>("SELECT to_regclass('g_0') IS NULL"), Some(true), "nothing stays");
+    let ok: Vec<Value> = (0..10)
+        .map(|i| json!({"id": format!("g{i}"), "sql": format!("CREATE TABLE g_{i} (a int);")}))
+        .collect();
+    let report = apply(&json!({"project": "grp", "version": "1.0.0", "changes": ok}));
+    assert_eq!(ids(&report, "applied"), (0..10).map(|i| format!("g{i}")).collect::<Vec<_>>());
+    assert_eq!(one::<i64>("SELECT count(*) FROM deploy.change_log WHERE change_id LIKE 'g%'"), Some(10));
+}
