@@ -71,7 +71,7 @@ base=$(median "$TMP/idle")
   echo "|---|---:|---:|---|"
   for kind in idle plain apply; do
     m=$(median "$TMP/$kind")
-    label=$kind; [ "$kind" = plain ] && label="psql -1 (no subtransactions)"; [ "$kind" = apply ] && label="deploy.apply ($CHANGES subtransactions)"
+    label=$kind; [ "$kind" = plain ] && label="psql -1 (no subtransactions)"; [ "$kind" = apply ] && label="deploy.apply ($CHANGES changes)"
     printf '| %s | %.0f | %.0f%% | %s |\n' "$label" "$m" "$(echo "$m * 100 / $base" | bc -l)" "$(paste -sd' ' "$TMP/$kind" | xargs printf '%.0f ' )"
   done
 } | tee "$ROOT/bench/subxact-results.md"
