@@ -214,7 +214,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         .collect();
     let runs_now = |ordinal: usize| {
         matches!(plan.actions[ordinal], Action::Apply | Action::Rerun)
-            && !phased.step_of[ordinal].is_some_and(|step| step > 0)
+            && phased.step_of[ordinal].is_none_or(|step| step == 0)
     };
     let grouped = |ordinal: usize| {
         runs_now(ordinal)
