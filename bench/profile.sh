@@ -17,17 +17,7 @@ eval "$(bash scripts/cluster.sh env "$TMP/c")"
 # Room for big N (5 locks a change: table, TOAST table and index, two indexes).
 psql -X -q -d postgres -c "ALTER SYSTEM SET max_locks_per_transaction = ${MAX_LOCKS:-512}" >/dev/null
 bash scripts/cluster.sh restart "$TMP/c"
-python3 - "$N" "$TMP/manifest.json" <<'PY'
-import json, sys
-n, path = int(sys.argv[1]), sys.argv[2]
-changes = [{"id": "0000-schema", "sql": "CREATE SCHEMA bench;"}]
-for i in range(1, n + 1):
-    changes.append({"id": f"{i:04d}-t_{i}", "sql":
-        f"CREATE TABLE bench.t_{i} (id bigint PRIMARY KEY, name text NOT NULL, "
-        f"created_at timestamptz DEFAULT now());\n"
-        f"CREATE INDEX ON bench.t_{i} (created_at);"})
-json.dump({"project": "bench", "version": "1.0.0", "changes": changes}, open(path, "w"))
-PY
+python3 bench/ddl_changes.py "$N" "$TMP/manifest.json"
 chmod o+r "$TMP/manifest.json"
 psql -X -q -d postgres -c "CREATE EXTENSION pg_deploy"
 # One session: learn its pid, start perf on it, then apply.

@@ -18,20 +18,7 @@ bash scripts/cluster.sh start "$TMP" "$PORT"
 eval "$(bash scripts/cluster.sh env "$TMP")"
 
 # Same changes twice: as one SQL file and as a manifest.
-python3 - "$N" "$TMP/all.sql" "$TMP/manifest.json" <<'PY'
-import json, sys
-n, sql_path, manifest_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-changes = [{"id": "0000-schema", "sql": "CREATE SCHEMA bench;"}]
-for i in range(1, n + 1):
-    changes.append({"id": f"{i:04d}-t_{i}", "sql":
-        f"CREATE TABLE bench.t_{i} (id bigint PRIMARY KEY, name text NOT NULL, "
-        f"created_at timestamptz DEFAULT now());\n"
-        f"CREATE INDEX ON bench.t_{i} (created_at);"})
-with open(sql_path, "w") as f:
-    f.write("\n".join(c["sql"] for c in changes) + "\n")
-with open(manifest_path, "w") as f:
-    json.dump({"project": "bench", "version": "1.0.0", "changes": changes}, f)
-PY
+python3 bench/ddl_changes.py "$N" "$TMP/manifest.json" "$TMP/all.sql"
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # Sum of psql's "Time: X ms" lines on stdin.

@@ -24,18 +24,7 @@ sum_timing() { awk '/^Time: / {s += $2} END {printf "%.0f", s}'; }
 
 : >"$TMP/rows"
 for n in $SIZES; do
-  python3 - "$n" "$TMP/all.sql" "$TMP/m.json" <<'PY'
-import json, sys
-n, sql_path, manifest_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-changes = [{"id": "0000-schema", "sql": "CREATE SCHEMA bench;"}]
-for i in range(1, n + 1):
-    changes.append({"id": f"{i:05d}-t_{i}", "sql":
-        f"CREATE TABLE bench.t_{i} (id bigint PRIMARY KEY, name text NOT NULL, "
-        f"created_at timestamptz DEFAULT now());\n"
-        f"CREATE INDEX ON bench.t_{i} (created_at);"})
-open(sql_path, "w").write("\n".join(c["sql"] for c in changes) + "\n")
-json.dump({"project": "bench", "version": "1.0.0", "changes": changes}, open(manifest_path, "w"))
-PY
+  python3 bench/ddl_changes.py "$n" "$TMP/m.json" "$TMP/all.sql"
   chmod o+r "$TMP/m.json"
   createdb "raw_$n"; createdb "app_$n"
   psql -X -q -d "app_$n" -c "CREATE EXTENSION pg_deploy"
