@@ -205,7 +205,6 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
 
     let mut records = Vec::new();
     let (mut applied, mut rerun, mut skipped, mut accepted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    // No change may leave a session-level advisory lock behind.
     // Runs of plain DDL changes, each run in one subtransaction ahead of the loop
     // below, which then takes their results (see group.rs).
     let statements_of: Vec<Vec<_>> = analyses
@@ -228,6 +227,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     let mut group_runs: std::collections::HashMap<usize, crate::execute::ChangeRun> = Default::default();
     // After a group that failed, its changes run one by one.
     let mut no_group_before = 0;
+    // No change may leave a session-level advisory lock behind.
     session_state::guard_advisory_locks(client, |client| {
         for (ordinal, ((change, action), analysis)) in
             manifest.changes.iter().zip(&plan.actions).zip(&analyses).enumerate()

@@ -302,9 +302,9 @@ const LONG_HOLDER_MS: f64 = 100.0;
 
 /// Other sessions holding a lock on `oid` that conflicts with `mode`, whose
 /// transaction began more than LONG_HOLDER_MS (or lock_timeout, if shorter)
-/// ago ("pid N (Mode)"). A holder
-/// whose start the caller may not see (another role's session without
-/// pg_read_all_stats) is not counted: it is queued behind, as before.
+/// ago ("pid N (Mode)"). A holder whose start the caller may not see (another
+/// role's session without pg_read_all_stats) is not counted: it is queued
+/// behind, as before.
 fn long_holders(client: &mut SpiClient<'_>, oid: u32, mode: &str, settings: &RunSettings) -> Vec<String> {
     let older_than_ms = pg_deploy_core::manifest::duration_ms(&settings.lock_timeout)
         .unwrap_or(0.0)
