@@ -221,7 +221,8 @@ fn enum_values_used_before_commit_are_explained() {
 /// a finding, dollar-quoted and E'' strings are read as what they denote.
 #[pg_test]
 fn enum_value_uses_come_from_the_parse_tree() {
-    Spi::run("CREATE TYPE mood AS ENUM ('sad'); CREATE TABLE people (m mood)").unwrap();
+    Spi::run("CREATE TYPE mood AS ENUM ('sad'); CREATE TYPE other AS ENUM ('happy'); CREATE TABLE people (m mood)")
+        .unwrap();
     let warned = |user_sql: &str| {
         let m = json!({"project": "e", "version": "1.0.0", "changes": [
             {"id": "add", "sql": "ALTER TYPE mood ADD VALUE 'happy'"},
@@ -244,6 +245,13 @@ fn enum_value_uses_come_from_the_parse_tree() {
         ("UPDATE people SET m = 'sad' /* not 'happy' yet */", false),
         ("SELECT 'unhappy'", false),
         ("COMMENT ON TABLE people IS 'happy people'", false),
+        // The same label written as of another type (documenso's migrations do this).
+        ("SELECT 'happy'::mood", true),
+        ("SELECT 'happy'::public.mood[]", true),
+        ("ALTER TABLE people ADD COLUMN m2 mood NOT NULL DEFAULT 'happy'", true),
+        ("SELECT 'happy'::text", false),
+        ("ALTER TABLE people ADD COLUMN o other NOT NULL DEFAULT 'happy'", false),
+        ("CREATE TYPE third AS ENUM ('happy'); CREATE TABLE later (t third DEFAULT 'happy')", false),
     ];
     for (sql, want) in cases {
         assert_eq!(warned(sql), *want, "{sql}");
