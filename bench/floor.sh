@@ -45,7 +45,10 @@ prelude() {
 bash scripts/cluster.sh start "$TMP" "$PORT" >/dev/null
 eval "$(bash scripts/cluster.sh env "$TMP")"
 export PGOPTIONS='-c client_min_messages=warning'
-last_ms() { awk '/^Time: / {t = $2} END {printf "%.1f", t}'; }
+# Server clock before and after, read in the same session: psql's \timing does
+# not time what \gexec sends. Both sides include sending their text once.
+START="SELECT extract(epoch FROM clock_timestamp()) AS t0 \\gset"
+STOP="SELECT round(((extract(epoch FROM clock_timestamp()) - :t0) * 1000)::numeric, 1);"
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 : >"$TMP/rows"
@@ -65,15 +68,18 @@ for c in json.load(open(sys.argv[1]))["changes"]:
     psql -X -q -d "app_$r" -c "CREATE EXTENSION pg_deploy"
     for db in "raw_$r" "app_$r"; do psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$db" -c "SELECT 1; $(prelude "$name")"; done
     psql -X -q -d postgres -c CHECKPOINT
-    psql -X -q -v ON_ERROR_STOP=1 -d "raw_$r" <<SQL | last_ms >>"$TMP/raw"; echo >>"$TMP/raw"
-\timing on
-SELECT pg_read_file('$TMP/$name.sql') \gexec
+    psql -X -q -v ON_ERROR_STOP=1 -At -d "raw_$r" <<SQL | tail -1 >>"$TMP/raw"
+SELECT pg_read_file('$TMP/$name.sql') AS s \gset
+$START
+SELECT :'s' \gexec
+$STOP
 SQL
     psql -X -q -d postgres -c CHECKPOINT
-    psql -X -q -v ON_ERROR_STOP=1 -At -d "app_$r" <<SQL | last_ms >>"$TMP/app"; echo >>"$TMP/app"
+    psql -X -q -v ON_ERROR_STOP=1 -At -d "app_$r" <<SQL | tail -1 >>"$TMP/app"
 SELECT pg_read_file('$TMP/$name.json') AS m \gset
-\timing on
+$START
 SELECT deploy.apply(:'m'::jsonb) IS NOT NULL;
+$STOP
 SQL
     dropdb "raw_$r"; dropdb "app_$r"
   done
