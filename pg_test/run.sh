@@ -516,4 +516,49 @@ t_dump_and_restore() {
 
 # ---------------------------------------------------------------- runner
 
+# A small table's write-blocking lock held across a backfill of a big one is
+# a hazard when the table is busy: other sessions hold locks on it now, or
+# its statistics show traffic; not when it is idle.
+t_busy_table_held_across_a_backfill() {
+  newdb
+  q "CREATE TABLE users (id int PRIMARY KEY, name text);
+     INSERT INTO users SELECT g, 'u' FROM generate_series(1, 10) g;
+     CREATE TABLE events (id bigint, kind text);
+     INSERT INTO events SELECT g, 'x' FROM generate_series(1, 150000) g;
+     ANALYZE users, events;" >/dev/null
+  local m='{"project": "busy", "version": "1.0.0", "changes": [
+    {"id": "add", "sql": "ALTER TABLE users ADD COLUMN plan text"},
+    {"id": "fill", "sql": "UPDATE events SET kind = '"'y'"'"}]}'
+  held_on_users() {
+    "${PSQL[@]}" -d "$DB" -v m="$m" <<'SQL'
+SELECT coalesce(string_agg(l->>'busy', '|'), 'none')
+  FROM jsonb_array_elements(deploy.plan(:'m'::jsonb, '{"execute": false}')->'locks_held') l
+ WHERE l->>'table' = 'public.users' AND l->>'busy' IS NOT NULL;
+SQL
+  }
+  eq "$(held_on_users)" none "an idle small table"
+  # Another session in a transaction that read the table.
+  "${PSQL[@]}" -d "$DB" -c "BEGIN; SELECT count(*) FROM users; SELECT pg_sleep(30); COMMIT;" >/dev/null 2>&1 &
+  local holder=$!
+  for _ in $(seq 50); do
+    [ "$(q "SELECT count(*) FROM pg_locks WHERE relation = 'users'::regclass AND pid <> pg_backend_pid()")" -gt 0 ] && break
+    sleep 0.1
+  done
+  eq "$(held_on_users)" "1 other session holds a lock on it now" "a table in use now"
+  local hazard
+  hazard=$("${PSQL[@]}" -d "$DB" -v m="$m" <<'SQL'
+SELECT h->>'reason'
+  FROM jsonb_path_query(deploy.plan(:'m'::jsonb, '{"execute": false}'),
+                        '$.changes[*].statements[*].hazards[*] ? (@.kind == "lock_held_until_commit")') h;
+SQL
+  )
+  has "$hazard" 'taken by change "add".*public.users \(busy: 1 other session holds a lock on it now\).*backfill' "hazard names the busy table"
+  q "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()" >/dev/null
+  wait "$holder" || true
+  # Traffic, averaged since the server started: 5,000 index scans.
+  for _ in $(seq 5000); do echo "SELECT name FROM users WHERE id = 1;"; done | "${PSQL[@]}" -d "$DB" >/dev/null
+  sleep 0.5
+  has "$(held_on_users)" '^~[0-9]+ scans and row writes a second$' "a table with traffic"
+}
+
 run_tests e2e "$@"

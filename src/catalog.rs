@@ -18,6 +18,7 @@ pub struct SpiCatalog<'a, 'conn> {
     pub error: Option<DeployError>,
     /// Tables already looked up: hazards and locks ask about the same ones.
     tables: HashMap<u32, Option<TableFacts>>,
+    busy: HashMap<u32, Option<String>>,
 }
 
 /// The schemas a search_path setting resolves to, as `current_schemas(true)` says.
@@ -42,6 +43,7 @@ impl<'a, 'conn> SpiCatalog<'a, 'conn> {
             schemas,
             error: None,
             tables: HashMap::new(),
+            busy: HashMap::new(),
         }
     }
 
@@ -90,6 +92,20 @@ const TABLE: &str = "
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = $1::pg_catalog.oid";
 
+/// A table's scans and row writes a second since the statistics were reset
+/// (or the server started; at least five minutes, so that a table just made
+/// and filled is not busy), and the other sessions holding a lock on it now.
+const BUSY: &str = "
+    SELECT (COALESCE(s.seq_scan, 0) + COALESCE(s.idx_scan, 0)
+              + s.n_tup_ins + s.n_tup_upd + s.n_tup_del)::pg_catalog.float8
+             / GREATEST(pg_catalog.date_part('epoch', pg_catalog.now()
+                 - GREATEST(pg_catalog.pg_postmaster_start_time(), d.stats_reset)), 300),
+           (SELECT pg_catalog.count(DISTINCT l.pid) FROM pg_catalog.pg_locks l
+             WHERE l.locktype = 'relation' AND l.database = d.datid AND l.relation = $1::pg_catalog.oid
+               AND l.granted AND l.pid <> pg_catalog.pg_backend_pid())
+      FROM pg_catalog.pg_stat_all_tables s, pg_catalog.pg_stat_database d
+     WHERE s.relid = $1::pg_catalog.oid AND d.datname = pg_catalog.current_database()";
+
 impl SpiCatalog<'_, '_> {
     fn table_by_oid(&mut self, oid: pg_sys::Oid) -> Option<TableFacts> {
         if let Some(known) = self.tables.get(&u32::from(oid)) {
@@ -134,6 +150,28 @@ impl Catalog for SpiCatalog<'_, '_> {
 
     fn partitioned(&mut self, name: &ObjectName) -> bool {
         resolve_kind(&self.schemas, name, b"pI").is_some()
+    }
+
+    fn busy(&mut self, table: &TableFacts) -> Option<String> {
+        if let Some(known) = self.busy.get(&table.oid) {
+            return known.clone();
+        }
+        let result = self
+            .client
+            .update(BUSY, Some(1), &[i64::from(table.oid).into()])
+            .and_then(|t| {
+                if t.is_empty() {
+                    return Ok(None);
+                }
+                let row = t.first();
+                Ok(pg_deploy_core::locks::busy_description(
+                    row.get::<f64>(1)?.unwrap_or(0.0),
+                    row.get::<i64>(2)?.unwrap_or(0),
+                ))
+            });
+        let busy = self.keep(result, None);
+        self.busy.insert(table.oid, busy.clone());
+        busy
     }
 
     fn domain_tables(&mut self, domain: &ObjectName) -> Vec<TableFacts> {

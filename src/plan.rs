@@ -136,6 +136,7 @@ fn held_lock_report(
                     .filter_map(|&i| manifest.changes.get(i).map(|c| c.id.clone()))
                     .collect(),
                 big: held.big,
+                busy: held.busy,
             });
         }
     }

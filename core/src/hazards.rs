@@ -111,6 +111,12 @@ pub trait Catalog {
     fn domain_tables(&mut self, domain: &ObjectName) -> Vec<TableFacts>;
     /// Whether the table or index is partitioned.
     fn partitioned(&mut self, name: &ObjectName) -> bool;
+    /// How other sessions use the table, when they use it much (the server's
+    /// statistics, the sessions holding locks on it now): a small table
+    /// blocked until commit stalls them as a big one would.
+    fn busy(&mut self, _table: &TableFacts) -> Option<String> {
+        None
+    }
 }
 
 /// What earlier statements of the deployment did that the catalogs cannot

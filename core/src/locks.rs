@@ -64,6 +64,17 @@ pub struct TableLock {
     pub table: TableFacts,
     pub mode: LockMode,
     pub big: bool,
+    /// How other sessions use the table, when they use it much (only asked
+    /// for write-blocking locks on tables that are not big).
+    pub busy: Option<String>,
+}
+
+impl TableLock {
+    /// Whether holding it until commit stalls others: it blocks writes on a
+    /// big or busy table.
+    pub fn stalls_others(&self) -> bool {
+        (self.big || self.busy.is_some()) && self.mode.blocks_writes()
+    }
 }
 
 /// One statement of a transactional step, in the order it runs.
@@ -88,6 +99,7 @@ pub struct HeldLock {
     pub statement: usize,
     pub during: Vec<usize>,
     pub big: bool,
+    pub busy: Option<String>,
 }
 
 /// A long statement that runs while an earlier one's lock blocks the table.
@@ -110,6 +122,7 @@ pub fn held_locks(step: &[Locking]) -> Vec<HeldLock> {
                     held.mode = lock.mode;
                     held.change = s.change;
                     held.statement = s.statement;
+                    held.busy = held.busy.take().or_else(|| lock.busy.clone());
                 }
                 Some(_) => {}
                 None => out.push(HeldLock {
@@ -119,6 +132,7 @@ pub fn held_locks(step: &[Locking]) -> Vec<HeldLock> {
                     statement: s.statement,
                     during: Vec::new(),
                     big: lock.big,
+                    busy: lock.busy.clone(),
                 }),
             }
         }
@@ -136,7 +150,7 @@ pub fn held_locks(step: &[Locking]) -> Vec<HeldLock> {
 }
 
 /// Long statements that run while an earlier statement of the same step holds
-/// a lock that blocks writes on a big table, stronger than what the long
+/// a lock that blocks writes on a big or busy table, stronger than what the long
 /// statement needs there itself (when it needs as much, it is its own hazard).
 /// `ids` names the changes by manifest index.
 pub fn held_across(step: &[Locking], ids: &dyn Fn(usize) -> String) -> Vec<HeldAcross> {
@@ -146,7 +160,7 @@ pub fn held_across(step: &[Locking], ids: &dyn Fn(usize) -> String) -> Vec<HeldA
         // The strongest earlier lock per table.
         let mut strongest: Vec<(usize, &TableLock)> = Vec::new();
         for (i, s) in step[..j].iter().enumerate() {
-            for lock in s.locks.iter().filter(|l| l.big && l.mode.blocks_writes()) {
+            for lock in s.locks.iter().filter(|l| l.stalls_others()) {
                 match strongest.iter_mut().find(|(_, l)| l.table.oid == lock.table.oid) {
                     Some(slot) if lock.mode > slot.1.mode => *slot = (i, lock),
                     Some(_) => {}
@@ -184,14 +198,16 @@ pub fn held_across(step: &[Locking], ids: &dyn Fn(usize) -> String) -> Vec<HeldA
                 hazard: Hazard {
                     kind: HazardKind::HeldLock,
                     table: Some(held.table.clone()),
-                    big: held.big,
+                    // A busy table weighs as a big one: its users wait as long.
+                    big: held.big || held.busy.is_some(),
                     reason: format!(
-                        "{} taken by change \"{holder_id}\" (statement {}) is held until commit, blocking {} of {}, \
+                        "{} taken by change \"{holder_id}\" (statement {}) is held until commit, blocking {} of {}{}, \
                          while this statement {what}",
                         held.mode.as_str(),
                         holder.statement + 1,
                         held.mode.blocks(),
-                        held.table.name
+                        held.table.name,
+                        held.busy.as_ref().map_or(String::new(), |b| format!(" (busy: {b})"))
                     ),
                     hint,
                 },
@@ -224,30 +240,25 @@ pub fn statement_locks(
     catalog: &mut dyn Catalog,
     thresholds: &Thresholds,
 ) -> Vec<TableLock> {
-    let with = |table: TableFacts, mode| TableLock {
-        big: thresholds.is_big(&table),
-        table,
-        mode,
-    };
-    match facts {
+    let taken: Vec<(TableFacts, LockMode)> = match facts {
         Facts::Drop {
             object: DropKind::Index,
             names,
         } => names
             .iter()
             .filter_map(|n| catalog.index_table(n))
-            .map(|t| with(t, LockMode::AccessExclusive))
+            .map(|t| (t, LockMode::AccessExclusive))
             .collect(),
         Facts::Reindex { target, index: true } => catalog
             .index_table(target)
-            .map(|t| with(t, LockMode::Share))
+            .map(|t| (t, LockMode::Share))
             .into_iter()
             .collect(),
         // validateDomainCheckConstraint opens each table with SHARE.
         Facts::DomainValidation { domain } => catalog
             .domain_tables(domain)
             .into_iter()
-            .map(|t| with(t, LockMode::Share))
+            .map(|t| (t, LockMode::Share))
             .collect(),
         _ => {
             let Some((table, mode)) = lock.and_then(|(t, m)| Some((t, LockMode::parse(m)?))) else {
@@ -259,8 +270,38 @@ pub fn statement_locks(
             if !mode.blocks_writes() && !may_be_long {
                 return Vec::new();
             }
-            catalog.table(table).map(|t| with(t, mode)).into_iter().collect()
+            catalog.table(table).map(|t| (t, mode)).into_iter().collect()
         }
+    };
+    taken
+        .into_iter()
+        .map(|(table, mode)| {
+            let big = thresholds.is_big(&table);
+            // Only a write-blocking lock on a small table asks how busy it is.
+            let busy = (!big && mode.blocks_writes()).then(|| catalog.busy(&table)).flatten();
+            TableLock { table, mode, big, busy }
+        })
+        .collect()
+}
+
+/// From this many scans and row writes a second (the server's statistics,
+/// averaged since they were reset or the server started, over five minutes
+/// at least) a table is busy.
+pub const BUSY_PER_SECOND: f64 = 1.0;
+
+/// How busy a table is, from its average `rate` of scans and row writes a
+/// second and the number of other sessions holding a lock on it now; None
+/// when it is neither.
+pub fn busy_description(rate: f64, holders: i64) -> Option<String> {
+    let sessions = match holders {
+        0 => None,
+        1 => Some("1 other session holds a lock on it now".to_string()),
+        n => Some(format!("{n} other sessions hold a lock on it now")),
+    };
+    let traffic = (rate >= BUSY_PER_SECOND).then(|| format!("~{rate:.0} scans and row writes a second"));
+    match (traffic, sessions) {
+        (Some(t), Some(s)) => Some(format!("{t}; {s}")),
+        (t, s) => t.or(s),
     }
 }
 
@@ -305,11 +346,13 @@ mod tests {
         }
     }
 
+    /// Tables 9 and 8 are small; 8 is busy.
     fn lock(oid: u32, mode: LockMode) -> TableLock {
         TableLock {
             table: table(oid, 1e6),
             mode,
-            big: oid != 9,
+            big: oid < 8,
+            busy: (oid == 8).then(|| "40 scans and row writes a second".to_string()),
         }
     }
 
@@ -377,6 +420,50 @@ mod tests {
     }
 
     #[test]
+    fn busy_means_traffic_or_holders_now() {
+        let cases: &[(f64, i64, Option<&str>)] = &[
+            (0.0, 0, None),
+            (0.99, 0, None),
+            (1.0, 0, Some("~1 scans and row writes a second")),
+            (0.2, 1, Some("1 other session holds a lock on it now")),
+            (
+                250.4,
+                3,
+                Some("~250 scans and row writes a second; 3 other sessions hold a lock on it now"),
+            ),
+        ];
+        for (rate, holders, want) in cases {
+            assert_eq!(busy_description(*rate, *holders).as_deref(), *want, "{rate} {holders}");
+        }
+    }
+
+    #[test]
+    fn a_busy_small_table_held_across_long_work_says_how_busy() {
+        let step = [
+            st(0, 0, vec![lock(8, AccessExclusive)], None),
+            st(
+                1,
+                0,
+                vec![lock(2, RowExclusive)],
+                Some("writes to public.t2, a backfill"),
+            ),
+        ];
+        let found = held_across(&step, &ids);
+        assert_eq!(found.len(), 1);
+        let h = &found[0].hazard;
+        assert!(h.big, "a busy table's hazard is refused like a big one's");
+        assert!(
+            h.reason.contains("public.t8 (busy: 40 scans and row writes a second)"),
+            "{}",
+            h.reason
+        );
+        assert_eq!(
+            held_locks(&step)[0].busy.as_deref(),
+            Some("40 scans and row writes a second")
+        );
+    }
+
+    #[test]
     fn only_write_blocking_locks_on_big_tables_weaker_than_the_long_work_needs() {
         type Case = (Vec<Locking>, usize);
         let cases: Vec<Case> = vec![
@@ -419,6 +506,14 @@ mod tests {
                     st(1, 0, vec![lock(2, Share)], Some("builds an index")),
                 ],
                 0,
+            ),
+            // A small but busy one (oid 8) is.
+            (
+                vec![
+                    st(0, 0, vec![lock(8, AccessExclusive)], None),
+                    st(1, 0, vec![lock(2, Share)], Some("builds an index")),
+                ],
+                1,
             ),
             // Nothing long afterwards.
             (

@@ -142,6 +142,9 @@ pub struct PlannedHeldLock {
     pub line: usize,
     pub held_during: Vec<String>,
     pub big: bool,
+    /// How other sessions use the table, when they use it much.
+    #[serde(default)]
+    pub busy: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -177,7 +177,11 @@ pub fn plan(r: &PlanReport) -> String {
             held.step,
             held.mode,
             held.table,
-            if held.big { " (big)" } else { "" },
+            match (&held.busy, held.big) {
+                (Some(busy), _) => format!(" (busy: {busy})"),
+                (None, true) => " (big)".to_string(),
+                (None, false) => String::new(),
+            },
             held.change,
             held.line,
             held.held_during.join(", ")

@@ -136,7 +136,9 @@ fn plan_report_shows_the_way_out_and_the_locks_held_until_commit() {
         {"step": 0, "table": "public.big", "mode": "AccessExclusiveLock", "change": "add", "line": 1,
          "held_during": ["check"], "big": true},
         {"step": 0, "table": "public.big2", "mode": "ShareLock", "change": "check", "line": 1,
-         "held_during": [], "big": false}]);
+         "held_during": [], "big": false},
+        {"step": 0, "table": "public.users", "mode": "AccessExclusiveLock", "change": "add", "line": 2,
+         "held_during": ["check"], "big": false, "busy": "~40 scans and row writes a second"}]);
     let text = plan(&read_plan(v));
     assert!(
         text.contains(
@@ -149,6 +151,10 @@ fn plan_report_shows_the_way_out_and_the_locks_held_until_commit() {
         "{text}"
     );
     assert!(!text.contains("public.big2"), "{text}");
+    assert!(
+        text.contains("on public.users (busy: ~40 scans and row writes a second) from change add line 2"),
+        "{text}"
+    );
 }
 
 #[test]
