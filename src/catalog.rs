@@ -152,6 +152,27 @@ impl Catalog for SpiCatalog<'_, '_> {
         resolve_kind(&self.schemas, name, b"pI").is_some()
     }
 
+    fn subscription_without_slot(&mut self, name: &str) -> bool {
+        let result = self
+            .client
+            .update(
+                "SELECT s.subslotname IS NULL FROM pg_catalog.pg_subscription s
+                  WHERE s.subname = $1
+                    AND s.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d
+                                      WHERE d.datname = pg_catalog.current_database())",
+                Some(1),
+                &[name.into()],
+            )
+            .and_then(|t| {
+                if t.is_empty() {
+                    Ok(None)
+                } else {
+                    t.first().get::<bool>(1)
+                }
+            });
+        self.keep(result, None).unwrap_or(false)
+    }
+
     fn busy(&mut self, table: &TableFacts) -> Option<String> {
         if let Some(known) = self.busy.get(&table.oid) {
             return known.clone();

@@ -200,7 +200,9 @@ pub unsafe fn facts_of(stmt: *mut pg_sys::Node) -> Facts {
             Some(NodeTag::T_CreateTableSpaceStmt) => Facts::NonTransactional(Outside::CreateTablespace),
             Some(NodeTag::T_DropTableSpaceStmt) => Facts::NonTransactional(Outside::DropTablespace),
             Some(NodeTag::T_AlterSystemStmt) => Facts::NonTransactional(Outside::AlterSystem),
-            Some(NodeTag::T_DropSubscriptionStmt) => Facts::NonTransactional(Outside::DropSubscription),
+            Some(NodeTag::T_DropSubscriptionStmt) => Facts::DropSubscription {
+                name: text((*(stmt as *mut pg_sys::DropSubscriptionStmt)).subname).unwrap_or_default(),
+            },
             Some(NodeTag::T_CreateSubscriptionStmt) => {
                 let options = (*(stmt as *mut pg_sys::CreateSubscriptionStmt)).options;
                 // connect = false implies create_slot = false (parse_subscription_options).

@@ -146,7 +146,9 @@ fn statements_postgres_runs_only_outside_a_transaction_block() {
         "CREATE TABLE plain (a int); CREATE INDEX plain_a ON plain (a);
          CREATE TABLE parted (a int) PARTITION BY RANGE (a);
          CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
-         CREATE INDEX parted_a ON parted (a);",
+         CREATE INDEX parted_a ON parted (a);
+         CREATE SUBSCRIPTION slotted CONNECTION 'host=x' PUBLICATION p WITH (connect = false);
+         CREATE SUBSCRIPTION slotless CONNECTION 'host=x' PUBLICATION p WITH (connect = false, slot_name = NONE);",
     )
     .unwrap();
     #[rustfmt::skip]
@@ -176,7 +178,8 @@ fn statements_postgres_runs_only_outside_a_transaction_block() {
         ("ALTER SUBSCRIPTION s DROP PUBLICATION p", Some("25001")),
         ("ALTER SUBSCRIPTION s SET (failover = true)", Some("25001")),
         ("ALTER SUBSCRIPTION s SET (two_phase = false)", Some("25001")),
-        ("DROP SUBSCRIPTION s", Some("25001")),
+        ("DROP SUBSCRIPTION s", Some("25001")), // not in the catalogs: may have been made with a slot
+        ("DROP SUBSCRIPTION slotted", Some("25001")), // connect = false keeps slot_name
         ("DISCARD ALL", Some("0A000")),
         ("COMMIT PREPARED 'x'", Some("2D000")),
         ("ROLLBACK PREPARED 'x'", Some("2D000")),
@@ -192,6 +195,7 @@ fn statements_postgres_runs_only_outside_a_transaction_block() {
         ("ALTER SUBSCRIPTION s ADD PUBLICATION p WITH (refresh = off)", None),
         ("ALTER SUBSCRIPTION s SET (two_phase = true)", None),
         ("ALTER SUBSCRIPTION s DISABLE", None),
+        ("DROP SUBSCRIPTION slotless", None),
     ];
     let changes: Vec<Value> =
         cases.iter().enumerate().map(|(i, (sql, _))| json!({"id": format!("c{i}"), "sql": sql})).collect();

@@ -29,6 +29,11 @@ pub enum Facts {
     TransactionControl,
     /// A statement PostgreSQL refuses inside a transaction block.
     NonTransactional(OutsideTransaction),
+    /// DROP SUBSCRIPTION: refused in a transaction block when the
+    /// subscription has a replication slot, which its catalog row tells.
+    DropSubscription {
+        name: String,
+    },
     /// A statement whose effect outlives the transaction in the session, where
     /// a pooler would hand it to the next client.
     SessionState,
@@ -248,6 +253,11 @@ pub fn refusal_from_catalog(facts: &Facts, catalog: &mut dyn crate::hazards::Cat
         }
         Facts::Cluster { table } if catalog.partitioned(table) => {
             outside_transaction(OutsideTransaction::ClusterPartitioned)
+        }
+        // One made earlier in the same deployment is not in the catalogs yet:
+        // refused, as its slot_name is set unless it says NONE.
+        Facts::DropSubscription { name } if !catalog.subscription_without_slot(name) => {
+            outside_transaction(OutsideTransaction::DropSubscription)
         }
         _ => None,
     }

@@ -117,6 +117,11 @@ pub trait Catalog {
     fn busy(&mut self, _table: &TableFacts) -> Option<String> {
         None
     }
+    /// Whether a subscription of this name exists in the database and has no
+    /// replication slot (slot_name = NONE).
+    fn subscription_without_slot(&mut self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// What earlier statements of the deployment did that the catalogs cannot

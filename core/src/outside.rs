@@ -38,8 +38,8 @@ pub enum OutsideTransaction {
     /// ALTER SUBSCRIPTION … SET (failover) (17+) or SET (two_phase = false) (18):
     /// they alter the replication slot.
     AlterSubscriptionSlotOption,
-    /// DROP SUBSCRIPTION of a subscription with a slot; whether it has one is
-    /// the publisher's state, so every DROP SUBSCRIPTION is refused.
+    /// DROP SUBSCRIPTION of a subscription with a slot (pg_subscription.subslotname
+    /// set), or of one not in the catalogs before the deployment.
     DropSubscription,
     /// Refused as session state (0A000): it has no place online either.
     DiscardAll,
