@@ -262,11 +262,11 @@ pub fn step_locking(step: &Step, analyses: &[Option<ChangeAnalysis>]) -> Vec<Loc
 
 /// Adds the hazard of a long statement run under an earlier statement's lock
 /// (held until its step commits) to the long statement.
-pub fn add_held_lock_hazards(manifest: &Manifest, steps: &[Step], analyses: &mut [Option<ChangeAnalysis>]) {
-    let ids = |i: usize| manifest.changes.get(i).map_or_else(String::new, |c| c.id.clone());
+/// `ids` names the changes by index.
+pub fn add_held_lock_hazards(ids: &dyn Fn(usize) -> String, steps: &[Step], analyses: &mut [Option<ChangeAnalysis>]) {
     for step in steps {
         let locking = step_locking(step, analyses);
-        for found in held_across(&locking, &ids) {
+        for found in held_across(&locking, ids) {
             let at = &locking[found.long];
             if let Some(Some(analysis)) = analyses.get_mut(at.change) {
                 if let Some(s) = analysis.statements.get_mut(at.statement) {

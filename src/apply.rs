@@ -105,7 +105,8 @@ pub fn prepare(
     plan.warnings.extend(drift_warnings);
     let phased = place(manifest, &analyses, options.phases)?;
     crate::lock_capacity::check(client, project, &phased.steps, &analyses)?;
-    crate::analyze::add_held_lock_hazards(manifest, &phased.steps, &mut analyses);
+    let ids = |i: usize| manifest.changes.get(i).map_or_else(String::new, |c| c.id.clone());
+    crate::analyze::add_held_lock_hazards(&ids, &phased.steps, &mut analyses);
     plan.warnings.extend(phased.warnings.iter().cloned());
     Ok(Prepared {
         opened,

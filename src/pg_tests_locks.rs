@@ -257,3 +257,26 @@ fn a_failing_change_in_a_group_is_reported_as_itself() {
     assert_eq!(ids(&report, "applied"), (0..10).map(|i| format!("g{i}")).collect::<Vec<_>>());
     assert_eq!(one::<i64>("SELECT count(*) FROM deploy.change_log WHERE change_id LIKE 'g%'"), Some(10));
 }
+
+/// A revert is one transaction too: a revert that backfills a big table after
+/// another revert's ACCESS EXCLUSIVE on it is refused before anything runs.
+#[pg_test]
+fn a_revert_checks_the_locks_it_holds_until_commit() {
+    big_table();
+    let m = json!({"project": "h17r", "version": "1.0.0", "changes": [
+        {"id": "col", "sql": "ALTER TABLE big ADD COLUMN flag boolean", "revert": "ALTER TABLE big DROP COLUMN flag",
+         "allow": ["access_exclusive"]},
+        {"id": "fill", "sql": "SELECT 1", "revert": "UPDATE big SET flag = NULL WHERE id > 0"},
+        {"id": "tag", "sql": "ALTER TABLE big ADD COLUMN tag text", "revert": "ALTER TABLE big DROP COLUMN tag",
+         "allow": ["access_exclusive"]}]});
+    assert_eq!(try_apply(&m, &json!({})), "ok");
+    let mut v2 = m.clone();
+    v2["version"] = json!("2.0.0");
+    v2["changes"].as_array_mut().unwrap().push(json!({"id": "none", "sql": "SELECT 2", "revert": "SELECT 2"}));
+    assert_eq!(try_apply(&v2, &json!({})), "ok");
+    // Reverting "tag" (DROP COLUMN: ACCESS EXCLUSIVE) then "fill" (a backfill of big).
+    let got = revert("h17r", "0.0.0", json!({"allow": ["data_loss", "access_exclusive"]}));
+    assert!(got.starts_with("55000: change \"fill\""), "{got}");
+    assert!(got.contains("lock_held_until_commit") && got.contains("taken by change \"tag\""), "{got}");
+    assert_eq!(one::<bool>("SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'big'::regclass AND attname = 'tag' AND NOT attisdropped)"), Some(true));
+}

@@ -15,6 +15,7 @@ use crate::session::{session_facts, SessionFacts};
 use crate::session_state;
 use pg_deploy_core::checksum::sql_checksum;
 use pg_deploy_core::hazards::Thresholds;
+use pg_deploy_core::phases::{Step, StepKind};
 use pg_deploy_core::report::{round_ms, RevertReport, RevertedChange};
 use pg_deploy_core::revert::{plan_revert, LoggedEvent, RevertStep};
 use pg_deploy_core::{Change, ChangeKind, Manifest, ManifestError, PlanError, RevertOptions, Settings};
@@ -236,9 +237,10 @@ fn run_revert(
     let mut schemas = SchemaCache::default();
     let mut earlier = pg_deploy_core::hazards::Earlier::default();
     let mut works = Vec::with_capacity(plan.steps.len());
+    let mut analyses = Vec::with_capacity(plan.steps.len());
     for step in &plan.steps {
         let work = step_work(client, project, owner, opened.schema, step, session, options)?;
-        let analysis = analyse_change(
+        analyses.push(Some(analyse_change(
             client,
             &mut schemas,
             project,
@@ -246,11 +248,21 @@ fn run_revert(
             work.settings.clone(),
             &work.thresholds,
             &mut earlier,
-        )?;
+        )?));
+        works.push(work);
+    }
+    // A revert is one transaction: every lock it takes is held until it commits.
+    let ids = |i: usize| works.get(i).map_or_else(String::new, |w| w.change.id.clone());
+    let whole = Step {
+        kind: StepKind::Transaction,
+        changes: (0..works.len()).collect(),
+    };
+    crate::analyze::add_held_lock_hazards(&ids, std::slice::from_ref(&whole), &mut analyses);
+    let works: Vec<_> = works.into_iter().zip(analyses.into_iter().flatten()).collect();
+    for (work, analysis) in &works {
         if let Some(objection) = analysis.first_objection(project, &work.change) {
             return Err(objection);
         }
-        works.push((work, analysis));
     }
     let mut records = Vec::new();
     let mut reverted = Vec::new();
