@@ -199,6 +199,12 @@ t_target_timeout() {
   has "$(j "$OUT" 'r["rows"][0]["error"]')" "timed out after 1s \(--target-timeout\) during apply" "message"
   eq "$("${PSQL[@]}" -d fleet_09 -c "SELECT version FROM deploy.projects")" 0.3.0 "rolled back"
   eq "$("${PSQL[@]}" -d fleet_09 -c "SELECT count(*) FROM pg_stat_activity WHERE datname = 'fleet_09' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()")" 0 "not left running"
+  # A target still refusing connections when its time runs out timed out (it
+  # would have been retried for longer): not "cannot connect".
+  echo "postgres://postgres@127.0.0.1:5579/down" >"$W/down"
+  fleet apply "$W/v2" --project shop --targets "$W/down" --target-timeout 2s --connect-retry 60 --json
+  eq "$(j "$OUT" '[x["outcome"] for x in r["rows"]]')" '["timed-out"]' "timed out while connecting"
+  has "$(j "$OUT" 'r["rows"][0]["error"]')" "timed out after 2s \(--target-timeout\) while connecting \(cannot connect: .*connection refused" "connect timeout message"
 }
 
 # A target whose server is still starting (a sleeping compute) holds up its

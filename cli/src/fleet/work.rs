@@ -71,15 +71,27 @@ fn open(t: &Target, l: &Limits, clock: &Clock) -> Result<Client, CliError> {
     let mut cfg = t.cfg.clone();
     cfg.notice_callback(|_| {});
     let mut retry = l.connect_retry;
+    // Whether the target's time, not --connect-retry, ends the retries.
+    let mut cut_short = false;
     if let Some(left) = clock.left() {
         if left.is_zero() {
             return Err(timed_out(l, "before connecting"));
         }
+        cut_short = left < retry;
         retry = retry.min(left);
         let per_try = cfg.get_connect_timeout().copied().unwrap_or(left).min(left);
+        cut_short |= per_try >= left;
         cfg.connect_timeout(per_try.max(Duration::from_secs(1)));
     }
-    connect::connect(&cfg, &Source::Flag, &t.tls, retry)
+    connect::connect(&cfg, &Source::Flag, &t.tls, retry).map_err(|e| {
+        // Retried until the target's time ran out; a login refused at once
+        // (a password, a missing database) is not a timeout.
+        let spent = clock.left().is_some_and(|left| left < Duration::from_secs(1));
+        match e {
+            CliError::Connect { .. } if cut_short && spent => timed_out(l, &format!("while connecting ({e})")),
+            e => e,
+        }
+    })
 }
 
 /// Runs `f` on the client; when the target's time runs out meanwhile, a
