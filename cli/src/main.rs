@@ -14,6 +14,7 @@ mod manifest;
 mod order;
 mod output;
 mod phase;
+mod placeholder;
 mod run_here;
 mod scaffold;
 mod sql_text;
@@ -37,7 +38,8 @@ use std::time::{Duration, Instant};
 
 /// Reads the folder and builds the manifest; everything here is local (exit 2 on errors).
 fn load(f: &FolderArgs) -> Result<(Folder, Value), CliError> {
-    let folder = layout::read_folder(&f.dir, f.layout)?;
+    let placeholders = placeholder::Placeholders::new(&f.placeholder, std::env::vars())?;
+    let folder = layout::read_folder_with(&f.dir, f.layout, &placeholders)?;
     let defaults = match &f.defaults {
         None => None,
         Some(text) => {

@@ -43,6 +43,10 @@ pub const DBMATE_MARKER: &str = "dbmate's \"-- migrate:up transaction:false\"";
 pub const SQLX_MARKER: &str = "sqlx's \"-- no-transaction\"";
 pub const FLYWAY_MARKER: &str = "Flyway's executeInTransaction=false (in its .sql.conf file)";
 pub const ATLAS_MARKER: &str = "Atlas's \"-- atlas:txmode none\"";
+pub const DIESEL_MARKER: &str = "diesel's run_in_transaction = false (in its metadata.toml)";
+pub const GOOSE_MARKER: &str = "goose's \"-- +goose NO TRANSACTION\"";
+pub const POP_MARKER: &str = "pop's .autocommit. file name";
+pub const LIQUIBASE_MARKER: &str = "Liquibase's runInTransaction:false";
 
 /// sqlx's marker: the file's first bytes are `-- no-transaction` (sqlx checks
 /// exactly that, so a marker further down ran in a transaction there too).
