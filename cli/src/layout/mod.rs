@@ -232,6 +232,12 @@ pub fn detect(dir: &Path) -> Result<Layout, CliError> {
     if !sql_files.is_empty() {
         return Ok(Layout::Plain);
     }
+    // Liquibase changelogs often keep their SQL in sub-folders only.
+    for p in sql_files_deep(dir)? {
+        if liquibase::is_formatted(&read_text(&p)?) {
+            return Ok(Layout::Liquibase);
+        }
+    }
     Err(CliError::input_hint(
         format!(
             "cannot tell the layout of {}: no sqitch.plan, no */migration.sql, no .sql files",
@@ -454,6 +460,20 @@ mod tests {
                 Layout::Dbmate,
             ),
             (&[("001_init.sql", "SELECT 1;")], Layout::Plain),
+            (&[("1_a/up.sql", "SELECT 1;")], Layout::Diesel),
+            (&[("1_a.sql", "-- +goose Up\nSELECT 1;")], Layout::Goose),
+            (&[("1_a.postgres.up.sql", "SELECT 1;")], Layout::Pop),
+            (&[("1_a.autocommit.up.sql", "SELECT 1;")], Layout::Pop),
+            (&[("v1.0/a.sql", "SELECT 1;")], Layout::Versioned),
+            (&[("versioned/v1.0/a.sql", "SELECT 1;")], Layout::Versioned),
+            (
+                &[("a.sql", "--liquibase formatted sql\n--changeset a:1\nSELECT 1;")],
+                Layout::Liquibase,
+            ),
+            (
+                &[("db/a.sql", "--liquibase formatted sql\n--changeset a:1\nSELECT 1;")],
+                Layout::Liquibase,
+            ),
         ];
         for (files, want) in cases {
             let tmp = tempfile::tempdir().expect("tmp");

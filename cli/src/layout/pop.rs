@@ -6,8 +6,12 @@
 //!   or `all`) of the same version; files for other dialects (mysql,
 //!   sqlite3, cockroach) are not read. Two files that both apply to the same
 //!   version and direction are bad input.
-//! - `.autocommit.` makes the change online (popx runs it outside a
-//!   transaction).
+//! - `.autocommit.` (popx runs the file outside a transaction) makes a
+//!   one-statement file online; a file of several statements runs in the
+//!   deployment's transaction, as an online change is one statement (one
+//!   that cannot run in a transaction block still makes it bad input, see
+//!   `online`). ory/kratos's autocommit files are mostly several
+//!   `CREATE INDEX IF NOT EXISTS` / `DROP INDEX` that run in one as well.
 //! - Versions order as strings, as pop sorts them.
 //! - Go templates (`{{ index .Options "Namespace" }}`) are filled in from
 //!   placeholders (see `placeholder`).
@@ -20,6 +24,7 @@ use super::online::{self, Online};
 use super::{file_name, list, ordered, read_text, Migration};
 use crate::error::CliError;
 use crate::order::leading_digits;
+use crate::sql_text::statements;
 use std::path::{Path, PathBuf};
 
 const DIALECTS: [&str; 7] = ["postgres", "cockroach", "mysql", "sqlite3", "sqlite", "mariadb", "all"];
@@ -134,14 +139,15 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
             downs.push((version, f.path));
             continue;
         }
-        let online = if f.name.autocommit {
+        let sql = read_text(&f.path)?;
+        let online = if f.name.autocommit && statements(&sql).len() == 1 {
             Online::Marker(online::POP_MARKER)
         } else {
             Online::No
         };
         let m = Migration {
             online,
-            ..Migration::versioned(f.name.id, read_text(&f.path)?, version.clone(), f.path)
+            ..Migration::versioned(f.name.id, sql, version.clone(), f.path)
         };
         ups.push((version, m));
     }
@@ -221,6 +227,10 @@ mod tests {
                     "CREATE INDEX CONCURRENTLY i ON t (a);",
                 ),
                 ("20241029153900000002_empty.postgres.up.sql", ""),
+                (
+                    "20241029153900000003_indexes.autocommit.up.sql",
+                    "DROP INDEX IF EXISTS a;\nCREATE INDEX IF NOT EXISTS b ON t (b);\n",
+                ),
             ],
         );
         let f = crate::layout::read_folder(tmp.path(), None).expect("read");
@@ -233,7 +243,8 @@ mod tests {
                 "00_init",
                 "20210710035447_alter_users",
                 "20241029153900000001_identities",
-                "20241029153900000002_empty"
+                "20241029153900000002_empty",
+                "20241029153900000003_indexes"
             ]
         );
         assert_eq!(m[1].sql, "SELECT 'postgres';");
@@ -241,6 +252,7 @@ mod tests {
         assert_eq!(m[1].key, "20210710035447");
         assert_eq!(m[2].online, Online::Marker(online::POP_MARKER));
         assert_eq!(m[3].sql, crate::layout::EMPTY_SQL);
+        assert_eq!(m[4].online, Online::No, "several statements run in the transaction");
         assert!(
             f.warnings.iter().any(|w| w.contains("_empty.postgres.up.sql is empty")),
             "{:?}",
