@@ -9,6 +9,7 @@ mod db;
 mod error;
 mod fleet;
 mod generate;
+mod hints;
 mod layout;
 mod manifest;
 mod order;
