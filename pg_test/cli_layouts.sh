@@ -365,6 +365,26 @@ t_bad_input_names_file_and_line() {
   nothing_applied
 }
 
+# manifest and apply report every offending file in one run, not only the first.
+t_every_offending_file_in_one_run() {
+  newdb
+  local d; d=$(folder gm)
+  printf 'CREATE TABLE t (a int, b int);\n' >"$d/1_t.up.sql"
+  printf 'ALTER TABLE t ADD c int;\nCREATE INDEX CONCURRENTLY t_c ON t (c);\n' >"$d/2_c.up.sql"
+  printf -- '-- no-transaction\nVACUUM t;\nVACUUM t;\n' >"$d/3_vacuum.up.sql"
+  printf 'ALTER TABLE t ADD d int;\nDROP INDEX CONCURRENTLY t_c;\n' >"$d/4_d.up.sql"
+  local cmd
+  for cmd in manifest apply; do
+    pgd "$cmd" "$d"
+    eq "$RC" 2 "$cmd: exit code"
+    has "$ERR" "3 problems:" "$cmd: all counted"
+    has "$ERR" "2_c.up.sql: CREATE INDEX CONCURRENTLY \(line 2\)" "$cmd: first file"
+    has "$ERR" "3_vacuum.up.sql: sqlx's" "$cmd: second file"
+    has "$ERR" "4_d.up.sql: DROP INDEX CONCURRENTLY \(line 2\)" "$cmd: third file"
+  done
+  nothing_applied
+}
+
 # ---------------------------------------------------------------- runner
 
 run_tests cli-layouts-e2e "$@"

@@ -16,6 +16,7 @@ mod order;
 mod output;
 mod phase;
 mod placeholder;
+mod refusals;
 mod run_here;
 mod scaffold;
 mod sql_text;
@@ -194,7 +195,17 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             announce(cli, folder, &f, &doc);
             check_through(&doc, apply.through.as_deref())?;
             let mut c = client(cli)?;
-            let mut answer = db::apply(&mut c, &text(&doc), &text(&apply_options(apply)))?;
+            let options = text(&apply_options(apply));
+            let mut answer = match db::apply(&mut c, &text(&doc), &options) {
+                Ok(a) => a,
+                Err(e) => {
+                    // Refused: the plan lists every refusal, not only apply's first.
+                    let plan = db::plan(&mut c, &text(&doc), &options)
+                        .ok()
+                        .and_then(|a| read("plan", &a, serde_json::from_value::<PlanReport>).ok());
+                    return Err(refusals::with_all(e, plan.as_ref()));
+                }
+            };
             let report = read("apply", &answer, serde_json::from_value::<ApplyReport>)?;
             let steps = phase::steps_of(&answer)?;
             if cli.json {

@@ -15,7 +15,7 @@ use super::online::{self, Online};
 use super::sections::{self, Line};
 use super::{file_name, golang_migrate, list, numbered, ordered, read_text, Migration, Number};
 use crate::error::CliError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The annotation of a `-- +goose <annotation>` line, if it is one.
 fn annotation(line: &str) -> Option<String> {
@@ -48,40 +48,20 @@ pub fn no_transaction(text: &str) -> bool {
 
 pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut out = Vec::new();
+    // Every bad file is reported in one run.
+    let mut errors = Vec::new();
     for p in list(dir)? {
         let name = file_name(&p);
         if p.is_dir() || !name.ends_with(".sql") {
             continue;
         }
-        let (id, version) = numbered(
-            &p,
-            "goose",
-            "goose names are <version>_<name>.sql, the version being a number or a timestamp.",
-        )?;
-        let text = read_text(&p)?;
-        if let Some(line) = sections::stray_sql(&text, classify) {
-            return Err(CliError::input_hint(
-                format!("{}:{line}: SQL before the \"-- +goose Up\" annotation", p.display()),
-                "goose files start with \"-- +goose Up\"; only comments may come before it.",
-            ));
+        match read_one(p) {
+            Ok(pair) => out.push(pair),
+            Err(e) => errors.push(e),
         }
-        let (Some(up), down, _) = sections::split(&text, classify) else {
-            return Err(CliError::input_hint(
-                format!("{}:1: no \"-- +goose Up\" annotation", p.display()),
-                "goose files start with \"-- +goose Up\"; the down part follows \"-- +goose Down\".",
-            ));
-        };
-        let online = if no_transaction(&text) {
-            Online::Marker(online::GOOSE_MARKER)
-        } else {
-            Online::No
-        };
-        let m = Migration {
-            revert: down,
-            online,
-            ..Migration::versioned(id, up, golang_migrate::key(&version), p)
-        };
-        out.push((Number(version), m));
+    }
+    if let Some(e) = CliError::all_inputs(errors) {
+        return Err(e);
     }
     ordered(
         out,
@@ -89,6 +69,38 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
         |v| golang_migrate::key(&v.0),
         "Each goose version may be used once (1 and 00001 are the same version).",
     )
+}
+
+fn read_one(p: PathBuf) -> Result<(Number, Migration), CliError> {
+    let (id, version) = numbered(
+        &p,
+        "goose",
+        "goose names are <version>_<name>.sql, the version being a number or a timestamp.",
+    )?;
+    let text = read_text(&p)?;
+    if let Some(line) = sections::stray_sql(&text, classify) {
+        return Err(CliError::input_hint(
+            format!("{}:{line}: SQL before the \"-- +goose Up\" annotation", p.display()),
+            "goose files start with \"-- +goose Up\"; only comments may come before it.",
+        ));
+    }
+    let (Some(up), down, _) = sections::split(&text, classify) else {
+        return Err(CliError::input_hint(
+            format!("{}:1: no \"-- +goose Up\" annotation", p.display()),
+            "goose files start with \"-- +goose Up\"; the down part follows \"-- +goose Down\".",
+        ));
+    };
+    let online = if no_transaction(&text) {
+        Online::Marker(online::GOOSE_MARKER)
+    } else {
+        Online::No
+    };
+    let m = Migration {
+        revert: down,
+        online,
+        ..Migration::versioned(id, up, golang_migrate::key(&version), p)
+    };
+    Ok((Number(version), m))
 }
 
 #[cfg(test)]

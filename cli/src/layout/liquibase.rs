@@ -102,15 +102,16 @@ pub fn parse_header(rest: &str) -> Result<Header, &'static str> {
 pub fn read_file(p: &Path) -> Result<Vec<Migration>, CliError> {
     let text = read_text(p)?;
     let mut out: Vec<(Header, Vec<&str>, Vec<String>)> = Vec::new();
+    let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if let Some(rest) = directive(line, "changeset") {
-            let header = parse_header(rest).map_err(|what| {
-                CliError::input_hint(
+            match parse_header(rest) {
+                Ok(header) => out.push((header, Vec::new(), Vec::new())),
+                Err(what) => errors.push(CliError::input_hint(
                     format!("{}:{}: the changeset {what}", p.display(), i + 1),
                     "Liquibase changesets start with \"--changeset author:id\".",
-                )
-            })?;
-            out.push((header, Vec::new(), Vec::new()));
+                )),
+            }
             continue;
         }
         let Some((_, sql, rollback)) = out.last_mut() else {
@@ -128,6 +129,9 @@ pub fn read_file(p: &Path) -> Result<Vec<Migration>, CliError> {
         {
             sql.push(line);
         }
+    }
+    if let Some(e) = CliError::all_inputs(errors) {
+        return Err(e);
     }
     let mut migrations = Vec::new();
     for (h, sql, rollback) in out {
