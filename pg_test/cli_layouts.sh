@@ -385,6 +385,23 @@ t_every_offending_file_in_one_run() {
   nothing_applied
 }
 
+# dump and apply --dump: the schema through pg_dump, like dbmate's schema.sql.
+t_dump() {
+  newdb
+  pgd apply "$L/goose" --dump "$TMP/w/schema.sql"
+  eq "$RC" 0 "apply --dump"
+  has "$ERR" "schema written to $TMP/w/schema.sql" "said where"
+  has "$(cat "$TMP/w/schema.sql")" "^CREATE TABLE public.repos" "the schema"
+  has "$(cat "$TMP/w/schema.sql")" "^CREATE UNIQUE INDEX owners_owner_name_idx" "the online change's index too"
+  if grep -Eq '^\\(un)?restrict ' "$TMP/w/schema.sql"; then echo "per-run keys left in" >&2; return 1; fi
+  pgd dump
+  eq "$RC" 0 "dump to stdout"
+  eq "$OUT" "$(cat "$TMP/w/schema.sql")" "the same schema"
+  PG_DUMP=/nonexistent/pg_dump pgd dump "$TMP/w/x.sql"
+  eq "$RC" 1 "no pg_dump"
+  has "$ERR" "cannot run /nonexistent/pg_dump" "named"
+}
+
 # ---------------------------------------------------------------- runner
 
 run_tests cli-layouts-e2e "$@"

@@ -271,6 +271,14 @@ pub enum Command {
         fleet: TargetArgs,
         #[command(flatten)]
         rollout: RolloutArgs,
+        /// After a successful apply, write the schema (pg_dump --schema-only) to FILE, like dbmate's schema.sql.
+        #[arg(long, value_name = "FILE")]
+        dump: Option<PathBuf>,
+    },
+    /// Write the database's schema (pg_dump --schema-only, no owners or grants) to FILE, or stdout.
+    Dump {
+        /// Where to write it; `-` or nothing: stdout.
+        file: Option<PathBuf>,
     },
     /// Show what apply would do: deploy.plan(manifest); exit 1 if it would be refused or fail.
     Plan {

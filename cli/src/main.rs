@@ -6,6 +6,7 @@ mod adopt;
 mod args;
 mod connect;
 mod db;
+mod dump;
 mod error;
 mod fleet;
 mod generate;
@@ -145,6 +146,18 @@ fn apply_options(a: &ApplyArgs) -> Value {
     o
 }
 
+/// `--dump FILE` / `dump FILE`: the schema through pg_dump, with the client's connection settings.
+fn write_dump(cli: &Cli, file: Option<&std::path::Path>) -> Result<(), CliError> {
+    let Some(file) = file else { return Ok(()) };
+    let env = |k: &str| std::env::var(k).ok();
+    let (cfg, _, _) = connect::config(cli.database_url.as_deref(), &env)?;
+    dump::write(&cfg, file, &dump::program())?;
+    if !cli.quiet && file != std::path::Path::new("-") {
+        eprintln!("pg-deploy: schema written to {}", file.display());
+    }
+    Ok(())
+}
+
 fn client(cli: &Cli) -> Result<postgres::Client, CliError> {
     let env = |k: &str| std::env::var(k).ok();
     let (mut cfg, source, tls) = connect::config(cli.database_url.as_deref(), &env)?;
@@ -187,8 +200,15 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             wait,
             fleet,
             rollout,
+            dump,
         } => {
             if fleet.chosen(Some(rollout))? {
+                if dump.is_some() {
+                    return Err(CliError::input_hint(
+                        "--dump writes one database's schema; it does not go with --targets or --discover",
+                        "Run `pg-deploy dump FILE --database-url URL` against the database whose schema you want.",
+                    ));
+                }
                 return fleet::apply(cli, folder, apply, *no_wait, wait, fleet, rollout);
             }
             let (f, doc) = load(folder)?;
@@ -228,6 +248,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 if cli.json {
                     println!("{}", text(&answer));
                 }
+                write_dump(cli, dump.as_deref())?;
                 return Ok(0);
             };
             let followed = follow(cli, &mut c, &report.project, Some(steps.deployment_id), wait);
@@ -247,7 +268,15 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 answer["phases"] = phase::merged(&answer["phases"], &followed.answer);
                 println!("{}", text(&answer));
             }
-            finish(cli, &followed, wait.phase_timeout)
+            let code = finish(cli, &followed, wait.phase_timeout)?;
+            if code == 0 {
+                write_dump(cli, dump.as_deref())?;
+            }
+            Ok(code)
+        }
+        Command::Dump { file } => {
+            write_dump(cli, Some(file.as_deref().unwrap_or(std::path::Path::new("-"))))?;
+            Ok(0)
         }
         Command::Wait { project, wait } => {
             let mut c = client(cli)?;
