@@ -1,6 +1,7 @@
 //! pg-deploy: turns a migrations folder (Flyway, golang-migrate, dbmate,
-//! Sqitch, Prisma or plain .sql files) into one pg_deploy manifest and sends it
-//! in one call. See docs/cli.md.
+//! Sqitch, Prisma, diesel, goose, pop, Liquibase formatted SQL, sqlx,
+//! versioned folders or plain .sql files) into one pg_deploy manifest and
+//! sends it in one call. See docs/cli.md.
 
 mod adopt;
 mod args;
