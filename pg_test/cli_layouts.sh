@@ -214,6 +214,12 @@ t_pop_templates_and_placeholders() {
   # The same folder with --placeholder is the same change: nothing to do.
   pgd apply "$src" --placeholder Namespace=auth --json
   eq "$(j "$OUT" 'r["outcome"]')" no-op "re-apply"
+  # The checksum covers the rendered text: another value for the same database is an edit, and the hint names the flag.
+  pgd apply "$src" --placeholder Namespace=auth_other
+  eq "$RC" 1 "another value: refused"
+  has "$ERR" "ERROR 23000: .*16 applied change\(s\) no longer match" "a checksum mismatch for every change"
+  has "$ERR" "--accept-changed ID" "the hint names the client's flag"
+  if grep -q accept_changed <<<"$ERR"; then echo "the JSON option leaked into the hint" >&2; return 1; fi
   # Flyway's ${name} and FLYWAY_PLACEHOLDERS_NAME.
   otherdb
   local d; d=$(folder fly)

@@ -1,11 +1,15 @@
-//! The extension's hints, said in the client's words: the extension names its
+//! The extension's hints and warnings, said in the client's words: the extension names its
 //! JSON options (it is called from psql too), but whoever ran `pg-deploy`
 //! needs the flag that sets them.
 
 /// Rewrites the option spellings the extension's hints use into pg-deploy
 /// flags; hints without one come back as they are.
 pub fn in_client_terms(hint: &str) -> String {
-    const REWRITES: [(&str, &str); 4] = [
+    const REWRITES: [(&str, &str); 5] = [
+        (
+            "accept_changed: nothing to accept",
+            "--accept-changed: nothing to accept",
+        ),
         (
             "options {\"accept_changed\": [ids], \"reason\": \"...\"}",
             "--accept-changed ID (once per change) and --reason TEXT",
@@ -65,6 +69,10 @@ mod tests {
                 "\"allow\": [\"rewrite\"] on the change in the manifest (or for every change: --defaults",
             ),
             ("Name the index.", "Name the index."),
+            (
+                "accept_changed: nothing to accept for a",
+                "--accept-changed: nothing to accept for a",
+            ),
         ];
         for (hint, want) in cases {
             let got = in_client_terms(hint);

@@ -233,7 +233,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 // The text report prints them; with --json, say on stderr where the server split.
                 if !cli.quiet {
                     for w in &report.warnings {
-                        eprintln!("pg-deploy: warning: {w}");
+                        eprintln!("pg-deploy: warning: {}", hints::in_client_terms(w));
                     }
                 }
             } else {

@@ -84,7 +84,7 @@ fn word(v: serde_json::Result<Value>) -> String {
 
 fn warnings(list: &[String], out: &mut String) {
     for w in list {
-        out.push_str(&format!("  warning: {w}\n"));
+        out.push_str(&format!("  warning: {}\n", crate::hints::in_client_terms(w)));
     }
 }
 
