@@ -4,7 +4,9 @@
 # placeholders: for each, detection, order, down/rollback as revert, the
 # no-transaction marker, adopt from the tool's history table, and a replay of
 # a trimmed real history (pg_test/fixtures/layouts/<tool>, see each NOTICE)
-# whose pg_dump -s equals psql running the same files in order.
+# whose pg_dump -s equals psql running the same files in order; then the
+# client's guidance: every offending file in one run, dump, hints that name
+# grants and flags, no connection settings, a plan whose trial run failed.
 # Same cluster setup as cli.sh (pg_test/cli_lib.sh); ports 5563-5565 unless
 # CLI_PORT, CLI_COLD_PORT, CLI_BOUNCER_PORT say otherwise.
 # Usage: pg_test/cli_layouts.sh [t_name ...]   (default: all tests)
@@ -406,6 +408,45 @@ t_dump() {
   PG_DUMP=/nonexistent/pg_dump pgd dump "$TMP/w/x.sql"
   eq "$RC" 1 "no pg_dump"
   has "$ERR" "cannot run /nonexistent/pg_dump" "named"
+}
+
+# ---------------------------------------------------------------- guidance
+
+# A role without pg_deploy's grants gets a hint naming them.
+t_permission_denied_names_the_grants() {
+  newdb
+  q "DROP ROLE IF EXISTS lay_nogrant; CREATE ROLE lay_nogrant LOGIN; GRANT CREATE ON SCHEMA public TO lay_nogrant"
+  PGUSER=lay_nogrant pgd apply "$L/sqlx"
+  eq "$RC" 1 "exit code"
+  has "$ERR" "permission denied for schema deploy" "the server's error"
+  has "$ERR" "GRANT USAGE ON SCHEMA deploy TO" "the grants"
+  has "$ERR" "docs/governance.md" "where they are explained"
+}
+
+# No connection settings at all: said at once, with the defaults tried; no long wait.
+t_no_connection_settings() {
+  local start=$SECONDS
+  set +e
+  ERR=$(env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u DATABASE_URL USER=lay_nobody \
+    "$BIN" status --connect-retry 60 2>&1 >/dev/null)
+  RC=$?
+  set -e
+  echo "$ERR"
+  eq "$RC" 3 "exit code"
+  has "$ERR" "^pg-deploy: no connection settings given .*trying libpq's defaults, server .*:5432 \(database lay_nobody, user lay_nobody\)" "said at once"
+  [ $((SECONDS - start)) -le 15 ] || { echo "waited $((SECONDS - start)) s" >&2; return 1; }
+}
+
+# A plan whose trial run fails never says "would apply".
+t_plan_with_failed_trial_run() {
+  newdb
+  local d; d=$(folder failing)
+  printf -- '-- +goose Up\nCREATE TABLE a (id int);\n' >"$d/1_a.sql"
+  printf -- '-- +goose Up\nINSERT INTO a SELECT 1/0;\n' >"$d/2_b.sql"
+  pgd plan "$d" --execute
+  eq "$RC" 1 "exit code"
+  has "$OUT" "would fail \(the trial run failed\)" "first line"
+  if grep -q "would apply" <<<"$OUT"; then echo "said would apply" >&2; return 1; fi
 }
 
 # ---------------------------------------------------------------- runner
