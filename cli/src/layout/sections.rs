@@ -68,3 +68,35 @@ pub fn stray_sql(text: &str, classify: impl Fn(&str) -> Line) -> Option<usize> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(l: &str) -> Line {
+        match l.trim() {
+            "-- up" => Line::Up,
+            "-- down" => Line::Down,
+            "-- drop" => Line::Drop,
+            _ => Line::Sql,
+        }
+    }
+
+    #[test]
+    fn splits_and_finds_stray_sql() {
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, usize, Option<usize>);
+        let cases: &[Case] = &[
+            ("-- up\nA;\n-- down\nB;\n", Some("A;\n"), Some("B;\n"), 1, None),
+            ("-- c\n\n-- up\n-- drop\n\nA;\n\n-- drop\n", Some("A;\n"), None, 3, None),
+            ("-- down\nB;\n-- up\nA;\n", Some("A;\n"), Some("B;\n"), 3, None),
+            ("-- up\nA;\n-- down\n\n", Some("A;\n"), None, 1, None),
+            ("X;\n-- up\nA;\n", Some("A;\n"), None, 2, Some(1)),
+            ("-- only a comment\n", None, None, 0, None),
+        ];
+        for (text, up, down, line, stray) in cases {
+            let (u, d, l) = split(text, classify);
+            assert_eq!((u.as_deref(), d.as_deref(), l), (*up, *down, *line), "{text:?}");
+            assert_eq!(stray_sql(text, classify), *stray, "{text:?}");
+        }
+    }
+}
