@@ -92,6 +92,19 @@ pub fn write(cfg: &Config, file: &Path, pg_dump: &str) -> Result<(), CliError> {
     std::fs::write(file, text).map_err(|e| CliError::input(format!("cannot write {}: {e}", file.display())))
 }
 
+/// `--dump FILE` / `dump FILE`: the schema with the client's connection
+/// settings (`database_url` as `--database-url`); nothing without a file.
+pub fn to_file(database_url: Option<&str>, quiet: bool, file: Option<&Path>) -> Result<(), CliError> {
+    let Some(file) = file else { return Ok(()) };
+    let env = |k: &str| std::env::var(k).ok();
+    let (cfg, _, _) = crate::connect::config(database_url, &env)?;
+    write(&cfg, file, &program())?;
+    if !quiet && file != Path::new("-") {
+        eprintln!("pg-deploy: schema written to {}", file.display());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

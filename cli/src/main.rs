@@ -147,18 +147,6 @@ fn apply_options(a: &ApplyArgs) -> Value {
     o
 }
 
-/// `--dump FILE` / `dump FILE`: the schema through pg_dump, with the client's connection settings.
-fn write_dump(cli: &Cli, file: Option<&std::path::Path>) -> Result<(), CliError> {
-    let Some(file) = file else { return Ok(()) };
-    let env = |k: &str| std::env::var(k).ok();
-    let (cfg, _, _) = connect::config(cli.database_url.as_deref(), &env)?;
-    dump::write(&cfg, file, &dump::program())?;
-    if !cli.quiet && file != std::path::Path::new("-") {
-        eprintln!("pg-deploy: schema written to {}", file.display());
-    }
-    Ok(())
-}
-
 fn client(cli: &Cli) -> Result<postgres::Client, CliError> {
     let env = |k: &str| std::env::var(k).ok();
     let (mut cfg, source, tls) = connect::config(cli.database_url.as_deref(), &env)?;
@@ -219,13 +207,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             let options = text(&apply_options(apply));
             let mut answer = match db::apply(&mut c, &text(&doc), &options) {
                 Ok(a) => a,
-                Err(e) => {
-                    // Refused: the plan lists every refusal, not only apply's first.
-                    let plan = db::plan(&mut c, &text(&doc), &options)
-                        .ok()
-                        .and_then(|a| read("plan", &a, serde_json::from_value::<PlanReport>).ok());
-                    return Err(refusals::with_all(e, plan.as_ref()));
-                }
+                Err(e) => return Err(refusals::after_apply(&mut c, &text(&doc), &options, e)),
             };
             let report = read("apply", &answer, serde_json::from_value::<ApplyReport>)?;
             let steps = phase::steps_of(&answer)?;
@@ -249,7 +231,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 if cli.json {
                     println!("{}", text(&answer));
                 }
-                write_dump(cli, dump.as_deref())?;
+                dump::to_file(cli.database_url.as_deref(), cli.quiet, dump.as_deref())?;
                 return Ok(0);
             };
             let followed = follow(cli, &mut c, &report.project, Some(steps.deployment_id), wait);
@@ -271,12 +253,13 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             }
             let code = finish(cli, &followed, wait.phase_timeout)?;
             if code == 0 {
-                write_dump(cli, dump.as_deref())?;
+                dump::to_file(cli.database_url.as_deref(), cli.quiet, dump.as_deref())?;
             }
             Ok(code)
         }
         Command::Dump { file } => {
-            write_dump(cli, Some(file.as_deref().unwrap_or(std::path::Path::new("-"))))?;
+            let file = file.as_deref().unwrap_or(std::path::Path::new("-"));
+            dump::to_file(cli.database_url.as_deref(), cli.quiet, Some(file))?;
             Ok(0)
         }
         Command::Wait { project, wait } => {

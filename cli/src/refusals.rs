@@ -49,6 +49,15 @@ pub fn with_all(e: CliError, plan: Option<&PlanReport>) -> CliError {
     CliError::Server { context, error }
 }
 
+/// A failed apply's error, with the plan's list of every refusal when the
+/// plan can be had (a lost connection or an older extension: the error as is).
+pub fn after_apply(client: &mut postgres::Client, manifest: &str, options: &str, e: CliError) -> CliError {
+    let plan = crate::db::plan(client, manifest, options)
+        .ok()
+        .and_then(|a| crate::output::read("plan", &a, serde_json::from_value::<PlanReport>).ok());
+    with_all(e, plan.as_ref())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
