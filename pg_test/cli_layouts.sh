@@ -52,8 +52,17 @@ same_schema() {
 # ids: the change ids of the last manifest printed ($OUT), space-separated.
 ids() { j "$OUT" '" ".join(c["id"] for c in r["changes"])'; }
 
-# applied_ids: the ids apply --json reported applied ($OUT).
-applied_ids() { j "$OUT" '" ".join(c["id"] for c in r["applied"])'; }
+# adopt_then_rest DIR TOOL BASELINED REST: adopt from TOOL's history records
+# BASELINED (a JSON list), then apply runs REST (ids, space-separated) only.
+adopt_then_rest() {
+  pgd adopt "$1" --from "$2" --json
+  eq "$RC" 0 "adopt"
+  eq "$(j "$OUT" 'r["baselined"]')" "$3" "adopted"
+  pgd apply "$1" --json
+  eq "$RC" 0 "apply the rest"
+  eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY deployment_id, ordinal) FROM deploy.change_log WHERE action = 'applied'")" \
+    "$4" "the rest runs"
+}
 
 # db_named SUFFIX: another fresh database with the extension for the running test.
 db_named() {
@@ -133,12 +142,7 @@ t_goose() {
   q "CREATE TABLE goose_db_version (id serial PRIMARY KEY, version_id bigint NOT NULL, is_applied boolean NOT NULL,
        tstamp timestamp DEFAULT now());
      INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (2, true), (3, true), (3, false);"
-  pgd adopt "$src" --from goose --json
-  eq "$(j "$OUT" 'r["baselined"]')" '["00001_table", "00002_insert"]' "adopted"
-  pgd apply "$src" --json
-  eq "$RC" 0 "apply the rest"
-  eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY deployment_id, ordinal) FROM deploy.change_log WHERE action = 'applied'")" \
-    "00003_alter 00004_empty 00005_no_tx 00006_complex" "the rest runs"
+  adopt_then_rest "$src" goose '["00001_table", "00002_insert"]' "00003_alter 00004_empty 00005_no_tx 00006_complex"
 }
 
 # ---------------------------------------------------------------- pop
@@ -258,12 +262,7 @@ t_liquibase() {
      INSERT INTO databasechangelog (id, author, filename, orderexecuted, exectype) VALUES
        ('1', 'alice', 'changelog/001-accounts.sql', 1, 'EXECUTED'),
        ('2', 'alice', 'changelog/001-accounts.sql', 2, 'FAILED');"
-  pgd adopt "$src" --from liquibase --json
-  eq "$(j "$OUT" 'r["baselined"]')" '["alice:1"]' "adopted"
-  pgd apply "$src" --json
-  eq "$RC" 0 "apply the rest"
-  eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY deployment_id, ordinal) FROM deploy.change_log WHERE action = 'applied'")" \
-    "alice:2 bob:account-email-idx carol:login-table carol:account-summary" "the rest runs"
+  adopt_then_rest "$src" liquibase '["alice:1"]' "alice:2 bob:account-email-idx carol:login-table carol:account-summary"
 }
 
 # ---------------------------------------------------------------- sqlx
@@ -297,10 +296,7 @@ t_sqlx() {
        installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL, checksum bytea NOT NULL,
        execution_time bigint NOT NULL);
      INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (1, 'setup', true, '\\x00', 1);"
-  pgd adopt "$src" --from sqlx --json
-  eq "$(j "$OUT" 'r["baselined"]')" '["01_setup"]' "adopted"
-  pgd apply "$src" --json
-  eq "$(applied_ids)" "02_account 03_session" "the rest runs"
+  adopt_then_rest "$src" sqlx '["01_setup"]' "02_account 03_session"
 }
 
 # ---------------------------------------------------------------- versioned folders
