@@ -21,7 +21,7 @@ const GLOBAL: &str = "Global options";
     name = "pg-deploy",
     version,
     about = "Deploy a migrations folder with pg_deploy, in one call",
-    long_about = "Deploy a migrations folder (Flyway, golang-migrate, dbmate, Sqitch, Prisma or plain .sql files) \
+    long_about = "Deploy a migrations folder (Flyway, golang-migrate, dbmate, Sqitch, Prisma, diesel, goose, pop, Liquibase formatted SQL, sqlx, versioned folders or plain .sql files) \
                   with the pg_deploy extension, in one call.\n\n\
                   Exit codes: 0 success; 1 the database said no (or drift found, a broken log, a difference found by compare, \
                   a failed target or an outlier of a fleet); \
