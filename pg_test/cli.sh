@@ -371,7 +371,7 @@ t_adopt_refusals() {
   eq "$(j "$OUT" 'r["baselined"]')" '["1_schema", "2_users"]' "up to version 2"
   pgd apply "$d" --project golang-migrate --json
   eq "$(j "$OUT" '[c["id"] for c in r["applied"]]')" '["10_users_email"]' "the rest runs"
-  pgd adopt "$d" --from liquibase
+  pgd adopt "$d" --from atlas
   eq "$RC" 2 "unknown tool"
 }
 
@@ -427,11 +427,11 @@ t_branch_hook() {
 
 t_bad_input_unknown_layout() {
   DB=postgres
-  pgd manifest "$FIXTURES/plain" --layout liquibase
+  pgd manifest "$FIXTURES/plain" --layout atlas
   eq "$RC" 2 "exit code"
   # clap checks the value (layouts are a ValueEnum) and lists the layouts.
-  has "$ERR" "invalid value 'liquibase' for '--layout <LAYOUT>'" "message"
-  has "$ERR" "possible values: flyway, golang-migrate, dbmate, sqitch, prisma, plain" "hint"
+  has "$ERR" "invalid value 'atlas' for '--layout <LAYOUT>'" "message"
+  has "$ERR" "possible values: flyway, golang-migrate, dbmate, sqitch, prisma, diesel, goose, pop, liquibase, sqlx, versioned, plain" "hint"
   mkdir -p "$TMP/w/empty"; echo "notes" >"$TMP/w/empty/README.md"
   pgd apply "$TMP/w/empty"
   eq "$RC" 2 "undetectable layout"

@@ -54,12 +54,13 @@ stage upgrade-e2e bash "$ROOT/pg_test/upgrade.sh"
 stage portability-e2e bash "$ROOT/pg_test/portability.sh"
 # The end-to-end suites on the other majors; 16 first: the pg_upgrade test on
 # 18 upgrades a 16 cluster, which needs pg_deploy installed in 16.
-stage e2e-pg16 bash "$ROOT/scripts/e2e-pg.sh" 16 run security phases upgrade portability cli cli_phases
-stage e2e-pg18 bash "$ROOT/scripts/e2e-pg.sh" 18 run security phases upgrade portability cli cli_phases
+stage e2e-pg16 bash "$ROOT/scripts/e2e-pg.sh" 16 run security phases upgrade portability cli cli_phases cli_layouts
+stage e2e-pg18 bash "$ROOT/scripts/e2e-pg.sh" 18 run security phases upgrade portability cli cli_phases cli_layouts
 stage cli cargo test -p pg-deploy-cli
 stage cli-e2e bash "$ROOT/pg_test/cli.sh"
 stage cli-phases-e2e bash "$ROOT/pg_test/cli_phases.sh"
 stage cli-fleet-e2e bash "$ROOT/pg_test/cli_fleet.sh"
+stage cli-layouts-e2e bash "$ROOT/pg_test/cli_layouts.sh"
 
 for major in 15 16 18; do
   echo "==> PostgreSQL $major: ${by_major[$major]:-0} passed, ${failed_major[$major]:-0} failed"

@@ -23,6 +23,16 @@ pub enum Tool {
     Sqitch,
     /// _sqlx_migrations
     Sqlx,
+    /// __diesel_schema_migrations
+    Diesel,
+    /// goose_db_version
+    Goose,
+    /// schema_migration (gobuffalo pop, ory popx)
+    Pop,
+    /// databasechangelog
+    Liquibase,
+    /// schema_version (temporal's curr_version)
+    Temporal,
 }
 
 impl Tool {
@@ -33,6 +43,11 @@ impl Tool {
             Tool::Dbmate => "dbmate",
             Tool::Sqitch => "sqitch",
             Tool::Sqlx => "sqlx",
+            Tool::Diesel => "diesel",
+            Tool::Goose => "goose",
+            Tool::Pop => "pop",
+            Tool::Liquibase => "liquibase",
+            Tool::Temporal => "temporal",
         }
     }
 
@@ -43,6 +58,11 @@ impl Tool {
             Tool::GolangMigrate | Tool::Dbmate => "schema_migrations",
             Tool::Sqitch => "sqitch.changes",
             Tool::Sqlx => "_sqlx_migrations",
+            Tool::Diesel => "__diesel_schema_migrations",
+            Tool::Goose => "goose_db_version",
+            Tool::Pop => "schema_migration",
+            Tool::Liquibase => "databasechangelog",
+            Tool::Temporal => "schema_version",
         }
     }
 
@@ -62,6 +82,21 @@ impl Tool {
             Tool::Sqlx => {
                 format!("SELECT version::text, description::text, NULL::text, NULL::text FROM {table} WHERE success ORDER BY version")
             }
+            Tool::Diesel | Tool::Pop => {
+                format!("SELECT version::text, NULL::text, NULL::text, NULL::text FROM {table} ORDER BY version")
+            }
+            // goose logs every up and down; a version is applied when its newest row says so.
+            Tool::Goose => format!(
+                "SELECT version_id::text, NULL::text, NULL::text, NULL::text FROM \
+                 (SELECT DISTINCT ON (version_id) version_id, is_applied FROM {table} ORDER BY version_id, id DESC) s \
+                 WHERE is_applied AND version_id <> 0 ORDER BY version_id"
+            ),
+            // FAILED and SKIPPED changesets did not run; MARK_RAN ones count as run, as Liquibase counts them.
+            Tool::Liquibase => format!(
+                "SELECT author::text || ':' || id::text, filename::text, exectype::text, NULL::text FROM {table} \
+                 WHERE exectype IN ('EXECUTED', 'RERAN', 'MARK_RAN') ORDER BY orderexecuted"
+            ),
+            Tool::Temporal => format!("SELECT DISTINCT curr_version::text, NULL::text, NULL::text, NULL::text FROM {table}"),
         }
     }
 }
@@ -185,7 +220,36 @@ pub fn map(tool: Tool, rows: &[HistoryRow], migrations: &[Migration]) -> Result<
                 }
             }
         }
-        Tool::Dbmate | Tool::Sqlx => {
+        Tool::Temporal => {
+            let Some(row) = rows.first() else {
+                return Ok(Mapping {
+                    ids: Vec::new(),
+                    warnings: vec!["schema_version is empty".into()],
+                });
+            };
+            if rows.len() > 1 {
+                return Err(CliError::Refused {
+                    message: format!("temporal's schema_version holds {} different versions", rows.len()),
+                    hint: Some("Name the one table with --history-table, or adopt with --through instead (pg-deploy baseline).".into()),
+                });
+            }
+            let text = row.version.clone().unwrap_or_default();
+            let Some(current) = FlywayVersion::parse(&text) else {
+                return Err(CliError::input(format!(
+                    "temporal history: \"{text}\" is not a version"
+                )));
+            };
+            if !migrations
+                .iter()
+                .any(|m| FlywayVersion::parse(&m.key).is_some_and(|v| v == current))
+            {
+                return Err(missing(tool, &format!("version {text}")));
+            }
+            for (i, m) in migrations.iter().enumerate() {
+                applied[i] = FlywayVersion::parse(&m.key).is_some_and(|v| v <= current);
+            }
+        }
+        Tool::Dbmate | Tool::Sqlx | Tool::Goose => {
             for row in rows {
                 let version = row.version.clone().unwrap_or_default();
                 match migrations
@@ -197,12 +261,16 @@ pub fn map(tool: Tool, rows: &[HistoryRow], migrations: &[Migration]) -> Result<
                 }
             }
         }
-        Tool::Sqitch => {
+        Tool::Sqitch | Tool::Diesel | Tool::Pop | Tool::Liquibase => {
+            let what = match tool {
+                Tool::Diesel | Tool::Pop => "version",
+                _ => "change",
+            };
             for row in rows {
                 let name = row.version.clone().unwrap_or_default();
                 match migrations.iter().position(|m| m.key == name) {
                     Some(i) => applied[i] = true,
-                    None => return Err(missing(tool, &format!("change \"{name}\""))),
+                    None => return Err(missing(tool, &format!("{what} \"{name}\""))),
                 }
             }
         }
@@ -351,6 +419,66 @@ mod tests {
     }
 
     #[test]
+    fn diesel_pop_and_liquibase_match_keys_exactly_goose_numerically() {
+        let diesel = [
+            m("00000000000000_setup", "00000000000000", false),
+            m("2019-02-26-002946_user", "20190226002946", false),
+        ];
+        let pop = [
+            m("00_init", "00", false),
+            m("20210710035447_alter", "20210710035447", false),
+        ];
+        let lb = [m("alice:1", "alice:1", false), m("bob:2", "bob:2", false)];
+        let goose = [m("00001_a", "1", false), m("00002_b", "2", false)];
+        type Case<'a> = (Tool, &'a [Migration], &'a [&'a str], Result<&'a [&'a str], &'a str>);
+        let cases: &[Case] = &[
+            (
+                Tool::Diesel,
+                &diesel,
+                &["20190226002946"],
+                Ok(&["2019-02-26-002946_user"]),
+            ),
+            (Tool::Diesel, &diesel, &["0"], Err("version \"0\"")),
+            (
+                Tool::Pop,
+                &pop,
+                &["00", "20210710035447"],
+                Ok(&["00_init", "20210710035447_alter"]),
+            ),
+            (Tool::Pop, &pop, &["0"], Err("version \"0\"")),
+            (Tool::Liquibase, &lb, &["bob:2"], Ok(&["bob:2"])),
+            (Tool::Liquibase, &lb, &["carol:3"], Err("change \"carol:3\"")),
+            (Tool::Goose, &goose, &["2"], Ok(&["00002_b"])),
+            (Tool::Goose, &goose, &["3"], Err("version 3")),
+        ];
+        for (tool, folder, versions, want) in cases {
+            let rows: Vec<HistoryRow> = versions.iter().map(|v| row(Some(v), None, None)).collect();
+            match (map(*tool, &rows, folder), want) {
+                (Ok(got), Ok(ids)) => assert_eq!(got.ids, *ids, "{tool:?}"),
+                (Err(e), Err(text)) => {
+                    assert_eq!(e.exit_code(), 2);
+                    assert!(e.to_string().contains(text), "{e}");
+                }
+                (got, _) => panic!("{tool:?} {versions:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn temporal_takes_every_folder_up_to_its_version() {
+        let folder = [
+            m("v1.0/schema", "1.0", false),
+            m("v1.2/q", "1.2", false),
+            m("v1.10/x", "1.10", false),
+        ];
+        let got = map(Tool::Temporal, &[row(Some("1.2"), None, None)], &folder).expect("map");
+        assert_eq!(got.ids, ["v1.0/schema", "v1.2/q"]);
+        assert!(map(Tool::Temporal, &[row(Some("1.3"), None, None)], &folder).is_err());
+        let two = [row(Some("1.2"), None, None), row(Some("1.0"), None, None)];
+        assert_eq!(map(Tool::Temporal, &two, &folder).expect_err("two").exit_code(), 1);
+    }
+
+    #[test]
     fn sqitch_matches_change_names() {
         let folder = [m("appschema", "appschema", false), m("users", "users", false)];
         assert_eq!(
@@ -360,7 +488,7 @@ mod tests {
             ["appschema"]
         );
         use clap::ValueEnum;
-        assert!(Tool::from_str("liquibase", false).is_err());
+        assert!(Tool::from_str("atlas", false).is_err());
         assert_eq!(Tool::from_str("migrate", false), Ok(Tool::GolangMigrate));
         for t in Tool::value_variants() {
             assert_eq!(Tool::from_str(t.name(), false), Ok(*t));

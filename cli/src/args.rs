@@ -21,7 +21,7 @@ const GLOBAL: &str = "Global options";
     name = "pg-deploy",
     version,
     about = "Deploy a migrations folder with pg_deploy, in one call",
-    long_about = "Deploy a migrations folder (Flyway, golang-migrate, dbmate, Sqitch, Prisma or plain .sql files) \
+    long_about = "Deploy a migrations folder (Flyway, golang-migrate, dbmate, Sqitch, Prisma, diesel, goose, pop, Liquibase formatted SQL, sqlx, versioned folders or plain .sql files) \
                   with the pg_deploy extension, in one call.\n\n\
                   Exit codes: 0 success; 1 the database said no (or drift found, a broken log, a difference found by compare, \
                   a failed target or an outlier of a fleet); \
@@ -76,6 +76,10 @@ pub struct FolderArgs {
     /// Schemas the project manages, for drift (manifest "schemas"), comma-separated; default: derived from the changes.
     #[arg(long, value_delimiter = ',', value_name = "SCHEMA,...")]
     pub schemas: Vec<String>,
+    /// A placeholder's value (${name} in Flyway files, {{ index .Options "name" }} in pop files); repeatable.
+    /// Also read from PG_DEPLOY_PLACEHOLDER_<name> and FLYWAY_PLACEHOLDERS_<NAME>.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub placeholder: Vec<String>,
 }
 
 /// What apply (or plan) does when the project's objects changed outside deployments.
@@ -267,6 +271,14 @@ pub enum Command {
         fleet: TargetArgs,
         #[command(flatten)]
         rollout: RolloutArgs,
+        /// After a successful apply, write the schema (pg_dump --schema-only) to FILE, like dbmate's schema.sql.
+        #[arg(long, value_name = "FILE")]
+        dump: Option<PathBuf>,
+    },
+    /// Write the database's schema (pg_dump --schema-only, no owners or grants) to FILE, or stdout.
+    Dump {
+        /// Where to write it; `-` or nothing: stdout.
+        file: Option<PathBuf>,
     },
     /// Show what apply would do: deploy.plan(manifest); exit 1 if it would be refused or fail.
     Plan {
@@ -429,7 +441,7 @@ mod tests {
         let apply = cmd.find_subcommand_mut("apply").expect("apply");
         let help = apply.render_help().to_string();
         assert!(
-            help.contains("[possible values: flyway, golang-migrate, dbmate, sqitch, prisma, plain]"),
+            help.contains("[possible values: flyway, golang-migrate, dbmate, sqitch, prisma, diesel, goose, pop, liquibase, sqlx, versioned, plain]"),
             "{help}"
         );
         assert!(help.contains("[possible values: ignore, warn, refuse]"), "{help}");
@@ -439,7 +451,7 @@ mod tests {
         let adopt = cmd.find_subcommand_mut("adopt").expect("adopt");
         let help = adopt.render_help().to_string();
         assert!(
-            help.contains("[possible values: flyway, golang-migrate, dbmate, sqitch, sqlx]"),
+            help.contains("[possible values: flyway, golang-migrate, dbmate, sqitch, sqlx, diesel, goose, pop, liquibase, temporal]"),
             "{help}"
         );
     }
@@ -489,9 +501,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_usage_errors() {
-        let e = Cli::try_parse_from(["pg-deploy", "apply", "db", "--layout", "liquibase"]).expect_err("bad layout");
+        let e = Cli::try_parse_from(["pg-deploy", "apply", "db", "--layout", "atlas"]).expect_err("bad layout");
         assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains("liquibase"), "{e}");
+        assert!(e.to_string().contains("atlas"), "{e}");
         let e = Cli::try_parse_from(["pg-deploy", "apply", "db", "--drift", "maybe"]).expect_err("bad policy");
         assert_eq!(e.exit_code(), 2);
         let cli = parse(&["apply", "db", "--drift", "refuse"]);

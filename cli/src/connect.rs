@@ -18,7 +18,12 @@ pub enum Source {
     Flag,
     DatabaseUrl,
     PgEnv,
+    /// Nothing given at all: libpq's defaults (local socket, OS user).
+    Defaults,
 }
+
+/// The variables that count as connection settings given.
+const PG_VARIABLES: [&str; 5] = ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE"];
 
 /// The connection config: a URL or `key=value` string if one is given (flag,
 /// then DATABASE_URL), else PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD,
@@ -94,7 +99,8 @@ pub fn config(url: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result
             if let Some(app) = env("PGAPPNAME") {
                 cfg.application_name(&app);
             }
-            (cfg, Source::PgEnv)
+            let given = PG_VARIABLES.iter().any(|v| env(v).is_some_and(|s| !s.is_empty()));
+            (cfg, if given { Source::PgEnv } else { Source::Defaults })
         }
     };
     if cfg.get_application_name().is_none() {
@@ -177,6 +183,9 @@ pub fn connect(cfg: &Config, source: &Source, tls: &TlsWish, retry_for: Duration
     // TLS is never started on Unix sockets, nor with sslmode=disable.
     let plain = cfg.get_ssl_mode() == SslMode::Disable || cfg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
     let connector = if plain { None } else { Some(crate::tls::connector(tls)?) };
+    if *source == Source::Defaults {
+        eprintln!("pg-deploy: {}", defaults_note(cfg));
+    }
     loop {
         let result = match &connector {
             None => cfg.connect(NoTls),
@@ -188,6 +197,13 @@ pub fn connect(cfg: &Config, source: &Source, tls: &TlsWish, retry_for: Duration
                 let reason = retry_reason(&e);
                 let waited = start.elapsed();
                 match reason {
+                    // Nobody asked for this server: waiting for it would only hide the missing settings.
+                    Some(reason) if *source == Source::Defaults => {
+                        return Err(CliError::Connect {
+                            message: format!("{}: {reason}", describe(cfg)),
+                            hint: Some(format!("{} {DEFAULTS_HINT}", defaults_note(cfg))),
+                        })
+                    }
                     Some(reason) if waited < retry_for => {
                         let pause = backoff(attempt).min(retry_for - waited);
                         eprintln!(
@@ -208,19 +224,31 @@ pub fn connect(cfg: &Config, source: &Source, tls: &TlsWish, retry_for: Duration
                     }
                     None => {
                         let hint = match source {
-                            Source::PgEnv => "Connection settings came from PGHOST, PGPORT, PGUSER, PGDATABASE; or pass --database-url / DATABASE_URL.",
-                            Source::DatabaseUrl => "Connection settings came from DATABASE_URL.",
-                            Source::Flag => "Connection settings came from --database-url.",
+                            Source::PgEnv => "Connection settings came from PGHOST, PGPORT, PGUSER, PGDATABASE; or pass --database-url / DATABASE_URL.".to_string(),
+                            Source::DatabaseUrl => "Connection settings came from DATABASE_URL.".to_string(),
+                            Source::Flag => "Connection settings came from --database-url.".to_string(),
+                            Source::Defaults => format!("{} {DEFAULTS_HINT}", defaults_note(cfg)),
                         };
                         return Err(CliError::Connect {
                             message: format!("{}: {}", describe(cfg), full_error(&e)),
-                            hint: Some(hint.into()),
+                            hint: Some(hint),
                         });
                     }
                 }
             }
         }
     }
+}
+
+const DEFAULTS_HINT: &str = "Pass --database-url URL, or set DATABASE_URL or PGHOST, PGPORT, PGUSER, PGDATABASE.";
+
+/// What is tried when no connection settings were given.
+fn defaults_note(cfg: &Config) -> String {
+    format!(
+        "no connection settings given (no --database-url, DATABASE_URL, PGHOST, PGPORT, PGUSER, PGDATABASE or \
+         PGSERVICE): trying libpq's defaults, {}",
+        describe(cfg)
+    )
 }
 
 /// The error with its SQLSTATE when the server sent one.
@@ -302,6 +330,43 @@ mod tests {
         assert_eq!(cfg.get_ssl_mode(), SslMode::Require);
         assert_eq!(source, Source::Flag);
         assert_eq!(cfg.get_hosts(), &[Host::Tcp("h".into())]);
+    }
+
+    #[test]
+    fn nothing_given_means_defaults() {
+        let cases: &[(&[(&str, &str)], Source)] = &[
+            (&[], Source::Defaults),
+            (&[("USER", "alice"), ("PGPASSWORD", "pw")], Source::Defaults),
+            (&[("PGHOST", "")], Source::Defaults),
+            (&[("PGPORT", "5433")], Source::PgEnv),
+            (&[("PGDATABASE", "shop")], Source::PgEnv),
+            (&[("PGSERVICE", "prod")], Source::PgEnv),
+            (&[("DATABASE_URL", "postgres://h/d")], Source::DatabaseUrl),
+        ];
+        for (vars, want) in cases {
+            let (cfg, source, _) = config(None, &env_of(vars)).expect("config");
+            assert_eq!(&source, want, "{vars:?}");
+            if source == Source::Defaults {
+                let note = defaults_note(&cfg);
+                assert!(note.starts_with("no connection settings given"), "{note}");
+                assert!(note.contains(":5432 (database"), "{note}");
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_that_refuse_fail_at_once() {
+        // Nothing listens on this port: with nothing given, no wait.
+        let (mut cfg, _, tls) = config(None, &env_of(&[])).expect("config");
+        cfg.host("127.0.0.1").port(1);
+        let start = Instant::now();
+        let Err(e) = connect(&cfg, &Source::Defaults, &tls, Duration::from_secs(30)) else {
+            panic!("port 1 answered");
+        };
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(e.exit_code(), 3);
+        assert!(e.to_string().contains("no connection settings given"), "{e}");
+        assert!(e.to_string().contains("--database-url"), "{e}");
     }
 
     #[test]

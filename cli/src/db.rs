@@ -43,9 +43,11 @@ pub fn call_error(context: &str, function: &str, e: postgres::Error) -> CliError
             },
         };
     }
-    let hint = match phases_unknown(&code, db.message()) {
-        Some(extra) => Some(db.hint().map_or(extra.clone(), |h| format!("{h}\n{extra}"))),
-        None => db.hint().map(str::to_string),
+    let server_hint = db.hint().map(crate::hints::in_client_terms);
+    let extra = phases_unknown(&code, db.message()).or_else(|| crate::hints::permission(&code, db.message()));
+    let hint = match extra {
+        Some(extra) => Some(server_hint.map_or(extra.clone(), |h| format!("{h}\n{extra}"))),
+        None => server_hint,
     };
     CliError::Server {
         context: context.into(),

@@ -48,6 +48,27 @@ impl CliError {
         }
     }
 
+    /// Several bad-input errors as one, so a run reports every offending
+    /// file at once; each distinct hint once. None for an empty list.
+    pub fn all_inputs(errors: Vec<CliError>) -> Option<CliError> {
+        if errors.len() <= 1 {
+            return errors.into_iter().next();
+        }
+        let (mut messages, mut hints) = (Vec::new(), Vec::<String>::new());
+        for e in &errors {
+            if let CliError::Input { message, hint } = e {
+                messages.push(message.clone());
+                if let Some(h) = hint.as_ref().filter(|h| !hints.contains(h)) {
+                    hints.push(h.clone());
+                }
+            }
+        }
+        Some(CliError::Input {
+            message: format!("{} problems:\n  {}", messages.len(), messages.join("\n  ")),
+            hint: (!hints.is_empty()).then(|| hints.join("\n")),
+        })
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Input { .. } => EXIT_BAD_INPUT,
@@ -142,6 +163,26 @@ mod tests {
             bare.to_string(),
             "status failed: ERROR 3F000: schema \"deploy\" does not exist"
         );
+    }
+
+    #[test]
+    fn several_inputs_become_one_error() {
+        assert_eq!(CliError::all_inputs(Vec::new()), None);
+        assert_eq!(
+            CliError::all_inputs(vec![CliError::input("x")]),
+            Some(CliError::input("x"))
+        );
+        let e = CliError::all_inputs(vec![
+            CliError::input_hint("a.sql: bad", "split it"),
+            CliError::input_hint("b.sql: bad", "split it"),
+            CliError::input("c.sql: worse"),
+        ])
+        .expect("one");
+        assert_eq!(
+            e.to_string(),
+            "bad input: 3 problems:\n  a.sql: bad\n  b.sql: bad\n  c.sql: worse\nHINT: split it"
+        );
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

@@ -1,19 +1,24 @@
 //! pg-deploy: turns a migrations folder (Flyway, golang-migrate, dbmate,
-//! Sqitch, Prisma or plain .sql files) into one pg_deploy manifest and sends it
-//! in one call. See docs/cli.md.
+//! Sqitch, Prisma, diesel, goose, pop, Liquibase formatted SQL, sqlx,
+//! versioned folders or plain .sql files) into one pg_deploy manifest and
+//! sends it in one call. See docs/cli.md.
 
 mod adopt;
 mod args;
 mod connect;
 mod db;
+mod dump;
 mod error;
 mod fleet;
 mod generate;
+mod hints;
 mod layout;
 mod manifest;
 mod order;
 mod output;
 mod phase;
+mod placeholder;
+mod refusals;
 mod run_here;
 mod scaffold;
 mod sql_text;
@@ -37,7 +42,8 @@ use std::time::{Duration, Instant};
 
 /// Reads the folder and builds the manifest; everything here is local (exit 2 on errors).
 fn load(f: &FolderArgs) -> Result<(Folder, Value), CliError> {
-    let folder = layout::read_folder(&f.dir, f.layout)?;
+    let placeholders = placeholder::Placeholders::new(&f.placeholder, std::env::vars())?;
+    let folder = layout::read_folder_with(&f.dir, f.layout, &placeholders)?;
     let defaults = match &f.defaults {
         None => None,
         Some(text) => {
@@ -183,22 +189,33 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             wait,
             fleet,
             rollout,
+            dump,
         } => {
             if fleet.chosen(Some(rollout))? {
+                if dump.is_some() {
+                    return Err(CliError::input_hint(
+                        "--dump writes one database's schema; it does not go with --targets or --discover",
+                        "Run `pg-deploy dump FILE --database-url URL` against the database whose schema you want.",
+                    ));
+                }
                 return fleet::apply(cli, folder, apply, *no_wait, wait, fleet, rollout);
             }
             let (f, doc) = load(folder)?;
             announce(cli, folder, &f, &doc);
             check_through(&doc, apply.through.as_deref())?;
             let mut c = client(cli)?;
-            let mut answer = db::apply(&mut c, &text(&doc), &text(&apply_options(apply)))?;
+            let options = text(&apply_options(apply));
+            let mut answer = match db::apply(&mut c, &text(&doc), &options) {
+                Ok(a) => a,
+                Err(e) => return Err(refusals::after_apply(&mut c, &text(&doc), &options, e)),
+            };
             let report = read("apply", &answer, serde_json::from_value::<ApplyReport>)?;
             let steps = phase::steps_of(&answer)?;
             if cli.json {
                 // The text report prints them; with --json, say on stderr where the server split.
                 if !cli.quiet {
                     for w in &report.warnings {
-                        eprintln!("pg-deploy: warning: {w}");
+                        eprintln!("pg-deploy: warning: {}", hints::in_client_terms(w));
                     }
                 }
             } else {
@@ -214,6 +231,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 if cli.json {
                     println!("{}", text(&answer));
                 }
+                dump::to_file(cli.database_url.as_deref(), cli.quiet, dump.as_deref())?;
                 return Ok(0);
             };
             let followed = follow(cli, &mut c, &report.project, Some(steps.deployment_id), wait);
@@ -233,7 +251,16 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
                 answer["phases"] = phase::merged(&answer["phases"], &followed.answer);
                 println!("{}", text(&answer));
             }
-            finish(cli, &followed, wait.phase_timeout)
+            let code = finish(cli, &followed, wait.phase_timeout)?;
+            if code == 0 {
+                dump::to_file(cli.database_url.as_deref(), cli.quiet, dump.as_deref())?;
+            }
+            Ok(code)
+        }
+        Command::Dump { file } => {
+            let file = file.as_deref().unwrap_or(std::path::Path::new("-"));
+            dump::to_file(cli.database_url.as_deref(), cli.quiet, Some(file))?;
+            Ok(0)
         }
         Command::Wait { project, wait } => {
             let mut c = client(cli)?;

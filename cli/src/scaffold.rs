@@ -1,9 +1,9 @@
 //! `pg-deploy new NAME [DIR]`: the files of a new migration, named and
 //! numbered the way the folder's layout does it (docs/cli.md#new-migrations).
 //!
-//! Files are created, never overwritten. Their SQL is left empty, so a
-//! migration nobody filled in is refused as bad input ("has no SQL") instead
-//! of being deployed as an empty change whose later edit apply would refuse.
+//! Files are created, never overwritten. Their SQL is left empty; a
+//! migration nobody filled in is read as an empty change with a warning
+//! naming the file (see `layout::record_empty`).
 
 use crate::error::CliError;
 use crate::layout::{self, file_name, flyway, golang_migrate, list, sqitch, Layout};
@@ -50,49 +50,54 @@ pub fn new_migration(dir: &Path, name: &str, layout: Option<Layout>, now: u64) -
         Ok(list(dir)?.iter().filter_map(|p| keep(p)).collect())
     };
     let sql_files = |p: &Path| p.is_file() && file_name(p).ends_with(".sql");
-    let scaffold = match layout {
-        Layout::Flyway => {
-            let mut versions = Vec::new();
-            flyway_versions(dir, &mut versions)?;
-            let newest = versions.into_iter().max_by(|a, b| a.0.cmp(&b.0)).map(|(_, raw)| raw);
-            let version = newest.map_or_else(|| "1".to_string(), |v| bump(&v, now));
-            one_file(dir.join(format!("V{version}__{name}.sql")), "")
-        }
-        Layout::GolangMigrate => {
-            let versions = existing(&|p| {
-                sql_files(p)
-                    .then(|| golang_migrate::parse_name(&file_name(p)).map(|(v, _, _)| v))
-                    .flatten()
-            })?;
-            let version = newest(versions).map_or_else(|| "000001".to_string(), |v| bump(&v, now));
-            Scaffold {
-                files: vec![
-                    (dir.join(format!("{version}_{name}.up.sql")), String::new()),
-                    (dir.join(format!("{version}_{name}.down.sql")), String::new()),
-                ],
-                plan_line: None,
+    let scaffold =
+        match layout {
+            Layout::Flyway => {
+                let mut versions = Vec::new();
+                flyway_versions(dir, &mut versions)?;
+                let newest = versions.into_iter().max_by(|a, b| a.0.cmp(&b.0)).map(|(_, raw)| raw);
+                let version = newest.map_or_else(|| "1".to_string(), |v| bump(&v, now));
+                one_file(dir.join(format!("V{version}__{name}.sql")), "")
             }
-        }
-        Layout::Dbmate => {
-            let versions = existing(&|p| sql_files(p).then(|| digits_of(p)).flatten())?;
-            let version = timestamp_after(newest(versions).as_deref(), now);
-            one_file(
-                dir.join(format!("{version}_{name}.sql")),
-                "-- migrate:up\n\n-- migrate:down\n",
-            )
-        }
-        Layout::Prisma => {
-            let versions = existing(&|p| p.is_dir().then(|| digits_of(p)).flatten())?;
-            let version = timestamp_after(newest(versions).as_deref(), now);
-            one_file(dir.join(format!("{version}_{name}")).join("migration.sql"), "")
-        }
-        Layout::Plain => {
-            let versions = existing(&|p| sql_files(p).then(|| digits_of(p)).flatten())?;
-            let version = newest(versions).map_or_else(|| "0001".to_string(), |v| bump(&v, now));
-            one_file(dir.join(format!("{version}_{name}.sql")), "")
-        }
-        Layout::Sqitch => sqitch_change(dir, name, now)?,
-    };
+            Layout::GolangMigrate => {
+                let versions = existing(&|p| {
+                    sql_files(p)
+                        .then(|| golang_migrate::parse_name(&file_name(p)).map(|(v, _, _)| v))
+                        .flatten()
+                })?;
+                let version = newest(versions).map_or_else(|| "000001".to_string(), |v| bump(&v, now));
+                Scaffold {
+                    files: vec![
+                        (dir.join(format!("{version}_{name}.up.sql")), String::new()),
+                        (dir.join(format!("{version}_{name}.down.sql")), String::new()),
+                    ],
+                    plan_line: None,
+                }
+            }
+            Layout::Dbmate => {
+                let versions = existing(&|p| sql_files(p).then(|| digits_of(p)).flatten())?;
+                let version = timestamp_after(newest(versions).as_deref(), now);
+                one_file(
+                    dir.join(format!("{version}_{name}.sql")),
+                    "-- migrate:up\n\n-- migrate:down\n",
+                )
+            }
+            Layout::Prisma => {
+                let versions = existing(&|p| p.is_dir().then(|| digits_of(p)).flatten())?;
+                let version = timestamp_after(newest(versions).as_deref(), now);
+                one_file(dir.join(format!("{version}_{name}")).join("migration.sql"), "")
+            }
+            Layout::Plain => {
+                let versions = existing(&|p| sql_files(p).then(|| digits_of(p)).flatten())?;
+                let version = newest(versions).map_or_else(|| "0001".to_string(), |v| bump(&v, now));
+                one_file(dir.join(format!("{version}_{name}.sql")), "")
+            }
+            Layout::Sqitch => sqitch_change(dir, name, now)?,
+            other => return Err(CliError::input_hint(
+                format!("pg-deploy new does not write {} migrations", other.name()),
+                "Use the tool's own command (diesel migration generate, goose create, …) or write the file by hand.",
+            )),
+        };
     if layout != Layout::Sqitch {
         refuse_same_name(dir, name, layout)?;
     }
@@ -343,10 +348,10 @@ mod tests {
             .collect()
     }
 
-    /// An unfilled scaffold is bad input; once filled in, the layout reads it as the newest migration.
+    /// An unfilled scaffold is read with a warning; once filled in, the layout reads it as the newest migration.
     fn fill_and_read(dir: &Path, sql_file: &Path, layout: Layout, id: &str) {
-        let e = read_folder(dir, Some(layout)).expect_err("unfilled");
-        assert!(e.to_string().contains("has no SQL"), "{e}");
+        let f = read_folder(dir, Some(layout)).expect("unfilled");
+        assert!(f.warnings.iter().any(|w| w.contains("is empty")), "{:?}", f.warnings);
         let text = fs::read_to_string(sql_file).expect("read");
         let filled = if text.is_empty() {
             "SELECT 1;\n".to_string()

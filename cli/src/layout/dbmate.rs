@@ -7,9 +7,10 @@
 //! online (see `online`).
 
 use super::online::{self, Online};
-use super::{file_name, list, non_empty, read_text, Migration};
+use super::sections::Line;
+use super::{file_name, list, read_text, Migration};
 use crate::error::CliError;
-use crate::order::{cmp_digits, leading_digits};
+use crate::order::cmp_digits;
 use std::path::Path;
 
 pub fn is_up_marker(line: &str) -> bool {
@@ -39,35 +40,16 @@ pub fn up_without_transaction(text: &str) -> bool {
 /// Splits a dbmate file into its up and down sections (text between the
 /// markers, surrounding blank lines removed). None if there is no up marker.
 pub fn sections(text: &str) -> Option<(String, Option<String>)> {
-    #[derive(PartialEq)]
-    enum In {
-        Neither,
-        Up,
-        Down,
-    }
-    let mut state = In::Neither;
-    let (mut up, mut down): (Option<Vec<&str>>, Option<Vec<&str>>) = (None, None);
-    for line in text.lines() {
-        if is_marker(line, "up") {
-            state = In::Up;
-            up.get_or_insert_with(Vec::new);
-            continue;
+    let (up, down, _) = super::sections::split(text, |l| {
+        if is_marker(l, "up") {
+            Line::Up
+        } else if is_marker(l, "down") {
+            Line::Down
+        } else {
+            Line::Sql
         }
-        if is_marker(line, "down") {
-            state = In::Down;
-            down.get_or_insert_with(Vec::new);
-            continue;
-        }
-        match state {
-            In::Up => up.get_or_insert_with(Vec::new).push(line),
-            In::Down => down.get_or_insert_with(Vec::new).push(line),
-            In::Neither => {}
-        }
-    }
-    let join = |v: Vec<&str>| v.join("\n").trim_matches('\n').trim_end().to_string() + "\n";
-    let up = join(up?);
-    let down = down.map(join).filter(|d| !d.trim().is_empty());
-    Some((up, down))
+    });
+    Some((up?, down))
 }
 
 pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
@@ -77,14 +59,11 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
         if p.is_dir() || !name.ends_with(".sql") {
             continue;
         }
-        let id = name.trim_end_matches(".sql").to_string();
-        let version = leading_digits(&id).to_string();
-        if version.is_empty() {
-            return Err(CliError::input_hint(
-                format!("{} is not a dbmate migration name", p.display()),
-                "dbmate names are <version>_<name>.sql, the version being digits (usually a timestamp).",
-            ));
-        }
+        let (id, version) = super::numbered(
+            &p,
+            "dbmate",
+            "dbmate names are <version>_<name>.sql, the version being digits (usually a timestamp).",
+        )?;
         if let Some((_, first)) = out.iter().find(|(v, _)| cmp_digits(v, &version).is_eq()) {
             return Err(CliError::input(format!(
                 "duplicate version {}: {} and {}",
@@ -100,7 +79,6 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                 "dbmate files start with a \"-- migrate:up\" line; the down part follows \"-- migrate:down\".",
             ));
         };
-        let up = non_empty(up, &p)?;
         let online = if up_without_transaction(&text) {
             Online::Marker(online::DBMATE_MARKER)
         } else {

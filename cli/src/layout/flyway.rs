@@ -12,7 +12,7 @@
 //! CONCURRENTLY, VACUUM, …); the shared rule of `online` does the same.
 
 use super::online::{self, Online};
-use super::{file_name, list, non_empty, read_text, Migration};
+use super::{file_name, read_text, Migration};
 use crate::error::CliError;
 use crate::order::FlywayVersion;
 use std::path::{Path, PathBuf};
@@ -102,20 +102,8 @@ pub fn description_key(description: &str) -> String {
     format!("R:{}", description.replace('_', " "))
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
-    for p in list(dir)? {
-        if p.is_dir() {
-            collect(&p, out)?;
-        } else if file_name(&p).ends_with(".sql") {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
 pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
-    let mut files = Vec::new();
-    collect(dir, &mut files)?;
+    let files = super::sql_files_deep(dir)?;
     let mut versioned: Vec<(FlywayVersion, Migration)> = Vec::new();
     let mut repeatable: Vec<Migration> = Vec::new();
     let mut undo: Vec<(FlywayVersion, String, PathBuf)> = Vec::new();
@@ -142,7 +130,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                         "Each Flyway version may be used once (1, 1.0 and 01 are the same version).",
                     ));
                 }
-                let sql = non_empty(read_text(&p)?, &p)?;
+                let sql = read_text(&p)?;
                 let online = script_online(&p)?;
                 versioned.push((
                     v.clone(),
@@ -153,7 +141,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                 ));
             }
             Some(Name::Repeatable { description }) => {
-                let sql = non_empty(read_text(&p)?, &p)?;
+                let sql = read_text(&p)?;
                 if let Some(first) = repeatable.iter().find(|m| m.id == id) {
                     return Err(CliError::input(format!(
                         "duplicate repeatable migration {id}: {} and {}",
@@ -177,7 +165,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                         p.display()
                     )));
                 }
-                let sql = non_empty(read_text(&p)?, &p)?;
+                let sql = read_text(&p)?;
                 undo.push((v, sql, p));
             }
         }

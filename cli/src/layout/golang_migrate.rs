@@ -14,7 +14,7 @@
 //! starting with sqlx's `-- no-transaction` is online too.
 
 use super::online::{self, Online};
-use super::{file_name, list, non_empty, read_text, Migration};
+use super::{file_name, list, read_text, Migration};
 use crate::error::CliError;
 use crate::order::{cmp_digits, leading_digits, strip_zeros};
 use std::path::Path;
@@ -63,7 +63,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                     "Each version may be used once (1 and 0001 are the same version).",
                 ));
             }
-            let sql = non_empty(read_text(&p)?, &p)?;
+            let sql = read_text(&p)?;
             // sqlx's reversible migrations share this layout, and its marker.
             let online = if online::sqlx_no_transaction(&sql) {
                 Online::Marker(online::SQLX_MARKER)

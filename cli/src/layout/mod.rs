@@ -2,14 +2,22 @@
 //! Each format lives in its own module; this one holds what they share.
 
 pub mod dbmate;
+pub mod diesel;
 pub mod flyway;
 pub mod golang_migrate;
+pub mod goose;
+pub mod liquibase;
 pub mod online;
 pub mod plain;
+pub mod pop;
 pub mod prisma;
+pub mod sections;
 pub mod sqitch;
+pub mod sqlx;
+pub mod versioned;
 
 use crate::error::CliError;
+pub use crate::placeholder::Placeholders;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -28,7 +36,19 @@ pub enum Layout {
     Sqitch,
     /// <timestamp>_<name>/migration.sql
     Prisma,
-    /// ordered .sql files (also sqlx simple)
+    /// <timestamp>_<name>/up.sql and down.sql
+    Diesel,
+    /// <version>_<name>.sql with -- +goose Up / -- +goose Down
+    Goose,
+    /// <version>_<name>[.postgres][.autocommit].up.sql (gobuffalo pop, ory/popx)
+    Pop,
+    /// --liquibase formatted sql files with --changeset author:id
+    Liquibase,
+    /// <version>_<name>.sql, or .up.sql and .down.sql
+    Sqlx,
+    /// v<version>/*.sql sub-folders (temporal's versioned/)
+    Versioned,
+    /// ordered .sql files
     #[value(alias = "sql")]
     Plain,
 }
@@ -41,6 +61,12 @@ impl Layout {
             Layout::Dbmate => "dbmate",
             Layout::Sqitch => "sqitch",
             Layout::Prisma => "prisma",
+            Layout::Diesel => "diesel",
+            Layout::Goose => "goose",
+            Layout::Pop => "pop",
+            Layout::Liquibase => "liquibase",
+            Layout::Sqlx => "sqlx",
+            Layout::Versioned => "versioned",
             Layout::Plain => "plain",
         }
     }
@@ -108,8 +134,14 @@ pub struct Folder {
     pub warnings: Vec<String>,
 }
 
-/// Reads `dir` in the given layout, or in the one detected.
+/// Reads `dir` in the given layout, or in the one detected, without placeholder values.
+#[cfg(test)]
 pub fn read_folder(dir: &Path, layout: Option<Layout>) -> Result<Folder, CliError> {
+    read_folder_with(dir, layout, &Placeholders::default())
+}
+
+/// [`read_folder`] with placeholder values (`--placeholder`, the environment).
+pub fn read_folder_with(dir: &Path, layout: Option<Layout>, placeholders: &Placeholders) -> Result<Folder, CliError> {
     let meta = fs::metadata(dir).map_err(|e| CliError::input(format!("cannot read folder {}: {e}", dir.display())))?;
     if !meta.is_dir() {
         return Err(CliError::input(format!("{} is not a folder", dir.display())));
@@ -127,6 +159,12 @@ pub fn read_folder(dir: &Path, layout: Option<Layout>) -> Result<Folder, CliErro
             (m, project)
         }
         Layout::Prisma => (prisma::read(dir)?, None),
+        Layout::Diesel => (diesel::read(dir)?, None),
+        Layout::Goose => (goose::read(dir)?, None),
+        Layout::Pop => (pop::read(dir)?, None),
+        Layout::Liquibase => (liquibase::read(dir)?, None),
+        Layout::Sqlx => (sqlx::read(dir)?, None),
+        Layout::Versioned => (versioned::read(dir)?, None),
         Layout::Plain => (plain::read(dir)?, None),
     };
     if migrations.is_empty() {
@@ -135,7 +173,9 @@ pub fn read_folder(dir: &Path, layout: Option<Layout>) -> Result<Folder, CliErro
             "See docs/cli.md for the file names each layout reads.",
         ));
     }
-    let warnings = online::settle(layout, &mut migrations)?;
+    let mut warnings = placeholders.render(layout, &mut migrations)?;
+    warnings.extend(record_empty(&mut migrations));
+    warnings.extend(online::settle(layout, &mut migrations)?);
     Ok(Folder {
         layout,
         migrations,
@@ -153,12 +193,23 @@ pub fn detect(dir: &Path) -> Result<Layout, CliError> {
     if entries.iter().any(|p| p.is_dir() && p.join("migration.sql").is_file()) {
         return Ok(Layout::Prisma);
     }
+    if entries.iter().any(|p| p.is_dir() && p.join("up.sql").is_file()) {
+        return Ok(Layout::Diesel);
+    }
+    if versioned::is_versioned(dir)? {
+        return Ok(Layout::Versioned);
+    }
     let sql_files: Vec<&PathBuf> = entries
         .iter()
         .filter(|p| p.is_file() && file_name(p).ends_with(".sql"))
         .collect();
     if sql_files.iter().any(|p| flyway::is_flyway_name(&file_name(p))) {
         return Ok(Layout::Flyway);
+    }
+    // Pop before golang-migrate: its names are golang-migrate's plus a dialect
+    // or .autocommit, which golang-migrate would run for every database.
+    if sql_files.iter().any(|p| pop::is_pop_only_name(&file_name(p))) {
+        return Ok(Layout::Pop);
     }
     if sql_files.iter().any(|p| {
         let n = file_name(p);
@@ -167,12 +218,25 @@ pub fn detect(dir: &Path) -> Result<Layout, CliError> {
         return Ok(Layout::GolangMigrate);
     }
     for p in &sql_files {
-        if read_text(p)?.lines().any(dbmate::is_up_marker) {
+        let text = read_text(p)?;
+        if liquibase::is_formatted(&text) {
+            return Ok(Layout::Liquibase);
+        }
+        if text.lines().any(goose::is_up_marker) {
+            return Ok(Layout::Goose);
+        }
+        if text.lines().any(dbmate::is_up_marker) {
             return Ok(Layout::Dbmate);
         }
     }
     if !sql_files.is_empty() {
         return Ok(Layout::Plain);
+    }
+    // Liquibase changelogs often keep their SQL in sub-folders only.
+    for p in sql_files_deep(dir)? {
+        if liquibase::is_formatted(&read_text(&p)?) {
+            return Ok(Layout::Liquibase);
+        }
     }
     Err(CliError::input_hint(
         format!(
@@ -198,6 +262,33 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
     Ok(out)
 }
 
+/// The `.sql` files of a folder and its sub-folders, in path order.
+pub fn sql_files_deep(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+    let mut out = Vec::new();
+    for p in list(dir)? {
+        if p.is_dir() {
+            out.extend(sql_files_deep(&p)?);
+        } else if file_name(&p).ends_with(".sql") {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// `<version>_<name>.sql`: the id (file name without `.sql`) and the version
+/// digits; bad input naming the file otherwise (`tool` and `hint` for the message).
+pub fn numbered(p: &Path, tool: &str, hint: &str) -> Result<(String, String), CliError> {
+    let id = file_name(p).trim_end_matches(".sql").to_string();
+    let version = crate::order::leading_digits(&id).to_string();
+    if version.is_empty() {
+        return Err(CliError::input_hint(
+            format!("{} is not a {tool} migration name", p.display()),
+            hint,
+        ));
+    }
+    Ok((id, version))
+}
+
 pub fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -219,12 +310,74 @@ pub fn read_text(p: &Path) -> Result<String, CliError> {
     })
 }
 
-/// An empty script is bad input: a change needs SQL.
-pub fn non_empty(sql: String, p: &Path) -> Result<String, CliError> {
-    if sql.trim().is_empty() {
-        return Err(CliError::input(format!("{} has no SQL", p.display())));
+/// The SQL recorded for an empty migration file: the extension needs some
+/// text, and a comment runs as nothing.
+pub const EMPTY_SQL: &str = "-- empty migration file: recorded so the history matches the folder\n";
+
+/// Empty migration files (ory/kratos has 19, left where a dialect needs no
+/// change) become changes that do nothing, with a warning each: refusing
+/// them would make such folders unusable, and skipping them would leave
+/// gaps `adopt` cannot map.
+fn record_empty(migrations: &mut [Migration]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for m in migrations.iter_mut().filter(|m| m.sql.trim().is_empty()) {
+        m.sql = EMPTY_SQL.to_string();
+        warnings.push(format!(
+            "{} is empty: recorded as change \"{}\", which does nothing",
+            m.source.display(),
+            m.id
+        ));
     }
-    Ok(sql)
+    warnings
+}
+
+/// Sorts `(key, migration)` pairs by key and refuses two with the same key,
+/// naming both files; `what` says what the key is ("version", "change").
+pub fn ordered<K: Ord>(
+    mut list: Vec<(K, Migration)>,
+    what: &str,
+    show: impl Fn(&K) -> String,
+    hint: &str,
+) -> Result<Vec<Migration>, CliError> {
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    for pair in list.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            return Err(CliError::input_hint(
+                format!(
+                    "duplicate {what} {}: {} and {}",
+                    show(&pair[0].0),
+                    pair[0].1.source.display(),
+                    pair[1].1.source.display()
+                ),
+                hint,
+            ));
+        }
+    }
+    Ok(list.into_iter().map(|(_, m)| m).collect())
+}
+
+/// A number of any length that orders as one (`9` < `10`, `1` = `001`).
+#[derive(Debug, Clone)]
+pub struct Number(pub String);
+
+impl PartialEq for Number {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Number {}
+
+impl Ord for Number {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        crate::order::cmp_digits(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for Number {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// Removes a wrapping `BEGIN;` … `COMMIT;` (or `ROLLBACK;`), as Sqitch's
@@ -307,6 +460,20 @@ mod tests {
                 Layout::Dbmate,
             ),
             (&[("001_init.sql", "SELECT 1;")], Layout::Plain),
+            (&[("1_a/up.sql", "SELECT 1;")], Layout::Diesel),
+            (&[("1_a.sql", "-- +goose Up\nSELECT 1;")], Layout::Goose),
+            (&[("1_a.postgres.up.sql", "SELECT 1;")], Layout::Pop),
+            (&[("1_a.autocommit.up.sql", "SELECT 1;")], Layout::Pop),
+            (&[("v1.0/a.sql", "SELECT 1;")], Layout::Versioned),
+            (&[("versioned/v1.0/a.sql", "SELECT 1;")], Layout::Versioned),
+            (
+                &[("a.sql", "--liquibase formatted sql\n--changeset a:1\nSELECT 1;")],
+                Layout::Liquibase,
+            ),
+            (
+                &[("db/a.sql", "--liquibase formatted sql\n--changeset a:1\nSELECT 1;")],
+                Layout::Liquibase,
+            ),
         ];
         for (files, want) in cases {
             let tmp = tempfile::tempdir().expect("tmp");
@@ -328,13 +495,16 @@ mod tests {
     #[test]
     fn layout_names_match_the_values_clap_accepts() {
         use clap::ValueEnum;
-        assert_eq!(Layout::names(), "flyway, golang-migrate, dbmate, sqitch, prisma, plain");
+        assert_eq!(
+            Layout::names(),
+            "flyway, golang-migrate, dbmate, sqitch, prisma, diesel, goose, pop, liquibase, sqlx, versioned, plain"
+        );
         for l in Layout::value_variants() {
             assert_eq!(Layout::from_str(l.name(), false), Ok(*l));
         }
         assert_eq!(Layout::from_str("migrate", false), Ok(Layout::GolangMigrate));
         assert_eq!(Layout::from_str("sql", false), Ok(Layout::Plain));
-        assert!(Layout::from_str("liquibase", false).is_err());
+        assert!(Layout::from_str("atlas", false).is_err());
     }
 
     #[test]

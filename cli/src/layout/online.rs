@@ -43,6 +43,10 @@ pub const DBMATE_MARKER: &str = "dbmate's \"-- migrate:up transaction:false\"";
 pub const SQLX_MARKER: &str = "sqlx's \"-- no-transaction\"";
 pub const FLYWAY_MARKER: &str = "Flyway's executeInTransaction=false (in its .sql.conf file)";
 pub const ATLAS_MARKER: &str = "Atlas's \"-- atlas:txmode none\"";
+pub const DIESEL_MARKER: &str = "diesel's run_in_transaction = false (in its metadata.toml)";
+pub const GOOSE_MARKER: &str = "goose's \"-- +goose NO TRANSACTION\"";
+pub const POP_MARKER: &str = "pop's .autocommit. file name";
+pub const LIQUIBASE_MARKER: &str = "Liquibase's runInTransaction:false";
 
 /// sqlx's marker: the file's first bytes are `-- no-transaction` (sqlx checks
 /// exactly that, so a marker further down ran in a transaction there too).
@@ -76,11 +80,13 @@ pub fn atlas_no_transaction(sql: &str) -> bool {
 /// returns warnings for the user.
 pub fn settle(layout: Layout, migrations: &mut [Migration]) -> Result<Vec<String>, CliError> {
     let mut warnings = Vec::new();
+    // Every offending file is reported in one run.
+    let mut errors = Vec::new();
     for m in migrations.iter_mut() {
         let list = statements(&m.sql);
         if let Online::Marker(marker) = m.online {
             if list.len() != 1 {
-                return Err(marked_not_one(m, marker, list.len()));
+                errors.push(marked_not_one(m, marker, list.len()));
             }
             continue;
         }
@@ -90,7 +96,10 @@ pub fn settle(layout: Layout, migrations: &mut [Migration]) -> Result<Vec<String
         m.online = match refused {
             None => Online::No,
             Some((_, kind)) if list.len() == 1 => Online::Needed(kind),
-            Some((line, kind)) => return Err(mixed(m, line, kind, list.len())),
+            Some((line, kind)) => {
+                errors.push(mixed(m, line, kind, list.len()));
+                Online::No
+            }
         };
         if layout == Layout::Flyway && m.online == Online::No && super::flyway::has_comment_setting(&m.sql) {
             warnings.push(format!(
@@ -102,7 +111,10 @@ pub fn settle(layout: Layout, migrations: &mut [Migration]) -> Result<Vec<String
             ));
         }
     }
-    Ok(warnings)
+    match CliError::all_inputs(errors) {
+        Some(e) => Err(e),
+        None => Ok(warnings),
+    }
 }
 
 fn marked_not_one(m: &Migration, marker: &str, n: usize) -> CliError {
@@ -184,6 +196,27 @@ mod tests {
         );
         assert!(text.contains("1 other statement(s)"), "{text}");
         assert!(text.contains("HINT: Split the file"), "{text}");
+    }
+
+    #[test]
+    fn every_offending_file_is_reported() {
+        let mut list = vec![
+            mig(
+                "ALTER TABLE t ADD c int;\nCREATE INDEX CONCURRENTLY i ON t (c);",
+                Online::No,
+            ),
+            mig("SELECT 1;", Online::No),
+            mig("VACUUM a;\nVACUUM b;", Online::Marker(SQLX_MARKER)),
+        ];
+        list[2].source = PathBuf::from("db/5_y.sql");
+        let e = settle(Layout::Plain, &mut list).expect_err("two");
+        let text = e.to_string();
+        assert!(text.starts_with("bad input: 2 problems:"), "{text}");
+        assert!(
+            text.contains("db/3_x.up.sql: CREATE INDEX CONCURRENTLY (line 2)"),
+            "{text}"
+        );
+        assert!(text.contains("db/5_y.sql: sqlx's"), "{text}");
     }
 
     #[test]

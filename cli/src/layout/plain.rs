@@ -9,7 +9,7 @@
 //! directive header holds Atlas's `-- atlas:txmode none`, is online.
 
 use super::online::{self, Online};
-use super::{file_name, golang_migrate, list, non_empty, read_text, Migration};
+use super::{file_name, golang_migrate, list, read_text, Migration};
 use crate::error::CliError;
 use crate::order::{cmp_digits, cmp_natural, leading_digits};
 use std::path::Path;
@@ -45,7 +45,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
         } else {
             golang_migrate::key(digits)
         };
-        let sql = non_empty(read_text(&p)?, &p)?;
+        let sql = read_text(&p)?;
         let online = if online::sqlx_no_transaction(&sql) {
             Online::Marker(online::SQLX_MARKER)
         } else if online::atlas_no_transaction(&sql) {

@@ -4,7 +4,7 @@
 //!
 //! Ids and history keys are the folder names (`20240101120000_init`).
 
-use super::{file_name, list, non_empty, read_text, Migration};
+use super::{file_name, list, read_text, Migration};
 use crate::error::CliError;
 use crate::order::cmp_natural;
 use std::path::Path;
@@ -20,7 +20,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
             continue;
         }
         let id = file_name(&p);
-        let sql = non_empty(read_text(&file)?, &file)?;
+        let sql = read_text(&file)?;
         out.push(Migration::versioned(id.clone(), sql, id, file));
     }
     out.sort_by(|a, b| cmp_natural(&a.id, &b.id));

@@ -6,7 +6,7 @@
 //!
 //! Ids are the change names; the history key is the change name too.
 
-use super::{non_empty, read_text, strip_transaction_wrapper, Migration};
+use super::{read_text, strip_transaction_wrapper, Migration};
 use crate::error::CliError;
 use std::path::Path;
 
@@ -112,7 +112,7 @@ pub fn read(dir: &Path) -> Result<(Vec<Migration>, Option<String>), CliError> {
                 deploy.display()
             )));
         }
-        let sql = non_empty(strip_transaction_wrapper(&read_text(&deploy)?), &deploy)?;
+        let sql = strip_transaction_wrapper(&read_text(&deploy)?);
         let optional = |sub: &str| -> Result<Option<String>, CliError> {
             let p = dir.join(sub).join(format!("{}.sql", c.name));
             if !p.is_file() {

@@ -84,7 +84,7 @@ fn word(v: serde_json::Result<Value>) -> String {
 
 fn warnings(list: &[String], out: &mut String) {
     for w in list {
-        out.push_str(&format!("  warning: {w}\n"));
+        out.push_str(&format!("  warning: {}\n", crate::hints::in_client_terms(w)));
     }
 }
 
@@ -127,12 +127,17 @@ pub fn apply(r: &ApplyReport) -> String {
 
 /// deploy.plan's report.
 pub fn plan(r: &PlanReport) -> String {
+    // A plan whose trial run failed would not apply, whatever the static plan says.
+    let outcome = if r.execution.failed() && r.outcome != PlanOutcome::Refused {
+        "would fail (the trial run failed)".to_string()
+    } else {
+        word(serde_json::to_value(r.outcome))
+    };
     let mut out = format!(
-        "{} {} (deployed: {}): {}\n",
+        "{} {} (deployed: {}): {outcome}\n",
         r.project,
         r.version,
         or_none(r.previous_version.as_deref()),
-        word(serde_json::to_value(r.outcome))
     );
     let mut skipped = 0;
     for c in &r.changes {

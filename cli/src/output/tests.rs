@@ -85,7 +85,14 @@ fn plan_report_and_verdict() {
     let mut failed = plan_json();
     failed["outcome"] = json!("would apply");
     failed["execution"] = json!({"executed": true, "ok": false});
-    assert!(plan_failed(&read_plan(failed)));
+    let failed = read_plan(failed);
+    assert!(plan_failed(&failed));
+    let text = plan(&failed);
+    assert!(
+        text.starts_with("p 0.2.0 (deployed: 0.1.0): would fail (the trial run failed)\n"),
+        "{text}"
+    );
+    assert!(!text.contains("would apply"), "{text}");
 }
 
 #[test]

@@ -1,0 +1,450 @@
+#!/usr/bin/env bash
+# End-to-end tests of the client's folder layouts added for issue 15 (diesel,
+# goose, pop, Liquibase formatted SQL, sqlx, versioned folders) and
+# placeholders: for each, detection, order, down/rollback as revert, the
+# no-transaction marker, adopt from the tool's history table, and a replay of
+# a trimmed real history (pg_test/fixtures/layouts/<tool>, see each NOTICE)
+# whose pg_dump -s equals psql running the same files in order; then the
+# client's guidance: every offending file in one run, dump, hints that name
+# grants and flags, no connection settings, a plan whose trial run failed.
+# Same cluster setup as cli.sh (pg_test/cli_lib.sh); ports 5563-5565 unless
+# CLI_PORT, CLI_COLD_PORT, CLI_BOUNCER_PORT say otherwise.
+# Usage: pg_test/cli_layouts.sh [t_name ...]   (default: all tests)
+# Prints "ok - name" / "not ok - name" and ends with "cli-layouts-e2e: N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CLI_PORT=${CLI_PORT:-5563} CLI_COLD_PORT=${CLI_COLD_PORT:-5564} CLI_BOUNCER_PORT=${CLI_BOUNCER_PORT:-5565}
+# shellcheck source=cli_lib.sh
+source "$PWD/pg_test/cli_lib.sh"
+DB_PREFIX=lay_
+L=$FIXTURES/layouts
+
+# ---------------------------------------------------------------- helpers
+
+# dump DB: the schema as pg_dump -s prints it, without pg_deploy's own schema
+# (and without pg_dump 18's per-run \restrict keys).
+dump() { pg_dump -s -N deploy -d "$1" | grep -Ev '^\\(un)?restrict '; }
+
+# rawdb: a fresh database with the extension (created, never used), for psql replays; prints its name.
+rawdb() {
+  local raw=${DB}_raw
+  createdb "$raw"
+  "${PSQL[@]}" -d "$raw" -c "CREATE EXTENSION pg_deploy;"
+  echo "$raw"
+}
+
+# psql_files DB FILE...: psql runs each file, in the order given, as the tool would.
+psql_files() {
+  local db=$1 f
+  shift
+  for f in "$@"; do "${PSQL[@]}" -d "$db" -f "$f" >/dev/null; done
+}
+
+# same_schema RAW: $DB's schema equals RAW's.
+same_schema() {
+  if ! diff <(dump "$1") <(dump "$DB") >"$TMP/out/schema.diff"; then
+    head -40 "$TMP/out/schema.diff" >&2
+    echo "pg_dump -s differs from the raw replay" >&2
+    return 1
+  fi
+}
+
+# ids: the change ids of the last manifest printed ($OUT), space-separated.
+ids() { j "$OUT" '" ".join(c["id"] for c in r["changes"])'; }
+
+# adopt_then_rest DIR TOOL BASELINED REST: adopt from TOOL's history records
+# BASELINED (a JSON list), then apply runs REST (ids, space-separated) only.
+adopt_then_rest() {
+  pgd adopt "$1" --from "$2" --json
+  eq "$RC" 0 "adopt"
+  eq "$(j "$OUT" 'r["baselined"]')" "$3" "adopted"
+  pgd apply "$1" --json
+  eq "$RC" 0 "apply the rest"
+  eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY deployment_id, ordinal) FROM deploy.change_log WHERE action = 'applied'")" \
+    "$4" "the rest runs"
+}
+
+# db_named SUFFIX: another fresh database with the extension for the running test.
+db_named() {
+  DB=${DB_PREFIX}${CURRENT#t_}_$1
+  createdb "$DB"
+  q "CREATE EXTENSION pg_deploy;"
+}
+
+# nothing_applied: bad input left the database as it was.
+nothing_applied() { eq "$(q "SELECT count(*) FROM deploy.change_log")" 0 "nothing applied"; }
+
+# ---------------------------------------------------------------- diesel
+
+t_diesel() {
+  newdb
+  local src=$L/diesel/migrations
+  pgd apply "$src" --json
+  eq "$RC" 0 "apply"
+  has "$ERR" "12 migration\(s\), layout diesel" "detected"
+  eq "$(j "$OUT" 'len(r["applied"])')" 12 "applied"
+  eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY ordinal) FROM deploy.change_log")" \
+    "$(cd "$src" && ls -d -- */ | tr -d / | tr '\n' ' ' | sed 's/ $//')" "folder order"
+  eq "$(q "SELECT revert_sql FROM deploy.change_log WHERE change_id = '2019-02-26-002946_create_user'")" \
+    "$(cat "$src/2019-02-26-002946_create_user/down.sql")" "down.sql as revert"
+  local raw; raw=$(rawdb)
+  psql_files "$raw" "$src"/*/up.sql
+  same_schema "$raw"
+  # run_in_transaction = false makes a change online; newer -0000 names order as strings, after the old ones.
+  local d; d=$(folder diesel)
+  cp -r "$src"/. "$d"
+  mkdir -p "$d/2019-05-01-000000_user_name_idx" "$d/2024-01-01-000000-0000_user_bio"
+  echo 'CREATE INDEX CONCURRENTLY user_name_idx ON user_ (name);' >"$d/2019-05-01-000000_user_name_idx/up.sql"
+  echo 'run_in_transaction = false' >"$d/2019-05-01-000000_user_name_idx/metadata.toml"
+  echo 'ALTER TABLE user_ ADD COLUMN bio text;' >"$d/2024-01-01-000000-0000_user_bio/up.sql"
+  pgd manifest "$d" --json
+  eq "$(j "$OUT" '[c["id"] for c in r["changes"] if c.get("online")]')" '["2019-05-01-000000_user_name_idx"]' "online"
+  has "$(ids)" "2019-04-29-175834_add_delete_columns 2019-05-01-000000_user_name_idx 2024-01-01-000000-0000_user_bio$" "order"
+  pgd apply "$d" --project migrations
+  eq "$RC" 0 "apply the two new ones"
+  eq "$(q "SELECT count(*) FROM pg_index WHERE indexrelid = 'user_name_idx'::regclass AND indisvalid")" 1 "index built"
+  # adopt: diesel's history lists the first five.
+  otherdb
+  psql_files "$DB" "$src"/0*/up.sql "$src"/2019-02-2*/up.sql "$src"/2019-03-0*/up.sql
+  q "CREATE TABLE __diesel_schema_migrations (version varchar(50) PRIMARY KEY, run_on timestamp NOT NULL DEFAULT now());
+     INSERT INTO __diesel_schema_migrations (version) VALUES
+       ('00000000000000'), ('20190226002946'), ('20190227170003'), ('20190303163336'), ('20190305233828');"
+  pgd adopt "$src" --from diesel --json
+  eq "$RC" 0 "adopt"
+  eq "$(j "$OUT" 'len(r["baselined"])')" 5 "adopted"
+  pgd apply "$src" --json
+  eq "$(j "$OUT" 'len(r["applied"])')" 7 "the rest runs"
+}
+
+# ---------------------------------------------------------------- goose
+
+# goose_up FILE: the up section of a goose file, as goose runs it (to stdout).
+goose_up() { sed -n '/^-- +goose [Uu]p/,/^-- +goose [Dd]own/p' "$1"; }
+
+t_goose() {
+  newdb
+  local src=$L/goose
+  pgd apply "$src" --json
+  eq "$RC" 0 "apply"
+  has "$ERR" "6 migration\(s\) \(1 online\), layout goose" "detected"
+  has "$ERR" "00004_empty.sql is empty: recorded as change \"00004_empty\"" "empty file: a warning"
+  eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY deployment_id, ordinal) FROM deploy.change_log")" \
+    "00001_table 00002_insert 00003_alter 00004_empty 00005_no_tx 00006_complex" "recorded in folder order"
+  eq "$(q "SELECT revert_sql FROM deploy.change_log WHERE change_id = '00006_complex'")" \
+    "DROP FUNCTION IF EXISTS insert_repository(TEXT, TEXT, OWNER_TYPE);" "down section as revert"
+  local raw f; raw=$(rawdb)
+  for f in "$src"/*.sql; do goose_up "$f" >"$TMP/w/$(basename "$f")"; done
+  psql_files "$raw" "$TMP"/w/0000*.sql
+  same_schema "$raw"
+  # adopt: goose logs ups and downs; 3 was applied then rolled back.
+  otherdb
+  psql_files "$DB" "$TMP"/w/0000[12]_*.sql
+  q "CREATE TABLE goose_db_version (id serial PRIMARY KEY, version_id bigint NOT NULL, is_applied boolean NOT NULL,
+       tstamp timestamp DEFAULT now());
+     INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (2, true), (3, true), (3, false);"
+  adopt_then_rest "$src" goose '["00001_table", "00002_insert"]' "00003_alter 00004_empty 00005_no_tx 00006_complex"
+}
+
+# ---------------------------------------------------------------- pop
+
+# pop_files DIR: the up files pop runs on PostgreSQL, in order: per version
+# the .postgres. file, else the generic one.
+pop_files() {
+  python3 - "$1" <<'PY'
+import os, re, sys
+d = sys.argv[1]; chosen = {}
+for n in sorted(os.listdir(d)):
+    m = re.match(r"^(\d+)_[^.]+(\.(\w+))?(\.autocommit)?\.up\.sql$", n)
+    if not m or m.group(3) in ("mysql", "sqlite3", "cockroach"):
+        continue
+    if m.group(3) == "postgres" or m.group(1) not in chosen:
+        chosen[m.group(1)] = n
+for v in sorted(chosen):
+    print(os.path.join(d, chosen[v]))
+PY
+}
+
+t_pop_kratos() {
+  newdb
+  local src=$L/pop
+  pgd apply "$src" --json
+  eq "$RC" 0 "apply"
+  has "$ERR" "28 migration\(s\), layout pop" "detected"
+  has "$ERR" "20191100000010000001_errors.postgres.up.sql is empty" "empty file: a warning"
+  eq "$(q "SELECT checksum FROM deploy.change_log WHERE change_id = '20150100000001000000_networks'")" \
+    "sha256:$(sha256sum <"$src/20150100000001000000_networks.postgres.up.sql" | cut -d' ' -f1)" "the postgres file, not mysql's or sqlite's"
+  eq "$(q "SELECT revert_sql IS NOT NULL FROM deploy.change_log WHERE change_id = '20150100000001000000_networks'")" t "down file as revert"
+  local raw; raw=$(rawdb)
+  mapfile -t files < <(pop_files "$src")
+  psql_files "$raw" "${files[@]}"
+  same_schema "$raw"
+  # .autocommit. makes a one-statement file online.
+  local d; d=$(folder pop)
+  cp -r "$src"/. "$d"
+  echo 'CREATE INDEX CONCURRENTLY identities_nid_idx ON identities (nid);' >"$d/20200317160354000002_ids_nid.autocommit.up.sql"
+  pgd manifest "$d" --json
+  eq "$(j "$OUT" '[c["id"] for c in r["changes"] if c.get("online")]')" '["20200317160354000002_ids_nid"]' "online"
+  # adopt from schema_migration (pop's history): the first ten versions.
+  otherdb
+  psql_files "$DB" "${files[@]:0:10}"
+  q "CREATE TABLE schema_migration (version varchar(48) NOT NULL, version_self int NOT NULL DEFAULT 0);
+     CREATE UNIQUE INDEX schema_migration_version_idx ON schema_migration (version);"
+  local f; for f in "${files[@]:0:10}"; do f=$(basename "$f"); q "INSERT INTO schema_migration VALUES ('${f%%_*}')"; done
+  pgd adopt "$src" --from pop --json
+  eq "$(j "$OUT" 'len(r["baselined"])')" 10 "adopted"
+  pgd apply "$src" --json
+  eq "$(j "$OUT" 'len(r["applied"])')" 18 "the rest runs"
+}
+
+# supabase/auth ships Go templates: {{ index .Options "Namespace" }}.
+t_pop_templates_and_placeholders() {
+  newdb
+  local src=$L/pop-templates
+  q "CREATE SCHEMA auth"
+  pgd apply "$src"
+  eq "$RC" 2 "no value: bad input"
+  has "$ERR" "00_init_auth_schema.up.sql:3: \{\{ index .Options \"Namespace\" \}\} has no value" "file and line"
+  has "$ERR" "PG_DEPLOY_PLACEHOLDER_NAME" "hint names the environment variable"
+  nothing_applied
+  PG_DEPLOY_PLACEHOLDER_Namespace=auth pgd apply "$src" --json
+  eq "$RC" 0 "apply with the value from the environment"
+  eq "$(j "$OUT" 'len(r["applied"])')" 16 "applied"
+  local raw f; raw=$(rawdb)
+  "${PSQL[@]}" -d "$raw" -c "CREATE SCHEMA auth"
+  mkdir -p "$TMP/w/tpl"
+  for f in $(pop_files "$src"); do
+    sed 's/{{ *index \.Options "Namespace" *}}/auth/g' "$f" >"$TMP/w/tpl/$(basename "$f")"
+  done
+  psql_files "$raw" $(pop_files "$TMP/w/tpl")
+  same_schema "$raw"
+  # The same folder with --placeholder is the same change: nothing to do.
+  pgd apply "$src" --placeholder Namespace=auth --json
+  eq "$(j "$OUT" 'r["outcome"]')" no-op "re-apply"
+  # The checksum covers the rendered text: another value for the same database is an edit, and the hint names the flag.
+  pgd apply "$src" --placeholder Namespace=auth_other
+  eq "$RC" 1 "another value: refused"
+  has "$ERR" "ERROR 23000: .*16 applied change\(s\) no longer match" "a checksum mismatch for every change"
+  has "$ERR" "--accept-changed ID" "the hint names the client's flag"
+  if grep -q accept_changed <<<"$ERR"; then echo "the JSON option leaked into the hint" >&2; return 1; fi
+  # Flyway's ${name} and FLYWAY_PLACEHOLDERS_NAME.
+  otherdb
+  local d; d=$(folder fly)
+  printf 'CREATE SCHEMA ${app_schema};\n' >"$d/V1__schema.sql"
+  printf 'CREATE TABLE ${app_schema}.t (id int);\n' >"$d/V2__t.sql"
+  FLYWAY_PLACEHOLDERS_APP_SCHEMA=shop pgd apply "$d" --json
+  eq "$RC" 0 "Flyway's environment variable"
+  eq "$(q "SELECT to_regclass('shop.t') IS NOT NULL")" t "filled in"
+}
+
+# ---------------------------------------------------------------- liquibase
+
+t_liquibase() {
+  newdb
+  local src=$L/liquibase
+  pgd apply "$src" --json
+  eq "$RC" 0 "apply"
+  has "$ERR" "5 migration\(s\) \(1 online\), layout liquibase" "detected"
+  eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY deployment_id, ordinal) FROM deploy.change_log")" \
+    "alice:1 alice:2 bob:account-email-idx carol:login-table carol:account-summary" "recorded"
+  eq "$(q "SELECT revert_sql FROM deploy.change_log WHERE change_id = 'alice:2'")" \
+    "ALTER TABLE account DROP COLUMN created_at;" "--rollback as revert"
+  eq "$(q "SELECT kind FROM deploy.change_log WHERE change_id = 'carol:account-summary'")" repeatable "runOnChange: repeatable"
+  local raw; raw=$(rawdb)
+  psql_files "$raw" "$src"/changelog/*.sql
+  same_schema "$raw"
+  # adopt from databasechangelog: MARK_RAN counts, FAILED does not.
+  otherdb
+  q "CREATE TABLE account (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text NOT NULL);
+     CREATE TABLE databasechangelog (id varchar(255) NOT NULL, author varchar(255) NOT NULL, filename varchar(255) NOT NULL,
+       dateexecuted timestamp NOT NULL DEFAULT now(), orderexecuted int NOT NULL, exectype varchar(10) NOT NULL,
+       md5sum varchar(35), description varchar(255), comments varchar(255), tag varchar(255), liquibase varchar(20),
+       contexts varchar(255), labels varchar(255), deployment_id varchar(10));
+     INSERT INTO databasechangelog (id, author, filename, orderexecuted, exectype) VALUES
+       ('1', 'alice', 'changelog/001-accounts.sql', 1, 'EXECUTED'),
+       ('2', 'alice', 'changelog/001-accounts.sql', 2, 'FAILED');"
+  adopt_then_rest "$src" liquibase '["alice:1"]' "alice:2 bob:account-email-idx carol:login-table carol:account-summary"
+}
+
+# ---------------------------------------------------------------- sqlx
+
+t_sqlx() {
+  newdb
+  local src=$L/sqlx
+  pgd apply "$src" --layout sqlx --json
+  eq "$RC" 0 "apply"
+  has "$ERR" "3 migration\(s\), layout sqlx" "layout"
+  pgd plan "$src" --project sqlx
+  has "$ERR" "layout plain" "detected as plain (the same reading)"
+  has "$OUT" "no-op" "the same changes"
+  local raw; raw=$(rawdb)
+  psql_files "$raw" "$src"/*.sql
+  same_schema "$raw"
+  # Reversible files and -- no-transaction.
+  otherdb
+  local d; d=$(folder rev)
+  echo 'CREATE TABLE todos (id bigserial PRIMARY KEY, description text NOT NULL);' >"$d/20200718111257_todos.up.sql"
+  echo 'DROP TABLE todos;' >"$d/20200718111257_todos.down.sql"
+  printf -- '-- no-transaction\nCREATE INDEX CONCURRENTLY todos_description ON todos (description);\n' >"$d/20200718111300_idx.up.sql"
+  pgd apply "$d" --layout sqlx --json
+  eq "$RC" 0 "apply"
+  eq "$(q "SELECT revert_sql FROM deploy.change_log WHERE change_id = '20200718111257_todos'")" "DROP TABLE todos;" "down as revert"
+  eq "$(j "$OUT" 'r["phases"]["steps"][0]["kind"]')" online "no-transaction: online"
+  # adopt from _sqlx_migrations: cli.sh's t_adopt_sqlx covers the table; here the fixture.
+  db_named adopt
+  psql_files "$DB" "$src/01_setup.sql"
+  q "CREATE TABLE _sqlx_migrations (version bigint PRIMARY KEY, description text NOT NULL,
+       installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL, checksum bytea NOT NULL,
+       execution_time bigint NOT NULL);
+     INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (1, 'setup', true, '\\x00', 1);"
+  adopt_then_rest "$src" sqlx '["01_setup"]' "02_account 03_session"
+}
+
+# ---------------------------------------------------------------- versioned folders
+
+t_versioned_temporal() {
+  newdb
+  local src=$L/versioned
+  pgd apply "$src" --json
+  eq "$RC" 0 "apply"
+  has "$ERR" "layout versioned" "detected"
+  eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY ordinal) FROM deploy.change_log WHERE change_id LIKE 'v1.5/%' OR change_id LIKE 'v1.1%/%'")" \
+    "v1.1/cluster_metadata v1.5/event v1.5/executions v1.5/cluster_membership v1.10/task_queue_user_data v1.11/queue_v2 v1.12/nexus_incoming_services v1.13/nexus_endpoints v1.14/add_current_executions_start_time v1.15/add_current_executions_data v1.16/fix_data_encoding_column v1.17/add_chasm_node_maps v1.18/tasks_v2 v1.19/current_chasm_executions" \
+    "v1.2 < v1.10; in a folder, manifest.json's order"
+  local raw; raw=$(rawdb)
+  mapfile -t files < <(python3 - "$src/versioned" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+for v in sorted(os.listdir(d), key=lambda v: [int(x) for x in v[1:].split(".")]):
+    m = json.load(open(os.path.join(d, v, "manifest.json")))
+    for f in m["SchemaUpdateCqlFiles"]:
+        print(os.path.join(d, v, f))
+PY
+)
+  psql_files "$raw" "${files[@]}"
+  same_schema "$raw"
+  # adopt from temporal's schema_version: everything up to 1.5.
+  otherdb
+  local n; n=$(python3 -c 'import sys; print(sum(1 for f in sys.argv[1:] if [int(x) for x in f.split("/")[-2][1:].split(".")] <= [1, 5]))' "${files[@]}")
+  psql_files "$DB" "${files[@]:0:$n}"
+  q "CREATE TABLE schema_version (version_partition int NOT NULL, db_name varchar(255) NOT NULL, creation_time timestamp,
+       curr_version varchar(64), min_compatible_version varchar(64), PRIMARY KEY (version_partition, db_name));
+     INSERT INTO schema_version VALUES (0, 'temporal', now(), '1.5', '1.0');"
+  pgd adopt "$src" --from temporal --json
+  eq "$(j "$OUT" 'len(r["baselined"])')" "$n" "adopted up to 1.5"
+  pgd apply "$src" --json
+  eq "$(j "$OUT" 'len(r["applied"])')" $((${#files[@]} - n)) "the rest runs"
+}
+
+# ---------------------------------------------------------------- bad input
+
+# Each: exit 2, the file (and line) named, nothing applied.
+t_bad_input_names_file_and_line() {
+  newdb
+  local d
+  d=$(folder pop2)
+  echo 'CREATE TABLE a (id int);' >"$d/1_a.postgres.up.sql"
+  echo 'CREATE TABLE b (id int);' >"$d/1_b.postgres.up.sql"
+  pgd apply "$d"
+  eq "$RC" 2 "two dialect files"
+  has "$ERR" "two files for version 1 \(postgres\): .*1_a.postgres.up.sql and .*1_b.postgres.up.sql" "message"
+  nothing_applied
+  d=$(folder goose)
+  printf -- '-- +goose Up\nCREATE TABLE a (id int);\n' >"$d/1_a.sql"
+  printf -- '-- a migration\nCREATE TABLE b (id int);\n' >"$d/2_b.sql"
+  pgd apply "$d"
+  eq "$RC" 2 "goose file without +goose Up"
+  has "$ERR" "2_b.sql:2: SQL before the \"-- \+goose Up\" annotation" "message"
+  nothing_applied
+  d=$(folder lb)
+  printf -- '--liquibase formatted sql\n--changeset alice:1\nCREATE TABLE a (id int);\n\n--changeset alice\nCREATE TABLE b (id int);\n' >"$d/1.sql"
+  pgd apply "$d"
+  eq "$RC" 2 "changeset without an id"
+  has "$ERR" "1.sql:5: the changeset has no id" "message"
+  nothing_applied
+  d=$(folder fly)
+  printf 'CREATE TABLE a (id int);\n-- owned by ${owner}\nCREATE TABLE ${schema}.b (id int);\n' >"$d/V1__a.sql"
+  pgd apply "$d" --placeholder owner=me
+  eq "$RC" 2 "placeholder left unfilled"
+  has "$ERR" "V1__a.sql:3: \\$\{schema\} has no value" "message"
+  nothing_applied
+}
+
+# manifest and apply report every offending file in one run, not only the first.
+t_every_offending_file_in_one_run() {
+  newdb
+  local d; d=$(folder gm)
+  printf 'CREATE TABLE t (a int, b int);\n' >"$d/1_t.up.sql"
+  printf 'ALTER TABLE t ADD c int;\nCREATE INDEX CONCURRENTLY t_c ON t (c);\n' >"$d/2_c.up.sql"
+  printf -- '-- no-transaction\nVACUUM t;\nVACUUM t;\n' >"$d/3_vacuum.up.sql"
+  printf 'ALTER TABLE t ADD d int;\nDROP INDEX CONCURRENTLY t_c;\n' >"$d/4_d.up.sql"
+  local cmd
+  for cmd in manifest apply; do
+    pgd "$cmd" "$d"
+    eq "$RC" 2 "$cmd: exit code"
+    has "$ERR" "3 problems:" "$cmd: all counted"
+    has "$ERR" "2_c.up.sql: CREATE INDEX CONCURRENTLY \(line 2\)" "$cmd: first file"
+    has "$ERR" "3_vacuum.up.sql: sqlx's" "$cmd: second file"
+    has "$ERR" "4_d.up.sql: DROP INDEX CONCURRENTLY \(line 2\)" "$cmd: third file"
+  done
+  nothing_applied
+}
+
+# dump and apply --dump: the schema through pg_dump, like dbmate's schema.sql.
+t_dump() {
+  newdb
+  pgd apply "$L/goose" --dump "$TMP/w/schema.sql"
+  eq "$RC" 0 "apply --dump"
+  has "$ERR" "schema written to $TMP/w/schema.sql" "said where"
+  has "$(cat "$TMP/w/schema.sql")" "^CREATE TABLE public.repos" "the schema"
+  has "$(cat "$TMP/w/schema.sql")" "^CREATE UNIQUE INDEX owners_owner_name_idx" "the online change's index too"
+  if grep -Eq '^\\(un)?restrict ' "$TMP/w/schema.sql"; then echo "per-run keys left in" >&2; return 1; fi
+  pgd dump
+  eq "$RC" 0 "dump to stdout"
+  eq "$OUT" "$(cat "$TMP/w/schema.sql")" "the same schema"
+  PG_DUMP=/nonexistent/pg_dump pgd dump "$TMP/w/x.sql"
+  eq "$RC" 1 "no pg_dump"
+  has "$ERR" "cannot run /nonexistent/pg_dump" "named"
+}
+
+# ---------------------------------------------------------------- guidance
+
+# A role without pg_deploy's grants gets a hint naming them.
+t_permission_denied_names_the_grants() {
+  newdb
+  q "DROP ROLE IF EXISTS lay_nogrant; CREATE ROLE lay_nogrant LOGIN; GRANT CREATE ON SCHEMA public TO lay_nogrant"
+  PGUSER=lay_nogrant pgd apply "$L/sqlx"
+  eq "$RC" 1 "exit code"
+  has "$ERR" "permission denied for schema deploy" "the server's error"
+  has "$ERR" "GRANT USAGE ON SCHEMA deploy TO" "the grants"
+  has "$ERR" "docs/governance.md" "where they are explained"
+}
+
+# No connection settings at all: said at once, with the defaults tried; no long wait.
+t_no_connection_settings() {
+  local start=$SECONDS
+  set +e
+  ERR=$(env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u DATABASE_URL USER=lay_nobody \
+    "$BIN" status --connect-retry 60 2>&1 >/dev/null)
+  RC=$?
+  set -e
+  echo "$ERR"
+  eq "$RC" 3 "exit code"
+  has "$ERR" "^pg-deploy: no connection settings given .*trying libpq's defaults, server .*:5432 \(database lay_nobody, user lay_nobody\)" "said at once"
+  [ $((SECONDS - start)) -le 15 ] || { echo "waited $((SECONDS - start)) s" >&2; return 1; }
+}
+
+# A plan whose trial run fails never says "would apply".
+t_plan_with_failed_trial_run() {
+  newdb
+  local d; d=$(folder failing)
+  printf -- '-- +goose Up\nCREATE TABLE a (id int);\n' >"$d/1_a.sql"
+  printf -- '-- +goose Up\nINSERT INTO a SELECT 1/0;\n' >"$d/2_b.sql"
+  pgd plan "$d" --execute
+  eq "$RC" 1 "exit code"
+  has "$OUT" "would fail \(the trial run failed\)" "first line"
+  if grep -q "would apply" <<<"$OUT"; then echo "said would apply" >&2; return 1; fi
+}
+
+# ---------------------------------------------------------------- runner
+
+run_tests cli-layouts-e2e "$@"
