@@ -7,13 +7,13 @@
 # whose pg_dump -s equals psql running the same files in order; then the
 # client's guidance: every offending file in one run, dump, hints that name
 # grants and flags, no connection settings, a plan whose trial run failed.
-# Same cluster setup as cli.sh (pg_test/cli_lib.sh); ports 5563-5565 unless
+# Same cluster setup as cli.sh (pg_test/cli_lib.sh); ports 5566-5568 unless
 # CLI_PORT, CLI_COLD_PORT, CLI_BOUNCER_PORT say otherwise.
 # Usage: pg_test/cli_layouts.sh [t_name ...]   (default: all tests)
 # Prints "ok - name" / "not ok - name" and ends with "cli-layouts-e2e: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CLI_PORT=${CLI_PORT:-5563} CLI_COLD_PORT=${CLI_COLD_PORT:-5564} CLI_BOUNCER_PORT=${CLI_BOUNCER_PORT:-5565}
+export CLI_PORT=${CLI_PORT:-5566} CLI_COLD_PORT=${CLI_COLD_PORT:-5567} CLI_BOUNCER_PORT=${CLI_BOUNCER_PORT:-5568}
 # shellcheck source=cli_lib.sh
 source "$PWD/pg_test/cli_lib.sh"
 DB_PREFIX=lay_
