@@ -477,4 +477,28 @@ t_phases_client_through_pgbouncer_without_a_worker_slot() {
 }
 
 
+# The same over a fleet: each target's steps after commit are run from the
+# client's connection to it while the only worker slot is taken.
+t_fleet_runs_the_phases_without_a_worker_slot() {
+  newdb
+  trap 'worker_slots DEFAULT' EXIT
+  worker_slots ONE
+  local main=$DB d
+  hog_the_slot 8
+  d=$(folder fleetgm)
+  users_folder "$d" 2000
+  createdb "${main}_b"
+  "${PSQL[@]}" -d "${main}_b" -c "CREATE EXTENSION pg_deploy"
+  printf 'host=%s port=%s user=postgres dbname=%s\n' "$TMP/sock" "$PORT" "$main" "$TMP/sock" "$PORT" "${main}_b" \
+    >"$TMP/w/fleet_targets"
+  pgd apply "$d" --project shop --targets "$TMP/w/fleet_targets" --parallel 2 --json
+  eq "$RC" 0 "exit code"
+  eq "$(j "$OUT" '[x["outcome"] for x in r["rows"]]')" '["applied", "applied"]' "outcomes"
+  eq "$(phase_workers)" 1 "the slow project's worker still runs: the client ran them"
+  for db in "$main" "${main}_b"; do
+    eq "$("${PSQL[@]}" -d "$db" -c "SELECT phase_state || ' ' || phase_steps_done || '/' || phase_steps FROM deploy.status('shop')")" \
+      "done 2/2" "deploy.status of $db"
+  done
+}
+
 run_tests cli-phases-e2e "$@"

@@ -95,6 +95,7 @@ pub fn apply(
         options: &options,
         project,
         phase_timeout: (!no_wait).then_some(wait.phase_timeout),
+        run_here: !wait.no_run_here,
     };
     let l = limits(cli, t);
     let plan = Rollout {

@@ -156,6 +156,9 @@ pub struct ApplyJob<'a> {
     pub project: &'a str,
     /// Wait for the steps after commit for at most this long; None: do not wait.
     pub phase_timeout: Option<Duration>,
+    /// When no background worker slot is free, run the steps from this
+    /// target's connection (as a single apply does; docs/cli.md).
+    pub run_here: bool,
 }
 
 pub fn apply(t: &Target, stage: &'static str, job: &ApplyJob, l: &Limits) -> Row {
@@ -225,14 +228,35 @@ fn follow_phases(
     };
     let limit = clock.left().map_or(limit, |left| left.min(limit));
     let mut wclock = wait::RealClock::start();
+    let started = Instant::now();
+    let mut here = crate::run_here::Here::new(job.run_here);
     let followed = guarded(c, t, l, clock, "waiting for the steps after commit", |c| {
+        let c = std::cell::RefCell::new(c);
+        let mut run_here = |s: &phase::PhaseStatus| {
+            if !here.wants(s, Some(steps.deployment_id)) {
+                return Ok(false);
+            }
+            let mut c = c.borrow_mut();
+            let mut session = crate::run_here::session::ClientSession {
+                client: &mut c,
+                project: job.project,
+            };
+            // Its lines would interleave with the other targets': the row says how it ended.
+            here.run(
+                s,
+                &mut session,
+                &mut || started.elapsed() >= limit,
+                &mut |_| {},
+                &mut |_| {},
+            )
+        };
         wait::follow(
-            &mut || db::phase_status(c, job.project),
+            &mut || db::phase_status(&mut c.borrow_mut(), job.project),
             Some(steps.deployment_id),
             limit,
             &mut wclock,
             &mut |_, _| {},
-            &mut |_| Ok(false),
+            &mut run_here,
         )
     })?;
     match followed.error(limit) {
