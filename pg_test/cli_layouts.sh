@@ -389,6 +389,39 @@ t_every_offending_file_in_one_run() {
   nothing_applied
 }
 
+# File-name problems too: every bad name, duplicate and clashing dialect file in one run.
+t_every_bad_name_in_one_run() {
+  newdb
+  local d; d=$(folder popnames)
+  echo 'CREATE TABLE a (id int);' >"$d/1_a.postgres.up.sql"
+  echo 'CREATE TABLE b (id int);' >"$d/1_b.postgres.up.sql"
+  echo 'CREATE TABLE c (id int);' >"$d/add_c.up.sql"
+  echo 'CREATE TABLE e (id int);' >"$d/3_e.oracle.up.sql"
+  echo 'CREATE TABLE f (id int);' >"$d/4_f.up.sql"
+  local cmd
+  for cmd in manifest apply; do
+    pgd "$cmd" "$d" --layout pop
+    eq "$RC" 2 "$cmd: exit code"
+    has "$ERR" "3 problems:" "$cmd: all counted"
+    has "$ERR" "two files for version 1 \(postgres\)" "$cmd: two dialect files"
+    has "$ERR" "add_c.up.sql is not a pop migration name" "$cmd: no version"
+    has "$ERR" "3_e.oracle.up.sql is not a pop migration name" "$cmd: unknown dialect"
+  done
+  nothing_applied
+  d=$(folder goosenames)
+  printf -- '-- +goose Up\nCREATE TABLE a (id int);\n' >"$d/1_a.sql"
+  printf -- '-- +goose Up\nCREATE TABLE b (id int);\n' >"$d/00001_b.sql"
+  printf -- '-- +goose Up\nCREATE TABLE c (id int);\n' >"$d/add_c.sql"
+  printf -- 'CREATE TABLE d (id int);\n' >"$d/2_d.sql"
+  pgd apply "$d" --layout goose
+  eq "$RC" 2 "goose: exit code"
+  has "$ERR" "3 problems:" "goose: all counted"
+  has "$ERR" "duplicate version 1: .*00001_b.sql and .*1_a.sql" "goose: duplicate"
+  has "$ERR" "add_c.sql is not a goose migration name" "goose: no version"
+  has "$ERR" "2_d.sql:1: SQL before" "goose: content, with its line"
+  nothing_applied
+}
+
 # dump and apply --dump: the schema through pg_dump, like dbmate's schema.sql.
 t_dump() {
   newdb

@@ -11,6 +11,7 @@
 //! Ids and history keys are `author:id`, as `databasechangelog` pairs them.
 
 use super::online::{self, Online};
+use super::problems::Problems;
 use super::{read_text, sql_files_deep, Migration};
 use crate::error::CliError;
 use std::path::Path;
@@ -161,16 +162,21 @@ pub fn read_file(p: &Path) -> Result<Vec<Migration>, CliError> {
 
 pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut out: Vec<Migration> = Vec::new();
+    let mut problems = Problems::default();
     for p in sql_files_deep(dir)? {
-        if !is_formatted(&read_text(&p)?) {
-            return Err(CliError::input_hint(
+        let Some(text) = problems.keep(read_text(&p)) else {
+            continue;
+        };
+        if !is_formatted(&text) {
+            problems.push(CliError::input_hint(
                 format!("{}:1: not a Liquibase formatted SQL file", p.display()),
                 "Its first line must be \"--liquibase formatted sql\"; move other .sql files out of the folder.",
             ));
+            continue;
         }
-        for m in read_file(&p)? {
+        for m in problems.keep(read_file(&p)).unwrap_or_default() {
             if let Some(first) = out.iter().find(|o| o.id == m.id) {
-                return Err(CliError::input_hint(
+                problems.push(CliError::input_hint(
                     format!(
                         "duplicate changeset {}: in {} and {}",
                         m.id,
@@ -179,11 +185,12 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                     ),
                     "pg-deploy tells changesets apart by author:id; give each its own id.",
                 ));
+                continue;
             }
             out.push(m);
         }
     }
-    Ok(out)
+    problems.finish(out)
 }
 
 #[cfg(test)]
