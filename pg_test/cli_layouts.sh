@@ -454,6 +454,33 @@ t_every_bad_name_in_one_run() {
   nothing_applied
 }
 
+# new in each layout's fixture: the file it names, once filled in, is read
+# and applied as a change of that name; the same name twice is refused.
+t_new_in_each_layout() {
+  local tool sub want d f
+  for tool in diesel goose pop sqlx liquibase; do
+    db_named "$tool"
+    d=$(folder "$tool")
+    cp -r "$L/$tool/." "$d"
+    sub=$d; [ "$tool" = diesel ] && sub=$d/migrations
+    pgd new add_widgets "$sub" --layout "$tool"
+    eq "$RC" 0 "$tool: new"
+    f=$(head -1 <<<"$OUT")
+    case $tool in
+      goose) printf -- '-- +goose Up\nCREATE TABLE widgets (id int);\n-- +goose Down\nDROP TABLE widgets;\n' >"$f" ;;
+      liquibase) printf 'CREATE TABLE widgets (id int);\n' >>"$f" ;;
+      *) echo 'CREATE TABLE widgets (id int);' >"$f" ;;
+    esac
+    pgd apply "$sub" --layout "$tool"
+    eq "$RC" 0 "$tool: apply"
+    eq "$(q "SELECT count(*) FROM pg_tables WHERE tablename = 'widgets'")" 1 "$tool: the new migration ran"
+    want=$(q "SELECT string_agg(change_id, ' ') FROM deploy.change_log")
+    has "$want" "add_widgets" "$tool: recorded under its name"
+    pgd new add_widgets "$sub" --layout "$tool"
+    eq "$RC" 2 "$tool: the same name twice"
+  done
+}
+
 # dump and apply --dump: the schema through pg_dump, like dbmate's schema.sql.
 t_dump() {
   newdb

@@ -26,7 +26,7 @@ pub fn folder_version(name: &str) -> Option<FlywayVersion> {
 }
 
 /// The folder holding the `v*` folders: `dir`, or `dir/versioned`.
-fn root(dir: &Path) -> Result<Option<PathBuf>, CliError> {
+pub fn root(dir: &Path) -> Result<Option<PathBuf>, CliError> {
     for candidate in [dir.to_path_buf(), dir.join("versioned")] {
         if !candidate.is_dir() {
             continue;
