@@ -171,7 +171,7 @@ mod tests {
                 ],
                 &[
                     "a.sql:4: the changeset has no id",
-                    "duplicate changeset a:2",
+                    "duplicate changeset a:2: ",
                     "c.sql:1: not a Liquibase formatted SQL file",
                 ],
             ),
