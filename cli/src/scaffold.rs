@@ -310,7 +310,7 @@ fn sqitch_change(dir: &Path, name: &str, now: u64) -> Result<Scaffold, CliError>
 /// Writes the scaffold: nothing at all if any file exists already.
 fn write(layout: Layout, scaffold: Scaffold) -> Result<Created, CliError> {
     for (p, _) in &scaffold.files {
-        // A Prisma migration is its folder: an existing folder is taken.
+        // A Prisma, diesel or versioned migration is its folder: an existing folder is taken.
         let what = match p.parent() {
             Some(folder) if matches!(layout, Layout::Prisma | Layout::Diesel | Layout::Versioned) => folder,
             _ => p.as_path(),
