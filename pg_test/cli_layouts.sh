@@ -4,7 +4,8 @@
 # placeholders: for each, detection, order, down/rollback as revert, the
 # no-transaction marker, adopt from the tool's history table, and a replay of
 # a trimmed real history (pg_test/fixtures/layouts/<tool>, see each NOTICE)
-# whose pg_dump -s equals psql running the same files in order; then the
+# whose pg_dump -s equals psql running the same files in order (Liquibase:
+# also a real history kept outside, LIQUIBASE_HISTORY=DIR); then the
 # client's guidance: every offending file in one run, dump, hints that name
 # grants and flags, no connection settings, a plan whose trial run failed.
 # Same cluster setup as cli.sh (pg_test/cli_lib.sh); ports 5566-5568 unless
@@ -69,6 +70,14 @@ db_named() {
   DB=${DB_PREFIX}${CURRENT#t_}_$1
   createdb "$DB"
   q "CREATE EXTENSION pg_deploy;"
+}
+
+# deep_sql DIR: DIR's .sql files, sub-folders included, in the client's path order.
+deep_sql() {
+  local LC_ALL=C e
+  for e in "$1"/*; do
+    if [ -d "$e" ]; then deep_sql "$e"; elif [[ $e == *.sql ]]; then echo "$e"; fi
+  done
 }
 
 # nothing_applied: bad input left the database as it was.
@@ -240,17 +249,20 @@ t_pop_templates_and_placeholders() {
 
 t_liquibase() {
   newdb
-  local src=$L/liquibase
+  local src=$L/liquibase files
   pgd apply "$src" --json
   eq "$RC" 0 "apply"
-  has "$ERR" "5 migration\(s\) \(1 online\), layout liquibase" "detected"
+  has "$ERR" "6 migration\(s\) \(1 online\), layout liquibase" "detected"
   eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY deployment_id, ordinal) FROM deploy.change_log")" \
-    "alice:1 alice:2 bob:account-email-idx carol:login-table carol:account-summary" "recorded"
+    "alice:1 alice:2 bob:account-email-idx carol:login-table carol:account-summary dave:f_login_count" "recorded"
   eq "$(q "SELECT revert_sql FROM deploy.change_log WHERE change_id = 'alice:2'")" \
     "ALTER TABLE account DROP COLUMN created_at;" "--rollback as revert"
   eq "$(q "SELECT kind FROM deploy.change_log WHERE change_id = 'carol:account-summary'")" repeatable "runOnChange: repeatable"
+  eq "$(q "SELECT kind FROM deploy.change_log WHERE change_id = 'dave:f_login_count'")" repeatable "a function a file, in a sub-folder"
+  eq "$(q "SELECT public.f_login_count(1)")" 0 "one statement, semicolons inside"
   local raw; raw=$(rawdb)
-  psql_files "$raw" "$src"/changelog/*.sql
+  mapfile -t files < <(deep_sql "$src")
+  psql_files "$raw" "${files[@]}"
   same_schema "$raw"
   # adopt from databasechangelog: MARK_RAN counts, FAILED does not.
   otherdb
@@ -262,7 +274,27 @@ t_liquibase() {
      INSERT INTO databasechangelog (id, author, filename, orderexecuted, exectype) VALUES
        ('1', 'alice', 'changelog/001-accounts.sql', 1, 'EXECUTED'),
        ('2', 'alice', 'changelog/001-accounts.sql', 2, 'FAILED');"
-  adopt_then_rest "$src" liquibase '["alice:1"]' "alice:2 bob:account-email-idx carol:login-table carol:account-summary"
+  adopt_then_rest "$src" liquibase '["alice:1"]' \
+    "alice:2 bob:account-email-idx carol:login-table carol:account-summary dave:f_login_count"
+}
+
+# A real Liquibase formatted-SQL history kept outside the repository
+# (LIQUIBASE_HISTORY=DIR; --placeholder flags in LIQUIBASE_PLACEHOLDERS):
+# apply's schema equals psql replaying the same files in path order.
+t_liquibase_history() {
+  if [ -z "${LIQUIBASE_HISTORY:-}" ]; then
+    echo "# SKIP LIQUIBASE_HISTORY names no folder"
+    return 77
+  fi
+  newdb
+  local src=$LIQUIBASE_HISTORY files
+  # shellcheck disable=SC2086 # one word a flag
+  pgd apply "$src" --layout liquibase ${LIQUIBASE_PLACEHOLDERS:-} --json
+  eq "$RC" 0 "apply"
+  local raw; raw=$(rawdb)
+  mapfile -t files < <(deep_sql "$src")
+  psql_files "$raw" "${files[@]}"
+  same_schema "$raw"
 }
 
 # ---------------------------------------------------------------- sqlx
@@ -387,6 +419,66 @@ t_every_offending_file_in_one_run() {
     has "$ERR" "4_d.up.sql: DROP INDEX CONCURRENTLY \(line 2\)" "$cmd: third file"
   done
   nothing_applied
+}
+
+# File-name problems too: every bad name, duplicate and clashing dialect file in one run.
+t_every_bad_name_in_one_run() {
+  newdb
+  local d; d=$(folder popnames)
+  echo 'CREATE TABLE a (id int);' >"$d/1_a.postgres.up.sql"
+  echo 'CREATE TABLE b (id int);' >"$d/1_b.postgres.up.sql"
+  echo 'CREATE TABLE c (id int);' >"$d/add_c.up.sql"
+  echo 'CREATE TABLE e (id int);' >"$d/3_e.oracle.up.sql"
+  echo 'CREATE TABLE f (id int);' >"$d/4_f.up.sql"
+  local cmd
+  for cmd in manifest apply; do
+    pgd "$cmd" "$d" --layout pop
+    eq "$RC" 2 "$cmd: exit code"
+    has "$ERR" "3 problems:" "$cmd: all counted"
+    has "$ERR" "two files for version 1 \(postgres\)" "$cmd: two dialect files"
+    has "$ERR" "add_c.up.sql is not a pop migration name" "$cmd: no version"
+    has "$ERR" "3_e.oracle.up.sql is not a pop migration name" "$cmd: unknown dialect"
+  done
+  nothing_applied
+  d=$(folder goosenames)
+  printf -- '-- +goose Up\nCREATE TABLE a (id int);\n' >"$d/1_a.sql"
+  printf -- '-- +goose Up\nCREATE TABLE b (id int);\n' >"$d/00001_b.sql"
+  printf -- '-- +goose Up\nCREATE TABLE c (id int);\n' >"$d/add_c.sql"
+  printf -- 'CREATE TABLE d (id int);\n' >"$d/2_d.sql"
+  pgd apply "$d" --layout goose
+  eq "$RC" 2 "goose: exit code"
+  has "$ERR" "3 problems:" "goose: all counted"
+  has "$ERR" "duplicate version 1: .*00001_b.sql and .*1_a.sql" "goose: duplicate"
+  has "$ERR" "add_c.sql is not a goose migration name" "goose: no version"
+  has "$ERR" "2_d.sql:1: SQL before" "goose: content, with its line"
+  nothing_applied
+}
+
+# new in each layout's fixture: the file it names, once filled in, is read
+# and applied as a change of that name; the same name twice is refused.
+t_new_in_each_layout() {
+  local tool sub want d f
+  for tool in diesel goose pop sqlx liquibase; do
+    db_named "$tool"
+    d=$(folder "$tool")
+    cp -r "$L/$tool/." "$d"
+    sub=$d; [ "$tool" = diesel ] && sub=$d/migrations
+    pgd new add_widgets "$sub" --layout "$tool"
+    eq "$RC" 0 "$tool: new"
+    f=$(head -1 <<<"$OUT")
+    case $tool in
+      goose) printf -- '-- +goose Up\nCREATE TABLE widgets (id int);\n-- +goose Down\nDROP TABLE widgets;\n' >"$f" ;;
+      liquibase) printf 'CREATE TABLE widgets (id int);\n' >>"$f" ;;
+      *) echo 'CREATE TABLE widgets (id int);' >"$f" ;;
+    esac
+    pgd apply "$sub" --layout "$tool"
+    eq "$RC" 0 "$tool: apply"
+    eq "$(q "SELECT count(*) FROM pg_tables WHERE tablename = 'widgets'")" 1 "$tool: the new migration ran"
+    want=$(q "SELECT string_agg(change_id, ' ') FROM deploy.change_log")
+    has "$want" "add_widgets" "$tool: recorded under its name"
+    pgd new add_widgets "$sub" --layout "$tool"
+    eq "$RC" 2 "$tool: the same name twice"
+  done
 }
 
 # dump and apply --dump: the schema through pg_dump, like dbmate's schema.sql.

@@ -14,6 +14,20 @@ fn line(label: &str, text: &Option<String>) -> String {
     text.as_ref().map_or_else(String::new, |t| format!("\n{label}: {t}"))
 }
 
+/// The problems a message lists: the lines of an earlier [`CliError::all_inputs`]
+/// report (so reports gathered file by file stay one flat list), or itself.
+fn problem_lines(message: &str) -> Vec<String> {
+    let mut lines = message.lines();
+    let head = lines.next().unwrap_or_default();
+    let combined = head
+        .strip_suffix(" problems:")
+        .is_some_and(|n| n.parse::<usize>().is_ok());
+    if !combined {
+        return vec![message.to_string()];
+    }
+    lines.map(|l| l.strip_prefix("  ").unwrap_or(l).to_string()).collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CliError {
@@ -57,7 +71,7 @@ impl CliError {
         let (mut messages, mut hints) = (Vec::new(), Vec::<String>::new());
         for e in &errors {
             if let CliError::Input { message, hint } = e {
-                messages.push(message.clone());
+                messages.extend(problem_lines(message));
                 if let Some(h) = hint.as_ref().filter(|h| !hints.contains(h)) {
                     hints.push(h.clone());
                 }

@@ -1,8 +1,10 @@
 //! Placeholders in migration files, filled in before the manifest is built
 //! (docs/cli.md#placeholders):
-//! - Flyway's `${name}`: in Flyway folders always (as Flyway does), in the
-//!   other layouts once any value is given, so folders that never used them
-//!   are read as before;
+//! - Flyway's `${name}`: in Flyway and Liquibase folders always (both tools
+//!   fill in changelog properties; a real Liquibase history, `${dbName}` in
+//!   `grant connect on database`, would otherwise reach the server as is),
+//!   in the other layouts once any value is given, so folders that never
+//!   used them are read as before;
 //! - Go templates as gobuffalo pop renders them, `{{ index .Options "Name" }}`
 //!   (supabase/auth's `Namespace`): in pop folders.
 //!
@@ -65,7 +67,7 @@ impl Placeholders {
     /// Fills in every migration's SQL, revert and verify; one error lists
     /// every placeholder left without a value.
     pub fn render(&self, layout: Layout, migrations: &mut [Migration]) -> Result<Vec<String>, CliError> {
-        let dollar = layout == Layout::Flyway || !self.values.is_empty();
+        let dollar = matches!(layout, Layout::Flyway | Layout::Liquibase) || !self.values.is_empty();
         let go = layout == Layout::Pop;
         if !dollar && !go {
             return Ok(Vec::new());
@@ -263,6 +265,21 @@ mod tests {
         let p = Placeholders::new(&["x=1".into()], env(&[])).expect("new");
         let f = crate::layout::read_folder_with(tmp.path(), None, &p).expect("read");
         assert_eq!(f.migrations[0].sql, "SELECT '1';\n");
+    }
+
+    #[test]
+    fn liquibase_properties_are_always_placeholders() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let file =
+            "--liquibase formatted sql\n--changeset p:grant\ngrant connect on database ${dbName} to ${appRole};\n";
+        testdir::write(tmp.path(), &[("registry/00030_grant.sql", file)]);
+        let e = crate::layout::read_folder(tmp.path(), None).expect_err("unfilled");
+        let text = e.to_string();
+        assert!(text.contains("00030_grant.sql:3: ${dbName} has no value"), "{text}");
+        assert!(text.contains("00030_grant.sql:3: ${appRole} has no value"), "{text}");
+        let p = Placeholders::new(&["dbName=app".into(), "appRole=app_user".into()], env(&[])).expect("new");
+        let f = crate::layout::read_folder_with(tmp.path(), None, &p).expect("filled");
+        assert_eq!(f.migrations[0].sql, "grant connect on database app to app_user;\n");
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod tools;
+
 /// What `new` made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
@@ -50,55 +52,59 @@ pub fn new_migration(dir: &Path, name: &str, layout: Option<Layout>, now: u64) -
         Ok(list(dir)?.iter().filter_map(|p| keep(p)).collect())
     };
     let sql_files = |p: &Path| p.is_file() && file_name(p).ends_with(".sql");
-    let scaffold =
-        match layout {
-            Layout::Flyway => {
-                let mut versions = Vec::new();
-                flyway_versions(dir, &mut versions)?;
-                let newest = versions.into_iter().max_by(|a, b| a.0.cmp(&b.0)).map(|(_, raw)| raw);
-                let version = newest.map_or_else(|| "1".to_string(), |v| bump(&v, now));
-                one_file(dir.join(format!("V{version}__{name}.sql")), "")
+    let scaffold = match layout {
+        Layout::Flyway => {
+            let mut versions = Vec::new();
+            flyway_versions(dir, &mut versions)?;
+            let newest = versions.into_iter().max_by(|a, b| a.0.cmp(&b.0)).map(|(_, raw)| raw);
+            let version = newest.map_or_else(|| "1".to_string(), |v| bump(&v, now));
+            one_file(dir.join(format!("V{version}__{name}.sql")), "")
+        }
+        Layout::GolangMigrate => {
+            let versions = existing(&|p| {
+                sql_files(p)
+                    .then(|| golang_migrate::parse_name(&file_name(p)).map(|(v, _, _)| v))
+                    .flatten()
+            })?;
+            let version = newest(versions).map_or_else(|| "000001".to_string(), |v| bump(&v, now));
+            Scaffold {
+                files: vec![
+                    (dir.join(format!("{version}_{name}.up.sql")), String::new()),
+                    (dir.join(format!("{version}_{name}.down.sql")), String::new()),
+                ],
+                plan_line: None,
             }
-            Layout::GolangMigrate => {
-                let versions = existing(&|p| {
-                    sql_files(p)
-                        .then(|| golang_migrate::parse_name(&file_name(p)).map(|(v, _, _)| v))
-                        .flatten()
-                })?;
-                let version = newest(versions).map_or_else(|| "000001".to_string(), |v| bump(&v, now));
-                Scaffold {
-                    files: vec![
-                        (dir.join(format!("{version}_{name}.up.sql")), String::new()),
-                        (dir.join(format!("{version}_{name}.down.sql")), String::new()),
-                    ],
-                    plan_line: None,
-                }
+        }
+        Layout::Dbmate => {
+            let versions = existing(&|p| sql_files(p).then(|| digits_of(p)).flatten())?;
+            let version = timestamp_after(newest(versions).as_deref(), now);
+            one_file(
+                dir.join(format!("{version}_{name}.sql")),
+                "-- migrate:up\n\n-- migrate:down\n",
+            )
+        }
+        Layout::Prisma => {
+            let versions = existing(&|p| p.is_dir().then(|| digits_of(p)).flatten())?;
+            let version = timestamp_after(newest(versions).as_deref(), now);
+            one_file(dir.join(format!("{version}_{name}")).join("migration.sql"), "")
+        }
+        Layout::Plain => {
+            let versions = existing(&|p| sql_files(p).then(|| digits_of(p)).flatten())?;
+            let version = newest(versions).map_or_else(|| "0001".to_string(), |v| bump(&v, now));
+            one_file(dir.join(format!("{version}_{name}.sql")), "")
+        }
+        Layout::Sqitch => sqitch_change(dir, name, now)?,
+        other => match tools::scaffold(other, dir, name, now)? {
+            Some(s) => s,
+            None => {
+                return Err(CliError::input(format!(
+                    "pg-deploy new does not write {} migrations",
+                    other.name()
+                )))
             }
-            Layout::Dbmate => {
-                let versions = existing(&|p| sql_files(p).then(|| digits_of(p)).flatten())?;
-                let version = timestamp_after(newest(versions).as_deref(), now);
-                one_file(
-                    dir.join(format!("{version}_{name}.sql")),
-                    "-- migrate:up\n\n-- migrate:down\n",
-                )
-            }
-            Layout::Prisma => {
-                let versions = existing(&|p| p.is_dir().then(|| digits_of(p)).flatten())?;
-                let version = timestamp_after(newest(versions).as_deref(), now);
-                one_file(dir.join(format!("{version}_{name}")).join("migration.sql"), "")
-            }
-            Layout::Plain => {
-                let versions = existing(&|p| sql_files(p).then(|| digits_of(p)).flatten())?;
-                let version = newest(versions).map_or_else(|| "0001".to_string(), |v| bump(&v, now));
-                one_file(dir.join(format!("{version}_{name}.sql")), "")
-            }
-            Layout::Sqitch => sqitch_change(dir, name, now)?,
-            other => return Err(CliError::input_hint(
-                format!("pg-deploy new does not write {} migrations", other.name()),
-                "Use the tool's own command (diesel migration generate, goose create, …) or write the file by hand.",
-            )),
-        };
-    if layout != Layout::Sqitch {
+        },
+    };
+    if !matches!(layout, Layout::Sqitch | Layout::Liquibase | Layout::Versioned) {
         refuse_same_name(dir, name, layout)?;
     }
     write(layout, scaffold)
@@ -117,8 +123,14 @@ fn refuse_same_name(dir: &Path, name: &str, layout: Layout) -> Result<(), CliErr
             .or_else(|| file.strip_suffix(".down.sql"))
             .or_else(|| file.strip_suffix(".sql"))
             .unwrap_or(&file);
+        // pop's dialect and autocommit parts are not part of the name.
+        let stem = match layout {
+            Layout::Pop => stem.split('.').next().unwrap_or(stem),
+            _ => stem,
+        };
         let rest = match layout {
             Layout::Flyway => stem.split_once("__").map_or("", |(_, r)| r),
+            Layout::Diesel => stem.split_once('_').map_or("", |(_, r)| r),
             _ => stem[leading_digits(stem).len()..].strip_prefix('_').unwrap_or(""),
         };
         if rest == name {
@@ -298,9 +310,9 @@ fn sqitch_change(dir: &Path, name: &str, now: u64) -> Result<Scaffold, CliError>
 /// Writes the scaffold: nothing at all if any file exists already.
 fn write(layout: Layout, scaffold: Scaffold) -> Result<Created, CliError> {
     for (p, _) in &scaffold.files {
-        // A Prisma migration is its folder: an existing folder is taken.
+        // A Prisma, diesel or versioned migration is its folder: an existing folder is taken.
         let what = match p.parent() {
-            Some(folder) if layout == Layout::Prisma => folder,
+            Some(folder) if matches!(layout, Layout::Prisma | Layout::Diesel | Layout::Versioned) => folder,
             _ => p.as_path(),
         };
         if what.exists() {
@@ -339,9 +351,9 @@ mod tests {
     use crate::layout::{read_folder, testdir};
 
     /// 2024-01-01T12:00:00Z
-    const NOON: u64 = 1_704_110_400;
+    pub(super) const NOON: u64 = 1_704_110_400;
 
-    fn names(c: &Created, dir: &Path) -> Vec<String> {
+    pub(super) fn names(c: &Created, dir: &Path) -> Vec<String> {
         c.files
             .iter()
             .map(|p| p.strip_prefix(dir).expect("inside").display().to_string())
@@ -349,7 +361,7 @@ mod tests {
     }
 
     /// An unfilled scaffold is read with a warning; once filled in, the layout reads it as the newest migration.
-    fn fill_and_read(dir: &Path, sql_file: &Path, layout: Layout, id: &str) {
+    pub(super) fn fill_and_read(dir: &Path, sql_file: &Path, layout: Layout, id: &str) {
         let f = read_folder(dir, Some(layout)).expect("unfilled");
         assert!(f.warnings.iter().any(|w| w.contains("is empty")), "{:?}", f.warnings);
         let text = fs::read_to_string(sql_file).expect("read");

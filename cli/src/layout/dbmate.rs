@@ -7,6 +7,7 @@
 //! online (see `online`).
 
 use super::online::{self, Online};
+use super::problems::Problems;
 use super::sections::Line;
 use super::{file_name, list, read_text, Migration};
 use crate::error::CliError;
@@ -54,30 +55,37 @@ pub fn sections(text: &str) -> Option<(String, Option<String>)> {
 
 pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut out: Vec<(String, Migration)> = Vec::new();
+    let mut problems = Problems::default();
     for p in list(dir)? {
         let name = file_name(&p);
         if p.is_dir() || !name.ends_with(".sql") {
             continue;
         }
-        let (id, version) = super::numbered(
+        let Some((id, version)) = problems.keep(super::numbered(
             &p,
             "dbmate",
             "dbmate names are <version>_<name>.sql, the version being digits (usually a timestamp).",
-        )?;
+        )) else {
+            continue;
+        };
         if let Some((_, first)) = out.iter().find(|(v, _)| cmp_digits(v, &version).is_eq()) {
-            return Err(CliError::input(format!(
+            problems.push(CliError::input(format!(
                 "duplicate version {}: {} and {}",
                 super::golang_migrate::key(&version),
                 first.source.display(),
                 p.display()
             )));
+            continue;
         }
-        let text = read_text(&p)?;
+        let Some(text) = problems.keep(read_text(&p)) else {
+            continue;
+        };
         let Some((up, down)) = sections(&text) else {
-            return Err(CliError::input_hint(
-                format!("{} has no \"-- migrate:up\" section", p.display()),
+            problems.push(CliError::input_hint(
+                format!("{}:1: no \"-- migrate:up\" section", p.display()),
                 "dbmate files start with a \"-- migrate:up\" line; the down part follows \"-- migrate:down\".",
             ));
+            continue;
         };
         let online = if up_without_transaction(&text) {
             Online::Marker(online::DBMATE_MARKER)
@@ -94,7 +102,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
         ));
     }
     out.sort_by(|a, b| cmp_digits(&a.0, &b.0));
-    Ok(out.into_iter().map(|(_, m)| m).collect())
+    problems.finish(out.into_iter().map(|(_, m)| m).collect())
 }
 
 #[cfg(test)]

@@ -9,9 +9,10 @@
 //! folder's `metadata.toml` makes the change online.
 
 use super::online::{self, Online};
+use super::problems::Problems;
 use super::{file_name, list, ordered, read_text, Migration};
 use crate::error::CliError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The version diesel stores for a migration folder name; None when the
 /// name does not start with one (digits and dashes before a `_`).
@@ -42,6 +43,7 @@ fn metadata_online(dir: &Path) -> Result<Online, CliError> {
 
 pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut out = Vec::new();
+    let mut problems = Problems::default();
     for p in list(dir)? {
         if !p.is_dir() {
             continue;
@@ -53,30 +55,37 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
             continue;
         }
         let Some(version) = version(&id) else {
-            return Err(CliError::input_hint(
+            problems.push(CliError::input_hint(
                 format!("{} is not a diesel migration folder name", p.display()),
                 "diesel names are <timestamp>_<name>, e.g. 2019-02-26-002946_create_user.",
             ));
+            continue;
         };
-        let down = p.join("down.sql");
-        let revert = if down.is_file() {
-            Some(read_text(&down)?).filter(|s| !s.trim().is_empty())
-        } else {
-            None
-        };
-        let m = Migration {
-            revert,
-            online: metadata_online(&p)?,
-            ..Migration::versioned(id, read_text(&up)?, version.clone(), up)
-        };
-        out.push((version, m));
+        if let Some(m) = problems.keep(read_one(&p, id, &version, up)) {
+            out.push((version, m));
+        }
     }
-    ordered(
+    let out = problems.keep(ordered(
         out,
         "version",
         String::clone,
         "diesel versions are the folder names' timestamps; give each its own.",
-    )
+    ));
+    problems.finish(out.unwrap_or_default())
+}
+
+fn read_one(folder: &Path, id: String, version: &str, up: PathBuf) -> Result<Migration, CliError> {
+    let down = folder.join("down.sql");
+    let revert = if down.is_file() {
+        Some(read_text(&down)?).filter(|s| !s.trim().is_empty())
+    } else {
+        None
+    };
+    Ok(Migration {
+        revert,
+        online: metadata_online(folder)?,
+        ..Migration::versioned(id, read_text(&up)?, version.to_string(), up)
+    })
 }
 
 #[cfg(test)]

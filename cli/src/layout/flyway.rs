@@ -12,6 +12,7 @@
 //! CONCURRENTLY, VACUUM, …); the shared rule of `online` does the same.
 
 use super::online::{self, Online};
+use super::problems::Problems;
 use super::{file_name, read_text, Migration};
 use crate::error::CliError;
 use crate::order::FlywayVersion;
@@ -107,20 +108,23 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut versioned: Vec<(FlywayVersion, Migration)> = Vec::new();
     let mut repeatable: Vec<Migration> = Vec::new();
     let mut undo: Vec<(FlywayVersion, String, PathBuf)> = Vec::new();
+    let mut problems = Problems::default();
     for p in files {
         let name = file_name(&p);
         let id = name.trim_end_matches(".sql").to_string();
+        let version =
+            |v: &str| FlywayVersion::parse(v).ok_or_else(|| CliError::input(format!("bad version in {}", p.display())));
         match parse_name(&name) {
-            None => {
-                return Err(CliError::input_hint(
-                    format!("{} is not a Flyway migration name", p.display()),
-                    "Flyway names are V<version>__<description>.sql, R__<description>.sql or U<version>__<description>.sql; move other .sql files out of the folder.",
-                ))
-            }
-            Some(Name::Versioned { version, .. }) => {
-                let v = FlywayVersion::parse(&version).ok_or_else(|| CliError::input(format!("bad version in {name}")))?;
+            None => problems.push(CliError::input_hint(
+                format!("{} is not a Flyway migration name", p.display()),
+                "Flyway names are V<version>__<description>.sql, R__<description>.sql or U<version>__<description>.sql; move other .sql files out of the folder.",
+            )),
+            Some(Name::Versioned { version: text, .. }) => {
+                let Some(v) = problems.keep(version(&text)) else {
+                    continue;
+                };
                 if let Some((_, first)) = versioned.iter().find(|(w, _)| *w == v) {
-                    return Err(CliError::input_hint(
+                    problems.push(CliError::input_hint(
                         format!(
                             "duplicate version {}: {} and {}",
                             v.canonical(),
@@ -129,9 +133,11 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                         ),
                         "Each Flyway version may be used once (1, 1.0 and 01 are the same version).",
                     ));
+                    continue;
                 }
-                let sql = read_text(&p)?;
-                let online = script_online(&p)?;
+                let (Some(sql), Some(online)) = (problems.keep(read_text(&p)), problems.keep(script_online(&p))) else {
+                    continue;
+                };
                 versioned.push((
                     v.clone(),
                     Migration {
@@ -141,32 +147,39 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                 ));
             }
             Some(Name::Repeatable { description }) => {
-                let sql = read_text(&p)?;
                 if let Some(first) = repeatable.iter().find(|m| m.id == id) {
-                    return Err(CliError::input(format!(
+                    problems.push(CliError::input(format!(
                         "duplicate repeatable migration {id}: {} and {}",
                         first.source.display(),
                         p.display()
                     )));
+                    continue;
                 }
+                let (Some(sql), Some(online)) = (problems.keep(read_text(&p)), problems.keep(script_online(&p))) else {
+                    continue;
+                };
                 repeatable.push(Migration {
                     repeatable: true,
-                    online: script_online(&p)?,
+                    online,
                     ..Migration::versioned(id, sql, description_key(&description), p)
                 });
             }
-            Some(Name::Undo { version }) => {
-                let v = FlywayVersion::parse(&version).ok_or_else(|| CliError::input(format!("bad version in {name}")))?;
+            Some(Name::Undo { version: text }) => {
+                let Some(v) = problems.keep(version(&text)) else {
+                    continue;
+                };
                 if let Some((_, _, first)) = undo.iter().find(|(w, _, _)| *w == v) {
-                    return Err(CliError::input(format!(
+                    problems.push(CliError::input(format!(
                         "duplicate undo version {}: {} and {}",
                         v.canonical(),
                         first.display(),
                         p.display()
                     )));
+                    continue;
                 }
-                let sql = read_text(&p)?;
-                undo.push((v, sql, p));
+                if let Some(sql) = problems.keep(read_text(&p)) {
+                    undo.push((v, sql, p));
+                }
             }
         }
     }
@@ -174,21 +187,19 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     for (v, sql, p) in undo {
         match versioned.iter_mut().find(|(w, _)| *w == v) {
             Some((_, m)) => m.revert = Some(sql),
-            None => {
-                return Err(CliError::input(format!(
-                    "{} undoes version {}, which has no V{}__*.sql migration",
-                    p.display(),
-                    v.canonical(),
-                    v.canonical()
-                )))
-            }
+            None => problems.push(CliError::input(format!(
+                "{} undoes version {}, which has no V{}__*.sql migration",
+                p.display(),
+                v.canonical(),
+                v.canonical()
+            ))),
         }
     }
     // Flyway runs repeatables after all versioned migrations, ordered by description.
     repeatable.sort_by(|a, b| a.key.cmp(&b.key));
     let mut out: Vec<Migration> = versioned.into_iter().map(|(_, m)| m).collect();
     out.extend(repeatable);
-    Ok(out)
+    problems.finish(out)
 }
 
 #[cfg(test)]

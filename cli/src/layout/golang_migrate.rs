@@ -14,6 +14,7 @@
 //! starting with sqlx's `-- no-transaction` is online too.
 
 use super::online::{self, Online};
+use super::problems::Problems;
 use super::{file_name, list, read_text, Migration};
 use crate::error::CliError;
 use crate::order::{cmp_digits, leading_digits, strip_zeros};
@@ -40,20 +41,22 @@ pub fn parse_name(name: &str) -> Option<(String, String, bool)> {
 pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut ups: Vec<(String, Migration)> = Vec::new();
     let mut downs: Vec<(String, String, std::path::PathBuf)> = Vec::new();
+    let mut problems = Problems::default();
     for p in list(dir)? {
         let name = file_name(&p);
         if p.is_dir() || !name.ends_with(".sql") {
             continue;
         }
         let Some((version, id, up)) = parse_name(&name) else {
-            return Err(CliError::input_hint(
+            problems.push(CliError::input_hint(
                 format!("{} is not a golang-migrate migration name", p.display()),
                 "golang-migrate names are <version>_<title>.up.sql and <version>_<title>.down.sql.",
             ));
+            continue;
         };
         if up {
             if let Some((_, first)) = ups.iter().find(|(v, _)| cmp_digits(v, &version).is_eq()) {
-                return Err(CliError::input_hint(
+                problems.push(CliError::input_hint(
                     format!(
                         "duplicate version {}: {} and {}",
                         strip_zeros(&version),
@@ -62,8 +65,11 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                     ),
                     "Each version may be used once (1 and 0001 are the same version).",
                 ));
+                continue;
             }
-            let sql = read_text(&p)?;
+            let Some(sql) = problems.keep(read_text(&p)) else {
+                continue;
+            };
             // sqlx's reversible migrations share this layout, and its marker.
             let online = if online::sqlx_no_transaction(&sql) {
                 Online::Marker(online::SQLX_MARKER)
@@ -79,13 +85,16 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
             ));
         } else {
             if downs.iter().any(|(v, _, _)| cmp_digits(v, &version).is_eq()) {
-                return Err(CliError::input(format!(
+                problems.push(CliError::input(format!(
                     "duplicate down migration for version {}: {}",
                     strip_zeros(&version),
                     p.display()
                 )));
+                continue;
             }
-            downs.push((version, read_text(&p)?, p));
+            if let Some(sql) = problems.keep(read_text(&p)) {
+                downs.push((version, sql, p));
+            }
         }
     }
     ups.sort_by(|a, b| cmp_digits(&a.0, &b.0));
@@ -93,16 +102,14 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
         match ups.iter_mut().find(|(v, _)| cmp_digits(v, &version).is_eq()) {
             // An empty down file means "irreversible"; leave revert unset.
             Some((_, m)) => m.revert = (!sql.trim().is_empty()).then_some(sql),
-            None => {
-                return Err(CliError::input(format!(
-                    "{} has no matching .up.sql migration for version {}",
-                    p.display(),
-                    strip_zeros(&version)
-                )))
-            }
+            None => problems.push(CliError::input(format!(
+                "{} has no matching .up.sql migration for version {}",
+                p.display(),
+                strip_zeros(&version)
+            ))),
         }
     }
-    Ok(ups.into_iter().map(|(_, m)| m).collect())
+    problems.finish(ups.into_iter().map(|(_, m)| m).collect())
 }
 
 /// The history key of a numeric version: digits without leading zeros ("0" for zero).

@@ -12,6 +12,7 @@
 //! without leading zeros, as `goose_db_version.version_id` holds it.
 
 use super::online::{self, Online};
+use super::problems::Problems;
 use super::sections::{self, Line};
 use super::{file_name, golang_migrate, list, numbered, ordered, read_text, Migration, Number};
 use crate::error::CliError;
@@ -48,27 +49,21 @@ pub fn no_transaction(text: &str) -> bool {
 
 pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut out = Vec::new();
-    // Every bad file is reported in one run.
-    let mut errors = Vec::new();
+    let mut problems = Problems::default();
     for p in list(dir)? {
         let name = file_name(&p);
         if p.is_dir() || !name.ends_with(".sql") {
             continue;
         }
-        match read_one(p) {
-            Ok(pair) => out.push(pair),
-            Err(e) => errors.push(e),
-        }
+        out.extend(problems.keep(read_one(p)));
     }
-    if let Some(e) = CliError::all_inputs(errors) {
-        return Err(e);
-    }
-    ordered(
+    let out = problems.keep(ordered(
         out,
         "version",
         |v| golang_migrate::key(&v.0),
         "Each goose version may be used once (1 and 00001 are the same version).",
-    )
+    ));
+    problems.finish(out.unwrap_or_default())
 }
 
 fn read_one(p: PathBuf) -> Result<(Number, Migration), CliError> {

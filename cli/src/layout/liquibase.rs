@@ -11,6 +11,7 @@
 //! Ids and history keys are `author:id`, as `databasechangelog` pairs them.
 
 use super::online::{self, Online};
+use super::problems::Problems;
 use super::{read_text, sql_files_deep, Migration};
 use crate::error::CliError;
 use std::path::Path;
@@ -159,31 +160,57 @@ pub fn read_file(p: &Path) -> Result<Vec<Migration>, CliError> {
     Ok(migrations)
 }
 
+/// The lines (from 1) of `text`'s `--changeset` headers for `key` (`author:id`).
+fn changeset_lines(text: &str, key: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            directive(l, "changeset")
+                .and_then(|rest| parse_header(rest).ok())
+                .is_some_and(|h| format!("{}:{}", h.author, h.id) == key)
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
 pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut out: Vec<Migration> = Vec::new();
+    let mut problems = Problems::default();
     for p in sql_files_deep(dir)? {
-        if !is_formatted(&read_text(&p)?) {
-            return Err(CliError::input_hint(
+        let Some(text) = problems.keep(read_text(&p)) else {
+            continue;
+        };
+        if !is_formatted(&text) {
+            problems.push(CliError::input_hint(
                 format!("{}:1: not a Liquibase formatted SQL file", p.display()),
                 "Its first line must be \"--liquibase formatted sql\"; move other .sql files out of the folder.",
             ));
+            continue;
         }
-        for m in read_file(&p)? {
+        // How often each id was met in this file so far, to name the right line.
+        let mut seen: Vec<String> = Vec::new();
+        for m in problems.keep(read_file(&p)).unwrap_or_default() {
+            let nth = seen.iter().filter(|id| **id == m.id).count();
+            seen.push(m.id.clone());
             if let Some(first) = out.iter().find(|o| o.id == m.id) {
-                return Err(CliError::input_hint(
+                let first_text = read_text(&first.source).unwrap_or_default();
+                problems.push(CliError::input_hint(
                     format!(
-                        "duplicate changeset {}: in {} and {}",
+                        "duplicate changeset {}: {}:{} and {}:{}",
                         m.id,
                         first.source.display(),
-                        m.source.display()
+                        changeset_lines(&first_text, &m.id).first().copied().unwrap_or(0),
+                        m.source.display(),
+                        changeset_lines(&text, &m.id).get(nth).copied().unwrap_or(0)
                     ),
                     "pg-deploy tells changesets apart by author:id; give each its own id.",
                 ));
+                continue;
             }
             out.push(m);
         }
     }
-    Ok(out)
+    problems.finish(out)
 }
 
 #[cfg(test)]
@@ -266,6 +293,18 @@ mod tests {
             .expect_err("dup")
             .to_string()
             .contains("duplicate changeset a:1"));
+        // Each duplicate names both headers' lines, in one file or two.
+        testdir::write(
+            tmp.path(),
+            &[(
+                "002.sql",
+                "--liquibase formatted sql\n--changeset b:1\nSELECT 1;\n--changeset a:1\nSELECT 2;\n--changeset b:1\nSELECT 3;\n",
+            )],
+        );
+        let e = read(tmp.path()).expect_err("dups").to_string();
+        assert!(e.contains("2 problems:"), "{e}");
+        assert!(e.contains("001.sql:2 and ") && e.contains("002.sql:4\n"), "{e}");
+        assert!(e.contains("002.sql:2 and ") && e.contains("002.sql:6"), "{e}");
         let tmp = tempfile::tempdir().expect("tmp");
         testdir::write(tmp.path(), &[("001.sql", FILE), ("003.sql", "SELECT 1;\n")]);
         assert!(read(tmp.path())

@@ -11,6 +11,7 @@ pub mod online;
 pub mod plain;
 pub mod pop;
 pub mod prisma;
+pub mod problems;
 pub mod sections;
 pub mod sqitch;
 pub mod sqlx;
@@ -332,7 +333,8 @@ fn record_empty(migrations: &mut [Migration]) -> Vec<String> {
 }
 
 /// Sorts `(key, migration)` pairs by key and refuses two with the same key,
-/// naming both files; `what` says what the key is ("version", "change").
+/// naming both files, every such pair in one error; `what` says what the key
+/// is ("version", "change").
 pub fn ordered<K: Ord>(
     mut list: Vec<(K, Migration)>,
     what: &str,
@@ -340,9 +342,10 @@ pub fn ordered<K: Ord>(
     hint: &str,
 ) -> Result<Vec<Migration>, CliError> {
     list.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut problems = problems::Problems::default();
     for pair in list.windows(2) {
         if pair[0].0 == pair[1].0 {
-            return Err(CliError::input_hint(
+            problems.push(CliError::input_hint(
                 format!(
                     "duplicate {what} {}: {} and {}",
                     show(&pair[0].0),
@@ -353,7 +356,7 @@ pub fn ordered<K: Ord>(
             ));
         }
     }
-    Ok(list.into_iter().map(|(_, m)| m).collect())
+    problems.finish(list.into_iter().map(|(_, m)| m).collect())
 }
 
 /// A number of any length that orders as one (`9` < `10`, `1` = `001`).

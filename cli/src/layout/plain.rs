@@ -9,6 +9,7 @@
 //! directive header holds Atlas's `-- atlas:txmode none`, is online.
 
 use super::online::{self, Online};
+use super::problems::Problems;
 use super::{file_name, golang_migrate, list, read_text, Migration};
 use crate::error::CliError;
 use crate::order::{cmp_digits, cmp_natural, leading_digits};
@@ -16,6 +17,7 @@ use std::path::Path;
 
 pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut out: Vec<Migration> = Vec::new();
+    let mut problems = Problems::default();
     let mut files: Vec<_> = list(dir)?
         .into_iter()
         .filter(|p| !p.is_dir() && file_name(p).ends_with(".sql"))
@@ -29,7 +31,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                 let d = leading_digits(&m.id);
                 !d.is_empty() && cmp_digits(d, digits).is_eq()
             }) {
-                return Err(CliError::input_hint(
+                problems.push(CliError::input_hint(
                     format!(
                         "duplicate version {}: {} and {}",
                         golang_migrate::key(digits),
@@ -38,6 +40,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
                     ),
                     "Plain files are ordered by their leading number; give each file its own.",
                 ));
+                continue;
             }
         }
         let key = if digits.is_empty() {
@@ -45,7 +48,9 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
         } else {
             golang_migrate::key(digits)
         };
-        let sql = read_text(&p)?;
+        let Some(sql) = problems.keep(read_text(&p)) else {
+            continue;
+        };
         let online = if online::sqlx_no_transaction(&sql) {
             Online::Marker(online::SQLX_MARKER)
         } else if online::atlas_no_transaction(&sql) {
@@ -58,7 +63,7 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
             ..Migration::versioned(id, sql, key, p)
         });
     }
-    Ok(out)
+    problems.finish(out)
 }
 
 #[cfg(test)]

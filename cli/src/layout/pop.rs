@@ -21,6 +21,7 @@
 //! `schema_migration.version` holds it.
 
 use super::online::{self, Online};
+use super::problems::Problems;
 use super::{file_name, list, ordered, read_text, Migration};
 use crate::error::CliError;
 use crate::order::leading_digits;
@@ -112,17 +113,19 @@ fn choose(files: Vec<File>) -> Result<Option<File>, CliError> {
 pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     // (version, up) → the files that name it.
     let mut groups: Vec<((String, bool), Vec<File>)> = Vec::new();
+    let mut problems = Problems::default();
     for p in list(dir)? {
         let name = file_name(&p);
         if p.is_dir() || !(name.ends_with(".sql") || name.ends_with(".fizz")) {
             continue;
         }
         let Some(parsed) = parse_name(&name) else {
-            return Err(CliError::input_hint(
+            problems.push(CliError::input_hint(
                 format!("{} is not a pop migration name", p.display()),
                 "pop names are <version>_<name>[.<dialect>][.autocommit].up.sql and .down.sql; \
                  fizz files are not read (they are not SQL).",
             ));
+            continue;
         };
         let key = (parsed.version.clone(), parsed.up);
         let file = File { name: parsed, path: p };
@@ -134,12 +137,16 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
     let mut ups = Vec::new();
     let mut downs: Vec<(String, PathBuf)> = Vec::new();
     for ((version, up), files) in groups {
-        let Some(f) = choose(files)? else { continue };
+        let Some(f) = problems.keep(choose(files)).flatten() else {
+            continue;
+        };
         if !up {
             downs.push((version, f.path));
             continue;
         }
-        let sql = read_text(&f.path)?;
+        let Some(sql) = problems.keep(read_text(&f.path)) else {
+            continue;
+        };
         let online = if f.name.autocommit && statements(&sql).len() == 1 {
             Online::Marker(online::POP_MARKER)
         } else {
@@ -151,14 +158,21 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
         };
         ups.push((version, m));
     }
-    let mut out = ordered(ups, "version", String::clone, "Each pop version may be used once.")?;
+    let mut out = problems
+        .keep(ordered(
+            ups,
+            "version",
+            String::clone,
+            "Each pop version may be used once.",
+        ))
+        .unwrap_or_default();
     for (version, path) in downs {
         // A down file of a version PostgreSQL has no up file for reverts nothing here.
         if let Some(m) = out.iter_mut().find(|m| m.key == version) {
-            m.revert = Some(read_text(&path)?).filter(|s| !s.trim().is_empty());
+            m.revert = problems.keep(read_text(&path)).filter(|s| !s.trim().is_empty());
         }
     }
-    Ok(out)
+    problems.finish(out)
 }
 
 #[cfg(test)]

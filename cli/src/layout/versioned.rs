@@ -11,6 +11,7 @@
 //! Ids are `v<version>/<file without .sql>`; the history key is the folder's
 //! version (`1.2`), as temporal's `schema_version.curr_version` holds it.
 
+use super::problems::Problems;
 use super::{file_name, list, read_text, Migration};
 use crate::error::CliError;
 use crate::order::FlywayVersion;
@@ -25,7 +26,7 @@ pub fn folder_version(name: &str) -> Option<FlywayVersion> {
 }
 
 /// The folder holding the `v*` folders: `dir`, or `dir/versioned`.
-fn root(dir: &Path) -> Result<Option<PathBuf>, CliError> {
+pub fn root(dir: &Path) -> Result<Option<PathBuf>, CliError> {
     for candidate in [dir.to_path_buf(), dir.join("versioned")] {
         if !candidate.is_dir() {
             continue;
@@ -85,30 +86,34 @@ pub fn read(dir: &Path) -> Result<Vec<Migration>, CliError> {
         return Ok(Vec::new());
     };
     let mut folders: Vec<(FlywayVersion, PathBuf)> = Vec::new();
+    let mut problems = Problems::default();
     for p in list(&root)? {
         let name = file_name(&p);
         let Some(v) = p.is_dir().then(|| folder_version(&name)).flatten() else {
             continue;
         };
         if let Some((_, first)) = folders.iter().find(|(w, _)| *w == v) {
-            return Err(CliError::input(format!(
+            problems.push(CliError::input(format!(
                 "duplicate version {}: {} and {}",
                 v.canonical(),
                 first.display(),
                 p.display()
             )));
+            continue;
         }
         folders.push((v, p));
     }
     folders.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = Vec::new();
     for (v, folder) in folders {
-        for p in files_of(&folder)? {
+        for p in problems.keep(files_of(&folder)).unwrap_or_default() {
             let id = format!("{}/{}", file_name(&folder), file_name(&p).trim_end_matches(".sql"));
-            out.push(Migration::versioned(id, read_text(&p)?, v.canonical(), p));
+            if let Some(sql) = problems.keep(read_text(&p)) {
+                out.push(Migration::versioned(id, sql, v.canonical(), p));
+            }
         }
     }
-    Ok(out)
+    problems.finish(out)
 }
 
 #[cfg(test)]
