@@ -57,13 +57,35 @@ rtt=$(for _ in $(seq 20); do echo 'SELECT 1;'; done |
   awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
 
 now() { date +%s.%N; }
+# CPU seconds so far: the proxy's own, the server's (the postmaster and the
+# backends it has reaped) and this script's children (the clients).
+POSTMASTER=$(head -1 "$TMP/data/postmaster.pid")
+cpu() {
+  python3 - "$PROXY_PID" "$POSTMASTER" "$$" <<'PY'
+import os, sys
+tick = os.sysconf("SC_CLK_TCK")
+def fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+def own(pid): f = fields(pid); return (int(f[11]) + int(f[12])) / tick
+def reaped(pid): f = fields(pid); return (int(f[13]) + int(f[14])) / tick
+proxy, server, script = sys.argv[1:]
+print(f"{own(proxy):.2f} {own(server) + reaped(server):.2f} {reaped(script):.2f}")
+PY
+}
 # The loop: one client process per database, as a shell script would do it.
-t0=$(now)
+c0=$(cpu); t0=$(now)
 while read -r url; do "$BIN" -q apply "$M" --project app --database-url "$url" >/dev/null; done <"$TMP/loop_dbs"
-t1=$(now)
+t1=$(now); c1=$(cpu)
 /usr/bin/time -v "$BIN" -q apply "$M" --project app --targets "$TMP/targets" --parallel "$PARALLEL" --json \
   >"$TMP/report.json" 2>"$TMP/time.txt"
-t2=$(now)
+t2=$(now); c2=$(cpu)
+# "proxy server clients" CPU seconds spent by one way, per database in ms.
+cpu_per_db() {
+  python3 -c 'import sys; a, b, n = sys.argv[1].split(), sys.argv[2].split(), int(sys.argv[3])
+print(" / ".join(f"{(float(y) - float(x)) * 1000 / n:.0f}" for x, y in zip(a, b)))' "$1" "$2" "$N"
+}
+cpu_loop=$(cpu_per_db "$c0" "$c1"); cpu_fleet=$(cpu_per_db "$c1" "$c2")
 # One client alone, for its memory.
 /usr/bin/time -v "$BIN" -q apply "$M" --project app --database-url "$(head -1 "$TMP/loop_dbs")" >/dev/null 2>"$TMP/time1.txt"
 
@@ -91,6 +113,8 @@ applied_loop=$(for i in $(seq -w 1 "$N"); do psql -X -At -d "loop_$i" -c "SELECT
   echo "| **speed-up** (loop / fleet) | **$(printf %.1f "$ratio")x** (goal >= 5x) |"
   echo "| per database, loop | $(echo "$loop_s * 1000 / $N" | bc -l | xargs printf %.0f) ms |"
   echo "| per database, fleet | $(echo "$fleet_s * 1000 / $N" | bc -l | xargs printf %.0f) ms |"
+  echo "| CPU per database, loop: proxy / server / clients | $cpu_loop ms |"
+  echo "| CPU per database, fleet: proxy / server / client | $cpu_fleet ms |"
   echo "| client peak memory, fleet of $N (max RSS) | $((peak_kb / 1024)) MiB ($peak_kb kB) |"
   echo "| client peak memory, one database (max RSS) | $((one_kb / 1024)) MiB ($one_kb kB) |"
 } | tee "$ROOT/bench/fleet-results.md"
