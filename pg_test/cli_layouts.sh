@@ -140,9 +140,9 @@ t_goose() {
   has "$ERR" "6 migration\(s\) \(1 online\), layout goose" "detected"
   has "$ERR" "00004_empty.sql is empty: recorded as change \"00004_empty\"" "empty file: a warning"
   eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY deployment_id, ordinal) FROM deploy.change_log")" \
-    "00001_table 00002_insert 00003_alter 00004_empty 00005_no_tx 00006_complex" "recorded in folder order"
-  eq "$(q "SELECT revert_sql FROM deploy.change_log WHERE change_id = '00006_complex'")" \
-    "DROP FUNCTION IF EXISTS insert_repository(TEXT, TEXT, OWNER_TYPE);" "down section as revert"
+    "00001_products 00002_orders 00003_stock 00004_empty 00005_sku_idx 00006_place_order" "recorded in folder order"
+  eq "$(q "SELECT revert_sql FROM deploy.change_log WHERE change_id = '00006_place_order'")" \
+    "DROP FUNCTION IF EXISTS place_order(TEXT, INTEGER);" "down section as revert"
   local raw f; raw=$(rawdb)
   for f in "$src"/*.sql; do goose_up "$f" >"$TMP/w/$(basename "$f")"; done
   psql_files "$raw" "$TMP"/w/0000*.sql
@@ -153,7 +153,7 @@ t_goose() {
   q "CREATE TABLE goose_db_version (id serial PRIMARY KEY, version_id bigint NOT NULL, is_applied boolean NOT NULL,
        tstamp timestamp DEFAULT now());
      INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (2, true), (3, true), (3, false);"
-  adopt_then_rest "$src" goose '["00001_table", "00002_insert"]' "00003_alter 00004_empty 00005_no_tx 00006_complex"
+  adopt_then_rest "$src" goose '["00001_products", "00002_orders"]' "00003_stock 00004_empty 00005_sku_idx 00006_place_order"
 }
 
 # ---------------------------------------------------------------- pop
@@ -489,8 +489,8 @@ t_dump() {
   pgd apply "$L/goose" --dump "$TMP/w/schema.sql"
   eq "$RC" 0 "apply --dump"
   has "$ERR" "schema written to $TMP/w/schema.sql" "said where"
-  has "$(cat "$TMP/w/schema.sql")" "^CREATE TABLE public.repos" "the schema"
-  has "$(cat "$TMP/w/schema.sql")" "^CREATE UNIQUE INDEX owners_owner_name_idx" "the online change's index too"
+  has "$(cat "$TMP/w/schema.sql")" "^CREATE TABLE public.products" "the schema"
+  has "$(cat "$TMP/w/schema.sql")" "^CREATE UNIQUE INDEX products_sku_idx" "the online change's index too"
   if grep -Eq '^\\(un)?restrict ' "$TMP/w/schema.sql"; then echo "per-run keys left in" >&2; return 1; fi
   pgd dump
   eq "$RC" 0 "dump to stdout"
