@@ -211,34 +211,35 @@ t_pop_kratos() {
   eq "$(j "$OUT" 'len(r["applied"]) + len(r["phases"]["changes"])')" 6 "the rest runs"
 }
 
-# supabase/auth ships Go templates: {{ index .Options "Namespace" }}.
+# pop folders may name their schema with a Go template, as supabase/auth's do:
+# {{ index .Options "Namespace" }}.
 t_pop_templates_and_placeholders() {
   newdb
   local src=$L/pop-templates
-  q "CREATE SCHEMA auth"
+  q "CREATE SCHEMA accounts"
   pgd apply "$src"
   eq "$RC" 2 "no value: bad input"
-  has "$ERR" "00_init_auth_schema.up.sql:3: \{\{ index .Options \"Namespace\" \}\} has no value" "file and line"
+  has "$ERR" "00_init_accounts_schema.up.sql:3: \{\{ index .Options \"Namespace\" \}\} has no value" "file and line"
   has "$ERR" "PG_DEPLOY_PLACEHOLDER_NAME" "hint names the environment variable"
   nothing_applied
-  PG_DEPLOY_PLACEHOLDER_Namespace=auth pgd apply "$src" --json
+  PG_DEPLOY_PLACEHOLDER_Namespace=accounts pgd apply "$src" --json
   eq "$RC" 0 "apply with the value from the environment"
-  eq "$(j "$OUT" 'len(r["applied"])')" 16 "applied"
+  eq "$(j "$OUT" 'len(r["applied"])')" 8 "applied"
   local raw f; raw=$(rawdb)
-  "${PSQL[@]}" -d "$raw" -c "CREATE SCHEMA auth"
+  "${PSQL[@]}" -d "$raw" -c "CREATE SCHEMA accounts"
   mkdir -p "$TMP/w/tpl"
   for f in $(pop_files "$src"); do
-    sed 's/{{ *index \.Options "Namespace" *}}/auth/g' "$f" >"$TMP/w/tpl/$(basename "$f")"
+    sed 's/{{ *index \.Options "Namespace" *}}/accounts/g' "$f" >"$TMP/w/tpl/$(basename "$f")"
   done
   psql_files "$raw" $(pop_files "$TMP/w/tpl")
   same_schema "$raw"
   # The same folder with --placeholder is the same change: nothing to do.
-  pgd apply "$src" --placeholder Namespace=auth --json
+  pgd apply "$src" --placeholder Namespace=accounts --json
   eq "$(j "$OUT" 'r["outcome"]')" no-op "re-apply"
   # The checksum covers the rendered text: another value for the same database is an edit, and the hint names the flag.
-  pgd apply "$src" --placeholder Namespace=auth_other
+  pgd apply "$src" --placeholder Namespace=accounts_other
   eq "$RC" 1 "another value: refused"
-  has "$ERR" "ERROR 23000: .*16 applied change\(s\) no longer match" "a checksum mismatch for every change"
+  has "$ERR" "ERROR 23000: .*8 applied change\(s\) no longer match" "a checksum mismatch for every change"
   has "$ERR" "--accept-changed ID" "the hint names the client's flag"
   if grep -q accept_changed <<<"$ERR"; then echo "the JSON option leaked into the hint" >&2; return 1; fi
   # Flyway's ${name} and FLYWAY_PLACEHOLDERS_NAME.
