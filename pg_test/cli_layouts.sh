@@ -311,7 +311,7 @@ t_sqlx() {
   local src=$L/sqlx
   pgd apply "$src" --layout sqlx --json
   eq "$RC" 0 "apply"
-  has "$ERR" "3 migration\(s\), layout sqlx" "layout"
+  has "$ERR" "4 migration\(s\) \(1 online\), layout sqlx" "layout"
   pgd plan "$src" --project sqlx
   has "$ERR" "layout plain" "detected as plain (the same reading)"
   has "$OUT" "no-op" "the same changes"
@@ -330,12 +330,13 @@ t_sqlx() {
   eq "$(j "$OUT" 'r["phases"]["steps"][0]["kind"]')" online "no-transaction: online"
   # adopt from _sqlx_migrations: cli.sh's t_adopt_sqlx covers the table; here the fixture.
   db_named adopt
-  psql_files "$DB" "$src/01_setup.sql"
+  psql_files "$DB" "$src/20240301120000_create_members.sql"
   q "CREATE TABLE _sqlx_migrations (version bigint PRIMARY KEY, description text NOT NULL,
        installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL, checksum bytea NOT NULL,
        execution_time bigint NOT NULL);
-     INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (1, 'setup', true, '\\x00', 1);"
-  adopt_then_rest "$src" sqlx '["01_setup"]' "02_account 03_session"
+     INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (20240301120000, 'create members', true, '\\x00', 1);"
+  adopt_then_rest "$src" sqlx '["20240301120000_create_members"]' \
+    "20240301120500_create_events 20240302090000_member_handle_idx 20240315080000_event_seats_left"
 }
 
 # ---------------------------------------------------------------- versioned folders
