@@ -346,17 +346,19 @@ t_versioned_temporal() {
   local src=$L/versioned
   pgd apply "$src" --json
   eq "$RC" 0 "apply"
-  has "$ERR" "layout versioned" "detected"
-  eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY ordinal) FROM deploy.change_log WHERE change_id LIKE 'v1.5/%' OR change_id LIKE 'v1.1%/%'")" \
-    "v1.1/cluster_metadata v1.5/event v1.5/executions v1.5/cluster_membership v1.10/task_queue_user_data v1.11/queue_v2 v1.12/nexus_incoming_services v1.13/nexus_endpoints v1.14/add_current_executions_start_time v1.15/add_current_executions_data v1.16/fix_data_encoding_column v1.17/add_chasm_node_maps v1.18/tasks_v2 v1.19/current_chasm_executions" \
-    "v1.2 < v1.10; in a folder, manifest.json's order"
+  has "$ERR" "10 migration\(s\), layout versioned" "detected"
+  eq "$(q "SELECT string_agg(change_id, ' ' ORDER BY ordinal) FROM deploy.change_log")" \
+    "v1.0/schema v1.1/item_barcode v1.2/shipments v1.5/shipment_lines v1.5/carriers v1.5/audit v1.9/a_reorder_level v1.9/b_low_stock_view v1.10/shipment_status v1.10/delivered_idx" \
+    "v1.2 < v1.10; in a folder, manifest.json's order, else file names"
   local raw; raw=$(rawdb)
   mapfile -t files < <(python3 - "$src/versioned" <<'PY'
 import json, os, sys
 d = sys.argv[1]
 for v in sorted(os.listdir(d), key=lambda v: [int(x) for x in v[1:].split(".")]):
-    m = json.load(open(os.path.join(d, v, "manifest.json")))
-    for f in m["SchemaUpdateCqlFiles"]:
+    m = os.path.join(d, v, "manifest.json")
+    names = json.load(open(m))["SchemaUpdateCqlFiles"] if os.path.exists(m) else \
+        sorted(f for f in os.listdir(os.path.join(d, v)) if f.endswith(".sql"))
+    for f in names:
         print(os.path.join(d, v, f))
 PY
 )
@@ -365,10 +367,11 @@ PY
   # adopt from temporal's schema_version: everything up to 1.5.
   otherdb
   local n; n=$(python3 -c 'import sys; print(sum(1 for f in sys.argv[1:] if [int(x) for x in f.split("/")[-2][1:].split(".")] <= [1, 5]))' "${files[@]}")
+  eq "$n" 6 "six files up to 1.5"
   psql_files "$DB" "${files[@]:0:$n}"
   q "CREATE TABLE schema_version (version_partition int NOT NULL, db_name varchar(255) NOT NULL, creation_time timestamp,
        curr_version varchar(64), min_compatible_version varchar(64), PRIMARY KEY (version_partition, db_name));
-     INSERT INTO schema_version VALUES (0, 'temporal', now(), '1.5', '1.0');"
+     INSERT INTO schema_version VALUES (0, 'warehouse', now(), '1.5', '1.0');"
   pgd adopt "$src" --from temporal --json
   eq "$(j "$OUT" 'len(r["baselined"])')" "$n" "adopted up to 1.5"
   pgd apply "$src" --json
