@@ -3,9 +3,12 @@
 # goose, pop, Liquibase formatted SQL, sqlx, versioned folders) and
 # placeholders: for each, detection, order, down/rollback as revert, the
 # no-transaction marker, adopt from the tool's history table, and a replay of
-# a trimmed real history (pg_test/fixtures/layouts/<tool>, see each NOTICE)
-# whose pg_dump -s equals psql running the same files in order (Liquibase:
-# also a real history kept outside, LIQUIBASE_HISTORY=DIR); then the
+# a small fixture written by hand in the tool's shape
+# (pg_test/fixtures/layouts/<tool>, see each NOTICE; no third-party content)
+# whose pg_dump -s equals psql running the same files in order. Real
+# histories were checked by hand during development and are not kept here;
+# REAL_HISTORY_<TOOL>=DIR (LIQUIBASE_HISTORY=DIR) replays a local copy the
+# same way, skipped when unset (see "real histories" below); then the
 # client's guidance: every offending file in one run, dump, hints that name
 # grants and flags, no connection settings, a plan whose trial run failed.
 # Same cluster setup as cli.sh (pg_test/cli_lib.sh); ports 5566-5568 unless
@@ -341,6 +344,23 @@ t_sqlx() {
 
 # ---------------------------------------------------------------- versioned folders
 
+# versioned_files DIR: the v* folders' files in run order: folders by
+# version, inside each manifest.json's SchemaUpdateCqlFiles, else file names.
+versioned_files() {
+  python3 - "$1" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+vs = [v for v in os.listdir(d) if os.path.isdir(os.path.join(d, v)) and v[1:].replace(".", "").isdigit()]
+for v in sorted(vs, key=lambda v: [int(x) for x in v[1:].split(".")]):
+    m = os.path.join(d, v, "manifest.json")
+    names = json.load(open(m)).get("SchemaUpdateCqlFiles") if os.path.exists(m) else None
+    if names is None:
+        names = sorted(f for f in os.listdir(os.path.join(d, v)) if f.endswith(".sql"))
+    for f in names:
+        print(os.path.join(d, v, f))
+PY
+}
+
 t_versioned_temporal() {
   newdb
   local src=$L/versioned
@@ -351,17 +371,7 @@ t_versioned_temporal() {
     "v1.0/schema v1.1/item_barcode v1.2/shipments v1.5/shipment_lines v1.5/carriers v1.5/audit v1.9/a_reorder_level v1.9/b_low_stock_view v1.10/shipment_status v1.10/delivered_idx" \
     "v1.2 < v1.10; in a folder, manifest.json's order, else file names"
   local raw; raw=$(rawdb)
-  mapfile -t files < <(python3 - "$src/versioned" <<'PY'
-import json, os, sys
-d = sys.argv[1]
-for v in sorted(os.listdir(d), key=lambda v: [int(x) for x in v[1:].split(".")]):
-    m = os.path.join(d, v, "manifest.json")
-    names = json.load(open(m))["SchemaUpdateCqlFiles"] if os.path.exists(m) else \
-        sorted(f for f in os.listdir(os.path.join(d, v)) if f.endswith(".sql"))
-    for f in names:
-        print(os.path.join(d, v, f))
-PY
-)
+  mapfile -t files < <(versioned_files "$src/versioned")
   psql_files "$raw" "${files[@]}"
   same_schema "$raw"
   # adopt from temporal's schema_version: everything up to 1.5.
@@ -377,6 +387,76 @@ PY
   pgd apply "$src" --json
   eq "$(j "$OUT" 'len(r["applied"])')" $((${#files[@]} - n)) "the rest runs"
 }
+
+# ---------------------------------------------------------------- real histories
+
+# The fixtures above are hand-written in each tool's shape; real histories
+# (ory/kratos, supabase/auth, temporal, ...) were replayed by hand during
+# development and are not kept in the repository. Point REAL_HISTORY_<TOOL>
+# at a local copy to replay one again: REAL_HISTORY_DIESEL (the migrations
+# folder), REAL_HISTORY_GOOSE, REAL_HISTORY_POP (with
+# REAL_HISTORY_NAMESPACE=auth for {{ index .Options "Namespace" }}; the
+# schema is created first), REAL_HISTORY_SQLX, REAL_HISTORY_VERSIONED
+# (LIQUIBASE_HISTORY for Liquibase, above). Each is skipped when unset.
+
+# by_version FILE...: the files ordered by the number their names start with.
+by_version() {
+  python3 - "$@" <<'PY'
+import os, re, sys
+for f in sorted(sys.argv[1:], key=lambda f: (int(re.match(r"\d*", os.path.basename(f)).group() or 0), f)):
+    print(f)
+PY
+}
+
+# real_files TOOL DIR: the files TOOL runs on PostgreSQL, in its order,
+# prepared for psql under $TMP/w/real when the tool's text needs it.
+real_files() {
+  local tool=$1 dir=$2 w=$TMP/w/real f
+  mkdir -p "$w"
+  case $tool in
+    diesel) (LC_ALL=C; printf '%s\n' "$dir"/*/up.sql) ;;
+    goose)
+      for f in "$dir"/*.sql; do goose_up "$f" >"$w/$(basename "$f")"; done
+      by_version "$w"/*.sql ;;
+    pop)
+      for f in $(pop_files "$dir"); do
+        sed "s/{{-\{0,1\} *index \.Options \"Namespace\" *-\{0,1\}}}/${REAL_HISTORY_NAMESPACE:-}/g" "$f" >"$w/$(basename "$f")"
+      done
+      pop_files "$w" ;;
+    sqlx) by_version $(ls "$dir"/*.sql | grep -v '\.down\.sql$') ;;
+    versioned) if [ -d "$dir/versioned" ]; then versioned_files "$dir/versioned"; else versioned_files "$dir"; fi ;;
+  esac
+}
+
+# real_history TOOL: apply REAL_HISTORY_<TOOL> with --layout TOOL; its
+# schema equals psql running the same files in the tool's order.
+real_history() {
+  local tool=$1 var src flags=()
+  var=REAL_HISTORY_${tool^^}
+  src=${!var:-}
+  if [ -z "$src" ]; then
+    echo "# SKIP $var names no folder"
+    return 77
+  fi
+  newdb
+  local raw; raw=$(rawdb)
+  if [ -n "${REAL_HISTORY_NAMESPACE:-}" ]; then
+    flags=(--placeholder "Namespace=$REAL_HISTORY_NAMESPACE")
+    q "CREATE SCHEMA IF NOT EXISTS \"$REAL_HISTORY_NAMESPACE\""
+    "${PSQL[@]}" -d "$raw" -c "CREATE SCHEMA IF NOT EXISTS \"$REAL_HISTORY_NAMESPACE\""
+  fi
+  pgd apply "$src" --layout "$tool" "${flags[@]}" --json
+  eq "$RC" 0 "apply"
+  mapfile -t files < <(real_files "$tool" "$src")
+  psql_files "$raw" "${files[@]}"
+  same_schema "$raw"
+}
+
+t_real_history_diesel() { real_history diesel; }
+t_real_history_goose() { real_history goose; }
+t_real_history_pop() { real_history pop; }
+t_real_history_sqlx() { real_history sqlx; }
+t_real_history_versioned() { real_history versioned; }
 
 # ---------------------------------------------------------------- bad input
 
