@@ -6,6 +6,7 @@
 //!
 //! Ids are the change names; the history key is the change name too.
 
+use super::problems::Problems;
 use super::{read_text, strip_transaction_wrapper, Migration};
 use crate::error::CliError;
 use std::path::Path;
@@ -24,12 +25,12 @@ pub struct Plan {
     pub changes: Vec<PlanChange>,
 }
 
-/// Parses the text of a sqitch.plan.
+/// Parses the text of a sqitch.plan; every bad line is reported at once.
 pub fn parse_plan(text: &str) -> Result<Plan, CliError> {
     let mut project = None;
     let mut changes: Vec<PlanChange> = Vec::new();
+    let mut problems = Problems::default();
     for (i, raw) in text.lines().enumerate() {
-        let line_no = i + 1;
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with('@') {
             continue; // blank, comment, tag
@@ -42,55 +43,61 @@ pub fn parse_plan(text: &str) -> Result<Plan, CliError> {
             }
             continue;
         }
-        let bad = |why: &str| CliError::input(format!("sqitch.plan line {line_no}: {why}: {line}"));
-        // Drop the note, then read "name [deps] timestamp planner <email>".
-        let body = line.split_once(" #").map_or(line, |(b, _)| b).trim();
-        let mut name = body.split_whitespace().next().ok_or_else(|| bad("no change name"))?;
-        if let Some(n) = name.strip_prefix('+') {
-            name = n;
-        } else if name.starts_with('-') {
-            return Err(bad("revert entries (-change) are not supported"));
+        if let Some(change) = problems.keep(plan_line(i + 1, line, &changes)) {
+            changes.push(change);
         }
-        if name.is_empty() {
-            return Err(bad("no change name"));
-        }
-        // deploy/<name>.sql and the like must stay inside the folder (Sqitch
-        // itself refuses such names): no "..", no root, no backslash.
-        let inside = Path::new(name)
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !inside || name.contains('\\') {
-            return Err(bad(
-                "a change name must be a path inside the folder (no \"..\", \"/\" at the start or \"\\\")",
-            ));
-        }
-        let mut requires = Vec::new();
-        if let Some(open) = body.find('[') {
-            let close = body[open..].find(']').ok_or_else(|| bad("unclosed ["))? + open;
-            for dep in body[open + 1..close].split_whitespace() {
-                if dep.starts_with('!') {
-                    continue; // a conflict, not a dependency
-                }
-                if dep.contains(':') {
-                    return Err(bad("dependencies on other projects are not supported"));
-                }
-                let dep = dep.split_once('@').map_or(dep, |(d, _)| d);
-                requires.push(dep.to_string());
-            }
-        }
-        if changes.iter().any(|c| c.name == name) {
-            return Err(CliError::input_hint(
-                format!("sqitch.plan line {line_no}: change \"{name}\" appears twice (a reworked change)"),
-                "Reworked Sqitch changes are not supported; give the new version its own change name.",
-            ));
-        }
-        changes.push(PlanChange {
-            name: name.to_string(),
-            requires,
-            line: line_no,
-        });
     }
-    Ok(Plan { project, changes })
+    problems.finish(Plan { project, changes })
+}
+
+/// One change line: "name [deps] timestamp planner <email> # note".
+fn plan_line(line_no: usize, line: &str, earlier: &[PlanChange]) -> Result<PlanChange, CliError> {
+    let bad = |why: &str| CliError::input(format!("sqitch.plan line {line_no}: {why}: {line}"));
+    let body = line.split_once(" #").map_or(line, |(b, _)| b).trim();
+    let mut name = body.split_whitespace().next().ok_or_else(|| bad("no change name"))?;
+    if let Some(n) = name.strip_prefix('+') {
+        name = n;
+    } else if name.starts_with('-') {
+        return Err(bad("revert entries (-change) are not supported"));
+    }
+    if name.is_empty() {
+        return Err(bad("no change name"));
+    }
+    // deploy/<name>.sql and the like must stay inside the folder (Sqitch
+    // itself refuses such names): no "..", no root, no backslash.
+    let inside = Path::new(name)
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside || name.contains('\\') {
+        return Err(bad(
+            "a change name must be a path inside the folder (no \"..\", \"/\" at the start or \"\\\")",
+        ));
+    }
+    let mut requires = Vec::new();
+    if let Some(open) = body.find('[') {
+        let close = body[open..].find(']').ok_or_else(|| bad("unclosed ["))? + open;
+        for dep in body[open + 1..close].split_whitespace() {
+            if dep.starts_with('!') {
+                continue; // a conflict, not a dependency
+            }
+            if dep.contains(':') {
+                return Err(bad("dependencies on other projects are not supported"));
+            }
+            let dep = dep.split_once('@').map_or(dep, |(d, _)| d);
+            requires.push(dep.to_string());
+        }
+    }
+    if earlier.iter().any(|c| c.name == name) {
+        return Err(CliError::input_hint(
+            format!("sqitch.plan line {line_no}: change \"{name}\" appears twice (a reworked change)"),
+            "Reworked Sqitch changes are not supported; give the new version its own change name.",
+        ));
+    }
+    Ok(PlanChange {
+        name: name.to_string(),
+        requires,
+        line: line_no,
+    })
 }
 
 /// A Sqitch verify script fails by raising an error; pg_deploy's verify must
@@ -101,17 +108,26 @@ pub fn verify_query(script: &str) -> String {
 
 pub fn read(dir: &Path) -> Result<(Vec<Migration>, Option<String>), CliError> {
     let plan = parse_plan(&read_text(&dir.join("sqitch.plan"))?)?;
-    let mut out = Vec::with_capacity(plan.changes.len());
-    for c in &plan.changes {
-        let deploy = dir.join("deploy").join(format!("{}.sql", c.name));
-        if !deploy.is_file() {
-            return Err(CliError::input(format!(
+    let missing: Vec<CliError> = plan
+        .changes
+        .iter()
+        .map(|c| (c, dir.join("deploy").join(format!("{}.sql", c.name))))
+        .filter(|(_, deploy)| !deploy.is_file())
+        .map(|(c, deploy)| {
+            CliError::input(format!(
                 "sqitch.plan line {} lists \"{}\" but {} does not exist",
                 c.line,
                 c.name,
                 deploy.display()
-            )));
-        }
+            ))
+        })
+        .collect();
+    if let Some(e) = CliError::all_inputs(missing) {
+        return Err(e);
+    }
+    let mut out = Vec::with_capacity(plan.changes.len());
+    for c in &plan.changes {
+        let deploy = dir.join("deploy").join(format!("{}.sql", c.name));
         let sql = strip_transaction_wrapper(&read_text(&deploy)?);
         let optional = |sub: &str| -> Result<Option<String>, CliError> {
             let p = dir.join(sub).join(format!("{}.sql", c.name));
@@ -150,6 +166,21 @@ flips [appschema users@v1.0 !oldflips] 2014-01-01T00:00:00Z Marge <marge@example
         assert_eq!(names, ["appschema", "users", "flips"]);
         assert_eq!(p.changes[1].requires, ["appschema"]);
         assert_eq!(p.changes[2].requires, ["appschema", "users"]);
+    }
+
+    #[test]
+    fn every_bad_plan_line_at_once() {
+        let e = parse_plan(
+            "%project=p\n-gone 2014-01-01T00:00:00Z M <m@x>\nok 2014-01-01T00:00:00Z M <m@x>\n\
+             ../up 2014-01-01T00:00:00Z M <m@x>\nx [other:dep] 2014-01-01T00:00:00Z M <m@x>\n",
+        )
+        .expect_err("three bad lines");
+        let text = e.to_string();
+        assert!(text.starts_with("bad input: 3 problems:"), "{text}");
+        for line in ["sqitch.plan line 2:", "sqitch.plan line 4:", "sqitch.plan line 5:"] {
+            assert!(text.contains(line), "{text}");
+        }
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]
