@@ -171,6 +171,16 @@ t_bad_online_changes_are_refused() {
     has "$out" "ERROR: +$(cut -d'|' -f2 <<<"$c"):" "${c%%|*}"
     has "$out" "$(cut -d'|' -f3 <<<"$c")" "${c%%|*}"
   done
+  # Several bad online changes: one error names them all.
+  m=$(manifest several '{"project": "p", "version": "1.0.0", "changes": [
+    {"id": "a", "sql": "CREATE INDEX CONCURRENTLY ON t (id)", "online": true},
+    {"id": "b", "sql": "CREATE TABLE x (id int); CREATE TABLE y (id int)", "online": true},
+    {"id": "c", "sql": "CREATE INDEX CONCURRENTLY ON t (id)", "online": true}]}')
+  out=$(try_apply "$m")
+  has "$out" 'ERROR: +0A000: change "a" of project "p"' "the first"
+  has "$out" 'Also refused, 2 more:' "the count of the others"
+  has "$out" 'change "b" of project "p".*exactly one statement' "the second"
+  has "$out" 'change "c" of project "p".*must name its index' "the third"
   m=$(manifest dep '{"project": "p", "version": "1.0.0", "changes": [
     {"id": "i", "sql": "CREATE INDEX CONCURRENTLY t_i ON t (id)", "online": true},
     {"id": "u", "sql": "CREATE TABLE u (id int)", "requires": ["i"]}]}')

@@ -32,10 +32,17 @@ pub fn place(
     placement: PhasePlacement,
 ) -> Result<Phased, DeployError> {
     let project = manifest.project.as_str();
-    for (change, analysis) in manifest.changes.iter().zip(analyses) {
-        if let (true, Some(analysis)) = (change.phase.online, analysis) {
-            check_online(project, change, analysis)?;
-        }
+    let mut online_errors =
+        manifest
+            .changes
+            .iter()
+            .zip(analyses)
+            .filter_map(|(change, analysis)| match (change.phase.online, analysis) {
+                (true, Some(analysis)) => check_online(project, change, analysis).err(),
+                _ => None,
+            });
+    if let Some(first) = online_errors.next() {
+        return Err(with_the_others(first, online_errors));
     }
     let runs: Vec<bool> = analyses.iter().map(Option::is_some).collect();
     let index_of = |id: &str| manifest.changes.iter().position(|c| c.id == id);
@@ -166,6 +173,24 @@ fn refuse(message: String, hint: String) -> DeployError {
         detail: None,
         hint: Some(hint),
     })
+}
+
+/// The first refusal, its hint naming every later one too: one run shows
+/// all the online changes to fix.
+fn with_the_others(first: DeployError, others: impl Iterator<Item = DeployError>) -> DeployError {
+    let others: Vec<String> = others.map(|e| format!("- {e}")).collect();
+    match first {
+        DeployError::Refused { location, mut refusal } if !others.is_empty() => {
+            refusal.hint = format!(
+                "{}\nAlso refused, {} more:\n{}",
+                refusal.hint,
+                others.len(),
+                others.join("\n")
+            );
+            DeployError::Refused { location, refusal }
+        }
+        first => first,
+    }
 }
 
 /// An online change is one statement; a concurrent index build names its
