@@ -177,6 +177,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     let started = Instant::now();
     let manifest = &call.manifest;
     let project = manifest.project.as_str();
+    let _lineage = crate::lineage::deploying(project);
     if call.options.wait_for_phase {
         wait_for_phase(client, project, &call.options.wait_timeout)?;
     }
@@ -357,6 +358,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         });
     }
     let opened_user = opened.session.current_user.clone();
+    let lineage_schema = opened.schema;
     let recorded = opened.finish(
         client,
         Finished {
@@ -376,6 +378,9 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         },
         records,
     )?;
+    if lineage_schema == Schema::V0_2 {
+        crate::lineage::attach(client, owner, project, recorded.id)?;
+    }
     let phases = if phased.has_later_steps() {
         let deployment_id = recorded.id;
         let actions: Vec<&'static str> = plan.actions.iter().map(|a| a.as_str()).collect();
