@@ -103,6 +103,22 @@ pub fn prepare(
     let runs: Vec<bool> = plan.actions.iter().map(|a| a.runs()).collect();
     let mut analyses = analyse_pending(client, manifest, &runs, &opened.session)?;
     plan.warnings.extend(drift_warnings);
+    if options.downstream != DriftPolicy::Ignore {
+        let managed = match &manifest.schemas {
+            Some(schemas) => schemas.clone(),
+            None => owner
+                .run(|| drift::recorded_schemas(client, project))?
+                .unwrap_or_default(),
+        };
+        let found = crate::lineage::downstream::warnings(client, manifest, &analyses, &managed)?;
+        if options.downstream == DriftPolicy::Refuse && !found.is_empty() {
+            return Err(DeployError::Downstream {
+                project: project.to_string(),
+                message: found.join("; "),
+            });
+        }
+        plan.warnings.extend(found);
+    }
     let phased = place(manifest, &analyses, options.phases)?;
     crate::lock_capacity::check(client, project, &phased.steps, &analyses)?;
     crate::analyze::add_held_lock_hazards(manifest, &phased.steps, &mut analyses);

@@ -4,6 +4,7 @@
 //! backend-local static, set only by the apply and revert loops (no setting a
 //! user could forge), and cleared by guards on every exit, unwinds included.
 
+pub mod downstream;
 mod trigger;
 
 use crate::error::DeployError;
