@@ -109,9 +109,12 @@ mod tests {
         }
     }
 
+    /// (action, column) of each touch.
+    type Touches = Vec<(&'static str, Option<&'static str>)>;
+
     #[test]
     fn what_is_touched() {
-        let cases: Vec<(Facts, Vec<(&str, Option<&str>)>)> = vec![
+        let cases: Vec<(Facts, Touches)> = vec![
             (
                 Facts::AlterTable {
                     table: name("app", "t"),
