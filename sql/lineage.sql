@@ -184,8 +184,10 @@ AS $$
      WHERE e.evtname IN ('deploy_lineage_ddl', 'deploy_lineage_drop') AND e.evtfoid = 'deploy.lineage_event()'::regprocedure
 $$;
 
--- Makes (or enables again) the event triggers. Only a superuser may create an
--- event trigger; CREATE EXTENSION calls this when run by one.
+-- Makes (or enables again) the event triggers. PostgreSQL lets only a
+-- superuser create event triggers; some providers let their admin role do it
+-- too (docs/lineage.md), so this tries rather than checks rolsuper.
+-- CREATE EXTENSION calls it and, refused, leaves lineage "not recorded".
 CREATE FUNCTION deploy.enable_lineage()
 RETURNS text
 LANGUAGE plpgsql
@@ -194,22 +196,23 @@ AS $$
 DECLARE
     t record;
 BEGIN
-    IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
-        RAISE EXCEPTION 'deploy.enable_lineage(): % is not a superuser', current_user
-            USING ERRCODE = '42501',
-                  HINT = 'Only a superuser may create event triggers: ask one to run SELECT deploy.enable_lineage().';
-    END IF;
-    FOR t IN SELECT * FROM (VALUES ('deploy_lineage_ddl', 'ddl_command_end'), ('deploy_lineage_drop', 'sql_drop')) v(name, event) LOOP
-        IF NOT EXISTS (SELECT FROM pg_event_trigger e WHERE e.evtname = t.name) THEN
-            EXECUTE format('CREATE EVENT TRIGGER %I ON %s EXECUTE FUNCTION deploy.lineage_event()', t.name, t.event);
-            -- Inside CREATE EXTENSION it is a member already; later it is added, so DROP EXTENSION takes it.
-            IF NOT EXISTS (SELECT FROM pg_depend d JOIN pg_event_trigger e ON e.oid = d.objid
-                            WHERE d.classid = 'pg_event_trigger'::regclass AND e.evtname = t.name AND d.deptype = 'e') THEN
-                EXECUTE format('ALTER EXTENSION pg_deploy ADD EVENT TRIGGER %I', t.name);
+    BEGIN
+        FOR t IN SELECT * FROM (VALUES ('deploy_lineage_ddl', 'ddl_command_end'), ('deploy_lineage_drop', 'sql_drop')) v(name, event) LOOP
+            IF NOT EXISTS (SELECT FROM pg_event_trigger e WHERE e.evtname = t.name) THEN
+                EXECUTE format('CREATE EVENT TRIGGER %I ON %s EXECUTE FUNCTION deploy.lineage_event()', t.name, t.event);
+                -- Inside CREATE EXTENSION it is a member already; later it is added, so DROP EXTENSION takes it.
+                IF NOT EXISTS (SELECT FROM pg_depend d JOIN pg_event_trigger e ON e.oid = d.objid
+                                WHERE d.classid = 'pg_event_trigger'::regclass AND e.evtname = t.name AND d.deptype = 'e') THEN
+                    EXECUTE format('ALTER EXTENSION pg_deploy ADD EVENT TRIGGER %I', t.name);
+                END IF;
             END IF;
-        END IF;
-        EXECUTE format('ALTER EVENT TRIGGER %I ENABLE', t.name);
-    END LOOP;
+            EXECUTE format('ALTER EVENT TRIGGER %I ENABLE', t.name);
+        END LOOP;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'deploy.enable_lineage(): role % may not create or enable event triggers', current_user
+            USING ERRCODE = '42501', DETAIL = SQLERRM,
+                  HINT = 'Only a superuser (or a provider''s admin role allowed to) may: ask one to run SELECT deploy.enable_lineage().';
+    END;
     INSERT INTO deploy.lineage (event, session_user_name, current_user_name, application_name, client_addr, backend_pid, xid)
     VALUES ('enabled', session_user, current_user, current_setting('application_name'), inet_client_addr(),
             pg_backend_pid(), pg_current_xact_id());
@@ -359,7 +362,8 @@ SELECT pg_catalog.pg_extension_config_dump('deploy.lineage_chain', '');
 -- Nothing is granted to PUBLIC (sql/privileges.sql runs after this file).
 DO $$
 BEGIN
-    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
-        PERFORM deploy.enable_lineage();
-    END IF;
+    PERFORM deploy.enable_lineage();
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'pg_deploy: lineage is not recorded: %', SQLERRM
+        USING HINT = 'A superuser can turn it on later with SELECT deploy.enable_lineage().';
 END $$;
