@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The lineage suite (issue 16, docs/lineage.md): who changed which object,
-# when, from where and through which deployment, against a real cluster (port 5491).
+# when, from where and through which deployment, against a real cluster (port 5494).
 # Assumes the extension is installed (scripts/setup.sh).
 # Usage: pg_test/lineage.sh [t_name ...]   (default: all tests)
 # Prints "ok - name" / "not ok - name" and ends with "lineage-e2e: N passed, M failed".
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 # shellcheck source=lib.sh
 source "$ROOT/pg_test/lib.sh"
-PORT=${LINEAGE_PORT:-5491}
+PORT=${LINEAGE_PORT:-5494}
 
 TMP=$(mktemp -d /tmp/pg_deploy_lineage.XXXXXX)
 cleanup() {
@@ -148,7 +148,7 @@ t_deleted_rows_break_the_chain() {
   head=$(q "SELECT head_hash FROM deploy.lineage_chain")
   q "DELETE FROM deploy.lineage WHERE seq = (SELECT head_seq FROM deploy.lineage_chain)"
   has "$(q "SELECT problem FROM deploy.verify_lineage('$head')")" 'head' "the last row deleted"
-  q "DELETE FROM deploy.lineage WHERE id = (SELECT min(id) + 1 FROM deploy.lineage)"
+  q "DELETE FROM deploy.lineage WHERE seq = (SELECT min(seq) + 1 FROM deploy.lineage)"
   has "$(q "SELECT problem FROM deploy.verify_lineage()")" 'link to the previous row is broken' "a row in the middle deleted"
 }
 
@@ -189,6 +189,23 @@ t_not_recorded_then_enable_lineage() {
   has "$(q "SELECT deploy.lineage_recording()")" '^not recorded' "disabled"
   eq "$(q "SELECT string_agg(event, ',' ORDER BY id) FROM deploy.lineage WHERE event IN ('enabled', 'disabled')")" \
      "enabled,enabled,disabled" "switches are in the log (created, enabled again, disabled)"
+}
+
+# The client shows the same, as a table and as JSON.
+t_client_shows_lineage_and_attributed_drift() {
+  setup
+  as "$BOB" "ALTER TABLE app.items ADD COLUMN note text" >/dev/null
+  cargo build -q -p pg-deploy-cli
+  local bin=${CARGO_TARGET_DIR:-$ROOT/target}/debug/pg-deploy out
+  out=$(PGDATABASE=$DB "$bin" drift --project app || true)
+  has "$out" "changed +table +app.items +$BOB \\(psql\\)" "drift table names role and application"
+  out=$(PGDATABASE=$DB "$bin" --json drift --project app || true)
+  eq "$(j "$out" 'r[0]["changed_by"] + " " + r[0]["application_name"]')" "$BOB psql" "drift --json"
+  out=$(PGDATABASE=$DB "$bin" lineage --project app)
+  has "$out" '^lineage: recorded' "lineage says it is recorded"
+  has "$out" "app.items +deployment +0002-items \\(#1\\) +0003-owner \\(#1\\) +ALTER TABLE by $BOB \\(psql\\)" "lineage table"
+  out=$(PGDATABASE=$DB "$bin" --json lineage --project app)
+  eq "$(j "$out" '[o["origin"] for o in r["objects"] if o["name"] == "app.items"][0]')" deployment "lineage --json"
 }
 
 run_tests lineage-e2e "$@"

@@ -355,9 +355,11 @@ AS $$
      ORDER BY 2, 3
 $$;
 
-SELECT pg_catalog.pg_extension_config_dump('deploy.lineage', '');
-SELECT pg_catalog.pg_extension_config_dump('deploy.lineage_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('deploy.lineage_chain', '');
+-- Not marked for pg_dump (pg_extension_config_dump), unlike the deployment
+-- log: a restore runs CREATE EXTENSION, whose triggers record the restore's
+-- own DDL before the dumped rows would come back, and their ids would clash.
+-- Copies of the database (CREATE DATABASE … TEMPLATE, branches, pg_upgrade,
+-- physical backups) carry the log; docs/lineage.md says so.
 
 -- Nothing is granted to PUBLIC (sql/privileges.sql runs after this file).
 DO $$

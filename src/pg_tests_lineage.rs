@@ -54,7 +54,7 @@ fn lineage_chain_finds_each_kind_of_tampering() {
             "no longer matches its hash",
         ),
         (
-            "DELETE FROM deploy.lineage WHERE id = (SELECT min(id) + 1 FROM deploy.lineage)",
+            "DELETE FROM deploy.lineage WHERE seq = (SELECT min(seq) + 1 FROM deploy.lineage)",
             "link to the previous row is broken",
         ),
         (
