@@ -190,8 +190,12 @@ pub fn enum_value_uses(changes: &[(&Change, &ChangeAnalysis)]) -> Vec<(String, S
                 continue;
             };
             let what = format!("{type_name} value '{}'", value.replace('\'', "''"));
-            let uses =
-                |statements: &[AnalysedStatement]| statements.iter().any(|u| u.statement.tree.uses_string(value));
+            let unqualified = type_name.name.as_str();
+            let uses = |statements: &[AnalysedStatement]| {
+                statements
+                    .iter()
+                    .any(|u| u.statement.tree.uses_string(value, unqualified))
+            };
             if uses(&analysis.statements[j + 1..]) {
                 found.push((adder.id.clone(), adder.id.clone(), what.clone()));
             }

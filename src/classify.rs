@@ -491,7 +491,11 @@ unsafe fn generated_stored(c: *mut pg_sys::Constraint) -> bool {
 /// Whether a statement cannot leave anything in the session (a prepared
 /// statement, a temporary object): DDL that runs no user code when it runs
 /// (defaults, checks and view queries are stored, not evaluated; index
-/// expressions are immutable) and creates nothing temporary. For a change made
+/// expressions are immutable; DROP, RENAME, ALTER … OWNER/SET SCHEMA and an
+/// ALTER TABLE or ALTER DOMAIN calling no function only change the catalogs
+/// or rewrite and check rows with built-in code) and creates nothing
+/// temporary. Not covered: a user-defined cast or type input function that
+/// leaves session state when a column's type changes. For a change made
 /// only of these the session check before and after it is skipped: it
 /// re-plans on every call in a transaction full of catalog changes.
 ///
@@ -527,7 +531,25 @@ pub unsafe fn leaves_no_session_state(stmt: *mut pg_sys::Node) -> bool {
             Some(NodeTag::T_CreateFunctionStmt) => {
                 !temporary_name((*(stmt as *mut pg_sys::CreateFunctionStmt)).funcname)
             }
-            Some(NodeTag::T_CreateSchemaStmt | NodeTag::T_CommentStmt | NodeTag::T_GrantStmt) => true,
+            Some(
+                NodeTag::T_CreateSchemaStmt
+                | NodeTag::T_CommentStmt
+                | NodeTag::T_GrantStmt
+                | NodeTag::T_DropStmt
+                | NodeTag::T_RenameStmt
+                | NodeTag::T_AlterEnumStmt
+                | NodeTag::T_AlterSeqStmt
+                | NodeTag::T_AlterOwnerStmt
+                | NodeTag::T_AlterObjectSchemaStmt
+                | NodeTag::T_CreateTrigStmt
+                | NodeTag::T_CreatePolicyStmt
+                | NodeTag::T_AlterPolicyStmt,
+            ) => true,
+            // A rewrite or a validation evaluates the expressions the statement
+            // carries: inert only when they call no function.
+            Some(NodeTag::T_AlterTableStmt | NodeTag::T_AlterDomainStmt) => {
+                crate::tree_walk::walk_statement(stmt).functions.is_empty()
+            }
             _ => false,
         }
     }

@@ -221,7 +221,8 @@ fn enum_values_used_before_commit_are_explained() {
 /// a finding, dollar-quoted and E'' strings are read as what they denote.
 #[pg_test]
 fn enum_value_uses_come_from_the_parse_tree() {
-    Spi::run("CREATE TYPE mood AS ENUM ('sad'); CREATE TABLE people (m mood)").unwrap();
+    Spi::run("CREATE TYPE mood AS ENUM ('sad'); CREATE TYPE other AS ENUM ('happy'); CREATE TABLE people (m mood)")
+        .unwrap();
     let warned = |user_sql: &str| {
         let m = json!({"project": "e", "version": "1.0.0", "changes": [
             {"id": "add", "sql": "ALTER TYPE mood ADD VALUE 'happy'"},
@@ -244,6 +245,13 @@ fn enum_value_uses_come_from_the_parse_tree() {
         ("UPDATE people SET m = 'sad' /* not 'happy' yet */", false),
         ("SELECT 'unhappy'", false),
         ("COMMENT ON TABLE people IS 'happy people'", false),
+        // The same label written as of another type (documenso's migrations do this).
+        ("SELECT 'happy'::mood", true),
+        ("SELECT 'happy'::public.mood[]", true),
+        ("ALTER TABLE people ADD COLUMN m2 mood NOT NULL DEFAULT 'happy'", true),
+        ("SELECT 'happy'::text", false),
+        ("ALTER TABLE people ADD COLUMN o other NOT NULL DEFAULT 'happy'", false),
+        ("CREATE TYPE third AS ENUM ('happy'); CREATE TABLE later (t third DEFAULT 'happy')", false),
     ];
     for (sql, want) in cases {
         assert_eq!(warned(sql), *want, "{sql}");
@@ -274,6 +282,12 @@ fn trial_runs_refuse_what_escapes_a_rollback() {
 #[pg_test]
 fn session_state_left_by_a_change_is_refused() {
     Spi::run("PREPARE callers_own AS SELECT 1").unwrap();
+    Spi::run(
+        "CREATE TABLE altered (a int); INSERT INTO altered VALUES (1);
+         CREATE FUNCTION stash() RETURNS int LANGUAGE plpgsql AS
+           $$BEGIN EXECUTE 'CREATE TEMP TABLE IF NOT EXISTS via_default (a int)'; RETURN 1; END$$",
+    )
+    .unwrap();
     let m = |sql: &str| json!({"project": format!("s{}", sql.len()), "version": "1.0.0", "changes": [{"id": "c", "sql": sql}]});
     #[rustfmt::skip]
     let refused: &[(&str, &str)] = &[
@@ -282,6 +296,8 @@ fn session_state_left_by_a_change_is_refused() {
         ("CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "temporary object \"f()\""),
         ("DO $$ BEGIN EXECUTE 'PREPARE sneaky AS SELECT 1'; END $$", "prepared statement \"sneaky\""),
         ("DO $$ BEGIN EXECUTE 'DEALLOCATE callers_own'; END $$", "without its prepared statement \"callers_own\""),
+        // An ALTER TABLE is checked when it calls a function (here for every row of the rewrite).
+        ("ALTER TABLE altered ADD COLUMN b int DEFAULT stash()", "temporary object \"via_default\""),
     ];
     for (sql, what) in refused {
         let got = try_apply(&m(sql), &json!({}));
@@ -306,6 +322,7 @@ fn session_state_left_by_a_change_is_refused() {
         "CREATE TEMP TABLE staging (a int); INSERT INTO staging VALUES (1); DROP TABLE staging",
         "CREATE TEMP TABLE staged (a int) ON COMMIT DROP",
         "SELECT pg_advisory_xact_lock(12)",
+        "ALTER TABLE altered ADD COLUMN c int NOT NULL DEFAULT 0",
     ] {
         assert_eq!(try_apply(&m(sql), &json!({})), "ok", "{sql}");
     }

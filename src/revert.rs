@@ -158,7 +158,6 @@ fn step_work(
     let change = Change {
         id: id.clone(),
         checksum: sql_checksum(&sql),
-        legacy_checksums: Vec::new(),
         sql,
         kind,
         requires: Vec::new(),

@@ -17,8 +17,12 @@ use std::ffi::c_void;
 pub struct TreeFacts {
     /// Unqualified names of the functions called.
     pub functions: Vec<String>,
-    /// Every string constant (`'…'`, `$$…$$`, `E'…'`), as the lexer decoded it.
+    /// Every string constant (`'…'`, `$$…$$`, `E'…'`), as the lexer decoded it,
+    /// whose type the statement does not write next to it.
     pub strings: Vec<String>,
+    /// String constants whose type is written next to them (`'x'::t`, a
+    /// column's `DEFAULT 'x'`), with that type's unqualified name.
+    pub typed_strings: Vec<(String, String)>,
     /// Bodies of DO blocks: code in another language, run by the statement.
     pub do_bodies: Vec<String>,
     /// Temporary tables it creates ON COMMIT DROP: gone when the deployment commits.
@@ -26,11 +30,15 @@ pub struct TreeFacts {
 }
 
 impl TreeFacts {
-    /// Whether the tree uses the string `value` as a constant, or a DO body
-    /// has it as a quoted literal.
-    pub fn uses_string(&self, value: &str) -> bool {
+    /// Whether the tree may use `value` as a value of the type named
+    /// `type_name` (unqualified): a constant of unknown type, one written as
+    /// of that type, or a quoted literal in a DO body. A constant written as
+    /// of another type (another enum with the same label) is not a use.
+    pub fn uses_string(&self, value: &str, type_name: &str) -> bool {
         let literal = format!("'{}'", value.replace('\'', "''"));
-        self.strings.iter().any(|s| s == value) || self.do_bodies.iter().any(|b| b.contains(&literal))
+        self.strings.iter().any(|s| s == value)
+            || self.typed_strings.iter().any(|(s, t)| s == value && t == type_name)
+            || self.do_bodies.iter().any(|b| b.contains(&literal))
     }
 }
 
@@ -123,15 +131,62 @@ unsafe extern "C-unwind" fn visit(node: *mut pg_sys::Node, context: *mut c_void)
                     facts.strings.extend(string_value(value));
                 }
             }
+            NodeTag::T_TypeCast => {
+                let cast = node as *mut pg_sys::TypeCast;
+                if let Some(value) = string_constant((*cast).arg) {
+                    facts.typed_strings.push((value, type_name((*cast).typeName)));
+                    return false;
+                }
+            }
             NodeTag::T_ColumnDef => {
                 // The walker leaves a column's constraints (DEFAULT, CHECK) alone.
-                for c in items((*(node as *mut pg_sys::ColumnDef)).constraints) {
+                let column = node as *mut pg_sys::ColumnDef;
+                for c in items((*column).constraints) {
+                    let default = c as *mut pg_sys::Constraint;
+                    if tag(c) == Some(NodeTag::T_Constraint) && (*default).contype == pg_sys::ConstrType::CONSTR_DEFAULT
+                    {
+                        if let Some(value) = string_constant((*default).raw_expr) {
+                            facts.typed_strings.push((value, type_name((*column).typeName)));
+                            continue;
+                        }
+                    }
                     expression(c, facts);
                 }
             }
             _ => {}
         }
         pg_sys::raw_expression_tree_walker(node, Some(visit), context)
+    }
+}
+
+/// The value of a string constant node, if `node` is one.
+///
+/// # Safety
+/// `node` is null or a valid raw node.
+unsafe fn string_constant(node: *mut pg_sys::Node) -> Option<String> {
+    // SAFETY: per the contract; the cast follows the node's tag.
+    unsafe {
+        if tag(node) != Some(NodeTag::T_A_Const) || (*(node as *mut pg_sys::A_Const)).isnull {
+            return None;
+        }
+        string_value(std::ptr::addr_of_mut!((*(node as *mut pg_sys::A_Const)).val) as *mut pg_sys::Node)
+    }
+}
+
+/// The unqualified name of a type as written (`"FieldType"[]` → `FieldType`).
+///
+/// # Safety
+/// `name` is null or a valid TypeName.
+unsafe fn type_name(name: *mut pg_sys::TypeName) -> String {
+    // SAFETY: per the contract.
+    unsafe {
+        if name.is_null() {
+            return String::new();
+        }
+        items((*name).names)
+            .pop()
+            .and_then(|n| string_value(n))
+            .unwrap_or_default()
     }
 }
 

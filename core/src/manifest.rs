@@ -107,9 +107,6 @@ pub struct Change {
     pub sql: String,
     /// `sha256:<hex>` of `sql` with CRLF line endings read as LF.
     pub checksum: String,
-    /// Checksums of the same SQL as 0.1.0 recorded them (exact bytes), still
-    /// taken as unchanged for applied changes.
-    pub legacy_checksums: Vec<String>,
     pub kind: ChangeKind,
     pub requires: Vec<String>,
     pub settings: Settings,
@@ -119,6 +116,16 @@ pub struct Change {
     pub revert: Option<String>,
     /// Whether it runs online or starts a new phase (docs/online.md).
     pub phase: PhaseMarks,
+}
+
+impl Change {
+    /// Whether `recorded` (a checksum in the history) is this change's: its
+    /// checksum, or one 0.1.0 may have recorded for the same SQL (exact bytes).
+    /// The legacy forms are hashed only on a mismatch: a no-op re-apply of a
+    /// large manifest would otherwise hash every change three times.
+    pub fn is_recorded_as(&self, recorded: &str) -> bool {
+        self.checksum == recorded || legacy_checksums(&self.sql).iter().any(|c| c == recorded)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -607,7 +614,6 @@ fn change(i: usize, doc: &ChangeDocument, index_of: &HashMap<&str, usize>) -> Re
         id,
         sql: sql.to_string(),
         checksum,
-        legacy_checksums: legacy_checksums(sql),
         kind,
         requires,
         settings: settings(&SettingsFields::of_change(doc), &here)?,

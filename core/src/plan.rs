@@ -104,11 +104,7 @@ pub fn plan(manifest: &Manifest, history: &History, options: &ApplyOptions) -> R
                     now: change.kind.as_str(),
                 })
             }
-            Some(applied)
-                if applied.checksum == change.checksum || change.legacy_checksums.contains(&applied.checksum) =>
-            {
-                Action::Skip
-            }
+            Some(applied) if change.is_recorded_as(&applied.checksum) => Action::Skip,
             Some(_) if change.kind == ChangeKind::Repeatable => Action::Rerun,
             Some(applied) => {
                 if accept.contains(change.id.as_str()) {

@@ -344,7 +344,7 @@ fn check_accepted(v: &Value, m: &Manifest, textual: bool) -> Result<(), String> 
         ensure!(!c.sql.trim().is_empty(), "blank sql accepted");
         ensure!(c.checksum == sql_checksum(&c.sql), "checksum is not the SQL's");
         ensure!(
-            !c.legacy_checksums.contains(&c.checksum),
+            !pg_deploy_core::checksum::legacy_checksums(&c.sql).contains(&c.checksum),
             "legacy checksums hold the current one"
         );
         for r in &c.requires {
