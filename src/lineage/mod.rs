@@ -16,6 +16,9 @@ use std::cell::RefCell;
 pub struct Context {
     pub project: Option<String>,
     pub change: Option<String>,
+    /// Known up front only for the steps run after commit (phases); apply
+    /// and revert attach theirs when they record the deployment.
+    pub deployment: Option<i64>,
 }
 
 thread_local! {
@@ -32,10 +35,16 @@ pub fn current() -> Context {
 pub struct Deploying(());
 
 pub fn deploying(project: &str) -> Deploying {
+    deploying_in(project, None)
+}
+
+/// As `deploying`, for a deployment recorded already (a phase's steps).
+pub fn deploying_in(project: &str, deployment: Option<i64>) -> Deploying {
     CONTEXT.with(|c| {
         *c.borrow_mut() = Context {
             project: Some(project.to_string()),
             change: None,
+            deployment,
         }
     });
     Deploying(())

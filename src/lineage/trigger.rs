@@ -99,10 +99,10 @@ fn spi_error(e: pgrx::spi::SpiError) -> PgError {
 const DDL: &str = "
     INSERT INTO deploy.lineage (event, command_tag, object_type, schema_name, object_identity, object_names,
                                 object_args, session_user_name, current_user_name, application_name, client_addr,
-                                backend_pid, xid, project, change_id)
+                                backend_pid, xid, project, change_id, deployment_id)
     SELECT 'ddl', coalesce(c.command_tag, $4), c.object_type, c.schema_name, c.object_identity, a.object_names, a.object_args,
            session_user, $1, pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
-           pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), $2, $3
+           pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), $2, $3, $5
       FROM pg_catalog.pg_event_trigger_ddl_commands() c
       LEFT JOIN LATERAL pg_catalog.pg_identify_object_as_address(c.classid, c.objid, c.objsubid) a ON true
      WHERE NOT c.in_extension AND c.schema_name IS DISTINCT FROM 'pg_temp'";
@@ -110,10 +110,10 @@ const DDL: &str = "
 const DROP: &str = "
     INSERT INTO deploy.lineage (event, command_tag, object_type, schema_name, object_identity, object_names,
                                 object_args, session_user_name, current_user_name, application_name, client_addr,
-                                backend_pid, xid, project, change_id)
+                                backend_pid, xid, project, change_id, deployment_id)
     SELECT 'drop', $4, d.object_type, d.schema_name, d.object_identity, d.address_names, d.address_args,
            session_user, $1, pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
-           pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), $2, $3
+           pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), $2, $3, $5
       FROM pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE (d.original OR d.normal) AND NOT d.is_temporary";
 
@@ -138,6 +138,7 @@ fn insert(event: &str, tag: &str, user: &str, context: &Context) -> Result<(), P
                         context.project.clone().into(),
                         context.change.clone().into(),
                         tag.into(),
+                        context.deployment.into(),
                     ],
                 )
             })
@@ -155,10 +156,10 @@ fn insert_gap(tag: &str, user: &str, context: &Context, error: &str) -> Result<(
                 client.update(
                     "INSERT INTO deploy.lineage (event, command_tag, session_user_name, current_user_name,
                                                  application_name, client_addr, backend_pid, xid, project,
-                                                 change_id, error)
+                                                 change_id, error, deployment_id)
                      VALUES ('gap', $1, session_user, $2, pg_catalog.current_setting('application_name'),
                              pg_catalog.inet_client_addr(), pg_catalog.pg_backend_pid(),
-                             pg_catalog.pg_current_xact_id(), $3, $4, $5)",
+                             pg_catalog.pg_current_xact_id(), $3, $4, $5, $6)",
                     None,
                     &[
                         tag.into(),
@@ -166,6 +167,7 @@ fn insert_gap(tag: &str, user: &str, context: &Context, error: &str) -> Result<(
                         context.project.clone().into(),
                         context.change.clone().into(),
                         error.into(),
+                        context.deployment.into(),
                     ],
                 )
             })
