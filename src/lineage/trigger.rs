@@ -10,7 +10,11 @@ use crate::sqlstate::pg_error;
 use crate::subxact::{in_subtransaction, PgError};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
 use pgrx::PgSqlErrorCode;
+use pgrx::{PgBuiltInOids, PgOid};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::CStr;
 
 /// The version-1 calling convention for `pg_deploy_lineage_event`.
@@ -99,10 +103,10 @@ fn spi_error(e: pgrx::spi::SpiError) -> PgError {
 const DDL: &str = "
     INSERT INTO deploy.lineage (event, command_tag, object_type, schema_name, object_identity, object_names,
                                 object_args, session_user_name, current_user_name, application_name, client_addr,
-                                backend_pid, xid, project, change_id, deployment_id)
+                                backend_pid, xid, project, change_id, deployment_id, error)
     SELECT 'ddl', coalesce(c.command_tag, $4), c.object_type, c.schema_name, c.object_identity, a.object_names, a.object_args,
            session_user, $1, pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
-           pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), $2, $3, $5
+           pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), $2, $3, $5, $6
       FROM pg_catalog.pg_event_trigger_ddl_commands() c
       LEFT JOIN LATERAL pg_catalog.pg_identify_object_as_address(c.classid, c.objid, c.objsubid) a ON true
      WHERE NOT c.in_extension AND c.schema_name IS DISTINCT FROM 'pg_temp'";
@@ -110,10 +114,10 @@ const DDL: &str = "
 const DROP: &str = "
     INSERT INTO deploy.lineage (event, command_tag, object_type, schema_name, object_identity, object_names,
                                 object_args, session_user_name, current_user_name, application_name, client_addr,
-                                backend_pid, xid, project, change_id, deployment_id)
+                                backend_pid, xid, project, change_id, deployment_id, error)
     SELECT 'drop', $4, d.object_type, d.schema_name, d.object_identity, d.address_names, d.address_args,
            session_user, $1, pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
-           pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), $2, $3, $5
+           pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), $2, $3, $5, $6
       FROM pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE (d.original OR d.normal) AND NOT d.is_temporary";
 
@@ -125,53 +129,70 @@ fn insert(event: &str, tag: &str, user: &str, context: &Context) -> Result<(), P
         ));
     }
     let sql = if event == "sql_drop" { DROP } else { DDL };
+    write(sql, tag, user, context, None)
+}
+
+const GAP: &str = "
+    INSERT INTO deploy.lineage (event, command_tag, session_user_name, current_user_name, application_name,
+                                client_addr, backend_pid, xid, project, change_id, deployment_id, error)
+    VALUES ('gap', $4, session_user, $1, pg_catalog.current_setting('application_name'),
+            pg_catalog.inet_client_addr(), pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(),
+            $2, $3, $5, $6)";
+
+fn insert_gap(tag: &str, user: &str, context: &Context, error: &str) -> Result<(), PgError> {
+    write(GAP, tag, user, context, Some(error))
+}
+
+/// Runs one of the inserts above as the extension's owner: $1 the role, $2
+/// project, $3 change, $4 command tag, $5 deployment, $6 error.
+fn write(sql: &'static str, tag: &str, user: &str, context: &Context, error: Option<&str>) -> Result<(), PgError> {
+    let internal = |e: String| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e);
     Spi::connect_mut(|client| {
-        let (owner, _) =
-            Owner::of_extension(client).map_err(|e| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))?;
-        owner
-            .run(|| {
-                client.update(
-                    sql,
-                    None,
-                    &[
-                        user.into(),
-                        context.project.clone().into(),
-                        context.change.clone().into(),
-                        tag.into(),
-                        context.deployment.into(),
-                    ],
-                )
-            })
-            .map(|_| ())
-            .map_err(spi_error)
+        let owner = owner(client).map_err(|e| internal(e.to_string()))?;
+        PLANS.with(|plans| {
+            let mut plans = plans.borrow_mut();
+            if !plans.contains_key(sql) {
+                let text = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
+                let types = [text, text, text, text, PgOid::BuiltIn(PgBuiltInOids::INT8OID), text];
+                let plan = client.prepare_mut(sql, &types).map_err(|e| internal(e.to_string()))?;
+                plans.insert(sql, plan.keep());
+            }
+            let plan = plans.get(sql).ok_or_else(|| internal("lineage plan missing".into()))?;
+            owner
+                .run(|| {
+                    client.update(
+                        plan,
+                        None,
+                        &[
+                            user.into(),
+                            context.project.clone().into(),
+                            context.change.clone().into(),
+                            tag.into(),
+                            context.deployment.into(),
+                            error.into(),
+                        ],
+                    )
+                })
+                .map(|_| ())
+                .map_err(spi_error)
+        })
     })
 }
 
-fn insert_gap(tag: &str, user: &str, context: &Context, error: &str) -> Result<(), PgError> {
-    Spi::connect_mut(|client| {
-        let (owner, _) =
-            Owner::of_extension(client).map_err(|e| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))?;
-        owner
-            .run(|| {
-                client.update(
-                    "INSERT INTO deploy.lineage (event, command_tag, session_user_name, current_user_name,
-                                                 application_name, client_addr, backend_pid, xid, project,
-                                                 change_id, error, deployment_id)
-                     VALUES ('gap', $1, session_user, $2, pg_catalog.current_setting('application_name'),
-                             pg_catalog.inet_client_addr(), pg_catalog.pg_backend_pid(),
-                             pg_catalog.pg_current_xact_id(), $3, $4, $5, $6)",
-                    None,
-                    &[
-                        tag.into(),
-                        user.into(),
-                        context.project.clone().into(),
-                        context.change.clone().into(),
-                        error.into(),
-                        context.deployment.into(),
-                    ],
-                )
-            })
-            .map(|_| ())
-            .map_err(spi_error)
-    })
+thread_local! {
+    /// The inserts, planned once per backend: a deployment fires thousands.
+    static PLANS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+    /// The extension's owner, looked up once per transaction.
+    static OWNER: Cell<Option<(pg_sys::TimestampTz, Owner)>> = const { Cell::new(None) };
+}
+
+fn owner(client: &mut pgrx::spi::SpiClient<'_>) -> Result<Owner, crate::error::DeployError> {
+    // SAFETY: reads the start time of the current transaction, a backend global.
+    let started = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    if let Some((_, owner)) = OWNER.get().filter(|(at, _)| *at == started) {
+        return Ok(owner);
+    }
+    let (owner, _) = Owner::of_extension(client)?;
+    OWNER.set(Some((started, owner)));
+    Ok(owner)
 }
