@@ -26,8 +26,8 @@ CLI=${CARGO_TARGET_DIR:-$ROOT/target}/release/pg-deploy
 
 bash scripts/cluster.sh start "$TMP" "$PORT" >/dev/null
 eval "$(bash scripts/cluster.sh env "$TMP")"
-# One transaction of the synthetic deployment locks 2 x N relations.
-psql -X -q -d postgres -c "ALTER SYSTEM SET max_locks_per_transaction = $(( (2 * N + 2000) / 100 + 64 ))"
+# One transaction of the synthetic deployment locks ~5 relations a change (table, TOAST, indexes).
+psql -X -q -d postgres -c "ALTER SYSTEM SET max_locks_per_transaction = $(( 6 * N / 100 + 256 ))"
 bash scripts/cluster.sh restart "$TMP" >/dev/null
 export PGOPTIONS='-c client_min_messages=warning'
 last_ms() { awk '/^Time: / {t = $2} END {printf "%.1f", t}'; }

@@ -99,6 +99,17 @@ t_publication_column_drop_warns_and_refuses() {
       'items_pub' "apply warns, naming the publication"
 }
 
+# Inside a deployment the rows are written when it is recorded; a failure
+# there is a gap per command, with its change, and the deployment goes on.
+t_failed_recording_in_a_deployment_is_a_gap() {
+  setup
+  q "ALTER DATABASE $DB SET pg_deploy.lineage_fail = on"
+  eq "$(j "$(deploy 1.1.0 "${V1%]}"', {"id": "0004-more", "sql": "CREATE TABLE app.more (id int)"}]')" 'r["outcome"]')" \
+     applied "the deployment went through"
+  eq "$(q "SELECT string_agg(event || ' ' || command_tag || ' ' || change_id, ',') FROM deploy.lineage
+            WHERE change_id = '0004-more'")" "gap CREATE TABLE 0004-more" "a gap with its change"
+}
+
 t_branch_copy_carries_the_lineage() {
   setup
   as "$BOB" "ALTER TABLE app.items ADD COLUMN note text" >/dev/null

@@ -4,6 +4,7 @@
 //! backend-local static, set only by the apply and revert loops (no setting a
 //! user could forge), and cleared by guards on every exit, unwinds included.
 
+mod buffer;
 pub mod downstream;
 mod trigger;
 
@@ -34,8 +35,12 @@ pub fn current() -> Context {
 #[must_use = "the project is attributed only while the guard lives"]
 pub struct Deploying(());
 
+/// deploy.apply and deploy.revert: the firings are buffered and written when
+/// the deployment is recorded (`attach`; buffer.rs says why).
 pub fn deploying(project: &str) -> Deploying {
-    deploying_in(project, None)
+    let guard = deploying_in(project, None);
+    buffer::start();
+    guard
 }
 
 /// As `deploying`, for a deployment recorded already (a phase's steps).
@@ -53,6 +58,7 @@ pub fn deploying_in(project: &str, deployment: Option<i64>) -> Deploying {
 impl Drop for Deploying {
     fn drop(&mut self) {
         CONTEXT.with(|c| *c.borrow_mut() = Context::default());
+        buffer::stop();
     }
 }
 
@@ -77,6 +83,7 @@ impl Drop for Running {
 /// failure under REPEATABLE READ) the rows stay unsealed until the next seal,
 /// with a warning, and the deployment goes on.
 pub fn attach(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment_id: i64) -> Result<(), DeployError> {
+    buffer::flush(client, owner, project, deployment_id)?;
     owner.run(|| {
         client.update(
             "UPDATE deploy.lineage SET deployment_id = $1

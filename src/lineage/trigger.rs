@@ -71,6 +71,10 @@ unsafe fn fired_by(fcinfo: pg_sys::FunctionCallInfo) -> Option<(String, String)>
 fn record(event: &str, tag: &str) {
     let context = super::current();
     let user = current_user();
+    if super::buffer::on() {
+        super::buffer::collect(event, tag, &user, &context);
+        return;
+    }
     let recorded = in_subtransaction(|| insert(event, tag, &user, &context));
     let Err(error) = recorded else { return };
     let message = format!("{}: {}", error.sqlstate, error.message);
@@ -151,15 +155,18 @@ fn write(sql: &'static str, tag: &str, user: &str, context: &Context, error: Opt
         let owner = owner(client).map_err(|e| internal(e.to_string()))?;
         PLANS.with(|plans| {
             let mut plans = plans.borrow_mut();
-            if !plans.contains_key(sql) {
-                let text = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
-                let types = [text, text, text, text, PgOid::BuiltIn(PgBuiltInOids::INT8OID), text];
-                let plan = client.prepare_mut(sql, &types).map_err(|e| internal(e.to_string()))?;
-                plans.insert(sql, plan.keep());
-            }
-            let plan = plans.get(sql).ok_or_else(|| internal("lineage plan missing".into()))?;
+            // Planned and run as the owner: the role of the command may not even see schema deploy.
             owner
                 .run(|| {
+                    if !plans.contains_key(sql) {
+                        let text = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
+                        let types = [text, text, text, text, PgOid::BuiltIn(PgBuiltInOids::INT8OID), text];
+                        let plan = client.prepare_mut(sql, &types)?;
+                        plans.insert(sql, plan.keep());
+                    }
+                    let Some(plan) = plans.get(sql) else {
+                        return Ok(());
+                    };
                     client.update(
                         plan,
                         None,
@@ -171,9 +178,9 @@ fn write(sql: &'static str, tag: &str, user: &str, context: &Context, error: Opt
                             context.deployment.into(),
                             error.into(),
                         ],
-                    )
+                    )?;
+                    Ok(())
                 })
-                .map(|_| ())
                 .map_err(spi_error)
         })
     })
