@@ -15,10 +15,11 @@ use crate::sqlstate::pg_error;
 use crate::subxact::{in_subtransaction, PgError};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::{json, Value};
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 struct Firing {
     /// The (sub)transaction the command ran in.
@@ -33,6 +34,8 @@ struct Firing {
 thread_local! {
     /// Some while a deployment buffers (its `Deploying` guard lives).
     static BUFFER: RefCell<Option<Vec<Firing>>> = const { RefCell::new(None) };
+    /// The reads below, planned once per backend (they name only pg_catalog).
+    static READS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
 }
 
 pub fn start() {
@@ -65,9 +68,20 @@ const DROP: &str = "
 /// Reads the firing command's objects into the buffer.
 pub fn collect(event: &str, tag: &str, user: &str, context: &Context) {
     let sql = if event == "sql_drop" { DROP } else { DDL };
-    let read = Spi::connect(|client| -> Result<Vec<Value>, pgrx::spi::SpiError> {
+    let read = Spi::connect_mut(|client| -> Result<Vec<Value>, pgrx::spi::SpiError> {
         let mut rows = Vec::new();
-        for row in client.select(sql, None, &[])? {
+        let table = READS.with(|reads| -> Result<_, pgrx::spi::SpiError> {
+            let mut reads = reads.borrow_mut();
+            if !reads.contains_key(sql) {
+                let plan = client.prepare(sql, &[])?;
+                reads.insert(sql, plan.keep());
+            }
+            match reads.get(sql) {
+                Some(plan) => client.update(plan, None, &[]).map(Some),
+                None => Ok(None),
+            }
+        })?;
+        for row in table.into_iter().flatten() {
             rows.push(json!({
                 "event": row.get::<String>(1)?,
                 "tag": row.get::<String>(2)?.unwrap_or_else(|| tag.to_string()),
