@@ -112,6 +112,14 @@ fn lineage_downstream_dependants_warn_or_refuse() {
         ("ALTER TABLE lin.items ADD COLUMN extra int", None),
         ("ALTER TABLE lin.items ALTER COLUMN id TYPE bigint", Some("foreign key orders_item_fkey on other.orders")),
     ];
+    // The catalog reads run with the caller's search_path: a shadowing "=" must not be used.
+    Spi::run(
+        "CREATE SCHEMA evil_ds;
+         CREATE FUNCTION evil_ds.texteq(text, text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadowed ='; END $$;
+         CREATE OPERATOR evil_ds.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil_ds.texteq);
+         SET search_path = evil_ds, pg_catalog, public;",
+    )
+    .expect("shadowing");
     for (sql, dependant) in cases {
         let m = lineage_app("2.0.0", json!([{"id": "0003", "sql": sql, "allow": ["data_loss"]}]));
         let plan = Spi::get_one_with_args::<JsonB>("SELECT deploy.plan($1)", &[JsonB(m.clone()).into()])

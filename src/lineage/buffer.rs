@@ -56,7 +56,7 @@ const DDL: &str = "
            pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())
       FROM pg_catalog.pg_event_trigger_ddl_commands() c
       LEFT JOIN LATERAL pg_catalog.pg_identify_object_as_address(c.classid, c.objid, c.objsubid) a ON true
-     WHERE NOT c.in_extension AND c.schema_name IS DISTINCT FROM 'pg_temp'";
+     WHERE NOT c.in_extension AND coalesce(c.schema_name OPERATOR(pg_catalog.<>) 'pg_temp', true)";
 
 const DROP: &str = "
     SELECT 'drop', NULL::pg_catalog.text, d.object_type, d.schema_name, d.object_identity,
@@ -120,9 +120,9 @@ const WRITE: &str = "
                                 backend_pid, xid, project, change_id, deployment_id, error)
     SELECT coalesce(pg_catalog.to_timestamp(r.at), pg_catalog.clock_timestamp()), r.event, r.tag, r.object_type,
            r.schema_name, r.object_identity,
-           CASE WHEN pg_catalog.jsonb_typeof(r.names) = 'array'
+           CASE WHEN pg_catalog.jsonb_typeof(r.names) OPERATOR(pg_catalog.=) 'array'
                 THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(r.names)) END,
-           CASE WHEN pg_catalog.jsonb_typeof(r.args) = 'array'
+           CASE WHEN pg_catalog.jsonb_typeof(r.args) OPERATOR(pg_catalog.=) 'array'
                 THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(r.args)) END,
            session_user, r.role, pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
            pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), $2, r.change, $3, r.error

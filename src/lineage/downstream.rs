@@ -27,7 +27,7 @@ const DEPENDANTS: &str = "
                            ON c.relnamespace OPERATOR(pg_catalog.=) pn.pnnspid
                     WHERE pn.pnpubid OPERATOR(pg_catalog.=) p.oid AND c.oid OPERATOR(pg_catalog.=) t.rel)
     UNION
-    SELECT CASE c.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
+    SELECT CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'm' THEN 'materialized view' ELSE 'view' END,
            n.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) c.relname, n.nspname::pg_catalog.text
       FROM t, pg_catalog.pg_depend d
       JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid

@@ -113,7 +113,7 @@ const DDL: &str = "
            pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), $2, $3, $5, $6
       FROM pg_catalog.pg_event_trigger_ddl_commands() c
       LEFT JOIN LATERAL pg_catalog.pg_identify_object_as_address(c.classid, c.objid, c.objsubid) a ON true
-     WHERE NOT c.in_extension AND c.schema_name IS DISTINCT FROM 'pg_temp'";
+     WHERE NOT c.in_extension AND coalesce(c.schema_name OPERATOR(pg_catalog.<>) 'pg_temp', true)";
 
 const DROP: &str = "
     INSERT INTO deploy.lineage (event, command_tag, object_type, schema_name, object_identity, object_names,
