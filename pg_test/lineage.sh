@@ -55,6 +55,7 @@ t_outside_alter_is_drift_with_role_application_and_time() {
   eq "$(q "SELECT change || ' ' || kind || ' ' || name || ' by ' || changed_by || ' via ' || application_name
            FROM deploy.drift('app')")" "changed table app.items by $BOB via psql" "drift names role and application"
   eq "$(q "SELECT changed_at > '$before' FROM deploy.drift('app')")" t "drift has the time"
+  eq "$(q "SELECT drifted || ' ' || drifted_by FROM deploy.status('app')")" "true $BOB (psql)" "status says who drifted it"
   eq "$(q "SELECT commands -> 0 ->> 'command' FROM deploy.drift('app')")" "ALTER TABLE" "the command"
   eq "$(q "SELECT outside_role || ' ' || outside_application || ' ' || outside_command FROM deploy.lineage('app')
             WHERE name = 'app.items'")" "$BOB psql ALTER TABLE" "lineage: altered outside"

@@ -278,6 +278,10 @@ pub struct StatusRow {
     pub managed_schemas: Option<Vec<String>>,
     /// NULL when the project has no schemas to fingerprint.
     pub drifted: Option<bool>,
+    /// The roles (and applications) of the recorded commands behind the
+    /// drift (docs/lineage.md); absent without them or from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drifted_by: Option<String>,
 }
 
 /// One row of `deploy.drift(project)`: an object added, removed or changed

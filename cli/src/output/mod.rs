@@ -230,10 +230,11 @@ pub fn status(rows: &[StatusRow]) -> String {
                 or_none(r.last_deployed_at.as_deref()),
                 or_none(r.last_deployed_by.as_deref()),
                 ms_or_none(r.last_duration_ms),
-                match r.drifted {
-                    Some(true) => "yes".into(),
-                    Some(false) => "no".into(),
-                    None => "none".into(),
+                match (r.drifted, &r.drifted_by) {
+                    (Some(true), Some(by)) => format!("yes, by {by}"),
+                    (Some(true), None) => "yes".into(),
+                    (Some(false), _) => "no".into(),
+                    (None, _) => "none".into(),
                 },
             ]
         })
