@@ -65,6 +65,7 @@ t_update_keeps_history_and_everything_works() {
   has "$before" "changed table bookings.resources" "the drifted object is seen"
   eq "$(q "SELECT owner FROM deploy.projects")" postgres "the owner is the first deployer"
   eq "$(q "SELECT string_agg(digest_version::text, ',' ORDER BY id) FROM deploy.deployments")" "1,1" "old rows keep their digest"
+  eq "$(q "SELECT deploy.lineage_recording()")" recorded "the update turns lineage on (run by a superuser)"
   # A new deployment continues the chain, with the new digest and a chain head.
   jq_v3=$(python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); m["version"] = "2.1.0"
 m["changes"].append({"id": "9001-after-update", "sql": "CREATE TABLE bookings.after_update (id int)"}); print(json.dumps(m))' "$EXAMPLES/v2.json")

@@ -49,13 +49,14 @@ stage pg_test_pg16 bash "$ROOT/scripts/test-pg.sh" 16
 stage pg_test_pg18 bash "$ROOT/scripts/test-pg.sh" 18
 stage e2e bash "$ROOT/pg_test/run.sh"
 stage security-e2e bash "$ROOT/pg_test/security.sh"
+stage lineage-e2e bash "$ROOT/pg_test/lineage.sh"
 stage phases-e2e bash "$ROOT/pg_test/phases.sh"
 stage upgrade-e2e bash "$ROOT/pg_test/upgrade.sh"
 stage portability-e2e bash "$ROOT/pg_test/portability.sh"
 # The end-to-end suites on the other majors; 16 first: the pg_upgrade test on
 # 18 upgrades a 16 cluster, which needs pg_deploy installed in 16.
-stage e2e-pg16 bash "$ROOT/scripts/e2e-pg.sh" 16 run security phases upgrade portability cli cli_phases cli_layouts
-stage e2e-pg18 bash "$ROOT/scripts/e2e-pg.sh" 18 run security phases upgrade portability cli cli_phases cli_layouts
+stage e2e-pg16 bash "$ROOT/scripts/e2e-pg.sh" 16 run security lineage phases upgrade portability cli cli_phases cli_layouts
+stage e2e-pg18 bash "$ROOT/scripts/e2e-pg.sh" 18 run security lineage phases upgrade portability cli cli_phases cli_layouts
 stage cli cargo test -p pg-deploy-cli
 stage cli-e2e bash "$ROOT/pg_test/cli.sh"
 stage cli-phases-e2e bash "$ROOT/pg_test/cli_phases.sh"

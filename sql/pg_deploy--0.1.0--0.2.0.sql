@@ -487,3 +487,497 @@ REVOKE EXECUTE ON FUNCTION deploy.verify_log(text, text), deploy.transfer_projec
                            deploy.manifest_document(text), deploy.object_fingerprints(text[]),
                            deploy.phase_status(text), deploy.phase_client(text, jsonb), deploy.wait(text, interval),
                            deploy.status(text) FROM PUBLIC;
+
+-- ======================================================================
+-- Issue 16, lineage (docs/lineage.md): the same as sql/lineage.sql, with
+-- drift() and status() (sql/status.sql) made again. Keep them in step.
+-- ======================================================================
+
+-- Lineage (docs/lineage.md): every DDL command in the database, attributed,
+-- recorded by the extension's event triggers into an append-only log.
+
+-- One row per object a DDL command created, altered or dropped ('ddl',
+-- 'drop'), per command whose recording failed ('gap'), and per switch of the
+-- recording ('enabled', 'disabled'). Written only by pg_deploy, as the
+-- extension's owner; nobody else has any privilege on it.
+CREATE TABLE deploy.lineage (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at                timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    event             text NOT NULL CHECK (event IN ('ddl', 'drop', 'gap', 'enabled', 'disabled')),
+    command_tag       text,
+    -- pg_event_trigger_ddl_commands() / pg_event_trigger_dropped_objects().
+    object_type       text,
+    schema_name       text,
+    object_identity   text,
+    -- pg_identify_object_as_address: unquoted names, stable across OIDs.
+    object_names      text[],
+    object_args       text[],
+    session_user_name name NOT NULL,
+    current_user_name name NOT NULL,
+    application_name  text,
+    client_addr       inet,
+    backend_pid       integer NOT NULL,
+    xid               xid8,
+    -- Set when the command ran inside deploy.apply or deploy.revert (never from a setting).
+    project           text,
+    change_id         text,
+    deployment_id     bigint,
+    -- A gap: why the command could not be recorded.
+    error             text,
+    -- The hash chain, filled by deploy.seal_lineage() in the order rows are sealed.
+    seq               bigint UNIQUE,
+    prev_hash         text,
+    row_hash          text
+);
+CREATE INDEX lineage_object_idx ON deploy.lineage ((object_names[1]), (object_names[2]));
+CREATE INDEX lineage_unsealed_idx ON deploy.lineage (id) WHERE seq IS NULL;
+CREATE INDEX lineage_unattached_idx ON deploy.lineage (xid) WHERE deployment_id IS NULL AND project IS NOT NULL;
+
+-- The chain's head and the anchor left by trimming: at most one row, made by
+-- the first seal (not by this script, so a restored dump brings its own).
+CREATE TABLE deploy.lineage_chain (
+    one          boolean PRIMARY KEY DEFAULT true CHECK (one),
+    head_seq     bigint NOT NULL DEFAULT 0,
+    head_hash    text NOT NULL DEFAULT '',
+    trimmed_seq  bigint NOT NULL DEFAULT 0,
+    trimmed_hash text NOT NULL DEFAULT '',
+    trimmed_at   timestamptz
+);
+
+-- What the chain covers of a lineage row: every column but row_hash. Times
+-- go in as numerics so the text does not depend on TimeZone or DateStyle.
+CREATE FUNCTION deploy.lineage_digest(l deploy.lineage)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT concat('sha256:', encode(sha256(convert_to(jsonb_build_array(
+        l.id, l.seq, l.prev_hash, extract(epoch FROM l.at), l.event, l.command_tag, l.object_type, l.schema_name,
+        l.object_identity, l.object_names, l.object_args, l.session_user_name, l.current_user_name,
+        l.application_name, host(l.client_addr), l.backend_pid, l.xid::text, l.project, l.change_id,
+        l.deployment_id, l.error)::text, 'UTF8')), 'hex'))
+$$;
+
+-- Chains every unsealed row, in id order, after the head. deploy.apply seals
+-- at the end of each deployment; run it (or trim_lineage) from a scheduler to
+-- seal what was done outside deployments. Returns the number of rows sealed.
+CREATE FUNCTION deploy.seal_lineage()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r    deploy.lineage;
+    pos  bigint;
+    head text;
+    n    bigint := 0;
+BEGIN
+    INSERT INTO deploy.lineage_chain DEFAULT VALUES ON CONFLICT DO NOTHING;
+    -- The row lock makes sealers take turns.
+    UPDATE deploy.lineage_chain c SET head_seq = c.head_seq RETURNING c.head_seq, c.head_hash INTO pos, head;
+    FOR r IN SELECT * FROM deploy.lineage l WHERE l.seq IS NULL ORDER BY l.id LOOP
+        pos := pos + 1;
+        r.seq := pos;
+        r.prev_hash := head;
+        head := deploy.lineage_digest(r);
+        UPDATE deploy.lineage l SET seq = r.seq, prev_hash = r.prev_hash, row_hash = head WHERE l.id = r.id;
+        n := n + 1;
+    END LOOP;
+    UPDATE deploy.lineage_chain c SET head_seq = pos, head_hash = head;
+    RETURN n;
+END
+$$;
+
+-- Checks the lineage chain: each sealed row's hash, each link, the head, and
+-- with expected_head (a hash kept outside the database) that it is still there.
+CREATE FUNCTION deploy.verify_lineage(expected_head text DEFAULT NULL)
+RETURNS TABLE (sealed bigint, unsealed bigint, intact boolean, first_broken_seq bigint, problem text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH chain AS (SELECT coalesce(max(c.head_seq), 0) AS head_seq, coalesce(max(c.head_hash), '') AS head_hash,
+                          coalesce(max(c.trimmed_seq), 0) AS trimmed_seq, coalesce(max(c.trimmed_hash), '') AS trimmed_hash
+                     FROM deploy.lineage_chain c),
+    rows AS (SELECT l.seq, l.id, l.prev_hash, l.row_hash, deploy.lineage_digest(l) AS digest,
+                    lag(l.seq) OVER w AS before_seq, lag(l.row_hash) OVER w AS before_hash
+               FROM deploy.lineage l WHERE l.seq IS NOT NULL WINDOW w AS (ORDER BY l.seq)),
+    problems AS (
+        SELECT r.seq,
+               CASE WHEN r.row_hash IS DISTINCT FROM r.digest
+                        THEN 'lineage row ' || r.id || ' (seq ' || r.seq || '): its content no longer matches its hash'
+                    WHEN r.seq <> coalesce(r.before_seq, ch.trimmed_seq) + 1
+                      OR r.prev_hash IS DISTINCT FROM coalesce(r.before_hash, ch.trimmed_hash)
+                        THEN 'lineage seq ' || r.seq || ': the link to the previous row is broken (a row was deleted or inserted)'
+               END AS problem
+          FROM rows r CROSS JOIN chain ch
+        UNION ALL
+        SELECT ch.head_seq, 'the chain''s head is seq ' || ch.head_seq || ', which is missing or changed: rows were deleted'
+          FROM chain ch
+         WHERE ch.head_seq > ch.trimmed_seq
+           AND NOT EXISTS (SELECT FROM rows r WHERE r.seq = ch.head_seq AND r.row_hash = ch.head_hash)
+        UNION ALL
+        SELECT NULL, 'the expected head ' || expected_head || ' is not in the chain: rows were rewritten or removed'
+          FROM chain ch
+         WHERE expected_head IS NOT NULL AND expected_head <> ch.trimmed_hash
+           AND NOT EXISTS (SELECT FROM rows r WHERE r.row_hash = expected_head)
+    )
+    SELECT (SELECT count(*) FROM rows),
+           (SELECT count(*) FROM deploy.lineage l WHERE l.seq IS NULL),
+           bool_and(p.problem IS NULL),
+           min(p.seq) FILTER (WHERE p.problem IS NOT NULL),
+           (array_agg(p.problem ORDER BY p.seq NULLS LAST) FILTER (WHERE p.problem IS NOT NULL))[1]
+      FROM (SELECT * FROM problems UNION ALL SELECT NULL, NULL) p
+$$;
+
+-- Deletes the oldest sealed rows, older than older_than (default: the setting
+-- pg_deploy.lineage_retention, else 90 days), and keeps the hash of the last
+-- one deleted as the chain's new anchor. Returns the number of rows deleted.
+CREATE FUNCTION deploy.trim_lineage(older_than interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cutoff timestamptz := clock_timestamp() - coalesce(older_than,
+        nullif(current_setting('pg_deploy.lineage_retention', true), '')::interval, interval '90 days');
+    upto   bigint;
+    n      bigint;
+BEGIN
+    PERFORM deploy.seal_lineage();
+    -- Only a prefix of the chain goes, so what stays still verifies.
+    SELECT coalesce(min(l.seq) - 1, (SELECT c.head_seq FROM deploy.lineage_chain c)) INTO upto
+      FROM deploy.lineage l WHERE l.at >= cutoff;
+    UPDATE deploy.lineage_chain c
+       SET trimmed_seq = upto, trimmed_at = clock_timestamp(),
+           trimmed_hash = (SELECT l.row_hash FROM deploy.lineage l WHERE l.seq = upto)
+     WHERE upto > c.trimmed_seq;
+    DELETE FROM deploy.lineage l WHERE l.seq <= upto;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- The event triggers' function (C, src/lineage/trigger.rs): it runs as the
+-- role whose command fired it, reads the backend-local deployment context and
+-- writes the rows as the extension's owner. An error is recorded as a gap,
+-- never raised into the user's command.
+CREATE FUNCTION deploy.lineage_event()
+RETURNS event_trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pg_deploy_lineage_event';
+
+-- Whether DDL is being recorded: 'recorded', or 'not recorded' and why.
+CREATE FUNCTION deploy.lineage_recording()
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(*) FILTER (WHERE e.evtenabled <> 'D') = 2 THEN 'recorded'
+                WHEN count(*) = 0 THEN 'not recorded: the event triggers do not exist (deploy.enable_lineage(), as a superuser, makes them)'
+                ELSE 'not recorded: the event triggers are missing or disabled (deploy.enable_lineage(), as a superuser)' END
+      FROM pg_event_trigger e
+     WHERE e.evtname IN ('deploy_lineage_ddl', 'deploy_lineage_drop') AND e.evtfoid = 'deploy.lineage_event()'::regprocedure
+$$;
+
+-- Makes (or enables again) the event triggers. PostgreSQL lets only a
+-- superuser create event triggers; some providers let their admin role do it
+-- too (docs/lineage.md), so this tries rather than checks rolsuper.
+-- CREATE EXTENSION calls it and, refused, leaves lineage "not recorded".
+CREATE FUNCTION deploy.enable_lineage()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    BEGIN
+        FOR t IN SELECT * FROM (VALUES ('deploy_lineage_ddl', 'ddl_command_end'), ('deploy_lineage_drop', 'sql_drop')) v(name, event) LOOP
+            IF NOT EXISTS (SELECT FROM pg_event_trigger e WHERE e.evtname = t.name) THEN
+                EXECUTE format('CREATE EVENT TRIGGER %I ON %s EXECUTE FUNCTION deploy.lineage_event()', t.name, t.event);
+                -- Inside CREATE EXTENSION it is a member already; later it is added, so DROP EXTENSION takes it.
+                IF NOT EXISTS (SELECT FROM pg_depend d JOIN pg_event_trigger e ON e.oid = d.objid
+                                WHERE d.classid = 'pg_event_trigger'::regclass AND e.evtname = t.name AND d.deptype = 'e') THEN
+                    EXECUTE format('ALTER EXTENSION pg_deploy ADD EVENT TRIGGER %I', t.name);
+                END IF;
+            END IF;
+            EXECUTE format('ALTER EVENT TRIGGER %I ENABLE', t.name);
+        END LOOP;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'deploy.enable_lineage(): role % may not create or enable event triggers', current_user
+            USING ERRCODE = '42501', DETAIL = SQLERRM,
+                  HINT = 'Only a superuser (or a provider''s admin role allowed to) may: ask one to run SELECT deploy.enable_lineage().';
+    END;
+    INSERT INTO deploy.lineage (event, session_user_name, current_user_name, application_name, client_addr, backend_pid, xid)
+    VALUES ('enabled', session_user, current_user, current_setting('application_name'), inet_client_addr(),
+            pg_backend_pid(), pg_current_xact_id());
+    RETURN deploy.lineage_recording();
+END
+$$;
+
+-- Stops recording (the triggers stay, disabled); the log says when.
+CREATE FUNCTION deploy.disable_lineage()
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT e.evtname FROM pg_event_trigger e WHERE e.evtname IN ('deploy_lineage_ddl', 'deploy_lineage_drop') LOOP
+        EXECUTE format('ALTER EVENT TRIGGER %I DISABLE', t.evtname);
+    END LOOP;
+    INSERT INTO deploy.lineage (event, session_user_name, current_user_name, application_name, client_addr, backend_pid, xid)
+    VALUES ('disabled', session_user, current_user, current_setting('application_name'), inet_client_addr(),
+            pg_backend_pid(), pg_current_xact_id());
+    RETURN deploy.lineage_recording();
+END
+$$;
+
+-- Where an object of a project's managed schemas came from, keyed by kind and
+-- schema-qualified name (a column, constraint, trigger, policy or rule counts
+-- for its table): the change and deployment that created it (its latest
+-- incarnation) and last altered it, and the last command outside any
+-- deployment of the project, with who, when and from which application.
+-- origin: 'deployment' (created by one of the project's), 'outside' (created
+-- by no deployment of the project: unmanaged), 'not recorded' (older than the
+-- log, or the log is off).
+CREATE FUNCTION deploy.lineage(project_name text)
+RETURNS TABLE (kind text, name text, origin text, dropped boolean,
+               created_at timestamptz, created_by_change text, created_in_deployment bigint,
+               last_changed_at timestamptz, last_change_id text, last_deployment_id bigint,
+               outside_at timestamptz, outside_role name, outside_session_user name,
+               outside_application text, outside_client inet, outside_command text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH managed AS (SELECT p.schemas FROM deploy.projects p WHERE p.project = project_name),
+    ev AS (SELECT l.*,
+                  CASE WHEN l.object_type IN ('table column', 'table constraint', 'trigger', 'policy', 'rule',
+                                              'default value') THEN 'table'
+                       ELSE l.object_type END AS k,
+                  CASE WHEN l.object_type = 'schema' THEN l.object_names[1]
+                       ELSE l.object_names[1] || '.' || l.object_names[2] END AS n
+             FROM deploy.lineage l, managed m
+            WHERE l.event IN ('ddl', 'drop') AND coalesce(l.schema_name, l.object_names[1]) = ANY (m.schemas)),
+    objects AS (SELECT DISTINCT e.k, e.n FROM ev e),
+    recorded AS (
+        SELECT o.k, o.n,
+               CASE WHEN cr.id IS NULL THEN 'not recorded' WHEN cr.project IS NOT DISTINCT FROM project_name
+                    THEN 'deployment' ELSE 'outside' END AS origin,
+               (SELECT e.event = 'drop' AND e.object_type = o.k FROM ev e WHERE e.k = o.k AND e.n = o.n
+                 ORDER BY e.id DESC LIMIT 1) AS dropped,
+               cr.at, cr.change_id AS cr_change, cr.deployment_id AS cr_dep,
+               la.at AS la_at, la.change_id AS la_change, la.deployment_id AS la_dep,
+               ou.at AS ou_at, ou.current_user_name, ou.session_user_name, ou.application_name, ou.client_addr,
+               ou.command_tag
+          FROM objects o
+          LEFT JOIN LATERAL (SELECT e.* FROM ev e WHERE e.k = o.k AND e.n = o.n AND e.object_type = o.k
+                                AND e.event = 'ddl' AND e.command_tag LIKE 'CREATE%'
+                              ORDER BY e.id DESC LIMIT 1) cr ON true
+          LEFT JOIN LATERAL (SELECT e.* FROM ev e WHERE e.k = o.k AND e.n = o.n AND e.project = project_name
+                              ORDER BY e.id DESC LIMIT 1) la ON true
+          LEFT JOIN LATERAL (SELECT e.* FROM ev e WHERE e.k = o.k AND e.n = o.n
+                                AND e.project IS DISTINCT FROM project_name
+                              ORDER BY e.id DESC LIMIT 1) ou ON true
+    )
+    SELECT r.k, r.n, r.origin, coalesce(r.dropped, false), r.at, r.cr_change, r.cr_dep, r.la_at, r.la_change, r.la_dep,
+           r.ou_at, r.current_user_name, r.session_user_name, r.application_name, r.client_addr, r.command_tag
+      FROM recorded r
+    UNION ALL
+    -- Fingerprinted objects the log has nothing on.
+    SELECT f.kind, f.name, 'not recorded', false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+      FROM deploy.fingerprints f
+     WHERE f.project = project_name
+       AND NOT EXISTS (SELECT FROM objects o WHERE o.k = f.kind AND o.n = split_part(f.name, '(', 1))
+     ORDER BY 1, 2
+$$;
+
+-- The log of a project's managed schemas and deployments (or all of it),
+-- gaps and switches included, oldest first.
+CREATE FUNCTION deploy.lineage_log(project_name text DEFAULT NULL)
+RETURNS SETOF deploy.lineage
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.* FROM deploy.lineage l
+     WHERE project_name IS NULL OR l.project = project_name OR l.event NOT IN ('ddl', 'drop')
+        OR coalesce(l.schema_name, l.object_names[1]) = ANY ((SELECT p.schemas FROM deploy.projects p
+                                                               WHERE p.project = project_name)::text[])
+     ORDER BY l.id
+$$;
+
+-- drift() gains the commands behind it: its result type changes, so it is
+-- made again, and the EXECUTE grants it had are given back.
+SELECT pg_catalog.set_config('pg_deploy.drift_grants', coalesce(pg_catalog.string_agg(
+           pg_catalog.format('GRANT EXECUTE ON FUNCTION deploy.drift(text) TO %I', r.rolname), '; '), ''), true)
+  FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+  JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+ WHERE p.oid = 'deploy.drift(text)'::pg_catalog.regprocedure AND a.privilege_type = 'EXECUTE'
+   AND a.grantee <> p.proowner;
+DROP FUNCTION deploy.drift(text);
+-- Objects added, removed or changed since the project's last deployment,
+-- with the commands the lineage log has on them since then, outside the
+-- project's deployments: the last one's role, application and time, and all
+-- of them as JSON. No commands: not recorded (or done before the log was on).
+CREATE FUNCTION deploy.drift(project_name text)
+RETURNS TABLE (change text, kind text, name text, changed_by name, application_name text,
+               changed_at timestamptz, commands jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH now AS (SELECT f.* FROM deploy.projects p
+                    CROSS JOIN LATERAL (SELECT * FROM deploy.object_fingerprints(p.schemas) WHERE p.fingerprint_version >= 2
+                                        UNION ALL
+                                        SELECT * FROM deploy.object_fingerprints_v1(p.schemas) WHERE p.fingerprint_version < 2) f
+                  WHERE p.project = project_name AND p.schemas IS NOT NULL),
+         was AS (SELECT f.kind, f.name, f.sha256, f.taken_at FROM deploy.fingerprints f WHERE f.project = project_name),
+         drifted AS (
+             SELECT CASE WHEN was.name IS NULL THEN 'added' WHEN now.name IS NULL THEN 'removed' ELSE 'changed' END AS change,
+                    coalesce(now.kind, was.kind) AS kind, coalesce(now.name, was.name) AS name
+               FROM now FULL JOIN was ON now.kind = was.kind AND now.name = was.name
+              WHERE now.sha256 IS DISTINCT FROM was.sha256),
+         since AS (SELECT coalesce(max(f.taken_at), '-infinity') AS at FROM deploy.fingerprints f WHERE f.project = project_name)
+    SELECT d.change, d.kind, d.name, c.changed_by, c.application_name, c.changed_at, c.commands
+      FROM drifted d
+      LEFT JOIN LATERAL (
+          SELECT (array_agg(l.current_user_name ORDER BY l.id DESC))[1] AS changed_by,
+                 (array_agg(l.application_name ORDER BY l.id DESC))[1] AS application_name,
+                 max(l.at) AS changed_at,
+                 jsonb_agg(jsonb_build_object('command', l.command_tag, 'event', l.event, 'object_type', l.object_type,
+                                              'object', l.object_identity, 'role', l.current_user_name,
+                                              'session_user', l.session_user_name, 'application_name', l.application_name,
+                                              'client_addr', host(l.client_addr), 'backend_pid', l.backend_pid,
+                                              'project', l.project, 'change_id', l.change_id, 'at', l.at) ORDER BY l.id) AS commands
+            FROM deploy.lineage l, since s
+           WHERE l.event IN ('ddl', 'drop') AND l.at >= s.at AND l.project IS DISTINCT FROM project_name
+             AND CASE WHEN d.kind = 'schema' THEN l.object_type = 'schema' AND l.object_names[1] = d.name
+                      ELSE l.object_names[1] = split_part(d.name, '.', 1)
+                           AND l.object_names[2] = split_part(substr(d.name, length(split_part(d.name, '.', 1)) + 2), '(', 1) END
+          HAVING count(*) > 0
+      ) c ON true
+     ORDER BY 2, 3
+$$;
+
+DO $$
+BEGIN
+    IF pg_catalog.current_setting('pg_deploy.drift_grants', true) <> '' THEN
+        EXECUTE pg_catalog.current_setting('pg_deploy.drift_grants');
+    END IF;
+END $$;
+
+-- Not marked for pg_dump (pg_extension_config_dump), unlike the deployment
+-- log: a restore runs CREATE EXTENSION, whose triggers record the restore's
+-- own DDL before the dumped rows would come back, and their ids would clash.
+-- Copies of the database (CREATE DATABASE … TEMPLATE, branches, pg_upgrade,
+-- physical backups) carry the log; docs/lineage.md says so.
+
+DO $$
+BEGIN
+    PERFORM deploy.enable_lineage();
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'pg_deploy: lineage is not recorded: %', SQLERRM
+        USING HINT = 'A superuser can turn it on later with SELECT deploy.enable_lineage().';
+END $$;
+
+-- status() gains drifted_by: made again, its EXECUTE grants given back.
+SELECT pg_catalog.set_config('pg_deploy.status_grants', coalesce(pg_catalog.string_agg(
+           pg_catalog.format('GRANT EXECUTE ON FUNCTION deploy.status(text) TO %I', r.rolname), '; '), ''), true)
+  FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+  JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+ WHERE p.oid = 'deploy.status(text)'::pg_catalog.regprocedure AND a.privilege_type = 'EXECUTE'
+   AND a.grantee <> p.proowner;
+DROP FUNCTION deploy.status(text);
+CREATE FUNCTION deploy.status(project_name text DEFAULT NULL)
+RETURNS TABLE (
+    project               text,
+    version               text,
+    changes_applied       bigint,
+    deployments           bigint,
+    last_deployment_id    bigint,
+    last_outcome          text,
+    last_deployed_at      timestamptz,
+    last_deployed_by      name,
+    last_application_name text,
+    last_client_addr      inet,
+    last_duration_ms      double precision,
+    last_checked_at       timestamptz,
+    managed_schemas       text[],
+    drifted               boolean,
+    phase_state           text,
+    phase_steps_done      bigint,
+    phase_steps           bigint,
+    phase_change          text,
+    phase_since           timestamptz,
+    phase_error           text,
+    phase_worker          text,
+    -- Who drifted it, as the lineage log recorded (docs/lineage.md): the
+    -- roles and applications of the commands behind the drift.
+    drifted_by            text
+)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.project,
+           p.version,
+           (SELECT count(*) FROM deploy.applied_changes a WHERE a.project = p.project),
+           (SELECT count(*) FROM deploy.deployments d2 WHERE d2.project = p.project),
+           d.id,
+           d.outcome,
+           d.finished_at,
+           d.applied_by,
+           d.application_name,
+           d.client_addr,
+           d.duration_ms,
+           greatest(p.last_checked_at, d.finished_at),
+           p.schemas,
+           dr.drifted,
+           ph.state, ph.steps_done, ph.steps, ph.change, ph.since, ph.error,
+           -- An unfinished phase nobody runs is started again here.
+           CASE WHEN ph.state IN ('pending', 'running') THEN deploy.phase_status(p.project) ->> 'worker' END,
+           dr.drifted_by
+      FROM deploy.projects p
+      LEFT JOIN LATERAL (
+          SELECT count(*) > 0 AS drifted,
+                 string_agg(DISTINCT d.changed_by || coalesce(' (' || nullif(d.application_name, '') || ')', ''), ', ')
+                     AS drifted_by
+            FROM deploy.drift(p.project) d
+      ) dr ON p.schemas IS NOT NULL
+      LEFT JOIN deploy.deployments d ON d.id = p.last_deployment_id
+      LEFT JOIN LATERAL (
+          SELECT CASE WHEN bool_or(q.state = 'failed') THEN 'failed'
+                      WHEN bool_or(q.state = 'running') THEN 'running'
+                      WHEN bool_or(q.state = 'pending') THEN 'pending'
+                      WHEN bool_or(q.state = 'superseded') THEN 'superseded'
+                      ELSE 'done' END AS state,
+                 count(DISTINCT q.step) - count(DISTINCT q.step) FILTER (WHERE q.state <> 'done') AS steps_done,
+                 count(DISTINCT q.step) AS steps,
+                 (array_agg(q.change_id ORDER BY q.state = 'running' DESC, q.state = 'failed' DESC,
+                                               q.state = 'pending' DESC, q.step, q.ordinal)
+                    FILTER (WHERE q.state IN ('running', 'failed', 'pending')))[1] AS change,
+                 coalesce(max(q.started_at) FILTER (WHERE q.state = 'running'), max(q.finished_at)) AS since,
+                 (array_agg(q.change_id || ': ' || q.sqlstate || ' ' || q.message ORDER BY q.step, q.ordinal)
+                    FILTER (WHERE q.state = 'failed'))[1] AS error
+            FROM deploy.phase_queue q
+           WHERE q.project = p.project
+             AND q.deployment_id = (SELECT max(l.deployment_id) FROM deploy.phase_queue l WHERE l.project = p.project)
+          HAVING count(*) > 0
+      ) ph ON true
+     WHERE project_name IS NULL OR p.project = project_name
+     ORDER BY p.project
+$$;
+
+DO $$
+BEGIN
+    IF pg_catalog.current_setting('pg_deploy.status_grants', true) <> '' THEN
+        EXECUTE pg_catalog.current_setting('pg_deploy.status_grants');
+    END IF;
+END $$;
+
+-- Nothing is granted to PUBLIC (sql/privileges.sql).
+REVOKE ALL ON TABLE deploy.lineage, deploy.lineage_chain FROM PUBLIC;
+REVOKE ALL ON SEQUENCE deploy.lineage_id_seq FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION deploy.lineage_digest(deploy.lineage), deploy.seal_lineage(),
+                           deploy.verify_lineage(text), deploy.trim_lineage(interval), deploy.lineage_event(),
+                           deploy.lineage_recording(), deploy.enable_lineage(), deploy.disable_lineage(),
+                           deploy.lineage(text), deploy.lineage_log(text), deploy.drift(text), deploy.status(text) FROM PUBLIC;

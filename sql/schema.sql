@@ -404,24 +404,7 @@ AS $$
       FROM objects o
 $$;
 
--- Objects added, removed or changed since the project's last deployment.
-CREATE FUNCTION deploy.drift(project_name text)
-RETURNS TABLE (change text, kind text, name text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH now AS (SELECT f.* FROM deploy.projects p
-                    CROSS JOIN LATERAL (SELECT * FROM deploy.object_fingerprints(p.schemas) WHERE p.fingerprint_version >= 2
-                                        UNION ALL
-                                        SELECT * FROM deploy.object_fingerprints_v1(p.schemas) WHERE p.fingerprint_version < 2) f
-                  WHERE p.project = project_name AND p.schemas IS NOT NULL),
-         was AS (SELECT f.kind, f.name, f.sha256 FROM deploy.fingerprints f WHERE f.project = project_name)
-    SELECT CASE WHEN was.name IS NULL THEN 'added' WHEN now.name IS NULL THEN 'removed' ELSE 'changed' END,
-           coalesce(now.kind, was.kind), coalesce(now.name, was.name)
-      FROM now FULL JOIN was ON now.kind = was.kind AND now.name = was.name
-     WHERE now.sha256 IS DISTINCT FROM was.sha256
-     ORDER BY 2, 3
-$$;
+-- deploy.drift(project) is in sql/lineage.sql: it names the commands behind the drift.
 
 -- The current state of every applied change: its latest checksum, when it
 -- first and last ran. Reverted changes are not applied any more.

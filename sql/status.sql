@@ -27,7 +27,10 @@ RETURNS TABLE (
     phase_change          text,
     phase_since           timestamptz,
     phase_error           text,
-    phase_worker          text
+    phase_worker          text,
+    -- Who drifted it, as the lineage log recorded (docs/lineage.md): the
+    -- roles and applications of the commands behind the drift.
+    drifted_by            text
 )
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -45,11 +48,18 @@ AS $$
            d.duration_ms,
            greatest(p.last_checked_at, d.finished_at),
            p.schemas,
-           CASE WHEN p.schemas IS NOT NULL THEN EXISTS (SELECT FROM deploy.drift(p.project)) END,
+           dr.drifted,
            ph.state, ph.steps_done, ph.steps, ph.change, ph.since, ph.error,
            -- An unfinished phase nobody runs is started again here.
-           CASE WHEN ph.state IN ('pending', 'running') THEN deploy.phase_status(p.project) ->> 'worker' END
+           CASE WHEN ph.state IN ('pending', 'running') THEN deploy.phase_status(p.project) ->> 'worker' END,
+           dr.drifted_by
       FROM deploy.projects p
+      LEFT JOIN LATERAL (
+          SELECT count(*) > 0 AS drifted,
+                 string_agg(DISTINCT d.changed_by || coalesce(' (' || nullif(d.application_name, '') || ')', ''), ', ')
+                     AS drifted_by
+            FROM deploy.drift(p.project) d
+      ) dr ON p.schemas IS NOT NULL
       LEFT JOIN deploy.deployments d ON d.id = p.last_deployment_id
       LEFT JOIN LATERAL (
           SELECT CASE WHEN bool_or(q.state = 'failed') THEN 'failed'

@@ -103,6 +103,22 @@ pub fn prepare(
     let runs: Vec<bool> = plan.actions.iter().map(|a| a.runs()).collect();
     let mut analyses = analyse_pending(client, manifest, &runs, &opened.session)?;
     plan.warnings.extend(drift_warnings);
+    if options.downstream != DriftPolicy::Ignore {
+        let managed = match &manifest.schemas {
+            Some(schemas) => schemas.clone(),
+            None => owner
+                .run(|| drift::recorded_schemas(client, project))?
+                .unwrap_or_default(),
+        };
+        let found = crate::lineage::downstream::warnings(client, manifest, &analyses, &managed)?;
+        if options.downstream == DriftPolicy::Refuse && !found.is_empty() {
+            return Err(DeployError::Downstream {
+                project: project.to_string(),
+                message: found.join("; "),
+            });
+        }
+        plan.warnings.extend(found);
+    }
     let phased = place(manifest, &analyses, options.phases)?;
     crate::lock_capacity::check(client, project, &phased.steps, &analyses)?;
     let ids = |i: usize| manifest.changes.get(i).map_or_else(String::new, |c| c.id.clone());
@@ -178,6 +194,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     let started = Instant::now();
     let manifest = &call.manifest;
     let project = manifest.project.as_str();
+    let _lineage = crate::lineage::deploying(project);
     if call.options.wait_for_phase {
         wait_for_phase(client, project, &call.options.wait_timeout)?;
     }
@@ -358,6 +375,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         });
     }
     let opened_user = opened.session.current_user.clone();
+    let lineage_schema = opened.schema;
     let recorded = opened.finish(
         client,
         Finished {
@@ -377,6 +395,9 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         },
         records,
     )?;
+    if lineage_schema == Schema::V0_2 {
+        crate::lineage::attach(client, owner, project, recorded.id)?;
+    }
     let phases = if phased.has_later_steps() {
         let deployment_id = recorded.id;
         let actions: Vec<&'static str> = plan.actions.iter().map(|a| a.as_str()).collect();

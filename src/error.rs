@@ -87,6 +87,9 @@ pub enum DeployError {
     Hazard { location: ChangeLocation, hazard: Hazard },
     #[error("project \"{project}\" has drifted: {message}")]
     Drifted { project: String, message: String },
+    /// `{"downstream": "refuse"}` and a change breaks something outside the project.
+    #[error("project \"{project}\": {message}")]
+    Downstream { project: String, message: String },
     /// A revert that cannot go ahead: `missing_reverts` when changes lack revert SQL.
     #[error("{message}")]
     Revert { message: String, missing_reverts: bool },
@@ -164,6 +167,7 @@ impl DeployError {
                 ..
             } => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             DeployError::NotAuthor { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            DeployError::Downstream { .. } => PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
             DeployError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -202,6 +206,11 @@ impl DeployError {
             DeployError::Revert {
                 missing_reverts: false, ..
             } => None,
+            DeployError::Downstream { .. } => Some(
+                "Change the dependants first (drop the column from the publication, update the view, function or \
+                 foreign key, or agree with the owner), or pass {\"downstream\": \"warn\"} to deploy anyway."
+                    .into(),
+            ),
             DeployError::Drifted { project, .. } => Some(format!(
                 "See SELECT * FROM deploy.drift({}); put the change in a deployment, undo it, or pass \
                  {{\"drift\": \"warn\"}} or {{\"drift\": \"ignore\"}}.",

@@ -45,6 +45,7 @@ pub fn run_change(
     work: &ChangeWork<'_>,
     settings: &RunSettings,
 ) -> Result<ChangeRun, ChangeFailure> {
+    let _attributed = crate::lineage::running(work.id);
     crate::memory::scoped("pg_deploy change", || run_attempts(client, work, settings))
 }
 

@@ -36,6 +36,7 @@ pub fn run_group(client: &mut SpiClient<'_>, works: &[(ChangeWork<'_>, &RunSetti
             let mut runs = Vec::with_capacity(works.len());
             for (work, settings) in works {
                 let started = Instant::now();
+                let _attributed = crate::lineage::running(work.id);
                 // A failure unwinds past this level: the subtransaction's rollback pops it.
                 let level = GucLevel::open();
                 for (name, value) in settings.gucs() {

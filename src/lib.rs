@@ -27,6 +27,7 @@ mod group;
 mod guc;
 mod history;
 mod jsonb_arg;
+mod lineage;
 mod lock_capacity;
 mod locks;
 mod memory;
@@ -53,10 +54,11 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/lineage.sql", name = "lineage", requires = ["schema"]);
 extension_sql_file!(
     "../sql/status.sql",
     name = "status",
-    requires = [phases::wait::phase_status]
+    requires = [phases::wait::phase_status, "lineage"]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 

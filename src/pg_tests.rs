@@ -432,4 +432,6 @@ mod tests {
     include!("pg_tests_governance.rs");
 
     include!("pg_tests_phases.rs");
+    // Lineage: attribution, the lineage chain, drift with its commands, downstream hazards.
+    include!("pg_tests_lineage.rs");
 }

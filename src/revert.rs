@@ -190,6 +190,7 @@ fn run_revert(
     options_doc: Value,
 ) -> Result<RevertReport, DeployError> {
     let started = Instant::now();
+    let _lineage = crate::lineage::deploying(project);
     let session = session_facts(client)?;
     let opened = open_project(
         client,
@@ -307,6 +308,7 @@ fn run_revert(
         }
         Ok(())
     })?;
+    let lineage_schema = opened.schema;
     let recorded = opened.finish(
         client,
         Finished {
@@ -322,6 +324,9 @@ fn run_revert(
         },
         records,
     )?;
+    if lineage_schema == Schema::V0_2 {
+        crate::lineage::attach(client, owner, project, recorded.id)?;
+    }
     Ok(RevertReport {
         project: project.to_string(),
         version: to.to_string(),

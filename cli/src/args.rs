@@ -327,6 +327,13 @@ pub enum Command {
         #[arg(long)]
         project: String,
     },
+    /// Where each object of the project's schemas came from: the change and deployment that created and
+    /// last altered it, and the last command outside deployments (who, when, application): deploy.lineage(project).
+    Lineage {
+        /// The project whose objects to show.
+        #[arg(long)]
+        project: String,
+    },
     /// Record what another tool already applied (from its history table) without running it.
     Adopt {
         #[command(flatten)]

@@ -200,6 +200,18 @@ pub fn drift(client: &mut Client, project: &str) -> Result<Value, CliError> {
     )
 }
 
+/// `{"recording": deploy.lineage_recording(), "objects": deploy.lineage(project) rows}`.
+pub fn lineage(client: &mut Client, project: &str) -> Result<Value, CliError> {
+    json_call(
+        client,
+        "lineage",
+        "deploy.lineage",
+        "SELECT jsonb_build_object('recording', deploy.lineage_recording(),
+                                   'objects', coalesce((SELECT jsonb_agg(to_jsonb(l)) FROM deploy.lineage($1) l), '[]'))::text",
+        &[project],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

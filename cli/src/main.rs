@@ -306,6 +306,17 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
             show(cli, &answer, rows.as_slice(), output::drift);
             Ok(if output::drift_found(&rows) { 1 } else { 0 })
         }
+        Command::Lineage { project } => {
+            let mut c = client(cli)?;
+            let answer = db::lineage(&mut c, project)?;
+            let report = read(
+                "lineage",
+                &answer,
+                serde_json::from_value::<output::lineage::LineageReport>,
+            )?;
+            show(cli, &answer, &report, output::lineage::lineage);
+            Ok(0)
+        }
         Command::Adopt {
             folder,
             from,

@@ -7,6 +7,7 @@ pub mod argument;
 pub mod capacity;
 pub mod checksum;
 pub mod document;
+pub mod downstream;
 pub mod error;
 pub mod hazards;
 pub mod json;

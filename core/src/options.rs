@@ -20,6 +20,9 @@ pub struct ApplyOptions {
     pub reason: Option<String>,
     /// What to do when the project's objects changed outside deployments.
     pub drift: DriftPolicy,
+    /// What to do when a change drops or retypes something another schema,
+    /// a publication or another role depends on (default: warn).
+    pub downstream: DriftPolicy,
     /// Where commit boundaries come from: declared in the manifest only, or
     /// also placed by the analysis where one is provably needed.
     pub phases: PhasePlacement,
@@ -54,6 +57,7 @@ impl Default for ApplyOptions {
             accept_changed: Vec::new(),
             reason: None,
             drift: DriftPolicy::Ignore,
+            downstream: DriftPolicy::Warn,
             phases: PhasePlacement::Declared,
             through: None,
             wait_for_phase: false,
@@ -71,6 +75,7 @@ struct ApplyOptionsDocument {
     accept_changed: Option<Vec<String>>,
     reason: Option<String>,
     drift: Option<String>,
+    downstream: Option<String>,
     phases: Option<String>,
     through: Option<String>,
     wait_for_phase: Option<bool>,
@@ -104,6 +109,20 @@ fn non_empty(list: Option<Vec<String>>, path: &str) -> Result<Vec<String>, Manif
     Ok(list)
 }
 
+/// "ignore", "warn" or "refuse" (absent: `default`).
+fn policy(given: Option<String>, default: DriftPolicy, path: &str) -> Result<DriftPolicy, ManifestError> {
+    match given.as_deref() {
+        None => Ok(default),
+        Some("ignore") => Ok(DriftPolicy::Ignore),
+        Some("warn") => Ok(DriftPolicy::Warn),
+        Some("refuse") => Ok(DriftPolicy::Refuse),
+        Some(other) => Err(ManifestError::InvalidValue {
+            path: path.into(),
+            reason: format!("\"{other}\" is not one of \"ignore\", \"warn\", \"refuse\""),
+        }),
+    }
+}
+
 impl ApplyOptions {
     pub fn from_value(value: &Value) -> Result<ApplyOptions, ManifestError> {
         if value.is_null() {
@@ -117,18 +136,8 @@ impl ApplyOptions {
             allow_downgrade: doc.allow_downgrade.unwrap_or(defaults.allow_downgrade),
             accept_changed: non_empty(doc.accept_changed, "options.accept_changed")?,
             reason: doc.reason,
-            drift: match doc.drift.as_deref() {
-                None => defaults.drift,
-                Some("ignore") => DriftPolicy::Ignore,
-                Some("warn") => DriftPolicy::Warn,
-                Some("refuse") => DriftPolicy::Refuse,
-                Some(other) => {
-                    return Err(ManifestError::InvalidValue {
-                        path: "options.drift".into(),
-                        reason: format!("\"{other}\" is not one of \"ignore\", \"warn\", \"refuse\""),
-                    })
-                }
-            },
+            drift: policy(doc.drift, defaults.drift, "options.drift")?,
+            downstream: policy(doc.downstream, defaults.downstream, "options.downstream")?,
             phases: match doc.phases.as_deref() {
                 None | Some("declared") => PhasePlacement::Declared,
                 Some("auto") => PhasePlacement::Auto,

@@ -281,6 +281,10 @@ pub struct StatusRow {
     pub managed_schemas: Option<Vec<String>>,
     /// NULL when the project has no schemas to fingerprint.
     pub drifted: Option<bool>,
+    /// The roles (and applications) of the recorded commands behind the
+    /// drift (docs/lineage.md); absent without them or from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drifted_by: Option<String>,
 }
 
 /// One row of `deploy.drift(project)`: an object added, removed or changed
@@ -291,6 +295,15 @@ pub struct DriftRow {
     pub change: String,
     pub kind: String,
     pub name: String,
+    /// The last recorded command on it outside the project's deployments
+    /// (docs/lineage.md): its role, application and time; absent when the
+    /// lineage log has none (or the server predates lineage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_at: Option<String>,
 }
 
 /// One row of `deploy.verify_log()`: whether a project's hash chain holds.

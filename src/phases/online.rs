@@ -20,6 +20,8 @@ use std::time::Instant;
 /// Runs `row`; returns false when it failed (recorded as such).
 pub fn online_step(owner: Owner, project: &str, row: &Row) -> bool {
     let started = Instant::now();
+    let _lineage = crate::lineage::deploying_in(project, Some(row.deployment_id));
+    let _change = crate::lineage::running(&row.change_id);
     let facts = match in_transaction(|client| mark_running(client, owner, std::slice::from_ref(row))) {
         Ok(facts) => facts,
         Err(e) => {

@@ -309,6 +309,7 @@ pub fn run_changes(
     failed_at: &mut usize,
 ) -> Result<(), DeployError> {
     let mut done = Vec::new();
+    let _lineage = crate::lineage::deploying_in(project, rows.first().map(|r| r.deployment_id));
     for (i, row) in rows.iter().enumerate() {
         *failed_at = i;
         let statements = statements::split(&row.sql).map_err(|f| DeployError::Postgres(f.error))?;

@@ -2,6 +2,8 @@
 //! contract of `pg_deploy_core::report`. `--json` prints the server's JSON
 //! itself instead.
 
+pub mod lineage;
+
 use crate::error::CliError;
 use comfy_table::presets::NOTHING;
 use comfy_table::{ContentArrangement, Table};
@@ -237,10 +239,11 @@ pub fn status(rows: &[StatusRow]) -> String {
                 or_none(r.last_deployed_at.as_deref()),
                 or_none(r.last_deployed_by.as_deref()),
                 ms_or_none(r.last_duration_ms),
-                match r.drifted {
-                    Some(true) => "yes".into(),
-                    Some(false) => "no".into(),
-                    None => "none".into(),
+                match (r.drifted, &r.drifted_by) {
+                    (Some(true), Some(by)) => format!("yes, by {by}"),
+                    (Some(true), None) => "yes".into(),
+                    (Some(false), _) => "no".into(),
+                    (None, _) => "none".into(),
                 },
             ]
         })
@@ -290,9 +293,22 @@ pub fn drift(rows: &[DriftRow]) -> String {
     let mut out = format!("drift: {} object(s) differ from the last deployment\n", rows.len());
     let rows = rows
         .iter()
-        .map(|x| vec![x.change.clone(), x.kind.clone(), x.name.clone()])
+        .map(|x| {
+            let by = match (&x.changed_by, &x.application_name) {
+                (None, _) => "not recorded".to_string(),
+                (Some(role), Some(app)) if !app.is_empty() => format!("{role} ({app})"),
+                (Some(role), _) => role.clone(),
+            };
+            vec![
+                x.change.clone(),
+                x.kind.clone(),
+                x.name.clone(),
+                by,
+                x.changed_at.clone().unwrap_or_default(),
+            ]
+        })
         .collect();
-    out.push_str(&table(Some(&["CHANGE", "KIND", "NAME"]), rows, "  "));
+    out.push_str(&table(Some(&["CHANGE", "KIND", "NAME", "BY", "AT"]), rows, "  "));
     out
 }
 

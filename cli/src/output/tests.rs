@@ -232,9 +232,18 @@ fn drift_rows() {
     let rows = read_drift(json!([{"change": "added", "kind": "table", "name": "shop.extra"}]));
     assert_eq!(
         drift(&rows),
-        "drift: 1 object(s) differ from the last deployment\n  CHANGE  KIND   NAME\n  added   table  shop.extra\n"
+        "drift: 1 object(s) differ from the last deployment\n  CHANGE  KIND   NAME        BY            AT\n  added   table  shop.extra  not recorded\n"
     );
     assert!(drift_found(&rows));
+    let rows = read_drift(
+        json!([{"change": "changed", "kind": "table", "name": "shop.t", "changed_by": "bob",
+                                  "application_name": "psql", "changed_at": "2026-12-01T14:09:56+00:00"}]),
+    );
+    assert!(
+        drift(&rows).contains("changed  table  shop.t  bob (psql)  2026-12-01T14:09:56+00:00"),
+        "{}",
+        drift(&rows)
+    );
 }
 
 #[test]

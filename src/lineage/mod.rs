@@ -1,0 +1,108 @@
+//! Lineage (docs/lineage.md): the event triggers record every DDL command;
+//! this module holds which deployment and change is running in this backend,
+//! so the commands a deployment runs are attributed to it. It is a plain
+//! backend-local static, set only by the apply and revert loops (no setting a
+//! user could forge), and cleared by guards on every exit, unwinds included.
+
+mod buffer;
+pub mod downstream;
+mod trigger;
+
+use crate::error::DeployError;
+use crate::owner::Owner;
+use pgrx::spi::SpiClient;
+use std::cell::RefCell;
+
+#[derive(Clone, Default)]
+pub struct Context {
+    pub project: Option<String>,
+    pub change: Option<String>,
+    /// Known up front only for the steps run after commit (phases); apply
+    /// and revert attach theirs when they record the deployment.
+    pub deployment: Option<i64>,
+}
+
+thread_local! {
+    static CONTEXT: RefCell<Context> = RefCell::new(Context::default());
+}
+
+/// What the backend is deploying now.
+pub fn current() -> Context {
+    CONTEXT.with(|c| c.borrow().clone())
+}
+
+/// While alive, DDL is attributed to `project`.
+#[must_use = "the project is attributed only while the guard lives"]
+pub struct Deploying(());
+
+/// deploy.apply and deploy.revert: the firings are buffered and written when
+/// the deployment is recorded (`attach`; buffer.rs says why).
+pub fn deploying(project: &str) -> Deploying {
+    let guard = deploying_in(project, None);
+    buffer::start();
+    guard
+}
+
+/// As `deploying`, for a deployment recorded already (a phase's steps).
+pub fn deploying_in(project: &str, deployment: Option<i64>) -> Deploying {
+    CONTEXT.with(|c| {
+        *c.borrow_mut() = Context {
+            project: Some(project.to_string()),
+            change: None,
+            deployment,
+        }
+    });
+    Deploying(())
+}
+
+impl Drop for Deploying {
+    fn drop(&mut self) {
+        CONTEXT.with(|c| *c.borrow_mut() = Context::default());
+        buffer::stop();
+    }
+}
+
+/// While alive, DDL is attributed to change `id` (of the project being deployed).
+#[must_use = "the change is attributed only while the guard lives"]
+pub struct Running(());
+
+pub fn running(id: &str) -> Running {
+    CONTEXT.with(|c| c.borrow_mut().change = Some(id.to_string()));
+    Running(())
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        CONTEXT.with(|c| c.borrow_mut().change = None);
+    }
+}
+
+/// After a deployment is recorded: its id goes on the lineage rows its
+/// changes left in this transaction, and the log is sealed into the chain.
+/// Sealing waits for a concurrent sealer; if it fails (e.g. a serialization
+/// failure under REPEATABLE READ) the rows stay unsealed until the next seal,
+/// with a warning, and the deployment goes on.
+pub fn attach(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment_id: i64) -> Result<(), DeployError> {
+    buffer::flush(client, owner, project, deployment_id)?;
+    owner.run(|| {
+        client.update(
+            "UPDATE deploy.lineage SET deployment_id = $1
+              WHERE xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()
+                AND project OPERATOR(pg_catalog.=) $2 AND deployment_id IS NULL",
+            None,
+            &[deployment_id.into(), project.into()],
+        )
+    })?;
+    let sealed = crate::subxact::in_subtransaction(|| {
+        owner
+            .run(|| client.update("SELECT deploy.seal_lineage()", Some(1), &[]).map(|_| ()))
+            .map_err(|e| crate::sqlstate::pg_error(pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))
+    });
+    if let Err(e) = sealed {
+        pgrx::warning!(
+            "pg_deploy: {project}: the lineage log was left unsealed ({}); SELECT deploy.seal_lineage() seals it",
+            e.message
+        );
+    }
+    Ok(())
+}

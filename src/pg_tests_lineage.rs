@@ -1,0 +1,147 @@
+// Included into `pg_tests::tests`: lineage (docs/lineage.md).
+
+fn lineage_app(version: &str, extra: Value) -> Value {
+    let mut changes = vec![
+        json!({"id": "0001-schema", "sql": "CREATE SCHEMA lin;"}),
+        json!({"id": "0002-items", "sql": "CREATE TABLE lin.items (id int PRIMARY KEY, name text, price int);"}),
+    ];
+    changes.extend(extra.as_array().cloned().unwrap_or_default());
+    json!({"project": "lin", "version": version, "schemas": ["lin"], "changes": changes})
+}
+
+#[pg_test]
+fn lineage_attributes_each_command_to_its_change() {
+    apply(&lineage_app("1.0.0", json!([])));
+    // (change, command tag, object type, names) of every row the deployment left.
+    let cases = [
+        ("0001-schema", "CREATE SCHEMA", "schema", "lin"),
+        ("0002-items", "CREATE TABLE", "table", "lin,items"),
+        ("0002-items", "CREATE INDEX", "index", "lin,items_pkey"),
+    ];
+    let got = one::<String>(
+        "SELECT string_agg(concat_ws('|', change_id, command_tag, object_type, array_to_string(object_names, ',')),
+                           ';' ORDER BY id)
+           FROM deploy.lineage WHERE project = 'lin'",
+    )
+    .unwrap_or_default();
+    let expected: Vec<String> = cases
+        .iter()
+        .map(|(c, t, o, n)| format!("{c}|{t}|{o}|{n}"))
+        .collect();
+    assert_eq!(got, expected.join(";"));
+    assert_eq!(
+        one::<i64>("SELECT count(DISTINCT deployment_id) FROM deploy.lineage WHERE project = 'lin'"),
+        Some(1),
+        "every row carries the deployment"
+    );
+    assert_eq!(
+        one::<i64>("SELECT count(*) FROM deploy.lineage WHERE project = 'lin' AND seq IS NULL"),
+        Some(0),
+        "the deployment sealed its rows"
+    );
+}
+
+#[pg_test]
+fn lineage_chain_finds_each_kind_of_tampering() {
+    apply(&lineage_app("1.0.0", json!([])));
+    Spi::run("CREATE TABLE lin.outside (id int)").expect("outside DDL");
+    Spi::run("SELECT deploy.seal_lineage()").expect("sealed");
+    assert_eq!(one::<bool>("SELECT intact FROM deploy.verify_lineage()"), Some(true));
+    // (tampering, the problem it must show); each in a savepoint-free sequence, undone after.
+    let cases = [
+        (
+            "UPDATE deploy.lineage SET current_user_name = 'x' WHERE object_names = '{lin,outside}'",
+            "no longer matches its hash",
+        ),
+        (
+            "DELETE FROM deploy.lineage WHERE seq = (SELECT min(seq) + 1 FROM deploy.lineage)",
+            "link to the previous row is broken",
+        ),
+        (
+            "DELETE FROM deploy.lineage WHERE seq = (SELECT max(seq) FROM deploy.lineage)",
+            "head",
+        ),
+    ];
+    for (tampering, problem) in cases {
+        Spi::run("CREATE TEMP TABLE saved AS SELECT * FROM deploy.lineage").expect("saved");
+        Spi::run(tampering).expect("tampered");
+        let found = one::<String>("SELECT problem FROM deploy.verify_lineage()").unwrap_or_default();
+        assert!(found.contains(problem), "{tampering}: {found}");
+        Spi::run("DELETE FROM deploy.lineage; INSERT INTO deploy.lineage OVERRIDING SYSTEM VALUE SELECT * FROM saved; DROP TABLE saved")
+            .expect("restored");
+        assert_eq!(one::<bool>("SELECT intact FROM deploy.verify_lineage()"), Some(true));
+    }
+}
+
+#[pg_test]
+fn lineage_drift_names_the_commands_outside_deployments() {
+    apply(&lineage_app("1.0.0", json!([])));
+    // (outside DDL, drifted object, command named)
+    let cases = [
+        ("ALTER TABLE lin.items ADD COLUMN note text", "changed table lin.items", "ALTER TABLE"),
+        ("CREATE INDEX items_name ON lin.items (name)", "added index lin.items_name", "CREATE INDEX"),
+        ("CREATE FUNCTION lin.f(a int) RETURNS int LANGUAGE sql AS 'SELECT a'", "added function lin.f(a integer)", "CREATE FUNCTION"),
+    ];
+    for (ddl, _, _) in cases {
+        Spi::run(ddl).expect("outside DDL");
+    }
+    for (_, object, command) in cases {
+        let got = one::<String>(&format!(
+            "SELECT concat_ws(' ', change, kind, name) || '|' || (commands -> -1 ->> 'command') || '|' || changed_by
+               FROM deploy.drift('lin') WHERE concat_ws(' ', change, kind, name) = '{object}'"
+        ));
+        assert_eq!(got, Some(format!("{object}|{command}|postgres")), "{object}");
+    }
+}
+
+#[pg_test]
+fn lineage_downstream_dependants_warn_or_refuse() {
+    apply(&lineage_app("1.0.0", json!([])));
+    Spi::run(
+        "CREATE SCHEMA other;
+         CREATE VIEW other.names AS SELECT name FROM lin.items;
+         CREATE TABLE other.orders (item int REFERENCES lin.items (id));
+         CREATE PUBLICATION lin_pub FOR TABLE lin.items (id, price);",
+    )
+    .expect("dependants");
+    // (change SQL, a dependant the warning must name, or None)
+    let cases: [(&str, Option<&str>); 5] = [
+        ("ALTER TABLE lin.items DROP COLUMN name", Some("view other.names")),
+        ("ALTER TABLE lin.items ALTER COLUMN price TYPE bigint", Some("publication lin_pub")),
+        ("DROP TABLE lin.items CASCADE", Some("foreign key orders_item_fkey on other.orders")),
+        ("ALTER TABLE lin.items ADD COLUMN extra int", None),
+        ("ALTER TABLE lin.items ALTER COLUMN id TYPE bigint", Some("foreign key orders_item_fkey on other.orders")),
+    ];
+    // The catalog reads run with the caller's search_path: a shadowing "=" must not be used.
+    Spi::run(
+        "CREATE SCHEMA evil_ds;
+         CREATE FUNCTION evil_ds.texteq(text, text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadowed ='; END $$;
+         CREATE OPERATOR evil_ds.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil_ds.texteq);
+         SET search_path = evil_ds, pg_catalog, public;",
+    )
+    .expect("shadowing");
+    for (sql, dependant) in cases {
+        let m = lineage_app("2.0.0", json!([{"id": "0003", "sql": sql, "allow": ["data_loss"]}]));
+        let plan = Spi::get_one_with_args::<JsonB>("SELECT deploy.plan($1)", &[JsonB(m.clone()).into()])
+            .expect("plan runs")
+            .expect("a plan")
+            .0;
+        let warnings = plan["warnings"].to_string();
+        match dependant {
+            Some(d) => assert!(warnings.contains(d), "{sql}: {warnings}"),
+            None => assert!(!warnings.contains("downstream"), "{sql}: {warnings}"),
+        }
+        if dependant.is_some() {
+            let refused = try_apply(&m, &json!({"downstream": "refuse"}));
+            assert!(refused.starts_with("2BP01"), "{sql}: {refused}");
+            let ignored = Spi::get_one_with_args::<JsonB>(
+                "SELECT deploy.plan($1, '{\"downstream\": \"ignore\"}')",
+                &[JsonB(m).into()],
+            )
+            .expect("plan runs")
+            .expect("a plan")
+            .0;
+            assert!(!ignored["warnings"].to_string().contains("downstream"), "{sql}");
+        }
+    }
+}
