@@ -245,6 +245,17 @@ pub unsafe fn facts_of(stmt: *mut pg_sys::Node) -> Facts {
                     Facts::Other
                 }
             }
+            Some(NodeTag::T_RenameStmt) => {
+                let s = stmt as *mut pg_sys::RenameStmt;
+                // A table renamed (RENAME TO), not one of its columns or constraints.
+                if (*s).renameType == pg_sys::ObjectType::OBJECT_TABLE && !(*s).relation.is_null() {
+                    Facts::RenameTable {
+                        table: range_var((*s).relation),
+                    }
+                } else {
+                    Facts::Other
+                }
+            }
             Some(NodeTag::T_AlterEnumStmt) => {
                 let s = stmt as *mut pg_sys::AlterEnumStmt;
                 match (text((*s).oldVal), text((*s).newVal)) {

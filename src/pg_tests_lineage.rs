@@ -105,8 +105,10 @@ fn lineage_downstream_dependants_warn_or_refuse() {
     )
     .expect("dependants");
     // (change SQL, a dependant the warning must name, or None)
-    let cases: [(&str, Option<&str>); 5] = [
+    let cases: [(&str, Option<&str>); 7] = [
         ("ALTER TABLE lin.items DROP COLUMN name", Some("view other.names")),
+        ("ALTER TABLE lin.items RENAME TO goods", Some("publication lin_pub")),
+        ("ALTER TABLE lin.items RENAME COLUMN name TO title", None),
         ("ALTER TABLE lin.items ALTER COLUMN price TYPE bigint", Some("publication lin_pub")),
         ("DROP TABLE lin.items CASCADE", Some("foreign key orders_item_fkey on other.orders")),
         ("ALTER TABLE lin.items ADD COLUMN extra int", None),

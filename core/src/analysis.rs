@@ -56,6 +56,11 @@ pub enum Facts {
         object: DropKind,
         names: Vec<ObjectName>,
     },
+    /// ALTER TABLE … RENAME TO (or ALTER … RENAME of a table): what others
+    /// know it by changes.
+    RenameTable {
+        table: ObjectName,
+    },
     Truncate {
         tables: Vec<ObjectName>,
     },

@@ -1,5 +1,5 @@
-//! Downstream hazards: a change that drops or retypes a column, or drops a
-//! table, that something outside the project depends on: a publication
+//! Downstream hazards: a change that drops or retypes a column, or drops or
+//! renames a table, that something outside the project depends on: a publication
 //! (logical replication), a view, function or foreign key in a schema the
 //! project does not manage, or another role's ownership. Pure logic; the
 //! extension finds the dependants in the catalogs (src/lineage/downstream.rs).
@@ -12,11 +12,11 @@ pub struct Touched {
     pub table: ObjectName,
     /// The column, or None for the whole table.
     pub column: Option<String>,
-    /// "drops column", "retypes column", "drops table".
+    /// "drops column", "retypes column", "drops table", "renames table".
     pub action: &'static str,
 }
 
-/// The tables and columns a statement drops or retypes.
+/// The tables and columns a statement drops, retypes or renames.
 pub fn touched(facts: &Facts) -> Vec<Touched> {
     match facts {
         Facts::AlterTable { table, commands } => commands
@@ -43,6 +43,11 @@ pub fn touched(facts: &Facts) -> Vec<Touched> {
                 action: "drops table",
             })
             .collect(),
+        Facts::RenameTable { table } => vec![Touched {
+            table: table.clone(),
+            column: None,
+            action: "renames table",
+        }],
         _ => Vec::new(),
     }
 }
@@ -143,6 +148,12 @@ mod tests {
                     names: vec![name("app", "i")],
                 },
                 vec![],
+            ),
+            (
+                Facts::RenameTable {
+                    table: name("app", "t"),
+                },
+                vec![("renames table", None)],
             ),
             (Facts::Other, vec![]),
         ];

@@ -422,7 +422,7 @@ pub fn hazards(
             }
         }
         // Any other statement holding ACCESS EXCLUSIVE on an existing table (RENAME, …).
-        Facts::Other if exclusive => {
+        Facts::Other | Facts::RenameTable { .. } if exclusive => {
             if let Some(t) = lock.and_then(|(table, _)| catalog.table(table)) {
                 push(
                     HazardKind::AccessExclusive,
