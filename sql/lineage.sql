@@ -49,21 +49,33 @@ CREATE TABLE deploy.lineage_chain (
     trimmed_at   timestamptz
 );
 
--- What the chain covers of a lineage row: every column but row_hash. Times
--- go in as numerics so the text does not depend on TimeZone or DateStyle.
+-- What the chain covers of a lineage row: its content (every column but
+-- the chain's own), hashed on its own so that sealing hashes the rows in one
+-- pass; deploy.lineage_link chains them. Times go in as numerics so the text
+-- does not depend on TimeZone or DateStyle. No SET clause, every name
+-- qualified: the planner inlines it.
 CREATE FUNCTION deploy.lineage_digest(l deploy.lineage)
 RETURNS text
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT concat('sha256:', encode(sha256(convert_to(jsonb_build_array(
-        l.id, l.seq, l.prev_hash, extract(epoch FROM l.at), l.event, l.command_tag, l.object_type, l.schema_name,
+    SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
+        l.id, EXTRACT(epoch FROM l.at), l.event, l.command_tag, l.object_type, l.schema_name,
         l.object_identity, l.object_names, l.object_args, l.session_user_name, l.current_user_name,
-        l.application_name, host(l.client_addr), l.backend_pid, l.xid::text, l.project, l.change_id,
-        l.deployment_id, l.error)::text, 'UTF8')), 'hex'))
+        l.application_name, pg_catalog.host(l.client_addr), l.backend_pid, l.xid::pg_catalog.text, l.project,
+        l.change_id, l.deployment_id, l.error)::pg_catalog.text, 'UTF8')), 'hex')
 $$;
 
--- Chains every unsealed row, in id order, after the head. deploy.apply seals
+-- A sealed row's hash: its place in the chain, the hash before it, its content.
+CREATE FUNCTION deploy.lineage_link(prev_hash text, seq bigint, digest text)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT 'sha256:' OPERATOR(pg_catalog.||) pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+        pg_catalog.concat_ws(' ', prev_hash, seq, digest), 'UTF8')), 'hex')
+$$;
+
+-- Chains every unsealed row, in id order, after the head: the rows' digests
+-- in one query, the links in a loop over them, one UPDATE. deploy.apply seals
 -- at the end of each deployment; run it (or trim_lineage) from a scheduler to
 -- seal what was done outside deployments. Returns the number of rows sealed.
 CREATE FUNCTION deploy.seal_lineage()
@@ -72,22 +84,31 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r    deploy.lineage;
-    pos  bigint;
-    head text;
-    n    bigint := 0;
+    ids     bigint[];
+    digests text[];
+    seqs    bigint[] := '{}';
+    prevs   text[] := '{}';
+    hashes  text[] := '{}';
+    pos     bigint;
+    head    text;
+    n       integer;
 BEGIN
     INSERT INTO deploy.lineage_chain DEFAULT VALUES ON CONFLICT DO NOTHING;
     -- The row lock makes sealers take turns.
     UPDATE deploy.lineage_chain c SET head_seq = c.head_seq RETURNING c.head_seq, c.head_hash INTO pos, head;
-    FOR r IN SELECT * FROM deploy.lineage l WHERE l.seq IS NULL ORDER BY l.id LOOP
+    SELECT array_agg(l.id ORDER BY l.id), array_agg(deploy.lineage_digest(l) ORDER BY l.id) INTO ids, digests
+      FROM deploy.lineage l WHERE l.seq IS NULL;
+    n := coalesce(array_length(ids, 1), 0);
+    FOR i IN 1 .. n LOOP
         pos := pos + 1;
-        r.seq := pos;
-        r.prev_hash := head;
-        head := deploy.lineage_digest(r);
-        UPDATE deploy.lineage l SET seq = r.seq, prev_hash = r.prev_hash, row_hash = head WHERE l.id = r.id;
-        n := n + 1;
+        seqs[i] := pos;
+        prevs[i] := head;
+        head := deploy.lineage_link(head, pos, digests[i]);
+        hashes[i] := head;
     END LOOP;
+    UPDATE deploy.lineage l SET seq = u.seq, prev_hash = u.prev_hash, row_hash = u.row_hash
+      FROM unnest(ids, seqs, prevs, hashes) AS u(id, seq, prev_hash, row_hash)
+     WHERE l.id = u.id;
     UPDATE deploy.lineage_chain c SET head_seq = pos, head_hash = head;
     RETURN n;
 END
@@ -103,7 +124,8 @@ AS $$
     WITH chain AS (SELECT coalesce(max(c.head_seq), 0) AS head_seq, coalesce(max(c.head_hash), '') AS head_hash,
                           coalesce(max(c.trimmed_seq), 0) AS trimmed_seq, coalesce(max(c.trimmed_hash), '') AS trimmed_hash
                      FROM deploy.lineage_chain c),
-    rows AS (SELECT l.seq, l.id, l.prev_hash, l.row_hash, deploy.lineage_digest(l) AS digest,
+    rows AS (SELECT l.seq, l.id, l.prev_hash, l.row_hash,
+                    deploy.lineage_link(l.prev_hash, l.seq, deploy.lineage_digest(l)) AS digest,
                     lag(l.seq) OVER w AS before_seq, lag(l.row_hash) OVER w AS before_hash
                FROM deploy.lineage l WHERE l.seq IS NOT NULL WINDOW w AS (ORDER BY l.seq)),
     problems AS (
