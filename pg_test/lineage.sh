@@ -111,6 +111,30 @@ t_failed_recording_in_a_deployment_is_a_gap() {
             WHERE change_id = '0004-more'")" "gap CREATE TABLE 0004-more" "a gap with its change"
 }
 
+# A change retried after a lock timeout: what its rolled-back attempt did is
+# not in the lineage, only what the attempt that committed did.
+t_a_retried_attempt_leaves_no_rows() {
+  setup
+  "${PSQL[@]}" -d "$DB" -c "BEGIN; LOCK TABLE app.items IN ACCESS SHARE MODE; SELECT pg_sleep(1.5); COMMIT;" >/dev/null &
+  local holder=$!
+  for _ in $(seq 50); do
+    [ "$(q "SELECT count(*) FROM pg_locks WHERE relation = 'app.items'::regclass AND pid <> pg_backend_pid()")" -gt 0 ] && break
+    sleep 0.05
+  done
+  local r
+  r=$(q "SELECT deploy.apply('{\"project\": \"app\", \"version\": \"1.1.0\", \"schemas\": [\"app\"],
+           \"defaults\": {\"lock_timeout\": \"100ms\", \"lock_retries\": 20},
+           \"changes\": ${V1%]}, {\"id\": \"0004-side\",
+             \"sql\": \"CREATE TABLE app.side (id int); ALTER TABLE app.items ADD COLUMN flag boolean\"}]}'::jsonb)")
+  wait "$holder"
+  eq "$(j "$r" 'r["outcome"]')" applied "applied once the holder left"
+  [ "$(j "$r" 'r["applied"][0]["lock_retries"]')" -gt 0 ] || { echo "no retry happened: $r" >&2; return 1; }
+  eq "$(q "SELECT count(*) FROM deploy.lineage WHERE change_id = '0004-side' AND command_tag = 'CREATE TABLE'")" 1 \
+     "one CREATE TABLE app.side, from the attempt that committed"
+  eq "$(q "SELECT count(*) FROM deploy.lineage WHERE change_id = '0004-side' AND command_tag = 'ALTER TABLE'")" 1 \
+     "one ALTER TABLE"
+}
+
 t_branch_copy_carries_the_lineage() {
   setup
   as "$BOB" "ALTER TABLE app.items ADD COLUMN note text" >/dev/null
