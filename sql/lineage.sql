@@ -206,6 +206,18 @@ AS $$
      WHERE e.evtname IN ('deploy_lineage_ddl', 'deploy_lineage_drop') AND e.evtfoid = 'deploy.lineage_event()'::regprocedure
 $$;
 
+-- Logs who turned recording on or off, and says where it stands now.
+CREATE FUNCTION deploy.lineage_switched(event text)
+RETURNS text
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO deploy.lineage (event, session_user_name, current_user_name, application_name, client_addr, backend_pid, xid)
+    VALUES (event, session_user, current_user, current_setting('application_name'), inet_client_addr(),
+            pg_backend_pid(), pg_current_xact_id());
+    SELECT deploy.lineage_recording();
+$$;
+
 -- Makes (or enables again) the event triggers. PostgreSQL lets only a
 -- superuser create event triggers; some providers let their admin role do it
 -- too (docs/lineage.md), so this tries rather than checks rolsuper.
@@ -235,10 +247,7 @@ BEGIN
             USING ERRCODE = '42501', DETAIL = SQLERRM,
                   HINT = 'Only a superuser (or a provider''s admin role allowed to) may: ask one to run SELECT deploy.enable_lineage().';
     END;
-    INSERT INTO deploy.lineage (event, session_user_name, current_user_name, application_name, client_addr, backend_pid, xid)
-    VALUES ('enabled', session_user, current_user, current_setting('application_name'), inet_client_addr(),
-            pg_backend_pid(), pg_current_xact_id());
-    RETURN deploy.lineage_recording();
+    RETURN deploy.lineage_switched('enabled');
 END
 $$;
 
@@ -254,10 +263,7 @@ BEGIN
     FOR t IN SELECT e.evtname FROM pg_event_trigger e WHERE e.evtname IN ('deploy_lineage_ddl', 'deploy_lineage_drop') LOOP
         EXECUTE format('ALTER EVENT TRIGGER %I DISABLE', t.evtname);
     END LOOP;
-    INSERT INTO deploy.lineage (event, session_user_name, current_user_name, application_name, client_addr, backend_pid, xid)
-    VALUES ('disabled', session_user, current_user, current_setting('application_name'), inet_client_addr(),
-            pg_backend_pid(), pg_current_xact_id());
-    RETURN deploy.lineage_recording();
+    RETURN deploy.lineage_switched('disabled');
 END
 $$;
 

@@ -391,102 +391,13 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'wait_wrapper';
 
--- status() gains the phase columns: its result type changes, so it is made
--- again, and the EXECUTE grants it had are given back.
-SELECT pg_catalog.set_config('pg_deploy.status_grants', coalesce(pg_catalog.string_agg(
-           pg_catalog.format('GRANT EXECUTE ON FUNCTION deploy.status(text) TO %I', r.rolname), '; '), ''), true)
-  FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
-  JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
- WHERE p.oid = 'deploy.status(text)'::pg_catalog.regprocedure AND a.privilege_type = 'EXECUTE'
-   AND a.grantee <> p.proowner;
-DROP FUNCTION deploy.status(text);
--- Where every project stands, with its latest phase (docs/online.md): the
--- steps after its deployment's commit, done of total, the change running or
--- failed, since when, the error that stopped it, and its worker (started
--- again here when the phase is unfinished and nobody runs it).
-CREATE FUNCTION deploy.status(project_name text DEFAULT NULL)
-RETURNS TABLE (
-    project               text,
-    version               text,
-    changes_applied       bigint,
-    deployments           bigint,
-    last_deployment_id    bigint,
-    last_outcome          text,
-    last_deployed_at      timestamptz,
-    last_deployed_by      name,
-    last_application_name text,
-    last_client_addr      inet,
-    last_duration_ms      double precision,
-    last_checked_at       timestamptz,
-    managed_schemas       text[],
-    drifted               boolean,
-    phase_state           text,
-    phase_steps_done      bigint,
-    phase_steps           bigint,
-    phase_change          text,
-    phase_since           timestamptz,
-    phase_error           text,
-    phase_worker          text
-)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT p.project,
-           p.version,
-           (SELECT count(*) FROM deploy.applied_changes a WHERE a.project = p.project),
-           (SELECT count(*) FROM deploy.deployments d2 WHERE d2.project = p.project),
-           d.id,
-           d.outcome,
-           d.finished_at,
-           d.applied_by,
-           d.application_name,
-           d.client_addr,
-           d.duration_ms,
-           greatest(p.last_checked_at, d.finished_at),
-           p.schemas,
-           CASE WHEN p.schemas IS NOT NULL THEN EXISTS (SELECT FROM deploy.drift(p.project)) END,
-           ph.state, ph.steps_done, ph.steps, ph.change, ph.since, ph.error,
-           -- An unfinished phase nobody runs is started again here.
-           CASE WHEN ph.state IN ('pending', 'running') THEN deploy.phase_status(p.project) ->> 'worker' END
-      FROM deploy.projects p
-      LEFT JOIN deploy.deployments d ON d.id = p.last_deployment_id
-      LEFT JOIN LATERAL (
-          SELECT CASE WHEN bool_or(q.state = 'failed') THEN 'failed'
-                      WHEN bool_or(q.state = 'running') THEN 'running'
-                      WHEN bool_or(q.state = 'pending') THEN 'pending'
-                      WHEN bool_or(q.state = 'superseded') THEN 'superseded'
-                      ELSE 'done' END AS state,
-                 count(DISTINCT q.step) - count(DISTINCT q.step) FILTER (WHERE q.state <> 'done') AS steps_done,
-                 count(DISTINCT q.step) AS steps,
-                 (array_agg(q.change_id ORDER BY q.state = 'running' DESC, q.state = 'failed' DESC,
-                                               q.state = 'pending' DESC, q.step, q.ordinal)
-                    FILTER (WHERE q.state IN ('running', 'failed', 'pending')))[1] AS change,
-                 coalesce(max(q.started_at) FILTER (WHERE q.state = 'running'), max(q.finished_at)) AS since,
-                 (array_agg(q.change_id || ': ' || q.sqlstate || ' ' || q.message ORDER BY q.step, q.ordinal)
-                    FILTER (WHERE q.state = 'failed'))[1] AS error
-            FROM deploy.phase_queue q
-           WHERE q.project = p.project
-             AND q.deployment_id = (SELECT max(l.deployment_id) FROM deploy.phase_queue l WHERE l.project = p.project)
-          HAVING count(*) > 0
-      ) ph ON true
-     WHERE project_name IS NULL OR p.project = project_name
-     ORDER BY p.project
-$$;
-
-DO $$
-BEGIN
-    IF pg_catalog.current_setting('pg_deploy.status_grants', true) <> '' THEN
-        EXECUTE pg_catalog.current_setting('pg_deploy.status_grants');
-    END IF;
-END $$;
-
 -- Nothing is granted to PUBLIC (sql/privileges.sql).
 REVOKE ALL ON TABLE deploy.change_sql, deploy.phase_queue, deploy.phase_runners, deploy.phase_events FROM PUBLIC;
 REVOKE ALL ON SEQUENCE deploy.phase_events_id_seq FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION deploy.verify_log(text, text), deploy.transfer_project(text, text),
                            deploy.manifest_document(text), deploy.object_fingerprints(text[]),
-                           deploy.phase_status(text), deploy.phase_client(text, jsonb), deploy.wait(text, interval),
-                           deploy.status(text) FROM PUBLIC;
+                           deploy.phase_status(text), deploy.phase_client(text, jsonb), deploy.wait(text, interval)
+                      FROM PUBLIC;
 
 -- ======================================================================
 -- Issue 16, lineage (docs/lineage.md): the same as sql/lineage.sql, with
@@ -701,6 +612,18 @@ AS $$
      WHERE e.evtname IN ('deploy_lineage_ddl', 'deploy_lineage_drop') AND e.evtfoid = 'deploy.lineage_event()'::regprocedure
 $$;
 
+-- Logs who turned recording on or off, and says where it stands now.
+CREATE FUNCTION deploy.lineage_switched(event text)
+RETURNS text
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO deploy.lineage (event, session_user_name, current_user_name, application_name, client_addr, backend_pid, xid)
+    VALUES (event, session_user, current_user, current_setting('application_name'), inet_client_addr(),
+            pg_backend_pid(), pg_current_xact_id());
+    SELECT deploy.lineage_recording();
+$$;
+
 -- Makes (or enables again) the event triggers. PostgreSQL lets only a
 -- superuser create event triggers; some providers let their admin role do it
 -- too (docs/lineage.md), so this tries rather than checks rolsuper.
@@ -730,10 +653,7 @@ BEGIN
             USING ERRCODE = '42501', DETAIL = SQLERRM,
                   HINT = 'Only a superuser (or a provider''s admin role allowed to) may: ask one to run SELECT deploy.enable_lineage().';
     END;
-    INSERT INTO deploy.lineage (event, session_user_name, current_user_name, application_name, client_addr, backend_pid, xid)
-    VALUES ('enabled', session_user, current_user, current_setting('application_name'), inet_client_addr(),
-            pg_backend_pid(), pg_current_xact_id());
-    RETURN deploy.lineage_recording();
+    RETURN deploy.lineage_switched('enabled');
 END
 $$;
 
@@ -749,10 +669,7 @@ BEGIN
     FOR t IN SELECT e.evtname FROM pg_event_trigger e WHERE e.evtname IN ('deploy_lineage_ddl', 'deploy_lineage_drop') LOOP
         EXECUTE format('ALTER EVENT TRIGGER %I DISABLE', t.evtname);
     END LOOP;
-    INSERT INTO deploy.lineage (event, session_user_name, current_user_name, application_name, client_addr, backend_pid, xid)
-    VALUES ('disabled', session_user, current_user, current_setting('application_name'), inet_client_addr(),
-            pg_backend_pid(), pg_current_xact_id());
-    RETURN deploy.lineage_recording();
+    RETURN deploy.lineage_switched('disabled');
 END
 $$;
 
@@ -902,7 +819,8 @@ EXCEPTION WHEN insufficient_privilege THEN
         USING HINT = 'A superuser can turn it on later with SELECT deploy.enable_lineage().';
 END $$;
 
--- status() gains drifted_by: made again, its EXECUTE grants given back.
+-- status() gains the phase columns and drifted_by: its result type changes,
+-- so it is made again, and the EXECUTE grants it had are given back.
 SELECT pg_catalog.set_config('pg_deploy.status_grants', coalesce(pg_catalog.string_agg(
            pg_catalog.format('GRANT EXECUTE ON FUNCTION deploy.status(text) TO %I', r.rolname), '; '), ''), true)
   FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
@@ -1002,5 +920,5 @@ REVOKE ALL ON SEQUENCE deploy.lineage_id_seq FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION deploy.lineage_digest(deploy.lineage), deploy.lineage_link(text, bigint, text),
                            deploy.seal_lineage(),
                            deploy.verify_lineage(text), deploy.trim_lineage(interval), deploy.lineage_event(),
-                           deploy.lineage_recording(), deploy.enable_lineage(), deploy.disable_lineage(),
+                           deploy.lineage_recording(), deploy.lineage_switched(text), deploy.enable_lineage(), deploy.disable_lineage(),
                            deploy.lineage(text), deploy.lineage_log(text), deploy.drift(text), deploy.status(text) FROM PUBLIC;
