@@ -20,15 +20,8 @@ trap 'bash "$ROOT/scripts/cluster.sh" stop "$TMP" >/dev/null 2>&1 || true; rm -r
 cargo build -q --release -p pg-deploy-cli
 CLI=${CARGO_TARGET_DIR:-$ROOT/target}/release/pg-deploy
 
-# corpus NAME MIRROR PATH: the folder PATH of the mirrored repository, unpacked
-# (the subtree alone: some mirrors lack large files elsewhere in the tree).
-corpus() {
-  local git=$MIRRORS/$2/repo
-  if [ ! -d "$git" ]; then echo "# skip $1: no mirror at $git" >&2; return 0; fi
-  mkdir -p "$TMP/src/$1"
-  git --git-dir="$git" archive "HEAD:$3" | tar -x -C "$TMP/src/$1"
-  echo "$1=$TMP/src/$1"
-}
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 if [ $# -eq 0 ]; then
   set -- $(corpus harbor goharbor+harbor make/migrations/postgresql) \
          $(corpus documenso documenso+documenso packages/prisma/migrations)

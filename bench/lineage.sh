@@ -23,6 +23,8 @@ trap 'bash "$ROOT/scripts/cluster.sh" stop "$TMP" >/dev/null 2>&1 || true; rm -r
 
 cargo build -q --release -p pg-deploy-cli
 CLI=${CARGO_TARGET_DIR:-$ROOT/target}/release/pg-deploy
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 
 bash scripts/cluster.sh start "$TMP" "$PORT" >/dev/null
 eval "$(bash scripts/cluster.sh env "$TMP")"
@@ -69,11 +71,9 @@ measure() {
 }
 
 : >"$TMP/rows"
-git_dir=$MIRRORS/documenso+documenso/repo
-if [ -d "$git_dir" ]; then
-  mkdir -p "$TMP/documenso"
-  git --git-dir="$git_dir" archive "HEAD:packages/prisma/migrations" | tar -x -C "$TMP/documenso"
-  "$CLI" manifest --project documenso "$TMP/documenso" >"$TMP/documenso.json"
+corpus documenso documenso+documenso packages/prisma/migrations >/dev/null
+if [ -d "$TMP/src/documenso" ]; then
+  "$CLI" manifest --project documenso "$TMP/src/documenso" >"$TMP/documenso.json"
   # A server without an extension the history creates (a bare build has no
   # pgcrypto) takes the history up to the change before it, and says so.
   psql -X -At -d postgres -c "SELECT name FROM pg_available_extensions" >"$TMP/available"
@@ -92,8 +92,6 @@ PY
   [ -z "$CUT" ] || echo "# documenso: up to the change before $CUT, which this server cannot run" >&2
   chmod 644 "$TMP/documenso.json"
   measure documenso "$TMP/documenso.json" "$ROUNDS"
-else
-  echo "# skip documenso: no mirror at $git_dir" >&2
 fi
 python3 bench/ddl_changes.py "$N" "$TMP/synthetic.json"
 chmod 644 "$TMP/synthetic.json"

@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Reads the folder and builds the manifest; everything here is local (exit 2 on errors).
 fn load(f: &FolderArgs) -> Result<(Folder, Value), CliError> {
@@ -444,8 +444,7 @@ fn follow(
     let progress = RefCell::new(phase::Progress::new(live));
     let c = RefCell::new(c);
     let mut clock = wait::RealClock::start();
-    let started = Instant::now();
-    let mut here = run_here::Here::new(!opts.no_run_here);
+    let mut here = run_here::session::ClientRunner::new(!opts.no_run_here, project, deployment, opts.phase_timeout);
     let result = {
         let mut fetch = || {
             let mut c = c.borrow_mut();
@@ -464,19 +463,11 @@ fn follow(
             }
         };
         let mut run_here = |s: &phase::PhaseStatus| {
-            if !here.wants(s, deployment) {
-                return Ok(false);
-            }
-            eprint!("{}", progress.borrow_mut().finish());
             let mut c = c.borrow_mut();
-            let mut session = run_here::session::ClientSession {
-                client: &mut c,
-                project,
-            };
-            let ran = here.run(
+            let ran = here.run_if_wanted(
                 s,
-                &mut session,
-                &mut || started.elapsed() >= opts.phase_timeout,
+                &mut c,
+                &mut || eprint!("{}", progress.borrow_mut().finish()),
                 &mut |line| {
                     if !cli.quiet {
                         eprintln!("pg-deploy: {line}");

@@ -8,6 +8,7 @@ use super::report::{one_line, Outcome, Row};
 use super::targets::Target;
 use crate::connect::{self, Source};
 use crate::error::CliError;
+use crate::run_here::session::ClientRunner;
 use crate::{db, output, phase, wait};
 use pg_deploy_core::report::{ApplyOutcome, ApplyReport, PlanReport};
 use postgres::config::{Host, SslMode};
@@ -228,28 +229,12 @@ fn follow_phases(
     };
     let limit = clock.left().map_or(limit, |left| left.min(limit));
     let mut wclock = wait::RealClock::start();
-    let started = Instant::now();
-    let mut here = crate::run_here::Here::new(job.run_here);
+    let mut here = ClientRunner::new(job.run_here, job.project, Some(steps.deployment_id), limit);
     let followed = guarded(c, t, l, clock, "waiting for the steps after commit", |c| {
         let c = std::cell::RefCell::new(c);
-        let mut run_here = |s: &phase::PhaseStatus| {
-            if !here.wants(s, Some(steps.deployment_id)) {
-                return Ok(false);
-            }
-            let mut c = c.borrow_mut();
-            let mut session = crate::run_here::session::ClientSession {
-                client: &mut c,
-                project: job.project,
-            };
-            // Its lines would interleave with the other targets': the row says how it ended.
-            here.run(
-                s,
-                &mut session,
-                &mut || started.elapsed() >= limit,
-                &mut |_| {},
-                &mut |_| {},
-            )
-        };
+        // Its lines would interleave with the other targets': the row says how it ended.
+        let mut run_here =
+            |s: &phase::PhaseStatus| here.run_if_wanted(s, &mut c.borrow_mut(), &mut || {}, &mut |_| {}, &mut |_| {});
         wait::follow(
             &mut || db::phase_status(&mut c.borrow_mut(), job.project),
             Some(steps.deployment_id),

@@ -3,9 +3,10 @@
 //! SQL text; the online statement itself goes as a simple query, top level,
 //! so that a CREATE INDEX CONCURRENTLY runs (no transaction block around it).
 
-use super::Session;
+use super::{Here, Session};
 use crate::db::call_error;
 use crate::error::CliError;
+use crate::phase::PhaseStatus;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, SimpleQueryMessage};
 use serde_json::Value;
@@ -17,6 +18,54 @@ pub struct ClientSession<'a> {
 }
 
 const FUNCTION: &str = "deploy.phase_client";
+
+/// Runs the phase waited for from the client's own connection, for a wait
+/// (apply's and the fleet's) that polls `deploy.phase_status`.
+#[derive(Debug)]
+pub struct ClientRunner<'a> {
+    here: Here,
+    project: &'a str,
+    deployment: Option<i64>,
+    started: Instant,
+    limit: Duration,
+}
+
+impl<'a> ClientRunner<'a> {
+    /// `limit` counts from now: a run here stops between two steps past it.
+    pub fn new(enabled: bool, project: &'a str, deployment: Option<i64>, limit: Duration) -> Self {
+        ClientRunner {
+            here: Here::new(enabled),
+            project,
+            deployment,
+            started: Instant::now(),
+            limit,
+        }
+    }
+
+    /// Runs the phase of `s` from `client` when it is wanted here (Ok(false)
+    /// when not); `starting` first, to end a progress line. Otherwise as
+    /// [`Here::run`].
+    pub fn run_if_wanted(
+        &mut self,
+        s: &PhaseStatus,
+        client: &mut Client,
+        starting: &mut dyn FnMut(),
+        say: &mut dyn FnMut(&str),
+        warn: &mut dyn FnMut(&str),
+    ) -> Result<bool, CliError> {
+        if !self.here.wants(s, self.deployment) {
+            return Ok(false);
+        }
+        starting();
+        let mut session = ClientSession {
+            client,
+            project: self.project,
+        };
+        let (started, limit) = (self.started, self.limit);
+        self.here
+            .run(s, &mut session, &mut || started.elapsed() >= limit, say, warn)
+    }
+}
 
 impl ClientSession<'_> {
     /// One row of one statement with typed parameters.
