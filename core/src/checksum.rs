@@ -19,6 +19,12 @@ pub fn sha256_checksum(bytes: &[u8]) -> String {
     format!("{PREFIX}{}", sha256_hex(bytes))
 }
 
+/// A sealed lineage row's hash, as SQL's `deploy.lineage_link` computes it:
+/// the hash before it, its place in the chain and its content's digest.
+pub fn lineage_link(prev_hash: &str, seq: i64, digest: &str) -> String {
+    sha256_checksum(format!("{prev_hash} {seq} {digest}").as_bytes())
+}
+
 /// The checksum of a change's SQL: over its text with CRLF line endings turned
 /// into LF, so a Windows checkout of the same file is the same change.
 pub fn sql_checksum(sql: &str) -> String {
@@ -68,6 +74,19 @@ mod tests {
         assert_eq!(
             sha256_checksum(b"abc"),
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    /// The values SQL's deploy.lineage_link gives for the same inputs.
+    #[test]
+    fn lineage_link_matches_sql() {
+        assert_eq!(
+            lineage_link("", 1, "abc"),
+            "sha256:0d02424d3808a768288515f925eabf66f17f3e96330a76d93bcdcce751f7dcf6"
+        );
+        assert_eq!(
+            lineage_link("sha256:00ff", 42, "d1"),
+            "sha256:eb3db81bf241eb6b23939067cbb3f1bd1467f0325deffda8bd647b08633d112c"
         );
     }
 

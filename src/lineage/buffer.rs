@@ -14,12 +14,10 @@ use crate::owner::Owner;
 use crate::sqlstate::pg_error;
 use crate::subxact::{in_subtransaction, PgError};
 use pgrx::pg_sys;
-use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::spi::SpiClient;
 use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::{json, Value};
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 struct Firing {
     /// The (sub)transaction the command ran in.
@@ -34,8 +32,6 @@ struct Firing {
 thread_local! {
     /// Some while a deployment buffers (its `Deploying` guard lives).
     static BUFFER: RefCell<Option<Vec<Firing>>> = const { RefCell::new(None) };
-    /// The reads below, planned once per backend (they name only pg_catalog).
-    static READS: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
 }
 
 pub fn start() {
@@ -50,50 +46,38 @@ pub fn on() -> bool {
     BUFFER.with(|b| b.borrow().is_some())
 }
 
+// Each read returns the command's objects as one jsonb array of the rows
+// flush writes (a missing tag is the firing's own).
 const DDL: &str = "
-    SELECT 'ddl', c.command_tag, c.object_type, c.schema_name, c.object_identity,
-           pg_catalog.to_jsonb(a.object_names), pg_catalog.to_jsonb(a.object_args),
-           pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())
+    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'event', 'ddl', 'tag', c.command_tag, 'object_type', c.object_type, 'schema_name', c.schema_name,
+               'object_identity', c.object_identity, 'names', a.object_names, 'args', a.object_args,
+               'at', pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())))
       FROM pg_catalog.pg_event_trigger_ddl_commands() c
       LEFT JOIN LATERAL pg_catalog.pg_identify_object_as_address(c.classid, c.objid, c.objsubid) a ON true
      WHERE NOT c.in_extension AND coalesce(c.schema_name OPERATOR(pg_catalog.<>) 'pg_temp', true)";
 
 const DROP: &str = "
-    SELECT 'drop', NULL::pg_catalog.text, d.object_type, d.schema_name, d.object_identity,
-           pg_catalog.to_jsonb(d.address_names), pg_catalog.to_jsonb(d.address_args),
-           pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())
+    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'event', 'drop', 'object_type', d.object_type, 'schema_name', d.schema_name,
+               'object_identity', d.object_identity, 'names', d.address_names, 'args', d.address_args,
+               'at', pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())))
       FROM pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE (d.original OR d.normal) AND NOT d.is_temporary";
 
 /// Reads the firing command's objects into the buffer.
 pub fn collect(event: &str, tag: &str, user: &str, context: &Context) {
     let sql = if event == "sql_drop" { DROP } else { DDL };
-    let read = Spi::connect_mut(|client| -> Result<Vec<Value>, pgrx::spi::SpiError> {
-        let mut rows = Vec::new();
-        let table = READS.with(|reads| -> Result<_, pgrx::spi::SpiError> {
-            let mut reads = reads.borrow_mut();
-            if !reads.contains_key(sql) {
-                let plan = client.prepare(sql, &[])?;
-                reads.insert(sql, plan.keep());
+    let read = super::read::json(sql).map(|rows| match rows {
+        Some(Value::Array(mut rows)) => {
+            for row in &mut rows {
+                if row.get("tag").is_none_or(Value::is_null) {
+                    row["tag"] = json!(tag);
+                }
             }
-            match reads.get(sql) {
-                Some(plan) => client.update(plan, None, &[]).map(Some),
-                None => Ok(None),
-            }
-        })?;
-        for row in table.into_iter().flatten() {
-            rows.push(json!({
-                "event": row.get::<String>(1)?,
-                "tag": row.get::<String>(2)?.unwrap_or_else(|| tag.to_string()),
-                "object_type": row.get::<String>(3)?,
-                "schema_name": row.get::<String>(4)?,
-                "object_identity": row.get::<String>(5)?,
-                "names": row.get::<JsonB>(6)?.map(|j| j.0),
-                "args": row.get::<JsonB>(7)?.map(|j| j.0),
-                "at": row.get::<f64>(8)?,
-            }));
+            rows
         }
-        Ok(rows)
+        _ => Vec::new(),
     });
     let rows = match read {
         Ok(rows) => rows,
@@ -154,14 +138,24 @@ pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment
             })
         })
         .collect();
-    let written = in_subtransaction(|| {
-        if crate::guc::LINEAGE_FAIL.get() {
-            return Err(pg_error(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                "pg_deploy.lineage_fail is on",
-            ));
-        }
-        write(client, owner, rows.clone(), project, deployment_id)
+    let failing = || {
+        crate::guc::LINEAGE_FAIL
+            .get()
+            .then(|| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_deploy.lineage_fail is on"))
+    };
+    let sealed = in_subtransaction(|| match failing() {
+        Some(e) => Err(e),
+        None => super::seal::write_sealed(client, owner, rows.clone(), project, deployment_id),
+    });
+    if sealed.is_ok() {
+        return Ok(());
+    }
+    // Sealing can fail where inserting does not (a serialization failure on
+    // the chain's head under REPEATABLE READ): the rows go in unsealed, and
+    // the next seal chains them.
+    let written = in_subtransaction(|| match failing() {
+        Some(e) => Err(e),
+        None => write(client, owner, rows.clone(), project, deployment_id),
     });
     let Err(error) = written else { return Ok(()) };
     let message = format!("{}: {}", error.sqlstate, error.message);

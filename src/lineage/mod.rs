@@ -6,6 +6,8 @@
 
 mod buffer;
 pub mod downstream;
+mod read;
+mod seal;
 mod trigger;
 
 use crate::error::DeployError;

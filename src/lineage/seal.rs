@@ -1,0 +1,134 @@
+//! A deployment's lineage rows written sealed: each row is inserted with its
+//! place in the hash chain, instead of inserted and then updated by
+//! deploy.seal_lineage() (that UPDATE of every row was most of the seal's
+//! cost). The content digest is still computed by SQL's
+//! deploy.lineage_digest over the very values inserted, so verify_lineage
+//! checks these rows as any other; only the link (a sha256 of the hash before,
+//! the place and the digest) is computed here, by the core.
+
+use crate::owner::Owner;
+use crate::sqlstate::pg_error;
+use crate::subxact::PgError;
+use pg_deploy_core::checksum::lineage_link;
+use pgrx::pg_sys;
+use pgrx::spi::{SpiClient, SpiError};
+use pgrx::{JsonB, PgSqlErrorCode};
+use serde_json::{json, Value};
+
+/// The rows as inserted: every column of deploy.lineage, in the table's
+/// order (the digest reads them as a deploy.lineage row; a column added to
+/// the table makes that cast fail, and flush writes the rows unsealed). $1
+/// the rows (with id, at and the chain's columns filled), $2 the project,
+/// $3 the deployment.
+macro_rules! rows {
+    () => {
+        "SELECT r.id, pg_catalog.to_timestamp(r.at), r.event, r.tag, r.object_type, r.schema_name,
+                r.object_identity,
+                CASE WHEN pg_catalog.jsonb_typeof(r.names) OPERATOR(pg_catalog.=) 'array'
+                     THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(r.names)) END,
+                CASE WHEN pg_catalog.jsonb_typeof(r.args) OPERATOR(pg_catalog.=) 'array'
+                     THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(r.args)) END,
+                session_user, r.role, pg_catalog.current_setting('application_name'),
+                pg_catalog.inet_client_addr(), pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(),
+                $2::pg_catalog.text, r.change, $3::pg_catalog.int8, r.error, r.seq, r.prev_hash, r.row_hash
+           FROM pg_catalog.jsonb_to_recordset($1) AS r(id pg_catalog.int8, at pg_catalog.float8, event text,
+                  tag text, object_type text, schema_name text, object_identity text, names jsonb, args jsonb,
+                  role name, change text, error text, seq pg_catalog.int8, prev_hash text, row_hash text)"
+    };
+}
+
+const DIGESTS: &str = concat!(
+    "SELECT deploy.lineage_digest(ROW(s.*)::deploy.lineage) FROM (",
+    rows!(),
+    ") AS s ORDER BY s.id"
+);
+
+const INSERT: &str = concat!(
+    "INSERT INTO deploy.lineage (id, at, event, command_tag, object_type, schema_name, object_identity,
+        object_names, object_args, session_user_name, current_user_name, application_name, client_addr,
+        backend_pid, xid, project, change_id, deployment_id, error, seq, prev_hash, row_hash)
+     OVERRIDING SYSTEM VALUE ",
+    rows!()
+);
+
+/// Writes `rows` (in order) sealed after the chain's head, which it locks
+/// (sealers take turns on it) and moves. Run as the extension's owner.
+pub fn write_sealed(
+    client: &mut SpiClient<'_>,
+    owner: Owner,
+    mut rows: Vec<Value>,
+    project: &str,
+    deployment: i64,
+) -> Result<(), PgError> {
+    let internal = |e: SpiError| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string());
+    owner
+        .run(|| -> Result<(), SpiError> {
+            client.update(
+                "INSERT INTO deploy.lineage_chain DEFAULT VALUES ON CONFLICT DO NOTHING",
+                None,
+                &[],
+            )?;
+            let head = client
+                .update(
+                    "UPDATE deploy.lineage_chain c SET head_seq = c.head_seq RETURNING c.head_seq, c.head_hash",
+                    None,
+                    &[],
+                )?
+                .first();
+            let (mut seq, mut hash) = (
+                head.get::<i64>(1)?.unwrap_or(0),
+                head.get::<String>(2)?.unwrap_or_default(),
+            );
+            let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            let mut ids = Vec::with_capacity(rows.len());
+            for row in client.update(
+                "SELECT pg_catalog.nextval('deploy.lineage_id_seq') FROM pg_catalog.generate_series(1, $1)",
+                None,
+                &[count.into()],
+            )? {
+                ids.push(row.get::<i64>(1)?.unwrap_or_default());
+            }
+            ids.sort_unstable();
+            let now = now_epoch();
+            for (row, id) in rows.iter_mut().zip(ids) {
+                row["id"] = json!(id);
+                if row.get("at").is_none_or(Value::is_null) {
+                    row["at"] = json!(now);
+                }
+            }
+            let args = |rows: &Vec<Value>| {
+                [
+                    JsonB(Value::Array(rows.clone())).into(),
+                    project.into(),
+                    deployment.into(),
+                ]
+            };
+            let mut digests = Vec::with_capacity(rows.len());
+            for row in client.update(DIGESTS, None, &args(&rows))? {
+                digests.push(row.get::<String>(1)?.unwrap_or_default());
+            }
+            for (row, digest) in rows.iter_mut().zip(digests) {
+                seq += 1;
+                row["seq"] = json!(seq);
+                row["prev_hash"] = json!(hash);
+                hash = lineage_link(&hash, seq, &digest);
+                row["row_hash"] = json!(hash);
+            }
+            client.update(INSERT, None, &args(&rows))?;
+            client.update(
+                "UPDATE deploy.lineage_chain SET head_seq = $1, head_hash = $2",
+                None,
+                &[seq.into(), hash.into()],
+            )?;
+            Ok(())
+        })
+        .map_err(internal)
+}
+
+/// Now, as the seconds since the epoch that to_timestamp reads back.
+fn now_epoch() -> f64 {
+    // SAFETY: GetCurrentTimestamp reads the clock; no state.
+    let micros = unsafe { pg_sys::GetCurrentTimestamp() };
+    // TimestampTz counts microseconds from 2000-01-01, 946,684,800 s after the epoch.
+    micros as f64 / 1_000_000.0 + 946_684_800.0
+}
