@@ -177,6 +177,31 @@ t_non_superuser_cannot_touch_lineage_or_its_triggers() {
   eq "$(q "SELECT intact FROM deploy.verify_lineage()")" f "a rewritten row is found"
 }
 
+# Under REPEATABLE READ, a seal committed after the deployment's snapshot
+# makes sealing fail (serialization failure on the chain's head): the rows
+# go in unsealed, with a warning, and the next seal chains them.
+t_refused_seal_leaves_the_rows_unsealed() {
+  setup
+  local snapshot out
+  coproc A { "${PSQL[@]}" -d "$DB" 2>&1; }
+  echo "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 'snapshot';" >&"${A[1]}"
+  read -r snapshot <&"${A[0]}"
+  eq "$snapshot" snapshot "the deployment's snapshot is taken"
+  q "CREATE TABLE public.outside_the_deployment (x int)" >/dev/null
+  q "SELECT deploy.seal_lineage()" >/dev/null
+  echo "SELECT deploy.apply('{\"project\": \"app\", \"version\": \"1.1.0\", \"schemas\": [\"app\"],
+          \"changes\": ${V1%]}, {\"id\": \"0004-t\", \"sql\": \"CREATE TABLE app.t (x int)\"}]}'::jsonb)->>'outcome';
+        COMMIT;" >&"${A[1]}"
+  exec {A[1]}>&-
+  out=$(cat <&"${A[0]}")
+  has "$out" '^applied$' "the deployment applied"
+  has "$out" 'left unsealed' "a warning says so"
+  eq "$(q "SELECT count(*) > 0 AND bool_and(seq IS NULL) FROM deploy.lineage WHERE change_id = '0004-t'")" t "its rows are unsealed"
+  eq "$(q "SELECT intact FROM deploy.verify_lineage()")" t "the chain is intact"
+  q "SELECT deploy.seal_lineage()" >/dev/null
+  eq "$(q "SELECT unsealed || ' ' || intact FROM deploy.verify_lineage()")" "0 true" "the next seal chains them"
+}
+
 t_deleted_rows_break_the_chain() {
   setup
   q "SELECT deploy.seal_lineage()" >/dev/null

@@ -12,10 +12,10 @@ use super::Context;
 use crate::error::DeployError;
 use crate::owner::Owner;
 use crate::sqlstate::pg_error;
-use crate::subxact::{in_subtransaction, PgError};
+use crate::subxact::in_subtransaction;
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 
@@ -98,23 +98,6 @@ pub fn collect(event: &str, tag: &str, user: &str, context: &Context) {
     });
 }
 
-const WRITE: &str = "
-    INSERT INTO deploy.lineage (at, event, command_tag, object_type, schema_name, object_identity, object_names,
-                                object_args, session_user_name, current_user_name, application_name, client_addr,
-                                backend_pid, xid, project, change_id, deployment_id, error)
-    SELECT coalesce(pg_catalog.to_timestamp(r.at), pg_catalog.clock_timestamp()), r.event, r.tag, r.object_type,
-           r.schema_name, r.object_identity,
-           CASE WHEN pg_catalog.jsonb_typeof(r.names) OPERATOR(pg_catalog.=) 'array'
-                THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(r.names)) END,
-           CASE WHEN pg_catalog.jsonb_typeof(r.args) OPERATOR(pg_catalog.=) 'array'
-                THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(r.args)) END,
-           session_user, r.role, pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
-           pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), $2, r.change, $3, r.error
-      FROM pg_catalog.jsonb_to_recordset($1) AS r(at pg_catalog.float8, event text, tag text,
-             object_type text, schema_name text, object_identity text, names jsonb, args jsonb, role name,
-             change text, error text, ord bigint)
-     ORDER BY r.ord";
-
 /// Writes what the deployment's committed changes did, as the extension's
 /// owner, and empties the buffer; a failure writes one gap per firing instead.
 pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment_id: i64) -> Result<(), DeployError> {
@@ -145,7 +128,7 @@ pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment
     };
     let sealed = in_subtransaction(|| match failing() {
         Some(e) => Err(e),
-        None => super::seal::write_sealed(client, owner, rows.clone(), project, deployment_id),
+        None => super::seal::insert(client, owner, rows.clone(), project, deployment_id, true),
     });
     if sealed.is_ok() {
         return Ok(());
@@ -155,7 +138,7 @@ pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment
     // the next seal chains them.
     let written = in_subtransaction(|| match failing() {
         Some(e) => Err(e),
-        None => write(client, owner, rows.clone(), project, deployment_id),
+        None => super::seal::insert(client, owner, rows.clone(), project, deployment_id, false),
     });
     let Err(error) = written else { return Ok(()) };
     let message = format!("{}: {}", error.sqlstate, error.message);
@@ -163,7 +146,7 @@ pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment
         .iter()
         .map(|f| json!({"event": "gap", "tag": f.tag, "role": f.role, "change": f.change, "error": message}))
         .collect();
-    let gap = in_subtransaction(|| write(client, owner, gaps, project, deployment_id));
+    let gap = in_subtransaction(|| super::seal::insert(client, owner, gaps, project, deployment_id, false));
     if let Err(also) = gap {
         pgrx::warning!(
             "pg_deploy: {project}: the lineage of deployment {deployment_id} was not recorded ({message}), nor its gaps ({})",
@@ -171,22 +154,4 @@ pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment
         );
     }
     Ok(())
-}
-
-/// Inserts `rows` in their order (numbered here: jsonb_to_recordset keeps no ordinality).
-fn write(
-    client: &mut SpiClient<'_>,
-    owner: Owner,
-    mut rows: Vec<Value>,
-    project: &str,
-    deployment: i64,
-) -> Result<(), PgError> {
-    for (i, row) in rows.iter_mut().enumerate() {
-        row["ord"] = json!(i);
-    }
-    let rows = Value::Array(rows);
-    owner
-        .run(|| client.update(WRITE, None, &[JsonB(rows).into(), project.into(), deployment.into()]))
-        .map(|_| ())
-        .map_err(|e| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))
 }

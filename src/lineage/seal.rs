@@ -1,4 +1,4 @@
-//! A deployment's lineage rows written sealed: each row is inserted with its
+//! A deployment's lineage rows, written at once, sealed: each row is inserted with its
 //! place in the hash chain, instead of inserted and then updated by
 //! deploy.seal_lineage() (that UPDATE of every row was most of the seal's
 //! cost). The content digest is still computed by SQL's
@@ -54,34 +54,20 @@ const INSERT: &str = concat!(
     rows!()
 );
 
-/// Writes `rows` (in order) sealed after the chain's head, which it locks
-/// (sealers take turns on it) and moves. Run as the extension's owner.
-pub fn write_sealed(
+/// Inserts `rows` in their order as the extension's owner; `sealed`: after
+/// the chain's head, which it locks (sealers take turns on it) and moves.
+pub fn insert(
     client: &mut SpiClient<'_>,
     owner: Owner,
     mut rows: Vec<Value>,
     project: &str,
     deployment: i64,
+    sealed: bool,
 ) -> Result<(), PgError> {
     let internal = |e: SpiError| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string());
     owner
         .run(|| -> Result<(), SpiError> {
-            client.update(
-                "INSERT INTO deploy.lineage_chain DEFAULT VALUES ON CONFLICT DO NOTHING",
-                None,
-                &[],
-            )?;
-            let head = client
-                .update(
-                    "UPDATE deploy.lineage_chain c SET head_seq = c.head_seq RETURNING c.head_seq, c.head_hash",
-                    None,
-                    &[],
-                )?
-                .first();
-            let (mut seq, mut hash) = (
-                head.get::<i64>(1)?.unwrap_or(0),
-                head.get::<String>(2)?.unwrap_or_default(),
-            );
+            let head = if sealed { Some(lock_head(client)?) } else { None };
             let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
             let mut ids = Vec::with_capacity(rows.len());
             for row in client.update(
@@ -106,6 +92,10 @@ pub fn write_sealed(
                     deployment.into(),
                 ]
             };
+            let Some((mut seq, mut hash)) = head else {
+                client.update(INSERT, None, &args(&rows))?;
+                return Ok(());
+            };
             let mut digests = Vec::with_capacity(rows.len());
             for row in client.update(DIGESTS, None, &args(&rows))? {
                 digests.push(row.get::<String>(1)?.unwrap_or_default());
@@ -126,6 +116,26 @@ pub fn write_sealed(
             Ok(())
         })
         .map_err(internal)
+}
+
+/// The chain's head (seq, hash), locked until commit.
+fn lock_head(client: &mut SpiClient<'_>) -> Result<(i64, String), SpiError> {
+    client.update(
+        "INSERT INTO deploy.lineage_chain DEFAULT VALUES ON CONFLICT DO NOTHING",
+        None,
+        &[],
+    )?;
+    let head = client
+        .update(
+            "UPDATE deploy.lineage_chain c SET head_seq = c.head_seq RETURNING c.head_seq, c.head_hash",
+            None,
+            &[],
+        )?
+        .first();
+    Ok((
+        head.get::<i64>(1)?.unwrap_or(0),
+        head.get::<String>(2)?.unwrap_or_default(),
+    ))
 }
 
 /// Now, as the seconds since the epoch that to_timestamp reads back.
