@@ -442,7 +442,6 @@ CREATE TABLE deploy.lineage (
 );
 CREATE INDEX lineage_object_idx ON deploy.lineage ((object_names[1]), (object_names[2]));
 CREATE INDEX lineage_unsealed_idx ON deploy.lineage (id) WHERE seq IS NULL;
-CREATE INDEX lineage_unattached_idx ON deploy.lineage (xid) WHERE deployment_id IS NULL AND project IS NOT NULL;
 
 -- The chain's head and the anchor left by trimming: at most one row, made by
 -- the first seal (not by this script, so a restored dump brings its own).

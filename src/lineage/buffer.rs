@@ -11,11 +11,9 @@
 use super::Context;
 use crate::error::DeployError;
 use crate::owner::Owner;
-use crate::sqlstate::pg_error;
 use crate::subxact::in_subtransaction;
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
-use pgrx::PgSqlErrorCode;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 
@@ -121,14 +119,9 @@ pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment
             })
         })
         .collect();
-    let failing = || {
-        crate::guc::LINEAGE_FAIL
-            .get()
-            .then(|| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_deploy.lineage_fail is on"))
-    };
-    let sealed = in_subtransaction(|| match failing() {
-        Some(e) => Err(e),
-        None => super::seal::insert(client, owner, rows.clone(), project, deployment_id, true),
+    let sealed = in_subtransaction(|| {
+        super::injected_failure()?;
+        super::seal::insert(client, owner, rows.clone(), project, deployment_id, true)
     });
     if sealed.is_ok() {
         return Ok(());
@@ -136,9 +129,9 @@ pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment
     // Sealing can fail where inserting does not (a serialization failure on
     // the chain's head under REPEATABLE READ): the rows go in unsealed, and
     // the next seal chains them.
-    let written = in_subtransaction(|| match failing() {
-        Some(e) => Err(e),
-        None => super::seal::insert(client, owner, rows.clone(), project, deployment_id, false),
+    let written = in_subtransaction(|| {
+        super::injected_failure()?;
+        super::seal::insert(client, owner, rows, project, deployment_id, false)
     });
     let Err(error) = written else { return Ok(()) };
     let message = format!("{}: {}", error.sqlstate, error.message);

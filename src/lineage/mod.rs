@@ -28,6 +28,18 @@ thread_local! {
     static CONTEXT: RefCell<Context> = RefCell::new(Context::default());
 }
 
+/// Fails when the test setting pg_deploy.lineage_fail is on: how the tests
+/// make recording fail, to show that a failure becomes a gap.
+pub(crate) fn injected_failure() -> Result<(), crate::subxact::PgError> {
+    if crate::guc::LINEAGE_FAIL.get() {
+        return Err(crate::sqlstate::pg_error(
+            pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "pg_deploy.lineage_fail is on",
+        ));
+    }
+    Ok(())
+}
+
 /// What the backend is deploying now.
 pub fn current() -> Context {
     CONTEXT.with(|c| c.borrow().clone())
@@ -79,22 +91,13 @@ impl Drop for Running {
     }
 }
 
-/// After a deployment is recorded: its id goes on the lineage rows its
-/// changes left in this transaction, and the log is sealed into the chain.
+/// After a deployment is recorded: the rows its changes left in the buffer
+/// are written with its id, sealed, and the rest of the log is sealed after them.
 /// Sealing waits for a concurrent sealer; if it fails (e.g. a serialization
 /// failure under REPEATABLE READ) the rows stay unsealed until the next seal,
 /// with a warning, and the deployment goes on.
 pub fn attach(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment_id: i64) -> Result<(), DeployError> {
     buffer::flush(client, owner, project, deployment_id)?;
-    owner.run(|| {
-        client.update(
-            "UPDATE deploy.lineage SET deployment_id = $1
-              WHERE xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()
-                AND project OPERATOR(pg_catalog.=) $2 AND deployment_id IS NULL",
-            None,
-            &[deployment_id.into(), project.into()],
-        )
-    })?;
     let sealed = crate::subxact::in_subtransaction(|| {
         owner
             .run(|| client.update("SELECT deploy.seal_lineage()", Some(1), &[]).map(|_| ()))

@@ -1,4 +1,5 @@
-//! A deployment's lineage rows, written at once, sealed: each row is inserted with its
+//! A deployment's lineage rows, written at once and sealed (or, when sealing
+//! is refused, unsealed; and gap rows): each sealed row is inserted with its
 //! place in the hash chain, instead of inserted and then updated by
 //! deploy.seal_lineage() (that UPDATE of every row was most of the seal's
 //! cost). The content digest is still computed by SQL's
@@ -85,19 +86,13 @@ pub fn insert(
                     row["at"] = json!(now);
                 }
             }
-            let args = |rows: &Vec<Value>| {
-                [
-                    JsonB(Value::Array(rows.clone())).into(),
-                    project.into(),
-                    deployment.into(),
-                ]
-            };
+            let args = |rows: Vec<Value>| [JsonB(Value::Array(rows)).into(), project.into(), deployment.into()];
             let Some((mut seq, mut hash)) = head else {
-                client.update(INSERT, None, &args(&rows))?;
+                client.update(INSERT, None, &args(rows))?;
                 return Ok(());
             };
             let mut digests = Vec::with_capacity(rows.len());
-            for row in client.update(DIGESTS, None, &args(&rows))? {
+            for row in client.update(DIGESTS, None, &args(rows.clone()))? {
                 digests.push(row.get::<String>(1)?.unwrap_or_default());
             }
             for (row, digest) in rows.iter_mut().zip(digests) {
@@ -107,7 +102,7 @@ pub fn insert(
                 hash = lineage_link(&hash, seq, &digest);
                 row["row_hash"] = json!(hash);
             }
-            client.update(INSERT, None, &args(&rows))?;
+            client.update(INSERT, None, &args(rows))?;
             client.update(
                 "UPDATE deploy.lineage_chain SET head_seq = $1, head_hash = $2",
                 None,

@@ -126,12 +126,7 @@ const DROP: &str = "
      WHERE (d.original OR d.normal) AND NOT d.is_temporary";
 
 fn insert(event: &str, tag: &str, user: &str, context: &Context) -> Result<(), PgError> {
-    if crate::guc::LINEAGE_FAIL.get() {
-        return Err(pg_error(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            "pg_deploy.lineage_fail is on",
-        ));
-    }
+    super::injected_failure()?;
     let sql = if event == "sql_drop" { DROP } else { DDL };
     write(sql, tag, user, context, None)
 }
