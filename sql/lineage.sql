@@ -214,6 +214,9 @@ AS $$
     INSERT INTO deploy.lineage (event, session_user_name, current_user_name, application_name, client_addr, backend_pid, xid)
     VALUES (event, session_user, current_user, current_setting('application_name'), inet_client_addr(),
             pg_backend_pid(), pg_current_xact_id());
+    -- Sealed at once: the switch matters to an auditor, and a new database's
+    -- first deployment then has nothing to seal but its own rows.
+    SELECT deploy.seal_lineage();
     SELECT deploy.lineage_recording();
 $$;
 

@@ -311,41 +311,6 @@ AS $$
                      || string_agg(regexp_replace(quote_ident(n.nspname), '([^[:alnum:]_])', '\\\1', 'g'), '|')
                      || ')\.)([[:alpha:]_][[:alnum:]_$]*|"(?:[^"]|"")+")\.(?=[[:alpha:]_"])' AS pattern
                 FROM pg_namespace n),
-    rel AS (SELECT c.oid, c.relname, c.relkind, c.relowner, c.relacl, c.relpersistence, c.relrowsecurity,
-                   c.relforcerowsecurity, c.relam, c.reloptions, ns.nspname
-              FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
-             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I')),
-    cols AS (SELECT a.attrelid,
-                    string_agg(concat_ws(':', a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                                         pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
-                                         (SELECT co.collname FROM pg_collation co
-                                           WHERE co.oid = a.attcollation AND a.attcollation <> 0), a.attacl),
-                               ',' ORDER BY a.attnum) AS d
-               FROM pg_attribute a JOIN rel ON rel.oid = a.attrelid
-               LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-              WHERE a.attnum > 0 AND NOT a.attisdropped
-              GROUP BY a.attrelid),
-    cons AS (SELECT co.conrelid,
-                    string_agg(concat_ws(':', co.conname, pg_get_constraintdef(co.oid), co.condeferrable,
-                                         co.condeferred, co.convalidated),
-                               ',' ORDER BY co.conname) AS d
-               FROM pg_constraint co JOIN rel ON rel.oid = co.conrelid
-              WHERE co.contype <> 'n'  -- NOT NULL, in pg_constraint from 18 on: attnotnull says it
-              GROUP BY co.conrelid),
-    trigs AS (SELECT t.tgrelid,
-                     string_agg(concat_ws(':', t.tgname, pg_get_triggerdef(t.oid), t.tgenabled), ',' ORDER BY t.tgname) AS d
-                FROM pg_trigger t JOIN rel ON rel.oid = t.tgrelid
-               WHERE NOT t.tgisinternal
-               GROUP BY t.tgrelid),
-    pols AS (SELECT p.polrelid,
-                    string_agg(concat_ws(':', p.polname, p.polcmd, p.polpermissive,
-                                         (SELECT string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END,
-                                                            ',' ORDER BY 1)
-                                            FROM unnest(p.polroles) AS r),
-                                         pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)),
-                               ',' ORDER BY p.polname) AS d
-               FROM pg_policy p JOIN rel ON rel.oid = p.polrelid
-              GROUP BY p.polrelid),
     objects AS (
         SELECT 'schema' AS kind, ns.nspname::text AS name,
                concat_ws('|', pg_get_userbyid(n.nspowner), n.nspacl) AS description
@@ -354,11 +319,35 @@ AS $$
         SELECT CASE rel.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
                                 WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
                                 ELSE 'index' END,
-               rel.nspname || '.' || rel.relname,
+               ns.nspname || '.' || rel.relname,
                concat_ws('|', rel.relkind, pg_get_userbyid(rel.relowner), rel.relacl, rel.relpersistence,
                          rel.relrowsecurity, rel.relforcerowsecurity,
                          (SELECT am.amname FROM pg_am am WHERE am.oid = rel.relam), rel.reloptions,
-                         cols.d, cons.d, trigs.d, pols.d,
+                         -- Per relation through the catalogs' indexes, not a scan of
+                         -- each catalog: the cost follows the project, not the database.
+                         (SELECT string_agg(concat_ws(':', a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                                                      pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
+                                                      (SELECT co.collname FROM pg_collation co
+                                                        WHERE co.oid = a.attcollation AND a.attcollation <> 0), a.attacl),
+                                            ',' ORDER BY a.attnum)
+                            FROM pg_attribute a
+                            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                           WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped),
+                         (SELECT string_agg(concat_ws(':', co.conname, pg_get_constraintdef(co.oid), co.condeferrable,
+                                                      co.condeferred, co.convalidated),
+                                            ',' ORDER BY co.conname)
+                            FROM pg_constraint co
+                           WHERE co.conrelid = rel.oid
+                             AND co.contype <> 'n'),  -- NOT NULL, in pg_constraint from 18 on: attnotnull says it
+                         (SELECT string_agg(concat_ws(':', t.tgname, pg_get_triggerdef(t.oid), t.tgenabled), ',' ORDER BY t.tgname)
+                            FROM pg_trigger t WHERE t.tgrelid = rel.oid AND NOT t.tgisinternal),
+                         (SELECT string_agg(concat_ws(':', p.polname, p.polcmd, p.polpermissive,
+                                                      (SELECT string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END,
+                                                                         ',' ORDER BY 1)
+                                                         FROM unnest(p.polroles) AS r),
+                                                      pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)),
+                                            ',' ORDER BY p.polname)
+                            FROM pg_policy p WHERE p.polrelid = rel.oid),
                          (SELECT string_agg(concat_ws(':', r.rulename, regexp_replace(pg_get_ruledef(r.oid), quals.pattern, '', 'g')),
                                        ',' ORDER BY r.rulename)
                             FROM pg_rewrite r, quals WHERE r.ev_class = rel.oid),
@@ -366,11 +355,8 @@ AS $$
                          (SELECT concat_ws(':', format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmax,
                                            s.seqmin, s.seqcache, s.seqcycle)
                             FROM pg_sequence s WHERE s.seqrelid = rel.oid))
-          FROM rel
-          LEFT JOIN cols ON cols.attrelid = rel.oid
-          LEFT JOIN cons ON cons.conrelid = rel.oid
-          LEFT JOIN trigs ON trigs.tgrelid = rel.oid
-          LEFT JOIN pols ON pols.polrelid = rel.oid
+          FROM pg_class rel JOIN ns ON ns.oid = rel.relnamespace
+         WHERE rel.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I')
         UNION ALL
         SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
                ns.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',

@@ -100,7 +100,24 @@ pub fn attach(client: &mut SpiClient<'_>, owner: Owner, project: &str, deploymen
     buffer::flush(client, owner, project, deployment_id)?;
     let sealed = crate::subxact::in_subtransaction(|| {
         owner
-            .run(|| client.update("SELECT deploy.seal_lineage()", Some(1), &[]).map(|_| ()))
+            .run(|| {
+                // The deployment's own rows went in sealed: most of the time
+                // nothing else waits, and the seal (a PL/pgSQL function, costly in
+                // a new session) is skipped.
+                // Read-write, so that it sees the rows just written in this transaction.
+                let unsealed = client
+                    .update(
+                        "SELECT EXISTS (SELECT FROM deploy.lineage WHERE seq IS NULL)",
+                        Some(1),
+                        &[],
+                    )?
+                    .first()
+                    .get_one::<bool>()?;
+                if unsealed == Some(true) {
+                    client.update("SELECT deploy.seal_lineage()", Some(1), &[])?;
+                }
+                Ok::<(), pgrx::spi::SpiError>(())
+            })
             .map_err(|e| crate::sqlstate::pg_error(pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))
     });
     if let Err(e) = sealed {
