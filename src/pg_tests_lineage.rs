@@ -147,3 +147,28 @@ fn lineage_downstream_dependants_warn_or_refuse() {
         }
     }
 }
+
+/// The digests of a deployment's sealed rows are computed by the extension:
+/// verify_lineage, which recomputes them in SQL, must find every one intact,
+/// whatever the names, the application and the drops hold.
+#[pg_test]
+fn lineage_digests_computed_by_the_extension_verify_in_sql() {
+    Spi::run("SET application_name = 'odd \"app\" \\ é\ttab'").expect("application_name");
+    let awkward = json!([
+        {"id": "0003-quotes", "sql": "CREATE TABLE lin.\"we \"\"ird\" (\"col\\n\" int); CREATE VIEW lin.\"v é\" AS SELECT 1 AS x;"},
+        {"id": "0004-function", "sql": "CREATE FUNCTION lin.f(a int, b text DEFAULT 'x') RETURNS int LANGUAGE sql AS 'SELECT a';"},
+        {"id": "0005-drop", "sql": "DROP TABLE lin.\"we \"\"ird\"; ALTER TABLE lin.items ADD COLUMN note text;"},
+    ]);
+    apply(&lineage_app("1.0.0", awkward));
+    assert_eq!(
+        one::<String>(
+            "SELECT count(*) FILTER (WHERE seq IS NULL) || ' ' || (count(*) >= 7) FROM deploy.lineage WHERE project = 'lin'"
+        ),
+        Some("0 true".to_string()),
+        "every row of the deployment is sealed"
+    );
+    assert_eq!(
+        one::<String>("SELECT unsealed || ' ' || intact || ' ' || coalesce(problem, '') FROM deploy.verify_lineage()"),
+        Some("0 true ".to_string())
+    );
+}

@@ -11,6 +11,7 @@ pub mod downstream;
 pub mod error;
 pub mod hazards;
 pub mod json;
+pub mod lineage_digest;
 pub mod locks;
 pub mod manifest;
 pub mod manifest_document;

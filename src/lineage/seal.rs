@@ -2,10 +2,11 @@
 //! is refused, unsealed; and gap rows): each sealed row is inserted with its
 //! place in the hash chain, instead of inserted and then updated by
 //! deploy.seal_lineage() (that UPDATE of every row was most of the seal's
-//! cost). The content digest is still computed by SQL's
-//! deploy.lineage_digest over the very values inserted, so verify_lineage
-//! checks these rows as any other; only the link (a sha256 of the hash before,
-//! the place and the digest) is computed here, by the core.
+//! cost). The content digest (SQL's deploy.lineage_digest) and the link (a
+//! sha256 of the hash before, the place and the digest) are computed by the
+//! core over the very values inserted; verify_lineage recomputes both in SQL,
+//! so these rows are checked as any other. A value SQL would not read back
+//! unchanged sends the digests to SQL instead.
 
 use crate::owner::Owner;
 use crate::sqlstate::pg_error;
@@ -71,12 +72,25 @@ pub fn insert(
             let head = if sealed { Some(lock_head(client)?) } else { None };
             let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
             let mut ids = Vec::with_capacity(rows.len());
+            let mut session = None;
             for row in client.update(
-                "SELECT pg_catalog.nextval('deploy.lineage_id_seq') FROM pg_catalog.generate_series(1, $1)",
+                "SELECT pg_catalog.nextval('deploy.lineage_id_seq'), session_user::pg_catalog.text,
+                        pg_catalog.current_setting('application_name'), pg_catalog.host(pg_catalog.inet_client_addr()),
+                        pg_catalog.pg_backend_pid()::pg_catalog.int8, pg_catalog.pg_current_xact_id()::pg_catalog.text
+                   FROM pg_catalog.generate_series(1, $1)",
                 None,
                 &[count.into()],
             )? {
                 ids.push(row.get::<i64>(1)?.unwrap_or_default());
+                if session.is_none() {
+                    session = Some(Session {
+                        user: row.get::<String>(2)?.unwrap_or_default(),
+                        application: row.get::<String>(3)?.unwrap_or_default(),
+                        host: row.get::<String>(4)?,
+                        pid: row.get::<i64>(5)?.unwrap_or_default(),
+                        xid: row.get::<String>(6)?.unwrap_or_default(),
+                    });
+                }
             }
             ids.sort_unstable();
             let now = now_epoch();
@@ -91,10 +105,23 @@ pub fn insert(
                 client.update(INSERT, None, &args(rows))?;
                 return Ok(());
             };
-            let mut digests = Vec::with_capacity(rows.len());
-            for row in client.update(DIGESTS, None, &args(rows.clone()))? {
-                digests.push(row.get::<String>(1)?.unwrap_or_default());
-            }
+            // The digests are computed here when every value is one SQL reads
+            // back unchanged (always, for the rows the trigger collects); else by SQL.
+            let computed = session.and_then(|session| {
+                rows.iter()
+                    .map(|row| digest(row, &session, project, deployment))
+                    .collect::<Option<Vec<String>>>()
+            });
+            let digests = match computed {
+                Some(digests) => digests,
+                None => {
+                    let mut digests = Vec::with_capacity(rows.len());
+                    for row in client.update(DIGESTS, None, &args(rows.clone()))? {
+                        digests.push(row.get::<String>(1)?.unwrap_or_default());
+                    }
+                    digests
+                }
+            };
             for (row, digest) in rows.iter_mut().zip(digests) {
                 seq += 1;
                 row["seq"] = json!(seq);
@@ -111,6 +138,66 @@ pub fn insert(
             Ok(())
         })
         .map_err(internal)
+}
+
+/// What every row of this session's insert has in common.
+struct Session {
+    user: String,
+    application: String,
+    host: Option<String>,
+    pid: i64,
+    xid: String,
+}
+
+/// deploy.lineage_digest of `row` as INSERT will write it (see `rows!`), or
+/// None when a value would not read back as it is here.
+fn digest(row: &Value, session: &Session, project: &str, deployment: i64) -> Option<String> {
+    use pg_deploy_core::lineage_digest::{lineage_digest, to_timestamp, Field};
+    let text = |key: &str| match row.get(key) {
+        None | Some(Value::Null) => Some(Field::Null),
+        Some(Value::String(s)) => Some(Field::Text(s)),
+        Some(_) => None,
+    };
+    let texts = |key: &str| -> Option<Option<Vec<Option<String>>>> {
+        match row.get(key) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Some(Some(s.clone())),
+                    Value::Null => Some(None),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(Some),
+            _ => Some(None),
+        }
+    };
+    // A role's name is at most NAMEDATALEN - 1 bytes: a longer one would be cut.
+    let role = text("role").filter(|r| !matches!(r, Field::Text(s) if s.len() >= pg_sys::NAMEDATALEN as usize))?;
+    let names = texts("names")?;
+    let args = texts("args")?;
+    let fields = [
+        Field::Int(row.get("id")?.as_i64()?),
+        Field::Epoch(to_timestamp(row.get("at")?.as_f64()?)),
+        text("event")?,
+        text("tag")?,
+        text("object_type")?,
+        text("schema_name")?,
+        text("object_identity")?,
+        Field::Texts(names.as_deref()),
+        Field::Texts(args.as_deref()),
+        Field::Text(&session.user),
+        role,
+        Field::Text(&session.application),
+        session.host.as_deref().map_or(Field::Null, Field::Text),
+        Field::Int(session.pid),
+        Field::Text(&session.xid),
+        Field::Text(project),
+        text("change")?,
+        Field::Int(deployment),
+        text("error")?,
+    ];
+    Some(lineage_digest(&fields))
 }
 
 /// The chain's head (seq, hash), locked until commit.
