@@ -49,28 +49,32 @@ AS $$
                             FROM pg_attribute a
                             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                            WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped),
+                         -- Indexes and sequences have none of these: not looked for.
+                         CASE WHEN rel.relkind NOT IN ('i', 'I', 'S') THEN
                          (SELECT string_agg(concat_ws(':', co.conname, pg_get_constraintdef(co.oid), co.condeferrable,
                                                       co.condeferred, co.convalidated),
                                             ',' ORDER BY co.conname)
                             FROM pg_constraint co
                            WHERE co.conrelid = rel.oid
-                             AND co.contype <> 'n'),  -- NOT NULL, in pg_constraint from 18 on: attnotnull says it
+                             AND co.contype <> 'n') END,  -- NOT NULL, in pg_constraint from 18 on: attnotnull says it
+                         CASE WHEN rel.relkind NOT IN ('i', 'I', 'S') THEN
                          (SELECT string_agg(concat_ws(':', t.tgname, pg_get_triggerdef(t.oid), t.tgenabled), ',' ORDER BY t.tgname)
-                            FROM pg_trigger t WHERE t.tgrelid = rel.oid AND NOT t.tgisinternal),
+                            FROM pg_trigger t WHERE t.tgrelid = rel.oid AND NOT t.tgisinternal) END,
                          (SELECT string_agg(concat_ws(':', p.polname, p.polcmd, p.polpermissive,
                                                       (SELECT string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END,
                                                                          ',' ORDER BY 1)
                                                          FROM unnest(p.polroles) AS r),
                                                       pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)),
                                             ',' ORDER BY p.polname)
-                            FROM pg_policy p WHERE p.polrelid = rel.oid),
+                            FROM pg_policy p WHERE p.polrelid = rel.oid AND rel.relkind NOT IN ('i', 'I', 'S')),
                          (SELECT string_agg(concat_ws(':', r.rulename, regexp_replace(pg_get_ruledef(r.oid), quals.pattern, '', 'g')),
                                        ',' ORDER BY r.rulename)
-                            FROM pg_rewrite r, quals WHERE r.ev_class = rel.oid),
+                            FROM pg_rewrite r, quals WHERE r.ev_class = rel.oid AND rel.relkind NOT IN ('i', 'I', 'S')),
                          CASE WHEN rel.relkind IN ('i', 'I') THEN pg_get_indexdef(rel.oid) END,
+                         CASE WHEN rel.relkind = 'S' THEN
                          (SELECT concat_ws(':', format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmax,
                                            s.seqmin, s.seqcache, s.seqcycle)
-                            FROM pg_sequence s WHERE s.seqrelid = rel.oid))
+                            FROM pg_sequence s WHERE s.seqrelid = rel.oid) END)
           FROM pg_class rel JOIN ns ON ns.oid = rel.relnamespace
          WHERE rel.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I')
         UNION ALL
