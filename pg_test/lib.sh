@@ -129,3 +129,19 @@ PY
 
 # skip REASON: ends the running test as skipped (run_tests says so, with REASON).
 skip() { echo "# SKIP $*"; exit 77; }
+
+# start_cluster NAME PORT: a throwaway cluster in a new $TMP, started, its
+# settings exported. On exit: stopped (with the PgBouncer of
+# $TMP/pgbouncer.pid, if any) and removed, or kept with E2E_KEEP=1.
+start_cluster() {
+  TMP=$(mktemp -d "/tmp/pg_deploy_$1.XXXXXX")
+  trap stop_cluster EXIT
+  bash "$ROOT/scripts/cluster.sh" start "$TMP" "$2"
+  eval "$(bash "$ROOT/scripts/cluster.sh" env "$TMP")"
+}
+
+stop_cluster() {
+  if [ -f "$TMP/pgbouncer.pid" ]; then kill "$(cat "$TMP/pgbouncer.pid")" 2>/dev/null || true; fi
+  bash "$ROOT/scripts/cluster.sh" stop "$TMP" || true
+  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
+}

@@ -11,15 +11,7 @@ ROOT=$PWD
 source "$ROOT/pg_test/lib.sh"
 PORT=${LINEAGE_PORT:-5494}
 
-TMP=$(mktemp -d /tmp/pg_deploy_lineage.XXXXXX)
-cleanup() {
-  bash "$ROOT/scripts/cluster.sh" stop "$TMP" || true
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-bash scripts/cluster.sh start "$TMP" "$PORT"
-eval "$(bash scripts/cluster.sh env "$TMP")"
+start_cluster lineage "$PORT"
 mkdir -p "$TMP/m" "$TMP/out"
 
 DB_PREFIX=lin_

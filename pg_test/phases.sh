@@ -14,17 +14,8 @@ PORT=${PORT:-5489}
 BOUNCER_PORT=${BOUNCER_PORT:-6489}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
-TMP=$(mktemp -d /tmp/pg_deploy_phases.XXXXXX)
+start_cluster phases "$PORT"
 chmod 755 "$TMP"
-cleanup() {
-  if [ -f "$TMP/pgbouncer.pid" ]; then kill "$(cat "$TMP/pgbouncer.pid")" 2>/dev/null || true; fi
-  bash "$ROOT/scripts/cluster.sh" stop "$TMP" || true
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-bash scripts/cluster.sh start "$TMP" "$PORT"
-eval "$(bash scripts/cluster.sh env "$TMP")"
 # Crash tests need commits that survive a crash (cluster.sh turns it off for speed).
 psql -X -q -d postgres -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
 start_pgbouncer 20

@@ -12,16 +12,7 @@ PORT=${PORT:-5498}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 BOUNCER_PORT=${BOUNCER_PORT:-6498}
 
-TMP=$(mktemp -d /tmp/pg_deploy_e2e.XXXXXX)
-cleanup() {
-  if [ -f "$TMP/pgbouncer.pid" ]; then kill "$(cat "$TMP/pgbouncer.pid")" 2>/dev/null || true; fi
-  bash "$ROOT/scripts/cluster.sh" stop "$TMP" || true
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-bash scripts/cluster.sh start "$TMP" "$PORT"
-eval "$(bash scripts/cluster.sh env "$TMP")"
+start_cluster e2e "$PORT"
 
 start_pgbouncer 20
 

@@ -11,15 +11,7 @@ ROOT=$PWD
 source "$ROOT/pg_test/lib.sh"
 PORT=${UPGRADE_PORT:-5488}
 
-TMP=$(mktemp -d /tmp/pg_deploy_upgrade.XXXXXX)
-cleanup() {
-  bash "$ROOT/scripts/cluster.sh" stop "$TMP" || true
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-bash scripts/cluster.sh start "$TMP" "$PORT"
-eval "$(bash scripts/cluster.sh env "$TMP")"
+start_cluster upgrade "$PORT"
 # The kill test needs commits that survive a crash (cluster.sh turns it off for speed).
 psql -X -q -d postgres -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
 mkdir -p "$TMP/out"
