@@ -237,7 +237,7 @@ t_connect_refused_by_server_no_retry() {
 # certificate; verify-full checks it against sslrootcert (or PGSSLROOTCERT).
 t_tls() {
   local c=$TMP/tls; mkdir -p "$c"
-  "${PG_BIN:-/usr/lib/postgresql/15/bin}/pg_config" --configure | grep -q -- "--with-\(openssl\|ssl\)" \
+  grep -q -- "--with-\(openssl\|ssl\)" <<<"$("${PG_BIN:-/usr/lib/postgresql/15/bin}/pg_config" --configure)" \
     || skip "this server, $("${PG_BIN:-/usr/lib/postgresql/15/bin}/pg_config" --version) is built without SSL"
   ( cd "$c"
     openssl req -new -x509 -days 2 -nodes -subj "/CN=pg_deploy test CA" -keyout ca.key -out ca.crt

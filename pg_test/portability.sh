@@ -135,7 +135,7 @@ t_pg_upgrade_is_not_drift() {
   eq "$(apply_to 5484)" applied "v1 before pg_upgrade"
   PG_BIN=$from_bin bash scripts/cluster.sh stop "$old"
   # initdb of 18 turns data checksums on; the 15 cluster has none, and pg_upgrade needs them alike.
-  if "$PG_BIN/initdb" --help | grep -q -- --no-data-checksums; then checksums=(--no-data-checksums); fi
+  if grep -q -- --no-data-checksums <<<"$("$PG_BIN/initdb" --help)"; then checksums=(--no-data-checksums); fi
   runuser -u postgres -- mkdir -p "$new/data" "$new/sock"
   runuser -u postgres -- "$PG_BIN/initdb" -D "$new/data" --auth=trust -E UTF8 --locale=C.UTF-8 -U postgres "${checksums[@]}" >"$new/initdb.log"
   echo "include_if_exists = 'cluster.conf'" | runuser -u postgres -- tee -a "$new/data/postgresql.conf" >/dev/null

@@ -21,7 +21,7 @@ else
 fi
 
 step "cargo-pgrx $PGRX_VERSION"
-if cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+if grep -q "$PGRX_VERSION" <<<"$(cargo pgrx --version 2>/dev/null)"; then
   echo "    already installed"
 else
   cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
