@@ -17,7 +17,7 @@ pub enum Field<'a> {
     Epoch(i64),
     Text(&'a str),
     /// A text[] (None: SQL NULL; an element None: a NULL element).
-    Texts(Option<&'a [Option<String>]>),
+    Texts(Option<&'a [Option<&'a str>]>),
 }
 
 /// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
@@ -32,15 +32,20 @@ pub fn to_timestamp(unix_seconds: f64) -> i64 {
 /// The digest of the row whose columns are `fields`, in deploy.lineage_digest's order.
 pub fn lineage_digest(fields: &[Field<'_>]) -> String {
     let mut text = String::with_capacity(256);
-    text.push('[');
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            text.push_str(", ");
-        }
-        push_field(&mut text, field);
-    }
-    text.push(']');
+    push_array(&mut text, fields, push_field);
     sha256_hex(text.as_bytes())
+}
+
+/// `[a, b, …]` as jsonb prints an array.
+fn push_array<T>(out: &mut String, items: &[T], push: impl Fn(&mut String, &T)) {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        push(out, item);
+    }
+    out.push(']');
 }
 
 fn push_field(out: &mut String, field: &Field<'_>) {
@@ -56,19 +61,10 @@ fn push_field(out: &mut String, field: &Field<'_>) {
             let _ = write!(out, "{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000);
         }
         Field::Text(s) => push_string(out, s),
-        Field::Texts(Some(items)) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                match item {
-                    Some(s) => push_string(out, s),
-                    None => out.push_str("null"),
-                }
-            }
-            out.push(']');
-        }
+        Field::Texts(Some(items)) => push_array(out, items, |out, item| match item {
+            Some(s) => push_string(out, s),
+            None => out.push_str("null"),
+        }),
     }
 }
 
@@ -98,21 +94,15 @@ mod tests {
     use super::*;
 
     fn text(fields: &[Field<'_>]) -> String {
-        let mut out = String::from("[");
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            push_field(&mut out, f);
-        }
-        out.push(']');
+        let mut out = String::new();
+        push_array(&mut out, fields, push_field);
         out
     }
 
     /// What PostgreSQL 15 prints for the same jsonb_build_array(...)::text.
     #[test]
     fn prints_as_jsonb_does() {
-        let names = [Some("public".to_string()), Some("t \"q\"".to_string()), None];
+        let names = [Some("public"), Some("t \"q\""), None];
         let fields = [
             Field::Int(42),
             Field::Epoch(0),

@@ -158,12 +158,12 @@ fn digest(row: &Value, session: &Session, project: &str, deployment: i64) -> Opt
         Some(Value::String(s)) => Some(Field::Text(s)),
         Some(_) => None,
     };
-    let texts = |key: &str| -> Option<Option<Vec<Option<String>>>> {
+    let texts = |key: &str| -> Option<Option<Vec<Option<&str>>>> {
         match row.get(key) {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|item| match item {
-                    Value::String(s) => Some(Some(s.clone())),
+                    Value::String(s) => Some(Some(s.as_str())),
                     Value::Null => Some(None),
                     _ => None,
                 })
