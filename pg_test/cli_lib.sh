@@ -13,18 +13,8 @@ cargo build -q -p pg-deploy-cli
 # Where cargo put it: CARGO_TARGET_DIR when set (a worktree's own), else target/.
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/pg-deploy
 
-TMP=$(mktemp -d /tmp/pg_deploy_cli.XXXXXX)
+start_cluster cli "$PORT"
 chmod 755 "$TMP"
-cleanup() {
-  if [ -f "$TMP/pgbouncer.pid" ]; then kill "$(cat "$TMP/pgbouncer.pid")" 2>/dev/null || true; fi
-  bash "$ROOT/scripts/cluster.sh" stop "$TMP/cold" >/dev/null 2>&1 || true
-  bash "$ROOT/scripts/cluster.sh" stop "$TMP" || true
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-bash scripts/cluster.sh start "$TMP" "$PORT"
-eval "$(bash scripts/cluster.sh env "$TMP")"
 unset DATABASE_URL PGDATABASE PGPASSWORD
 mkdir -p "$TMP/out" "$TMP/w"
 

@@ -131,8 +131,9 @@ PY
 skip() { echo "# SKIP $*"; exit 77; }
 
 # start_cluster NAME PORT: a throwaway cluster in a new $TMP, started, its
-# settings exported. On exit: stopped (with the PgBouncer of
-# $TMP/pgbouncer.pid, if any) and removed, or kept with E2E_KEEP=1.
+# settings exported. On exit: stopped, with the PgBouncer of
+# $TMP/pgbouncer.pid and the clusters a test left running in $TMP/*/ (a
+# failed test's), and removed, or kept with E2E_KEEP=1.
 start_cluster() {
   TMP=$(mktemp -d "/tmp/pg_deploy_$1.XXXXXX")
   trap stop_cluster EXIT
@@ -142,6 +143,10 @@ start_cluster() {
 
 stop_cluster() {
   if [ -f "$TMP/pgbouncer.pid" ]; then kill "$(cat "$TMP/pgbouncer.pid")" 2>/dev/null || true; fi
+  local d
+  for d in "$TMP"/*/; do
+    if [ -f "$d/data/postmaster.pid" ]; then bash "$ROOT/scripts/cluster.sh" stop "$d" >/dev/null 2>&1 || true; fi
+  done
   bash "$ROOT/scripts/cluster.sh" stop "$TMP" || true
   if [ "${E2E_KEEP:-0}" = 1 ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
 }
