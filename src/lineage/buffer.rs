@@ -23,7 +23,7 @@ struct Firing {
     tag: String,
     role: String,
     change: Option<String>,
-    /// The rows, as jsonb_to_recordset reads them in `flush`.
+    /// The rows, as seal.rs turns them into its insert's columns.
     rows: Vec<Value>,
 }
 
@@ -44,43 +44,27 @@ pub fn on() -> bool {
     BUFFER.with(|b| b.borrow().is_some())
 }
 
-// Each read returns the command's objects as one jsonb array of the rows
-// flush writes (a missing tag is the firing's own).
-const DDL: &str = "
-    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-               'event', 'ddl', 'tag', c.command_tag, 'object_type', c.object_type, 'schema_name', c.schema_name,
-               'object_identity', c.object_identity, 'names', a.object_names, 'args', a.object_args,
-               'at', pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())))
-      FROM pg_catalog.pg_event_trigger_ddl_commands() c
-      LEFT JOIN LATERAL pg_catalog.pg_identify_object_as_address(c.classid, c.objid, c.objsubid) a ON true
-     WHERE NOT c.in_extension AND coalesce(c.schema_name OPERATOR(pg_catalog.<>) 'pg_temp', true)";
-
-const DROP: &str = "
-    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-               'event', 'drop', 'object_type', d.object_type, 'schema_name', d.schema_name,
-               'object_identity', d.object_identity, 'names', d.address_names, 'args', d.address_args,
-               'at', pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())))
-      FROM pg_catalog.pg_event_trigger_dropped_objects() d
-     WHERE (d.original OR d.normal) AND NOT d.is_temporary";
-
 /// Reads the firing command's objects into the buffer.
 pub fn collect(event: &str, tag: &str, user: &str, context: &Context) {
-    let sql = if event == "sql_drop" { DROP } else { DDL };
-    let read = super::read::json(sql).map(|rows| match rows {
-        Some(Value::Array(mut rows)) => {
-            for row in &mut rows {
-                if row.get("tag").is_none_or(Value::is_null) {
-                    row["tag"] = json!(tag);
-                }
-            }
-            rows
-        }
-        _ => Vec::new(),
-    });
-    let rows = match read {
-        Ok(rows) => rows,
-        Err(e) => vec![json!({"event": "gap", "tag": tag, "error": e.to_string()})],
+    let touched = if event == "sql_drop" {
+        super::read::dropped_objects()
+    } else {
+        super::read::ddl_commands()
     };
+    let event = if event == "sql_drop" { "drop" } else { "ddl" };
+    // One clock reading for the command's rows (the query before read
+    // clock_timestamp() per row, microseconds apart).
+    let at = super::seal::now_epoch();
+    let rows = touched
+        .into_iter()
+        .map(|t| {
+            json!({
+                "event": event, "tag": t.tag.as_deref().unwrap_or(tag), "object_type": t.object_type,
+                "schema_name": t.schema_name, "object_identity": t.object_identity,
+                "names": t.names, "args": t.args, "at": at,
+            })
+        })
+        .collect();
     // SAFETY: reads the current (sub)transaction's id, if it has one.
     let xid = unsafe { pg_sys::GetCurrentTransactionIdIfAny() };
     BUFFER.with(|b| {

@@ -1,73 +1,228 @@
-//! The trigger's read of what a command touched, run read-only. pgrx runs
-//! every SPI query of a transaction that has an xid read-write, and a
-//! read-write query bumps the command counter and takes a new snapshot
-//! first: in a deployment that was most of each firing's cost (measured in
-//! docs/benchmarks.md). The read needs neither: PostgreSQL makes the
-//! command's catalog changes visible before ddl_command_end and sql_drop
-//! fire, and the read looks only at the catalogs and the trigger's own lists.
+//! The trigger's read of what a command touched, without SPI: the event
+//! trigger's own lists (`pg_event_trigger_ddl_commands()`,
+//! `pg_event_trigger_dropped_objects()`) are called through fmgr the way the
+//! executor calls a set-returning function in materialize mode, and each
+//! object's address parts come from `getObjectIdentityParts`, as
+//! `pg_identify_object_as_address` reads them. A query did this before: its
+//! executor start-up, and the jsonb it built and parsed back, were about three
+//! quarters of each firing's cost (docs/benchmarks.md). PostgreSQL makes the
+//! command's catalog changes visible before ddl_command_end and sql_drop fire;
+//! the catalog lookups here read them through the catalog snapshot.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
-use pgrx::JsonB;
-use serde_json::Value;
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::ffi::CString;
-use std::ptr::NonNull;
+use pgrx::{FromDatum, PgMemoryContexts, PgTupleDesc};
+use std::ffi::CStr;
 
-thread_local! {
-    /// The reads, planned once per backend (they name only pg_catalog).
-    static PLANS: RefCell<HashMap<&'static str, NonNull<pg_sys::_SPI_plan>>> = RefCell::new(HashMap::new());
+/// One object a command touched, as a lineage row records it.
+pub struct Touched {
+    /// The command tag of this object's command, when the list has one.
+    pub tag: Option<String>,
+    pub object_type: Option<String>,
+    pub schema_name: Option<String>,
+    pub object_identity: Option<String>,
+    /// `pg_identify_object_as_address`'s object_names and object_args.
+    pub names: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
 }
 
-/// The single jsonb value `sql` returns (None for no row or NULL).
-pub fn json(sql: &'static str) -> Result<Option<Value>, String> {
-    Spi::connect(|_client| {
-        let plan = plan(sql)?;
-        // SAFETY: reads a backend global.
-        let read_only = unsafe { pg_sys::ActiveSnapshotSet() };
-        // SAFETY: `plan` is a kept plan of `sql`, which has no parameters; we
-        // are connected to SPI. Read-only runs under the active snapshot,
-        // checked to be set (it is, inside an event trigger).
-        let status =
-            unsafe { pg_sys::SPI_execute_plan(plan.as_ptr(), std::ptr::null_mut(), std::ptr::null(), read_only, 1) };
-        if status != pg_sys::SPI_OK_SELECT as i32 {
-            return Err(format!("SPI_execute_plan returned {status}"));
-        }
-        // SAFETY: after a successful SELECT, SPI_tuptable holds SPI_processed
-        // rows of the plan's one jsonb column, alive until SPI_finish; the
-        // value is copied into a serde value before that.
-        unsafe {
-            let table = pg_sys::SPI_tuptable;
-            if table.is_null() || pg_sys::SPI_processed == 0 {
-                return Ok(None);
+/// The objects of the firing ddl_command_end, as `pg_event_trigger_ddl_commands()`
+/// lists them, less those of extension scripts and temporary schemas.
+pub fn ddl_commands() -> Vec<Touched> {
+    const COLUMNS: [&str; 8] = [
+        "classid",
+        "objid",
+        "objsubid",
+        "command_tag",
+        "object_type",
+        "schema_name",
+        "object_identity",
+        "in_extension",
+    ];
+    let mut touched = Vec::new();
+    in_own_context(|| {
+        each_row(pg_sys::F_PG_EVENT_TRIGGER_DDL_COMMANDS, &COLUMNS, |v| {
+            let schema_name = text(v[5]);
+            if boolean(v[7]) == Some(true) || schema_name.as_deref() == Some("pg_temp") {
+                return;
             }
-            let mut is_null = false;
-            let datum = pg_sys::SPI_getbinval(*(*table).vals, (*table).tupdesc, 1, &mut is_null);
-            Ok(JsonB::from_polymorphic_datum(datum, is_null, pg_sys::JSONBOID).map(|j| j.0))
-        }
-    })
+            let (names, args) = match (oid(v[0]), oid(v[1]), int4(v[2])) {
+                (Some(class), Some(object), Some(sub)) => address_parts(class, object, sub),
+                _ => (None, None),
+            };
+            touched.push(Touched {
+                tag: text(v[3]),
+                object_type: text(v[4]),
+                schema_name,
+                object_identity: text(v[6]),
+                names,
+                args,
+            });
+        })
+    });
+    touched
 }
 
-fn plan(sql: &'static str) -> Result<NonNull<pg_sys::_SPI_plan>, String> {
-    PLANS.with(|plans| {
-        let mut plans = plans.borrow_mut();
-        if let Some(plan) = plans.get(sql) {
-            return Ok(*plan);
-        }
-        let text = CString::new(sql).map_err(|e| e.to_string())?;
-        // SAFETY: connected to SPI; `text` is a valid C string; SPI_keepplan
-        // moves the plan out of SPI's memory so it outlives this call.
-        let plan = unsafe {
-            let prepared = pg_sys::SPI_prepare(text.as_ptr(), 0, std::ptr::null_mut());
-            let code = pg_sys::SPI_result;
-            let plan = NonNull::new(prepared).ok_or_else(|| format!("SPI_prepare failed ({code})"))?;
-            if pg_sys::SPI_keepplan(plan.as_ptr()) != 0 {
-                return Err("SPI_keepplan failed".to_string());
+/// The objects the firing sql_drop dropped (the command's own and those it
+/// dropped by dependency), as `pg_event_trigger_dropped_objects()` lists them,
+/// less temporary ones.
+pub fn dropped_objects() -> Vec<Touched> {
+    const COLUMNS: [&str; 8] = [
+        "original",
+        "normal",
+        "is_temporary",
+        "object_type",
+        "schema_name",
+        "object_identity",
+        "address_names",
+        "address_args",
+    ];
+    let mut touched = Vec::new();
+    in_own_context(|| {
+        each_row(pg_sys::F_PG_EVENT_TRIGGER_DROPPED_OBJECTS, &COLUMNS, |v| {
+            let listed = boolean(v[0]) == Some(true) || boolean(v[1]) == Some(true);
+            if !listed || boolean(v[2]) != Some(false) {
+                return;
             }
-            plan
-        };
-        plans.insert(sql, plan);
-        Ok(plan)
-    })
+            touched.push(Touched {
+                tag: None,
+                object_type: text(v[3]),
+                schema_name: text(v[4]),
+                object_identity: text(v[5]),
+                names: texts(v[6]),
+                args: texts(v[7]),
+            });
+        })
+    });
+    touched
+}
+
+/// A column's value: None when NULL.
+type Value = Option<pg_sys::Datum>;
+
+/// Runs `read` in a memory context of its own, deleted after: the lists, the
+/// tuplestore and the strings are palloc'd there, and the rows copied out.
+fn in_own_context(read: impl FnOnce()) {
+    let mut context = PgMemoryContexts::new("pg_deploy lineage read");
+    // SAFETY: `read` copies what it keeps into Rust values; nothing palloc'd
+    // in the context outlives it (switch_to deletes nothing, the drop below does).
+    unsafe { context.switch_to(|_| read()) };
+}
+
+/// Calls the set-returning function `function` (no arguments) in materialize
+/// mode and hands `row` each row's values of `columns`, looked up by name.
+fn each_row(function: u32, columns: &[&str], mut row: impl FnMut(&[Value])) {
+    // SAFETY: fmgr_info fills `flinfo` for a built-in function's oid; the
+    // call info has no arguments, as the function takes none; the
+    // ReturnSetInfo offers materialize mode with an expression context, as
+    // InitMaterializedSRF requires, and the function (which checks that it
+    // runs inside an event trigger) fills setResult and setDesc. The
+    // tuplestore is read with a slot of its own descriptor; everything is
+    // allocated in the current (own, short-lived) memory context.
+    unsafe {
+        let mut flinfo: pg_sys::FmgrInfo = std::mem::zeroed();
+        pg_sys::fmgr_info(pg_sys::Oid::from(function), &mut flinfo);
+        let mut result: pg_sys::ReturnSetInfo = std::mem::zeroed();
+        result.type_ = pg_sys::NodeTag::T_ReturnSetInfo;
+        result.econtext = pg_sys::CreateStandaloneExprContext();
+        result.allowedModes = pg_sys::SetFunctionReturnMode::SFRM_Materialize as i32;
+        result.returnMode = pg_sys::SetFunctionReturnMode::SFRM_ValuePerCall;
+        let call = pg_sys::palloc0(std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>()) as pg_sys::FunctionCallInfo;
+        (*call).flinfo = &mut flinfo;
+        (*call).resultinfo = (&mut result as *mut pg_sys::ReturnSetInfo).cast();
+        (*call).fncollation = pg_sys::InvalidOid;
+        (*call).nargs = 0;
+        let Some(function) = flinfo.fn_addr else { return };
+        function(call);
+        if result.setResult.is_null() || result.setDesc.is_null() {
+            return;
+        }
+        let desc = result.setDesc;
+        let attributes = PgTupleDesc::from_pg_unchecked(desc);
+        let index: Vec<Option<usize>> = columns
+            .iter()
+            .map(|name| {
+                attributes
+                    .iter()
+                    .position(|a| CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == name.as_bytes())
+            })
+            .collect();
+        let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsMinimalTuple);
+        let mut values = vec![None; columns.len()];
+        while pg_sys::tuplestore_gettupleslot(result.setResult, true, false, slot) {
+            pg_sys::slot_getallattrs(slot);
+            let datums = std::slice::from_raw_parts((*slot).tts_values, (*desc).natts as usize);
+            let nulls = std::slice::from_raw_parts((*slot).tts_isnull, (*desc).natts as usize);
+            for (value, at) in values.iter_mut().zip(&index) {
+                *value = at.filter(|&i| !nulls[i]).map(|i| datums[i]);
+            }
+            row(&values);
+        }
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::tuplestore_end(result.setResult);
+    }
+}
+
+/// `pg_identify_object_as_address(class, object, sub)`'s object_names and
+/// object_args: both None when the object is not found, an empty list for none.
+fn address_parts(class: pg_sys::Oid, object: pg_sys::Oid, sub: i32) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let address = pg_sys::ObjectAddress {
+        classId: class,
+        objectId: object,
+        objectSubId: sub,
+    };
+    let mut names: *mut pg_sys::List = std::ptr::null_mut();
+    let mut args: *mut pg_sys::List = std::ptr::null_mut();
+    // SAFETY: getObjectIdentityParts reads the catalogs for a valid address
+    // pointer and, with missing_ok, returns NULL for an object that is gone;
+    // the lists it fills hold palloc'd C strings (NIL is a null pointer).
+    unsafe {
+        if pg_sys::getObjectIdentityParts(&address, &mut names, &mut args, true).is_null() {
+            return (None, None);
+        }
+        (Some(strings(names)), Some(strings(args)))
+    }
+}
+
+/// The C strings of a List (NIL is empty).
+///
+/// # Safety
+/// `list` is NIL or a List of C strings.
+unsafe fn strings(list: *mut pg_sys::List) -> Vec<String> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a non-NIL List has `length` cells at `elements`, each a C string here.
+    unsafe {
+        std::slice::from_raw_parts((*list).elements, (*list).length as usize)
+            .iter()
+            .filter(|cell| !cell.ptr_value.is_null())
+            .map(|cell| CStr::from_ptr(cell.ptr_value.cast()).to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+fn text(value: Value) -> Option<String> {
+    // SAFETY: the columns read with this are text.
+    value.and_then(|d| unsafe { String::from_datum(d, false) })
+}
+
+fn texts(value: Value) -> Option<Vec<String>> {
+    // SAFETY: the columns read with this are text[].
+    let items = value.and_then(|d| unsafe { Vec::<Option<String>>::from_datum(d, false) });
+    items.map(|items| items.into_iter().flatten().collect())
+}
+
+fn oid(value: Value) -> Option<pg_sys::Oid> {
+    // SAFETY: the columns read with this are oid.
+    value.and_then(|d| unsafe { pg_sys::Oid::from_datum(d, false) })
+}
+
+fn int4(value: Value) -> Option<i32> {
+    // SAFETY: the columns read with this are integer.
+    value.and_then(|d| unsafe { i32::from_datum(d, false) })
+}
+
+fn boolean(value: Value) -> Option<bool> {
+    // SAFETY: the columns read with this are boolean.
+    value.and_then(|d| unsafe { bool::from_datum(d, false) })
 }

@@ -12,30 +12,34 @@ use crate::owner::Owner;
 use crate::sqlstate::pg_error;
 use crate::subxact::PgError;
 use pg_deploy_core::checksum::lineage_link;
+use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::spi::{SpiClient, SpiError};
-use pgrx::{JsonB, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 use serde_json::{json, Value};
 
 /// The rows as inserted: every column of deploy.lineage, in the table's
 /// order (the digest reads them as a deploy.lineage row; a column added to
-/// the table makes that cast fail, and flush writes the rows unsealed). $1
-/// the rows (with id, at and the chain's columns filled), $2 the project,
-/// $3 the deployment.
+/// the table makes that cast fail, and flush writes the rows unsealed). $1 to
+/// $15 the rows' fields as parallel arrays (`columns`: no jsonb to build and
+/// parse), names and args as array literals; $16 the project, $17 the deployment.
 macro_rules! rows {
     () => {
         "SELECT r.id, pg_catalog.to_timestamp(r.at), r.event, r.tag, r.object_type, r.schema_name,
-                r.object_identity,
-                CASE WHEN pg_catalog.jsonb_typeof(r.names) OPERATOR(pg_catalog.=) 'array'
-                     THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(r.names)) END,
-                CASE WHEN pg_catalog.jsonb_typeof(r.args) OPERATOR(pg_catalog.=) 'array'
-                     THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(r.args)) END,
-                session_user, r.role, pg_catalog.current_setting('application_name'),
+                r.object_identity, r.names::pg_catalog.text[], r.args::pg_catalog.text[],
+                session_user, r.role::pg_catalog.name, pg_catalog.current_setting('application_name'),
                 pg_catalog.inet_client_addr(), pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(),
-                $2::pg_catalog.text, r.change, $3::pg_catalog.int8, r.error, r.seq, r.prev_hash, r.row_hash
-           FROM pg_catalog.jsonb_to_recordset($1) AS r(id pg_catalog.int8, at pg_catalog.float8, event text,
-                  tag text, object_type text, schema_name text, object_identity text, names jsonb, args jsonb,
-                  role name, change text, error text, seq pg_catalog.int8, prev_hash text, row_hash text)"
+                $16::pg_catalog.text, r.change, $17::pg_catalog.int8, r.error, r.seq, r.prev_hash, r.row_hash
+           FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.float8[]),
+                  pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]),
+                  pg_catalog.unnest($5::pg_catalog.text[]), pg_catalog.unnest($6::pg_catalog.text[]),
+                  pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[]),
+                  pg_catalog.unnest($9::pg_catalog.text[]), pg_catalog.unnest($10::pg_catalog.text[]),
+                  pg_catalog.unnest($11::pg_catalog.text[]), pg_catalog.unnest($12::pg_catalog.text[]),
+                  pg_catalog.unnest($13::pg_catalog.int8[]), pg_catalog.unnest($14::pg_catalog.text[]),
+                  pg_catalog.unnest($15::pg_catalog.text[]))
+                AS r(id, at, event, tag, object_type, schema_name, object_identity, names, args, role, change,
+                     error, seq, prev_hash, row_hash)"
     };
 }
 
@@ -100,9 +104,9 @@ pub fn insert(
                     row["at"] = json!(now);
                 }
             }
-            let args = |rows: Vec<Value>| [JsonB(Value::Array(rows)).into(), project.into(), deployment.into()];
+            let args = |rows: &[Value]| columns(rows, project, deployment);
             let Some((mut seq, mut hash)) = head else {
-                client.update(INSERT, None, &args(rows))?;
+                client.update(INSERT, None, &args(&rows))?;
                 return Ok(());
             };
             // The digests are computed here when every value is one SQL reads
@@ -116,7 +120,7 @@ pub fn insert(
                 Some(digests) => digests,
                 None => {
                     let mut digests = Vec::with_capacity(rows.len());
-                    for row in client.update(DIGESTS, None, &args(rows.clone()))? {
+                    for row in client.update(DIGESTS, None, &args(&rows))? {
                         digests.push(row.get::<String>(1)?.unwrap_or_default());
                     }
                     digests
@@ -129,7 +133,7 @@ pub fn insert(
                 hash = lineage_link(&hash, seq, &digest);
                 row["row_hash"] = json!(hash);
             }
-            client.update(INSERT, None, &args(rows))?;
+            client.update(INSERT, None, &args(&rows))?;
             client.update(
                 "UPDATE deploy.lineage_chain SET head_seq = $1, head_hash = $2",
                 None,
@@ -138,6 +142,76 @@ pub fn insert(
             Ok(())
         })
         .map_err(internal)
+}
+
+/// `rows!`'s parameters: each field of the rows as an array, in order.
+fn columns<'a>(rows: &[Value], project: &'a str, deployment: i64) -> [DatumWithOid<'a>; 17] {
+    let int = |key: &str| {
+        rows.iter()
+            .map(|r| r.get(key).and_then(Value::as_i64))
+            .collect::<Vec<_>>()
+    };
+    let text = |key: &str| rows.iter().map(|r| as_text(r.get(key))).collect::<Vec<_>>();
+    let array = |key: &str| rows.iter().map(|r| array_literal(r.get(key))).collect::<Vec<_>>();
+    let at = rows
+        .iter()
+        .map(|r| r.get("at").and_then(Value::as_f64))
+        .collect::<Vec<_>>();
+    [
+        int("id").into(),
+        at.into(),
+        text("event").into(),
+        text("tag").into(),
+        text("object_type").into(),
+        text("schema_name").into(),
+        text("object_identity").into(),
+        array("names").into(),
+        array("args").into(),
+        text("role").into(),
+        text("change").into(),
+        text("error").into(),
+        int("seq").into(),
+        text("prev_hash").into(),
+        text("row_hash").into(),
+        project.into(),
+        deployment.into(),
+    ]
+}
+
+/// A JSON value as text (a string as it is, anything else as its JSON text).
+fn as_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A JSON array as a text[] literal (NULL for anything else), each element
+/// quoted: array_in reads it back as the same strings.
+fn array_literal(value: Option<&Value>) -> Option<String> {
+    let Some(Value::Array(items)) = value else { return None };
+    let mut literal = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            literal.push(',');
+        }
+        match as_text(Some(item)) {
+            None => literal.push_str("NULL"),
+            Some(s) => {
+                literal.push('"');
+                for c in s.chars() {
+                    if c == '"' || c == '\\' {
+                        literal.push('\\');
+                    }
+                    literal.push(c);
+                }
+                literal.push('"');
+            }
+        }
+    }
+    literal.push('}');
+    Some(literal)
 }
 
 /// What every row of this session's insert has in common.
@@ -221,7 +295,7 @@ fn lock_head(client: &mut SpiClient<'_>) -> Result<(i64, String), SpiError> {
 }
 
 /// Now, as the seconds since the epoch that to_timestamp reads back.
-fn now_epoch() -> f64 {
+pub(super) fn now_epoch() -> f64 {
     // SAFETY: GetCurrentTimestamp reads the clock; no state.
     let micros = unsafe { pg_sys::GetCurrentTimestamp() };
     // TimestampTz counts microseconds from 2000-01-01, 946,684,800 s after the epoch.
