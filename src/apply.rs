@@ -7,7 +7,7 @@ use crate::drift;
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeFailure, ChangeWork};
 use crate::history;
-use crate::jsonb_arg::JsonbText;
+use crate::jsonb_arg::JsonbArg;
 use crate::owner::Schema;
 use crate::phases::launch::{launch_after_commit, LaunchTarget};
 use crate::phases::plan::{place, Phased};
@@ -30,7 +30,7 @@ use std::time::Instant;
 /// Applies every pending change of `manifest` in the caller's transaction and
 /// returns a report. See docs/manifest.md and docs/errors.md.
 #[pg_extern(volatile, parallel_unsafe)]
-fn apply(manifest: Option<JsonbText>, options: default!(Option<JsonbText>, "'{}'")) -> JsonB {
+fn apply(manifest: Option<JsonbArg>, options: default!(Option<JsonbArg>, "'{}'")) -> JsonB {
     with_manifest("deploy.apply", manifest, options, ApplyOptions::from_value, deploy)
 }
 

@@ -4,7 +4,7 @@
 use crate::deployment::{open_project, with_manifest, Call, Finished};
 use crate::error::DeployError;
 use crate::history;
-use crate::jsonb_arg::JsonbText;
+use crate::jsonb_arg::JsonbArg;
 use crate::project_lock::LockWait;
 use crate::record::ChangeRecord;
 use crate::session::session_facts;
@@ -19,7 +19,7 @@ use std::time::Instant;
 /// Records the chosen changes of `manifest` as applied, without running them.
 /// Options: `{"through": "id"}` or `{"changes": ["id", ...]}`, and `reason`.
 #[pg_extern(volatile, parallel_unsafe)]
-fn baseline(manifest: Option<JsonbText>, options: default!(Option<JsonbText>, "'{}'")) -> JsonB {
+fn baseline(manifest: Option<JsonbArg>, options: default!(Option<JsonbArg>, "'{}'")) -> JsonB {
     // Which changes the options choose depends on the manifest: parsed below.
     with_manifest("deploy.baseline", manifest, options, |v| Ok(v.clone()), record_baseline)
 }

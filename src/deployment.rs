@@ -5,14 +5,14 @@
 
 use crate::error::DeployError;
 use crate::history;
-use crate::jsonb_arg::{JsonbText, StoredJsonb};
+use crate::jsonb_arg::{JsonbArg, StoredJsonb};
 use crate::owner::{Owner, Schema};
 use crate::ownership;
 use crate::project_lock::{self, LockWait};
 use crate::record::{self, ChangeRecord, Counts, DeploymentRecord, Recorded};
 use crate::session::SessionFacts;
 use crate::subxact::{from_caught, GucLevel};
-use pg_deploy_core::argument::parse_argument;
+use pg_deploy_core::argument::check_depth;
 use pg_deploy_core::ManifestError;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -39,10 +39,16 @@ pub fn to_json<T: serde::Serialize>(report: &T) -> Result<Value, DeployError> {
 }
 
 /// A jsonb argument as a value (NULL as JSON null), its nesting bounded first.
-pub fn argument(arg: Option<JsonbText>, path: &str) -> Result<Value, ManifestError> {
+pub fn argument(arg: Option<JsonbArg>, path: &str) -> Result<Value, ManifestError> {
     match arg {
         None => Ok(Value::Null),
-        Some(JsonbText { text, .. }) => parse_argument(&text, path),
+        Some(JsonbArg { value, depth, .. }) => {
+            check_depth(depth, path)?;
+            value.map_err(|reason| ManifestError::InvalidValue {
+                path: path.to_string(),
+                reason: format!("not JSON: {reason}"),
+            })
+        }
     }
 }
 
@@ -59,8 +65,8 @@ pub struct Call<O> {
 /// manifest and the options, then runs `work` with SPI and returns its report.
 pub fn with_manifest<O, R: serde::Serialize>(
     function: &'static str,
-    manifest: Option<JsonbText>,
-    options: Option<JsonbText>,
+    manifest: Option<JsonbArg>,
+    options: Option<JsonbArg>,
     parse_options: fn(&Value) -> Result<O, ManifestError>,
     work: impl FnOnce(&mut SpiClient<'_>, Call<O>) -> Result<R, DeployError>,
 ) -> JsonB {

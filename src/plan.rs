@@ -7,7 +7,7 @@ use crate::apply::{prepare, Prepared};
 use crate::deployment::{with_manifest, Call};
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
-use crate::jsonb_arg::JsonbText;
+use crate::jsonb_arg::JsonbArg;
 use crate::session_state;
 use crate::sqlstate::{pg_error, Coded};
 use crate::subxact::in_subtransaction;
@@ -30,7 +30,7 @@ use std::time::Instant;
 /// with `{"execute": true}` (the default) it runs the pending changes in a
 /// subtransaction that it rolls back.
 #[pg_extern(volatile, parallel_unsafe)]
-fn plan(manifest: Option<JsonbText>, options: default!(Option<JsonbText>, "'{}'")) -> JsonB {
+fn plan(manifest: Option<JsonbArg>, options: default!(Option<JsonbArg>, "'{}'")) -> JsonB {
     with_manifest("deploy.plan", manifest, options, PlanOptions::from_value, report)
 }
 

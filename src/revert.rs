@@ -7,7 +7,7 @@ use crate::catalog::SchemaCache;
 use crate::deployment::{argument, guarded, open_project, to_json, Finished};
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
-use crate::jsonb_arg::JsonbText;
+use crate::jsonb_arg::JsonbArg;
 use crate::owner::{Owner, Schema};
 use crate::project_lock::LockWait;
 use crate::record::ChangeRecord;
@@ -33,7 +33,7 @@ use std::time::Instant;
 fn revert(
     project_name: Option<String>,
     to_version: Option<String>,
-    options: default!(Option<JsonbText>, "'{}'"),
+    options: default!(Option<JsonbArg>, "'{}'"),
 ) -> JsonB {
     guarded("deploy.revert", || {
         let options_doc = argument(options, "options").map_err(DeployError::Options)?;

@@ -35,10 +35,9 @@ pub fn nesting_depth(text: &str) -> usize {
     deepest
 }
 
-/// Parses the text of a jsonb argument named `path` (`$` for the manifest,
-/// `options` for the options).
-pub fn parse_argument(text: &str, path: &str) -> Result<Value, ManifestError> {
-    let depth = nesting_depth(text);
+/// Refuses an argument named `path` nested `depth` levels deep when that is
+/// past [`MAX_DEPTH`].
+pub fn check_depth(depth: usize, path: &str) -> Result<(), ManifestError> {
     if depth > MAX_DEPTH {
         return Err(ManifestError::TooLarge {
             path: path.to_string(),
@@ -47,6 +46,13 @@ pub fn parse_argument(text: &str, path: &str) -> Result<Value, ManifestError> {
             limit: MAX_DEPTH,
         });
     }
+    Ok(())
+}
+
+/// Parses the text of a jsonb argument named `path` (`$` for the manifest,
+/// `options` for the options).
+pub fn parse_argument(text: &str, path: &str) -> Result<Value, ManifestError> {
+    check_depth(nesting_depth(text), path)?;
     serde_json::from_str(text).map_err(|e| ManifestError::InvalidValue {
         path: path.to_string(),
         reason: format!("not JSON: {e}"),
