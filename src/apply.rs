@@ -246,7 +246,8 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     // After a group that failed, its changes run one by one.
     let mut no_group_before = 0;
     // No change may leave a session-level advisory lock behind.
-    session_state::guard_advisory_locks(client, |client| {
+    let changes_run = (0..manifest.changes.len()).any(runs_now);
+    session_state::guard_advisory_locks_if(changes_run, client, |client| {
         for (ordinal, ((change, action), analysis)) in
             manifest.changes.iter().zip(&plan.actions).zip(&analyses).enumerate()
         {

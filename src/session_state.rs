@@ -91,6 +91,20 @@ pub fn guard_advisory_locks<R>(
     }
 }
 
+/// As `guard_advisory_locks` when `changes_run`: a call that runs no change
+/// takes no lock, and skips the two reads of pg_locks (most of a no-op's).
+pub fn guard_advisory_locks_if<R>(
+    changes_run: bool,
+    client: &mut SpiClient<'_>,
+    work: impl FnOnce(&mut SpiClient<'_>) -> Result<R, crate::error::DeployError>,
+) -> Result<R, crate::error::DeployError> {
+    if changes_run {
+        guard_advisory_locks(client, work)
+    } else {
+        work(client)
+    }
+}
+
 fn leak(message: String) -> PgError {
     let mut e = pg_error(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, message);
     e.hint = Some(
