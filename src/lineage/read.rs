@@ -4,8 +4,8 @@
 //! executor calls a set-returning function in materialize mode, and each
 //! object's address parts come from `getObjectIdentityParts`, as
 //! `pg_identify_object_as_address` reads them. A query did this before: its
-//! executor start-up, and the jsonb it built and parsed back, were about three
-//! quarters of each firing's cost (docs/benchmarks.md). PostgreSQL makes the
+//! executor start-up, and the jsonb it built and parsed back, were five sixths
+//! of each firing's cost (docs/benchmarks.md). PostgreSQL makes the
 //! command's catalog changes visible before ddl_command_end and sql_drop fire;
 //! the catalog lookups here read them through the catalog snapshot.
 
