@@ -39,25 +39,23 @@ pub fn ddl_commands() -> Vec<Touched> {
         "in_extension",
     ];
     let mut touched = Vec::new();
-    in_own_context(|| {
-        each_row(pg_sys::F_PG_EVENT_TRIGGER_DDL_COMMANDS, &COLUMNS, |v| {
-            let schema_name = text(v[5]);
-            if boolean(v[7]) == Some(true) || schema_name.as_deref() == Some("pg_temp") {
-                return;
-            }
-            let (names, args) = match (oid(v[0]), oid(v[1]), int4(v[2])) {
-                (Some(class), Some(object), Some(sub)) => address_parts(class, object, sub),
-                _ => (None, None),
-            };
-            touched.push(Touched {
-                tag: text(v[3]),
-                object_type: text(v[4]),
-                schema_name,
-                object_identity: text(v[6]),
-                names,
-                args,
-            });
-        })
+    each_row(pg_sys::F_PG_EVENT_TRIGGER_DDL_COMMANDS, &COLUMNS, |v| {
+        let schema_name = text(v[5]);
+        if boolean(v[7]) == Some(true) || schema_name.as_deref() == Some("pg_temp") {
+            return;
+        }
+        let (names, args) = match (oid(v[0]), oid(v[1]), int4(v[2])) {
+            (Some(class), Some(object), Some(sub)) => address_parts(class, object, sub),
+            _ => (None, None),
+        };
+        touched.push(Touched {
+            tag: text(v[3]),
+            object_type: text(v[4]),
+            schema_name,
+            object_identity: text(v[6]),
+            names,
+            args,
+        });
     });
     touched
 }
@@ -77,21 +75,19 @@ pub fn dropped_objects() -> Vec<Touched> {
         "address_args",
     ];
     let mut touched = Vec::new();
-    in_own_context(|| {
-        each_row(pg_sys::F_PG_EVENT_TRIGGER_DROPPED_OBJECTS, &COLUMNS, |v| {
-            let listed = boolean(v[0]) == Some(true) || boolean(v[1]) == Some(true);
-            if !listed || boolean(v[2]) != Some(false) {
-                return;
-            }
-            touched.push(Touched {
-                tag: None,
-                object_type: text(v[3]),
-                schema_name: text(v[4]),
-                object_identity: text(v[5]),
-                names: texts(v[6]),
-                args: texts(v[7]),
-            });
-        })
+    each_row(pg_sys::F_PG_EVENT_TRIGGER_DROPPED_OBJECTS, &COLUMNS, |v| {
+        let listed = boolean(v[0]) == Some(true) || boolean(v[1]) == Some(true);
+        if !listed || boolean(v[2]) != Some(false) {
+            return;
+        }
+        touched.push(Touched {
+            tag: None,
+            object_type: text(v[3]),
+            schema_name: text(v[4]),
+            object_identity: text(v[5]),
+            names: texts(v[6]),
+            args: texts(v[7]),
+        });
     });
     touched
 }
@@ -99,18 +95,19 @@ pub fn dropped_objects() -> Vec<Touched> {
 /// A column's value: None when NULL.
 type Value = Option<pg_sys::Datum>;
 
-/// Runs `read` in a memory context of its own, deleted after: the lists, the
-/// tuplestore and the strings are palloc'd there, and the rows copied out.
-fn in_own_context(read: impl FnOnce()) {
+/// Calls the set-returning function `function` (no arguments) in materialize
+/// mode and hands `row` each row's values of `columns`, looked up by name. All
+/// of it runs in a memory context of its own, deleted after: the list, the
+/// tuplestore and the strings are palloc'd there, and `row` copies out what
+/// it keeps.
+fn each_row(function: u32, columns: &[&str], row: impl FnMut(&[Value])) {
     let mut context = PgMemoryContexts::new("pg_deploy lineage read");
-    // SAFETY: `read` copies what it keeps into Rust values; nothing palloc'd
-    // in the context outlives it (switch_to deletes nothing, the drop below does).
-    unsafe { context.switch_to(|_| read()) };
+    // SAFETY: nothing palloc'd in the context outlives the call (switch_to
+    // deletes nothing; the context's drop does, after).
+    unsafe { context.switch_to(|_| rows_of(function, columns, row)) };
 }
 
-/// Calls the set-returning function `function` (no arguments) in materialize
-/// mode and hands `row` each row's values of `columns`, looked up by name.
-fn each_row(function: u32, columns: &[&str], mut row: impl FnMut(&[Value])) {
+fn rows_of(function: u32, columns: &[&str], mut row: impl FnMut(&[Value])) {
     // SAFETY: fmgr_info fills `flinfo` for a built-in function's oid; the
     // call info has no arguments, as the function takes none; the
     // ReturnSetInfo offers materialize mode with an expression context, as
