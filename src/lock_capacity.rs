@@ -2,11 +2,14 @@
 //! more locks than PostgreSQL's lock table is sized for (see core's capacity).
 
 use crate::analyze::ChangeAnalysis;
+use crate::classify::type_name_text;
 use crate::error::DeployError;
+use crate::node::{items, tag};
 use crate::sqlstate::sqlstate;
 use crate::subxact::PgError;
-use pg_deploy_core::capacity::{relations_created, LockTable};
+use pg_deploy_core::capacity::{relations_created, relations_of_table, ColumnShape, LockTable};
 use pg_deploy_core::phases::{Step, StepKind};
+use pgrx::pg_sys::{self, ConstrType, NodeTag};
 use pgrx::spi::SpiClient;
 use pgrx::PgSqlErrorCode;
 
@@ -24,7 +27,7 @@ pub fn check(
                 .iter()
                 .filter_map(|&i| analyses.get(i)?.as_ref())
                 .flat_map(|a| a.statements.iter())
-                .map(|s| relations_created(&s.statement.kind))
+                .map(|s| s.statement.relations)
                 .sum::<u64>()
         })
         .max()
@@ -47,8 +50,9 @@ pub fn check(
             table.backends + table.prepared
         ),
         detail: Some(
-            "Counted before anything ran: a relation per CREATE TABLE, INDEX, SEQUENCE, VIEW or MATERIALIZED VIEW \
-             (inline keys and TOAST tables need more)."
+            "Counted before anything ran from the statements' parse trees: each table, index, sequence, view and \
+             materialized view, with a table's key and unique indexes, identity and serial sequences, and TOAST table \
+             (a lower bound: what is not written in the statement is not counted)."
                 .into(),
         ),
         hint: Some(format!(
@@ -79,4 +83,113 @@ fn lock_table(client: &mut SpiClient<'_>) -> Result<LockTable, DeployError> {
         backends: u64::try_from(backends).unwrap_or(0),
         prepared: positive(row.1),
     })
+}
+
+/// Relations a raw statement creates, each locked until its transaction
+/// commits: a lower bound read off the parse tree (core's capacity rules).
+///
+/// # Safety
+/// `stmt` is a valid node from `pg_parse_query`, whose command tag is `kind`.
+pub unsafe fn relations_of(stmt: *mut pg_sys::Node, kind: &str) -> u64 {
+    // SAFETY: each arm casts the node to the struct its tag names.
+    unsafe {
+        match tag(stmt) {
+            Some(NodeTag::T_CreateStmt) => {
+                let create = stmt as *mut pg_sys::CreateStmt;
+                let mut type_names = Vec::new();
+                let mut shapes = Vec::new();
+                let mut constraint_indexes = 0;
+                for element in items((*create).tableElts) {
+                    match tag(element) {
+                        Some(NodeTag::T_ColumnDef) => {
+                            let def = element as *mut pg_sys::ColumnDef;
+                            type_names.push(type_name_text((*def).typeName).unwrap_or_default());
+                            shapes.push(column_shape(def));
+                        }
+                        Some(NodeTag::T_Constraint) => constraint_indexes += builds_index(element),
+                        _ => {}
+                    }
+                }
+                let columns: Vec<ColumnShape<'_>> = type_names
+                    .iter()
+                    .zip(&shapes)
+                    .map(|(type_name, &(has_typmod, builds_index, identity))| ColumnShape {
+                        type_name,
+                        has_typmod,
+                        builds_index,
+                        identity,
+                    })
+                    .collect();
+                relations_of_table(&columns, constraint_indexes, !(*create).partspec.is_null())
+            }
+            Some(NodeTag::T_AlterTableStmt) => items((*(stmt as *mut pg_sys::AlterTableStmt)).cmds)
+                .into_iter()
+                .filter(|&cmd| tag(cmd) == Some(NodeTag::T_AlterTableCmd))
+                .map(|cmd| {
+                    let def = (*(cmd as *mut pg_sys::AlterTableCmd)).def;
+                    match tag(def) {
+                        Some(NodeTag::T_ColumnDef) => {
+                            let def = def as *mut pg_sys::ColumnDef;
+                            let type_name = type_name_text((*def).typeName).unwrap_or_default();
+                            let (has_typmod, builds_index, identity) = column_shape(def);
+                            ColumnShape {
+                                type_name: &type_name,
+                                has_typmod,
+                                builds_index,
+                                identity,
+                            }
+                            .relations()
+                        }
+                        // ADD CONSTRAINT, or ALTER COLUMN … ADD GENERATED AS IDENTITY (a sequence).
+                        Some(NodeTag::T_Constraint) => {
+                            let identity = (*(def as *mut pg_sys::Constraint)).contype == ConstrType::CONSTR_IDENTITY;
+                            builds_index(def) + u64::from(identity)
+                        }
+                        _ => 0,
+                    }
+                })
+                .sum(),
+            _ => relations_created(kind),
+        }
+    }
+}
+
+/// (has a type modifier, builds an index, is an identity column).
+///
+/// # Safety
+/// `def` is a valid ColumnDef.
+unsafe fn column_shape(def: *mut pg_sys::ColumnDef) -> (bool, bool, bool) {
+    // SAFETY: per the contract; constraints are checked by tag before the cast.
+    unsafe {
+        let type_name = (*def).typeName;
+        let has_typmod = !type_name.is_null() && !(*type_name).typmods.is_null();
+        let mut index = false;
+        let mut identity = false;
+        for c in items((*def).constraints) {
+            index |= builds_index(c) > 0;
+            identity |= tag(c) == Some(NodeTag::T_Constraint)
+                && (*(c as *mut pg_sys::Constraint)).contype == ConstrType::CONSTR_IDENTITY;
+        }
+        (has_typmod, index, identity)
+    }
+}
+
+/// 1 for a PRIMARY KEY, UNIQUE or EXCLUDE constraint that builds its own
+/// index (not USING INDEX), else 0.
+///
+/// # Safety
+/// `node` is null or a valid Node.
+unsafe fn builds_index(node: *mut pg_sys::Node) -> u64 {
+    // SAFETY: per the contract; cast after the tag says Constraint.
+    unsafe {
+        if tag(node) != Some(NodeTag::T_Constraint) {
+            return 0;
+        }
+        let c = node as *mut pg_sys::Constraint;
+        let kind = matches!(
+            (*c).contype,
+            ConstrType::CONSTR_PRIMARY | ConstrType::CONSTR_UNIQUE | ConstrType::CONSTR_EXCLUSION
+        );
+        u64::from(kind && (*c).indexname.is_null())
+    }
 }

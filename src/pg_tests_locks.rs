@@ -234,6 +234,38 @@ fn more_relations_than_the_lock_table_holds_is_refused_up_front() {
     assert_eq!(one::<bool>("SELECT to_regclass('t0') IS NULL"), Some(true), "nothing ran");
 }
 
+/// The relations a statement creates, read off its parse tree: what the
+/// lock table check counts.
+#[pg_test]
+fn relations_created_by_a_statement() {
+    let cases: &[(&str, u64)] = &[
+        // Table, primary key index, TOAST table and its index.
+        ("CREATE TABLE r1 (id bigint PRIMARY KEY, name text NOT NULL, at timestamptz DEFAULT now())", 4),
+        ("CREATE TABLE r1 (id bigint, code varchar(10))", 1),
+        ("CREATE TABLE r1 (id bigserial, n int GENERATED ALWAYS AS IDENTITY, UNIQUE (n), CHECK (n > 0))", 4),
+        ("CREATE TABLE r1 (a int, b int, PRIMARY KEY (a), EXCLUDE USING btree (b WITH =))", 3),
+        ("CREATE TABLE r1 (a int, tags text[]) PARTITION BY RANGE (a)", 1),
+        ("CREATE TABLE r1 (LIKE r0 INCLUDING ALL)", 1),
+        ("CREATE INDEX ON r0 (a)", 1),
+        ("CREATE SEQUENCE r1_seq", 1),
+        ("CREATE VIEW r1 AS SELECT 1", 1),
+        ("ALTER TABLE r0 ADD COLUMN b serial UNIQUE, ADD PRIMARY KEY (a)", 3),
+        ("ALTER TABLE r0 ADD CONSTRAINT r0_u UNIQUE USING INDEX r0_i", 0),
+        ("ALTER TABLE r0 ALTER COLUMN a ADD GENERATED ALWAYS AS IDENTITY", 1),
+        ("ALTER TABLE r0 ADD COLUMN c text", 0),
+        ("INSERT INTO r0 VALUES (1)", 0),
+    ];
+    let mut wrong = Vec::new();
+    for (sql, want) in cases {
+        match crate::statements::split(sql) {
+            Ok(statements) if statements.len() == 1 && statements[0].relations == *want => {}
+            Ok(statements) => wrong.push(format!("{sql}: {:?}, wanted {want}", statements.iter().map(|s| s.relations).collect::<Vec<_>>())),
+            Err(e) => wrong.push(format!("{sql}: {:?}", e.error)),
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 /// Consecutive DDL changes share a subtransaction (group.rs); one failing among
 /// them is still reported as itself, and nothing of the deployment stays.
 #[pg_test]

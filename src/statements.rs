@@ -28,6 +28,8 @@ pub struct Statement {
     pub online: pg_deploy_core::phases::OnlineKind,
     /// It cannot leave a prepared statement or a temporary object behind.
     pub leaves_no_session_state: bool,
+    /// Relations it creates, each locked until commit (a lower bound).
+    pub relations: u64,
 }
 
 /// A change whose SQL does not parse: the parser's error and its position.
@@ -102,6 +104,7 @@ unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
             let tree = tree_walk::walk_statement(node);
             let online = crate::phases::kind::online_kind(node);
             let leaves_no_session_state = classify::leaves_no_session_state(node);
+            let relations = crate::lock_capacity::relations_of(node, &kind);
             out.push(Statement {
                 start,
                 end,
@@ -112,6 +115,7 @@ unsafe fn collect(list: *mut pg_sys::List, len: usize) -> Vec<Statement> {
                 tree,
                 online,
                 leaves_no_session_state,
+                relations,
             });
         }
         out

@@ -20,6 +20,62 @@ pub fn relations_created(tag: &str) -> u64 {
     }
 }
 
+/// A column of a CREATE TABLE or ALTER TABLE ADD COLUMN, as the parser wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnShape<'a> {
+    /// The type as written, schema-qualified when the grammar qualifies it
+    /// ("pg_catalog.int8", "text", "varchar[]").
+    pub type_name: &'a str,
+    /// A length, precision or other modifier was given: `varchar(20)`.
+    pub has_typmod: bool,
+    /// A column PRIMARY KEY or UNIQUE constraint: an index.
+    pub builds_index: bool,
+    /// GENERATED … AS IDENTITY: a sequence.
+    pub identity: bool,
+}
+
+impl ColumnShape<'_> {
+    /// Relations the column adds to its table: its index and its sequence
+    /// (identity or serial).
+    pub fn relations(&self) -> u64 {
+        u64::from(self.builds_index) + u64::from(self.identity || is_serial(self.type_name))
+    }
+}
+
+/// serial, bigserial and smallserial make a sequence.
+pub fn is_serial(type_name: &str) -> bool {
+    matches!(
+        type_name.strip_prefix("pg_catalog.").unwrap_or(type_name),
+        "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2"
+    )
+}
+
+/// Whether a column of this type certainly gives its table a TOAST table:
+/// PostgreSQL makes one when a column's type is variable-length, not stored
+/// plain, and unbounded (`needs_toast_table`). Types it cannot know here
+/// (domains, extensions' types) count as not toasted: the count stays a
+/// lower bound.
+pub fn certainly_toasted(type_name: &str, has_typmod: bool) -> bool {
+    if type_name.ends_with("[]") {
+        return true;
+    }
+    match type_name.strip_prefix("pg_catalog.").unwrap_or(type_name) {
+        "varchar" | "bpchar" | "numeric" | "varbit" | "bit" => !has_typmod,
+        "text" | "bytea" | "json" | "jsonb" | "xml" | "tsvector" | "tsquery" | "inet" | "cidr" | "path" | "polygon"
+        | "int4range" | "int8range" | "numrange" | "daterange" | "tsrange" | "tstzrange" => true,
+        _ => false,
+    }
+}
+
+/// Relations a CREATE TABLE makes: the table, the indexes of its PRIMARY
+/// KEY, UNIQUE and EXCLUDE constraints, a sequence per identity or serial
+/// column, and a TOAST table with its index when a column needs one (a
+/// partitioned table stores nothing, so has none).
+pub fn relations_of_table(columns: &[ColumnShape<'_>], table_constraint_indexes: u64, partitioned: bool) -> u64 {
+    let toast = !partitioned && columns.iter().any(|c| certainly_toasted(c.type_name, c.has_typmod));
+    1 + table_constraint_indexes + columns.iter().map(ColumnShape::relations).sum::<u64>() + if toast { 2 } else { 0 }
+}
+
 /// PostgreSQL's lock table, sized for max_locks_per_transaction ×
 /// (server processes + max_prepared_transactions) locks in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +120,63 @@ mod tests {
         ] {
             assert_eq!(relations_created(tag), n, "{tag}");
         }
+    }
+
+    fn column(type_name: &str, has_typmod: bool) -> ColumnShape<'_> {
+        ColumnShape {
+            type_name,
+            has_typmod,
+            builds_index: false,
+            identity: false,
+        }
+    }
+
+    #[test]
+    fn toasted_types() {
+        for (type_name, has_typmod, toasted) in [
+            ("text", false, true),
+            ("pg_catalog.varchar", false, true),
+            ("pg_catalog.varchar", true, false),
+            ("pg_catalog.numeric", true, false),
+            ("pg_catalog.numeric", false, true),
+            ("jsonb", false, true),
+            ("pg_catalog.int4[]", false, true),
+            ("pg_catalog.int8", false, false),
+            ("pg_catalog.timestamptz", false, false),
+            ("uuid", false, false),
+            ("my_domain", false, false),
+        ] {
+            assert_eq!(
+                certainly_toasted(type_name, has_typmod),
+                toasted,
+                "{type_name} {has_typmod}"
+            );
+        }
+    }
+
+    #[test]
+    fn relations_of_a_table() {
+        let id = ColumnShape {
+            builds_index: true,
+            ..column("pg_catalog.int8", false)
+        };
+        let serial = column("bigserial", false);
+        let identity = ColumnShape {
+            identity: true,
+            ..column("pg_catalog.int4", false)
+        };
+        let text = column("text", false);
+        let bounded = column("pg_catalog.varchar", true);
+        // (id bigint PRIMARY KEY, name text): table, index, TOAST table and its index.
+        assert_eq!(relations_of_table(&[id, text], 0, false), 4);
+        assert_eq!(relations_of_table(&[id, bounded], 0, false), 2);
+        assert_eq!(relations_of_table(&[serial, identity], 1, false), 4);
+        assert_eq!(
+            relations_of_table(&[text], 0, true),
+            1,
+            "a partitioned table has no TOAST table"
+        );
+        assert_eq!(relations_of_table(&[], 0, false), 1);
     }
 
     #[test]
