@@ -216,10 +216,15 @@ impl Manifest {
             Some(d) => {
                 let base = Thresholds::default();
                 let thresholds = Thresholds {
-                    rows: count(d.big_table_rows.as_ref(), "defaults.big_table_rows", u64::MAX)?
+                    rows: count(d.big_table_rows.as_ref(), "defaults", "big_table_rows", u64::MAX)?
                         .map_or(base.rows, |n| n as f64),
-                    bytes: count(d.big_table_bytes.as_ref(), "defaults.big_table_bytes", i64::MAX as u64)?
-                        .map_or(base.bytes, |n| n as i64),
+                    bytes: count(
+                        d.big_table_bytes.as_ref(),
+                        "defaults",
+                        "big_table_bytes",
+                        i64::MAX as u64,
+                    )?
+                    .map_or(base.bytes, |n| n as i64),
                 };
                 (settings(&SettingsFields::of_defaults(d), "defaults")?, thresholds)
             }
@@ -300,6 +305,17 @@ pub fn is_invisible_format(c: char) -> bool {
         | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
+/// A name [`name`] accepts, checked without writing its path: printable
+/// ASCII, no surrounding space, short enough. Anything else goes through
+/// [`name`], which says what is wrong.
+fn plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME_CHARS
+        && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
+}
+
 /// A project name or change id: non-empty, bounded, no control characters and
 /// no surrounding white space, so what is stored is what the user meant.
 fn name<'a>(s: &'a str, path: &str) -> Result<&'a str, ManifestError> {
@@ -368,19 +384,21 @@ fn requirements(doc: &RequiresDocument) -> Result<Requirements, ManifestError> {
 
 /// A timeout: whole milliseconds as a number, or a string PostgreSQL accepts
 /// for a time setting ("500ms", "2s", "15min", "1h").
-fn timeout(value: Option<&Timeout>, path: String) -> Result<Option<String>, ManifestError> {
+/// `at` and `field` name it in errors (the path is written only for an error).
+fn timeout(value: Option<&Timeout>, at: &str, field: &str) -> Result<Option<String>, ManifestError> {
+    let path = || field_path(at, field);
     match value {
         None => Ok(None),
         Some(Timeout::Millis(n)) => match n.as_u64() {
             Some(ms) if ms <= i32::MAX as u64 => Ok(Some(ms.to_string())),
             _ => Err(ManifestError::InvalidValue {
-                path,
+                path: path(),
                 reason: format!("{n} is not a whole number of milliseconds between 0 and {}", i32::MAX),
             }),
         },
         Some(Timeout::Text(s)) if is_duration(s) => Ok(Some(s.trim().to_string())),
         Some(Timeout::Text(s)) => Err(ManifestError::InvalidValue {
-            path,
+            path: path(),
             reason: format!("\"{s}\" is not a duration such as \"500ms\", \"2s\", \"15min\" or \"1h\""),
         }),
     }
@@ -497,7 +515,7 @@ fn settings(fields: &SettingsFields, path: &str) -> Result<Settings, ManifestErr
             Some(kinds)
         }
     };
-    let lock_timeout = timeout(fields.lock_timeout, field_path(path, "lock_timeout"))?;
+    let lock_timeout = timeout(fields.lock_timeout, path, "lock_timeout")?;
     // 0 means no lock timeout at all: a change would wait in the lock queue, in
     // front of the application's queries, for as long as a holder holds.
     if lock_timeout.as_deref().and_then(duration_ms).is_some_and(|ms| ms < 1.0) {
@@ -508,22 +526,21 @@ fn settings(fields: &SettingsFields, path: &str) -> Result<Settings, ManifestErr
     }
     Ok(Settings {
         lock_timeout,
-        statement_timeout: timeout(fields.statement_timeout, field_path(path, "statement_timeout"))?,
+        statement_timeout: timeout(fields.statement_timeout, path, "statement_timeout")?,
         search_path,
-        lock_retries: count(fields.lock_retries, &field_path(path, "lock_retries"), MAX_LOCK_RETRIES)?
-            .map(|n| n as u32),
+        lock_retries: count(fields.lock_retries, path, "lock_retries", MAX_LOCK_RETRIES)?.map(|n| n as u32),
         allow,
     })
 }
 
 /// An optional whole number between 0 and `max`.
-fn count(value: Option<&WholeNumber>, path: &str, max: u64) -> Result<Option<u64>, ManifestError> {
+fn count(value: Option<&WholeNumber>, at: &str, field: &str, max: u64) -> Result<Option<u64>, ManifestError> {
     match value {
         None => Ok(None),
         Some(WholeNumber(n)) => match n.as_u64() {
             Some(v) if v <= max => Ok(Some(v)),
             _ => Err(ManifestError::InvalidValue {
-                path: path.into(),
+                path: field_path(at, field),
                 reason: format!("{n} is not a whole number between 0 and {max}"),
             }),
         },
@@ -561,7 +578,11 @@ fn changes(items: &[ChangeDocument]) -> Result<Vec<Change>, ManifestError> {
 
 fn change(i: usize, doc: &ChangeDocument, index_of: &HashMap<&str, usize>) -> Result<Change, ManifestError> {
     let here = format!("changes[{i}]");
-    let id = name(&doc.id, &field_path(&here, "id"))?.to_string();
+    let id = if plain_name(&doc.id) {
+        doc.id.clone()
+    } else {
+        name(&doc.id, &field_path(&here, "id"))?.to_string()
+    };
     let sql = doc.sql.as_str();
     if sql.trim().is_empty() {
         return Err(ManifestError::Empty {
@@ -647,7 +668,7 @@ fn phase_marks(doc: &ChangeDocument, here: &str) -> Result<PhaseMarks, ManifestE
     if doc.repeat_pause.is_some() && !repeat {
         return Err(invalid("repeat_pause", "needs \"repeat_until_no_rows\": true"));
     }
-    let pause = timeout(doc.repeat_pause.as_ref(), field_path(here, "repeat_pause"))?;
+    let pause = timeout(doc.repeat_pause.as_ref(), here, "repeat_pause")?;
     Ok(PhaseMarks {
         online,
         commit_before,
@@ -677,6 +698,24 @@ mod duration_tests {
         assert_eq!(duration_ms("250"), Some(250.0));
         assert_eq!(duration_ms("1.5s"), Some(1_500.0));
         assert_eq!(duration_ms("2 weeks"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_plain_name_is_a_valid_name(s in "\\PC{0,3}[ -~]{0,250}\\PC{0,3}") {
+            if plain_name(&s) {
+                proptest::prop_assert!(name(&s, "id").is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn plain_names() {
+        assert!(plain_name("00001-create users"));
+        for s in ["", " a", "a ", "a\tb", "é", "a\u{200B}b"] {
+            assert!(!plain_name(s), "{s:?}");
+        }
+        assert!(!plain_name(&"x".repeat(MAX_NAME_CHARS + 1)));
     }
 
     #[test]
