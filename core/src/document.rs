@@ -52,6 +52,11 @@ const EXPECTED: &[&str] = &[
 /// manifest (`changes[3].id`, `$` for the document), `"options"` for options
 /// (`options.accept_changed[1]`, `options`).
 pub fn read<'de, T: Deserialize<'de>>(value: &'de Value, root: &str) -> Result<T, ManifestError> {
+    // Tracking the path costs an allocation per field read; a document that
+    // reads is read without it, and only one that fails is read again to say where.
+    if let Ok(read) = T::deserialize(ValueReader(value)) {
+        return Ok(read);
+    }
     serde_path_to_error::deserialize(ValueReader(value)).map_err(|err| {
         let path = path_text(root, err.path());
         err.into_inner().into_manifest_error(path)

@@ -75,7 +75,7 @@ fn write_canonical(value: &Value, out: &mut impl Sink) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
+                write_string(key, out);
                 out.push(':');
                 write_canonical(&map[key], out);
             }
@@ -91,8 +91,40 @@ fn write_canonical(value: &Value, out: &mut impl Sink) {
             }
             out.push(']');
         }
+        Value::String(s) => write_string(s, out),
         scalar => out.push_str(&scalar.to_string()),
     }
+}
+
+/// A JSON string as serde_json writes it (the same escapes), without
+/// copying it first: the runs that need no escape go out as they are.
+fn write_string(s: &str, out: &mut impl Sink) {
+    out.push('"');
+    let mut run = 0;
+    // Every byte that needs an escape is ASCII, so slicing at one keeps to
+    // character boundaries.
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0C => "\\f",
+            0..=0x1F => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        if escaped.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(escaped);
+        }
+        run = i + 1;
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -107,6 +139,19 @@ mod tests {
             canonical_sha256(&v),
             (crate::checksum::sha256_checksum(text.as_bytes()), text.len())
         );
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let all: String = (0u32..0x80)
+            .filter_map(char::from_u32)
+            .chain("é€😀\u{2028}".chars())
+            .collect();
+        for s in [all.as_str(), "", "plain", "a\"b\\c", "\u{0}\u{1f}\u{7f}"] {
+            let mut out = String::new();
+            write_string(s, &mut out);
+            assert_eq!(out, Value::String(s.into()).to_string(), "{s:?}");
+        }
     }
 
     #[test]
