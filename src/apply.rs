@@ -259,7 +259,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
             {
                 let members: Vec<usize> = (ordinal..manifest.changes.len())
                     .take_while(|&i| grouped(i))
-                    .take(crate::group::GROUP_SIZE)
+                    .take(crate::group::group_size(ordinal))
                     .collect();
                 let works: Vec<_> = members
                     .iter()
