@@ -8,13 +8,13 @@
 //! over a deployment of thousands of changes. Firings of changes (or groups)
 //! that were rolled back are left out: their (sub)transaction ids aborted.
 
+use super::seal::LineageRow;
 use super::Context;
 use crate::error::DeployError;
 use crate::owner::Owner;
 use crate::subxact::in_subtransaction;
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
-use serde_json::{json, Value};
 use std::cell::RefCell;
 
 struct Firing {
@@ -23,8 +23,8 @@ struct Firing {
     tag: String,
     role: String,
     change: Option<String>,
-    /// The rows, as seal.rs turns them into its insert's columns.
-    rows: Vec<Value>,
+    /// The rows, less the firing's role and change (added when written).
+    rows: Vec<LineageRow>,
 }
 
 thread_local! {
@@ -57,12 +57,16 @@ pub fn collect(event: &str, tag: &str, user: &str, context: &Context) {
     let at = super::seal::now_epoch();
     let rows = touched
         .into_iter()
-        .map(|t| {
-            json!({
-                "event": event, "tag": t.tag.as_deref().unwrap_or(tag), "object_type": t.object_type,
-                "schema_name": t.schema_name, "object_identity": t.object_identity,
-                "names": t.names, "args": t.args, "at": at,
-            })
+        .map(|t| LineageRow {
+            at: Some(at),
+            event,
+            tag: Some(t.tag.unwrap_or_else(|| tag.to_string())),
+            object_type: t.object_type,
+            schema_name: t.schema_name,
+            object_identity: t.object_identity,
+            names: t.names,
+            args: t.args,
+            ..LineageRow::default()
         })
         .collect();
     // SAFETY: reads the current (sub)transaction's id, if it has one.
@@ -92,20 +96,19 @@ pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment
     if kept.is_empty() {
         return Ok(());
     }
-    let rows: Vec<Value> = kept
+    let rows: Vec<LineageRow> = kept
         .iter()
         .flat_map(|f| {
-            f.rows.iter().map(move |r| {
-                let mut r = r.clone();
-                r["role"] = json!(f.role);
-                r["change"] = json!(f.change);
-                r
+            f.rows.iter().map(move |r| LineageRow {
+                role: Some(f.role.clone()),
+                change: f.change.clone(),
+                ..r.clone()
             })
         })
         .collect();
     let sealed = in_subtransaction(|| {
         super::injected_failure()?;
-        super::seal::insert(client, owner, rows.clone(), project, deployment_id, true)
+        super::seal::insert(client, owner, &rows, project, deployment_id, true)
     });
     if sealed.is_ok() {
         return Ok(());
@@ -115,15 +118,22 @@ pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment
     // the next seal chains them.
     let written = in_subtransaction(|| {
         super::injected_failure()?;
-        super::seal::insert(client, owner, rows, project, deployment_id, false)
+        super::seal::insert(client, owner, &rows, project, deployment_id, false)
     });
     let Err(error) = written else { return Ok(()) };
     let message = format!("{}: {}", error.sqlstate, error.message);
-    let gaps = kept
+    let gaps: Vec<LineageRow> = kept
         .iter()
-        .map(|f| json!({"event": "gap", "tag": f.tag, "role": f.role, "change": f.change, "error": message}))
+        .map(|f| LineageRow {
+            event: "gap",
+            tag: Some(f.tag.clone()),
+            role: Some(f.role.clone()),
+            change: f.change.clone(),
+            error: Some(message.clone()),
+            ..LineageRow::default()
+        })
         .collect();
-    let gap = in_subtransaction(|| super::seal::insert(client, owner, gaps, project, deployment_id, false));
+    let gap = in_subtransaction(|| super::seal::insert(client, owner, &gaps, project, deployment_id, false));
     if let Err(also) = gap {
         pgrx::warning!(
             "pg_deploy: {project}: the lineage of deployment {deployment_id} was not recorded ({message}), nor its gaps ({})",

@@ -16,7 +16,6 @@ use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::spi::{SpiClient, SpiError};
 use pgrx::PgSqlErrorCode;
-use serde_json::{json, Value};
 
 /// The rows as inserted: every column of deploy.lineage, in the table's
 /// order (the digest reads them as a deploy.lineage row; a column added to
@@ -60,12 +59,40 @@ const INSERT: &str = concat!(
     rows!()
 );
 
+/// A lineage row as a deployment collects it; the columns every row of one
+/// insert shares (session, project, deployment) and its place in the chain
+/// are added by `insert`.
+#[derive(Debug, Clone, Default)]
+pub struct LineageRow {
+    /// When the command ran (seconds since the epoch); None: when inserted.
+    pub at: Option<f64>,
+    /// ddl, drop or gap.
+    pub event: &'static str,
+    pub tag: Option<String>,
+    pub object_type: Option<String>,
+    pub schema_name: Option<String>,
+    pub object_identity: Option<String>,
+    pub names: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
+    pub role: Option<String>,
+    pub change: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The hash chain's columns of the rows of a sealed insert.
+#[derive(Default)]
+struct Chain {
+    seq: Vec<i64>,
+    prev_hash: Vec<String>,
+    row_hash: Vec<String>,
+}
+
 /// Inserts `rows` in their order as the extension's owner; `sealed`: after
 /// the chain's head, which it locks (sealers take turns on it) and moves.
 pub fn insert(
     client: &mut SpiClient<'_>,
     owner: Owner,
-    mut rows: Vec<Value>,
+    rows: &[LineageRow],
     project: &str,
     deployment: i64,
     sealed: bool,
@@ -98,42 +125,43 @@ pub fn insert(
             }
             ids.sort_unstable();
             let now = now_epoch();
-            for (row, id) in rows.iter_mut().zip(ids) {
-                row["id"] = json!(id);
-                if row.get("at").is_none_or(Value::is_null) {
-                    row["at"] = json!(now);
-                }
-            }
-            let args = |rows: &[Value]| columns(rows, project, deployment);
+            let ats: Vec<f64> = rows.iter().map(|r| r.at.unwrap_or(now)).collect();
             let Some((mut seq, mut hash)) = head else {
-                client.update(INSERT, None, &args(&rows))?;
+                client.update(INSERT, None, &columns(rows, &ids, &ats, None, project, deployment))?;
                 return Ok(());
             };
             // The digests are computed here when every value is one SQL reads
             // back unchanged (always, for the rows the trigger collects); else by SQL.
             let computed = session.and_then(|session| {
                 rows.iter()
-                    .map(|row| digest(row, &session, project, deployment))
+                    .zip(ids.iter().zip(&ats))
+                    .map(|(row, (&id, &at))| digest(row, id, at, &session, project, deployment))
                     .collect::<Option<Vec<String>>>()
             });
             let digests = match computed {
                 Some(digests) => digests,
                 None => {
                     let mut digests = Vec::with_capacity(rows.len());
-                    for row in client.update(DIGESTS, None, &args(&rows))? {
+                    let args = columns(rows, &ids, &ats, None, project, deployment);
+                    for row in client.update(DIGESTS, None, &args)? {
                         digests.push(row.get::<String>(1)?.unwrap_or_default());
                     }
                     digests
                 }
             };
-            for (row, digest) in rows.iter_mut().zip(digests) {
+            let mut chain = Chain::default();
+            for digest in digests {
                 seq += 1;
-                row["seq"] = json!(seq);
-                row["prev_hash"] = json!(hash);
-                hash = lineage_link(&hash, seq, &digest);
-                row["row_hash"] = json!(hash);
+                chain.seq.push(seq);
+                let next = lineage_link(&hash, seq, &digest);
+                chain.prev_hash.push(std::mem::replace(&mut hash, next.clone()));
+                chain.row_hash.push(next);
             }
-            client.update(INSERT, None, &args(&rows))?;
+            client.update(
+                INSERT,
+                None,
+                &columns(rows, &ids, &ats, Some(&chain), project, deployment),
+            )?;
             client.update(
                 "UPDATE deploy.lineage_chain SET head_seq = $1, head_hash = $2",
                 None,
@@ -145,73 +173,69 @@ pub fn insert(
 }
 
 /// `rows!`'s parameters: each field of the rows as an array, in order.
-fn columns<'a>(rows: &[Value], project: &'a str, deployment: i64) -> [DatumWithOid<'a>; 17] {
-    let int = |key: &str| {
+fn columns<'a>(
+    rows: &'a [LineageRow],
+    ids: &[i64],
+    ats: &[f64],
+    chain: Option<&'a Chain>,
+    project: &'a str,
+    deployment: i64,
+) -> [DatumWithOid<'a>; 17] {
+    let text = |field: fn(&LineageRow) -> &Option<String>| rows.iter().map(|r| field(r).as_deref()).collect::<Vec<_>>();
+    let array = |field: fn(&LineageRow) -> &Option<Vec<String>>| {
         rows.iter()
-            .map(|r| r.get(key).and_then(Value::as_i64))
+            .map(|r| field(r).as_deref().map(array_literal))
             .collect::<Vec<_>>()
     };
-    let text = |key: &str| rows.iter().map(|r| as_text(r.get(key))).collect::<Vec<_>>();
-    let array = |key: &str| rows.iter().map(|r| array_literal(r.get(key))).collect::<Vec<_>>();
-    let at = rows
-        .iter()
-        .map(|r| r.get("at").and_then(Value::as_f64))
-        .collect::<Vec<_>>();
+    let unchained = || vec![None::<&str>; rows.len()];
+    let (seq, prev_hash, row_hash) = match chain {
+        Some(c) => (
+            c.seq.iter().map(|&s| Some(s)).collect::<Vec<_>>(),
+            c.prev_hash.iter().map(|h| Some(h.as_str())).collect::<Vec<_>>(),
+            c.row_hash.iter().map(|h| Some(h.as_str())).collect::<Vec<_>>(),
+        ),
+        None => (vec![None; rows.len()], unchained(), unchained()),
+    };
     [
-        int("id").into(),
-        at.into(),
-        text("event").into(),
-        text("tag").into(),
-        text("object_type").into(),
-        text("schema_name").into(),
-        text("object_identity").into(),
-        array("names").into(),
-        array("args").into(),
-        text("role").into(),
-        text("change").into(),
-        text("error").into(),
-        int("seq").into(),
-        text("prev_hash").into(),
-        text("row_hash").into(),
+        ids.to_vec().into(),
+        ats.to_vec().into(),
+        rows.iter().map(|r| r.event).collect::<Vec<_>>().into(),
+        text(|r| &r.tag).into(),
+        text(|r| &r.object_type).into(),
+        text(|r| &r.schema_name).into(),
+        text(|r| &r.object_identity).into(),
+        array(|r| &r.names).into(),
+        array(|r| &r.args).into(),
+        text(|r| &r.role).into(),
+        text(|r| &r.change).into(),
+        text(|r| &r.error).into(),
+        seq.into(),
+        prev_hash.into(),
+        row_hash.into(),
         project.into(),
         deployment.into(),
     ]
 }
 
-/// A JSON value as text (a string as it is, anything else as its JSON text).
-fn as_text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
-/// A JSON array as a text[] literal (NULL for anything else), each element
-/// quoted: array_in reads it back as the same strings.
-fn array_literal(value: Option<&Value>) -> Option<String> {
-    let Some(Value::Array(items)) = value else { return None };
+/// A list of strings as a text[] literal, each element quoted: array_in
+/// reads it back as the same strings.
+fn array_literal(items: &[String]) -> String {
     let mut literal = String::from("{");
-    for (i, item) in items.iter().enumerate() {
+    for (i, s) in items.iter().enumerate() {
         if i > 0 {
             literal.push(',');
         }
-        match as_text(Some(item)) {
-            None => literal.push_str("NULL"),
-            Some(s) => {
-                literal.push('"');
-                for c in s.chars() {
-                    if c == '"' || c == '\\' {
-                        literal.push('\\');
-                    }
-                    literal.push(c);
-                }
-                literal.push('"');
+        literal.push('"');
+        for c in s.chars() {
+            if c == '"' || c == '\\' {
+                literal.push('\\');
             }
+            literal.push(c);
         }
+        literal.push('"');
     }
     literal.push('}');
-    Some(literal)
+    literal
 }
 
 /// What every row of this session's insert has in common.
@@ -225,51 +249,46 @@ struct Session {
 
 /// deploy.lineage_digest of `row` as INSERT will write it (see `rows!`), or
 /// None when a value would not read back as it is here.
-fn digest(row: &Value, session: &Session, project: &str, deployment: i64) -> Option<String> {
+fn digest(row: &LineageRow, id: i64, at: f64, session: &Session, project: &str, deployment: i64) -> Option<String> {
     use pg_deploy_core::lineage_digest::{lineage_digest, to_timestamp, Field};
-    let text = |key: &str| match row.get(key) {
-        None | Some(Value::Null) => Some(Field::Null),
-        Some(Value::String(s)) => Some(Field::Text(s)),
-        Some(_) => None,
-    };
-    let texts = |key: &str| -> Option<Option<Vec<Option<&str>>>> {
-        match row.get(key) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| match item {
-                    Value::String(s) => Some(Some(s.as_str())),
-                    Value::Null => Some(None),
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()
-                .map(Some),
-            _ => Some(None),
-        }
-    };
+    fn text(value: &Option<String>) -> Field<'_> {
+        value.as_deref().map_or(Field::Null, Field::Text)
+    }
+    fn texts(value: &Option<Vec<String>>) -> Option<Vec<Option<&str>>> {
+        value
+            .as_ref()
+            .map(|items| items.iter().map(|s| Some(s.as_str())).collect())
+    }
     // A role's name is at most NAMEDATALEN - 1 bytes: a longer one would be cut.
-    let role = text("role").filter(|r| !matches!(r, Field::Text(s) if s.len() >= pg_sys::NAMEDATALEN as usize))?;
-    let names = texts("names")?;
-    let args = texts("args")?;
+    if row
+        .role
+        .as_ref()
+        .is_some_and(|r| r.len() >= pg_sys::NAMEDATALEN as usize)
+    {
+        return None;
+    }
+    let names = texts(&row.names);
+    let args = texts(&row.args);
     let fields = [
-        Field::Int(row.get("id")?.as_i64()?),
-        Field::Epoch(to_timestamp(row.get("at")?.as_f64()?)),
-        text("event")?,
-        text("tag")?,
-        text("object_type")?,
-        text("schema_name")?,
-        text("object_identity")?,
+        Field::Int(id),
+        Field::Epoch(to_timestamp(at)),
+        Field::Text(row.event),
+        text(&row.tag),
+        text(&row.object_type),
+        text(&row.schema_name),
+        text(&row.object_identity),
         Field::Texts(names.as_deref()),
         Field::Texts(args.as_deref()),
         Field::Text(&session.user),
-        role,
+        text(&row.role),
         Field::Text(&session.application),
         session.host.as_deref().map_or(Field::Null, Field::Text),
         Field::Int(session.pid),
         Field::Text(&session.xid),
         Field::Text(project),
-        text("change")?,
+        text(&row.change),
         Field::Int(deployment),
-        text("error")?,
+        text(&row.error),
     ];
     Some(lineage_digest(&fields))
 }
