@@ -8,6 +8,7 @@
 //! over a deployment of thousands of changes. Firings of changes (or groups)
 //! that were rolled back are left out: their (sub)transaction ids aborted.
 
+use super::read::Touched;
 use super::seal::LineageRow;
 use super::Context;
 use crate::error::DeployError;
@@ -57,16 +58,14 @@ pub fn collect(event: &str, tag: &str, user: &str, context: &Context) {
     let at = super::seal::now_epoch();
     let rows = touched
         .into_iter()
-        .map(|t| LineageRow {
-            at: Some(at),
-            event,
-            tag: Some(t.tag.unwrap_or_else(|| tag.to_string())),
-            object_type: t.object_type,
-            schema_name: t.schema_name,
-            object_identity: t.object_identity,
-            names: t.names,
-            args: t.args,
-            ..LineageRow::default()
+        .map(|mut object| {
+            object.tag = Some(object.tag.take().unwrap_or_else(|| tag.to_string()));
+            LineageRow {
+                at: Some(at),
+                event,
+                object,
+                ..LineageRow::default()
+            }
         })
         .collect();
     // SAFETY: reads the current (sub)transaction's id, if it has one.
@@ -126,7 +125,10 @@ pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment
         .iter()
         .map(|f| LineageRow {
             event: "gap",
-            tag: Some(f.tag.clone()),
+            object: Touched {
+                tag: Some(f.tag.clone()),
+                ..Touched::default()
+            },
             role: Some(f.role.clone()),
             change: f.change.clone(),
             error: Some(message.clone()),

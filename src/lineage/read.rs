@@ -14,6 +14,7 @@ use pgrx::{FromDatum, PgMemoryContexts, PgTupleDesc};
 use std::ffi::CStr;
 
 /// One object a command touched, as a lineage row records it.
+#[derive(Debug, Clone, Default)]
 pub struct Touched {
     /// The command tag of this object's command, when the list has one.
     pub tag: Option<String>,

@@ -8,6 +8,7 @@
 //! so these rows are checked as any other. A value SQL would not read back
 //! unchanged sends the digests to SQL instead.
 
+use super::read::Touched;
 use crate::owner::Owner;
 use crate::sqlstate::pg_error;
 use crate::subxact::PgError;
@@ -68,12 +69,8 @@ pub struct LineageRow {
     pub at: Option<f64>,
     /// ddl, drop or gap.
     pub event: &'static str,
-    pub tag: Option<String>,
-    pub object_type: Option<String>,
-    pub schema_name: Option<String>,
-    pub object_identity: Option<String>,
-    pub names: Option<Vec<String>>,
-    pub args: Option<Vec<String>>,
+    /// The object and its command's tag (a gap: the tag only).
+    pub object: Touched,
     pub role: Option<String>,
     pub change: Option<String>,
     pub error: Option<String>,
@@ -200,12 +197,12 @@ fn columns<'a>(
         ids.to_vec().into(),
         ats.to_vec().into(),
         rows.iter().map(|r| r.event).collect::<Vec<_>>().into(),
-        text(|r| &r.tag).into(),
-        text(|r| &r.object_type).into(),
-        text(|r| &r.schema_name).into(),
-        text(|r| &r.object_identity).into(),
-        array(|r| &r.names).into(),
-        array(|r| &r.args).into(),
+        text(|r| &r.object.tag).into(),
+        text(|r| &r.object.object_type).into(),
+        text(|r| &r.object.schema_name).into(),
+        text(|r| &r.object.object_identity).into(),
+        array(|r| &r.object.names).into(),
+        array(|r| &r.object.args).into(),
         text(|r| &r.role).into(),
         text(|r| &r.change).into(),
         text(|r| &r.error).into(),
@@ -267,16 +264,16 @@ fn digest(row: &LineageRow, id: i64, at: f64, session: &Session, project: &str, 
     {
         return None;
     }
-    let names = texts(&row.names);
-    let args = texts(&row.args);
+    let names = texts(&row.object.names);
+    let args = texts(&row.object.args);
     let fields = [
         Field::Int(id),
         Field::Epoch(to_timestamp(at)),
         Field::Text(row.event),
-        text(&row.tag),
-        text(&row.object_type),
-        text(&row.schema_name),
-        text(&row.object_identity),
+        text(&row.object.tag),
+        text(&row.object.object_type),
+        text(&row.object.schema_name),
+        text(&row.object.object_identity),
         Field::Texts(names.as_deref()),
         Field::Texts(args.as_deref()),
         Field::Text(&session.user),
