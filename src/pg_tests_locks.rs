@@ -266,6 +266,25 @@ fn relations_created_by_a_statement() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// Late in a long deployment groups are larger (group_size): a change failing
+/// in one of 128 is still reported as itself, and nothing stays.
+#[pg_test]
+fn a_failing_change_in_a_large_group_is_reported_as_itself() {
+    let changes: Vec<Value> = (0..1200)
+        .map(|i| {
+            let table = if i == 1100 { 7 } else { i };
+            json!({"id": format!("l{i:04}"), "sql": format!("CREATE TABLE gl_{table} ()")})
+        })
+        .collect();
+    let got = try_apply(&json!({"project": "large", "version": "1.0.0", "changes": changes}), &json!({}));
+    assert!(
+        got.starts_with("42P07: ") && got.contains("change \"l1100\" of project \"large\""),
+        "got {got:?}"
+    );
+    assert_eq!(one::<bool>("SELECT to_regclass('gl_0') IS NULL"), Some(true), "nothing stays");
+    assert_eq!(crate::group::group_size(1024), 128);
+}
+
 /// Consecutive DDL changes share a subtransaction (group.rs); one failing among
 /// them is still reported as itself, and nothing of the deployment stays.
 #[pg_test]
