@@ -422,10 +422,7 @@ unsafe fn alter_command(cmd: *mut pg_sys::AlterTableCmd) -> AlterCommand {
                     }
                 }
                 let type_name = type_name_text((*def).typeName).unwrap_or_default();
-                let serial = matches!(
-                    type_name.as_str(),
-                    "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2"
-                );
+                let serial = pg_deploy_core::capacity::is_serial(&type_name);
                 AlterCommand::AddColumn {
                     column: text((*def).colname).unwrap_or_default(),
                     default_functions: default_expr

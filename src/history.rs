@@ -40,27 +40,23 @@ pub fn applied_changes(
     )?;
     // change id -> ((deployment, ordinal) of its latest row, that row's change, or None when it reverted it)
     let mut latest: HashMap<String, ((i64, i32), Option<AppliedChange>)> = HashMap::with_capacity(rows.len());
-    let mut bad = None;
     each_latest_row(rows.len(), |at, reverted, id, kind, checksum| {
-        if bad.is_some() || latest.get(id).is_some_and(|(seen, _)| *seen > at) {
-            return;
+        if latest.get(id).is_some_and(|(seen, _)| *seen > at) {
+            return Ok(());
         }
-        let change = match (reverted, ChangeKind::parse(kind)) {
-            (true, _) => None,
-            (false, Some(kind)) => Some(AppliedChange {
+        let change = if reverted {
+            None
+        } else {
+            let kind = ChangeKind::parse(kind)
+                .ok_or_else(|| DeployError::Internal(format!("unknown change kind \"{kind}\" in deploy.change_log")))?;
+            Some(AppliedChange {
                 checksum: checksum.to_string(),
                 kind,
-            }),
-            (false, None) => {
-                bad = Some(format!("unknown change kind \"{kind}\" in deploy.change_log"));
-                return;
-            }
+            })
         };
         latest.insert(id.to_string(), (at, change));
+        Ok(())
     })?;
-    if let Some(message) = bad {
-        return Err(DeployError::Internal(message));
-    }
     Ok(latest
         .into_iter()
         .filter_map(|(id, (_, change))| Some((id, change?)))
@@ -69,8 +65,11 @@ pub fn applied_changes(
 
 /// Hands `row` each of the `count` rows of the SPI result just produced by
 /// applied_changes' query: ((deployment, ordinal), reverted, change id, kind,
-/// checksum), borrowed from the result.
-fn each_latest_row(count: usize, mut row: impl FnMut((i64, i32), bool, &str, &str, &str)) -> Result<(), DeployError> {
+/// checksum), borrowed from the result; stops at the first error `row` returns.
+fn each_latest_row(
+    count: usize,
+    mut row: impl FnMut((i64, i32), bool, &str, &str, &str) -> Result<(), DeployError>,
+) -> Result<(), DeployError> {
     let null = || DeployError::Internal("NULL in deploy.change_log".into());
     // SAFETY: SPI_tuptable is the result of the query just run on this SPI
     // connection (count rows of the six columns its SELECT lists, checked
@@ -106,7 +105,7 @@ fn each_latest_row(count: usize, mut row: impl FnMut((i64, i32), bool, &str, &st
                 text(3)?,
                 text(4)?,
                 text(5)?,
-            );
+            )?;
         }
     }
     Ok(())

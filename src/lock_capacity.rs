@@ -96,30 +96,15 @@ pub unsafe fn relations_of(stmt: *mut pg_sys::Node, kind: &str) -> u64 {
         match tag(stmt) {
             Some(NodeTag::T_CreateStmt) => {
                 let create = stmt as *mut pg_sys::CreateStmt;
-                let mut type_names = Vec::new();
-                let mut shapes = Vec::new();
+                let mut columns = Vec::new();
                 let mut constraint_indexes = 0;
                 for element in items((*create).tableElts) {
                     match tag(element) {
-                        Some(NodeTag::T_ColumnDef) => {
-                            let def = element as *mut pg_sys::ColumnDef;
-                            type_names.push(type_name_text((*def).typeName).unwrap_or_default());
-                            shapes.push(column_shape(def));
-                        }
+                        Some(NodeTag::T_ColumnDef) => columns.push(column_shape(element as *mut pg_sys::ColumnDef)),
                         Some(NodeTag::T_Constraint) => constraint_indexes += builds_index(element),
                         _ => {}
                     }
                 }
-                let columns: Vec<ColumnShape<'_>> = type_names
-                    .iter()
-                    .zip(&shapes)
-                    .map(|(type_name, &(has_typmod, builds_index, identity))| ColumnShape {
-                        type_name,
-                        has_typmod,
-                        builds_index,
-                        identity,
-                    })
-                    .collect();
                 relations_of_table(&columns, constraint_indexes, !(*create).partspec.is_null())
             }
             Some(NodeTag::T_AlterTableStmt) => items((*(stmt as *mut pg_sys::AlterTableStmt)).cmds)
@@ -128,18 +113,7 @@ pub unsafe fn relations_of(stmt: *mut pg_sys::Node, kind: &str) -> u64 {
                 .map(|cmd| {
                     let def = (*(cmd as *mut pg_sys::AlterTableCmd)).def;
                     match tag(def) {
-                        Some(NodeTag::T_ColumnDef) => {
-                            let def = def as *mut pg_sys::ColumnDef;
-                            let type_name = type_name_text((*def).typeName).unwrap_or_default();
-                            let (has_typmod, builds_index, identity) = column_shape(def);
-                            ColumnShape {
-                                type_name: &type_name,
-                                has_typmod,
-                                builds_index,
-                                identity,
-                            }
-                            .relations()
-                        }
+                        Some(NodeTag::T_ColumnDef) => column_shape(def as *mut pg_sys::ColumnDef).relations(),
                         // ADD CONSTRAINT, or ALTER COLUMN … ADD GENERATED AS IDENTITY (a sequence).
                         Some(NodeTag::T_Constraint) => {
                             let identity = (*(def as *mut pg_sys::Constraint)).contype == ConstrType::CONSTR_IDENTITY;
@@ -154,23 +128,26 @@ pub unsafe fn relations_of(stmt: *mut pg_sys::Node, kind: &str) -> u64 {
     }
 }
 
-/// (has a type modifier, builds an index, is an identity column).
+/// The column as the capacity rules read it.
 ///
 /// # Safety
 /// `def` is a valid ColumnDef.
-unsafe fn column_shape(def: *mut pg_sys::ColumnDef) -> (bool, bool, bool) {
+unsafe fn column_shape(def: *mut pg_sys::ColumnDef) -> ColumnShape {
     // SAFETY: per the contract; constraints are checked by tag before the cast.
     unsafe {
         let type_name = (*def).typeName;
-        let has_typmod = !type_name.is_null() && !(*type_name).typmods.is_null();
-        let mut index = false;
-        let mut identity = false;
+        let mut shape = ColumnShape {
+            type_name: type_name_text(type_name).unwrap_or_default(),
+            has_typmod: !type_name.is_null() && !(*type_name).typmods.is_null(),
+            builds_index: false,
+            identity: false,
+        };
         for c in items((*def).constraints) {
-            index |= builds_index(c) > 0;
-            identity |= tag(c) == Some(NodeTag::T_Constraint)
+            shape.builds_index |= builds_index(c) > 0;
+            shape.identity |= tag(c) == Some(NodeTag::T_Constraint)
                 && (*(c as *mut pg_sys::Constraint)).contype == ConstrType::CONSTR_IDENTITY;
         }
-        (has_typmod, index, identity)
+        shape
     }
 }
 

@@ -21,11 +21,11 @@ pub fn relations_created(tag: &str) -> u64 {
 }
 
 /// A column of a CREATE TABLE or ALTER TABLE ADD COLUMN, as the parser wrote it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ColumnShape<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnShape {
     /// The type as written, schema-qualified when the grammar qualifies it
     /// ("pg_catalog.int8", "text", "varchar[]").
-    pub type_name: &'a str,
+    pub type_name: String,
     /// A length, precision or other modifier was given: `varchar(20)`.
     pub has_typmod: bool,
     /// A column PRIMARY KEY or UNIQUE constraint: an index.
@@ -34,18 +34,19 @@ pub struct ColumnShape<'a> {
     pub identity: bool,
 }
 
-impl ColumnShape<'_> {
+impl ColumnShape {
     /// Relations the column adds to its table: its index and its sequence
     /// (identity or serial).
     pub fn relations(&self) -> u64 {
-        u64::from(self.builds_index) + u64::from(self.identity || is_serial(self.type_name))
+        u64::from(self.builds_index) + u64::from(self.identity || is_serial(&self.type_name))
     }
 }
 
-/// serial, bigserial and smallserial make a sequence.
+/// serial, bigserial and smallserial make a sequence; PostgreSQL takes them
+/// for what they are only unqualified.
 pub fn is_serial(type_name: &str) -> bool {
     matches!(
-        type_name.strip_prefix("pg_catalog.").unwrap_or(type_name),
+        type_name,
         "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2"
     )
 }
@@ -71,8 +72,8 @@ pub fn certainly_toasted(type_name: &str, has_typmod: bool) -> bool {
 /// KEY, UNIQUE and EXCLUDE constraints, a sequence per identity or serial
 /// column, and a TOAST table with its index when a column needs one (a
 /// partitioned table stores nothing, so has none).
-pub fn relations_of_table(columns: &[ColumnShape<'_>], table_constraint_indexes: u64, partitioned: bool) -> u64 {
-    let toast = !partitioned && columns.iter().any(|c| certainly_toasted(c.type_name, c.has_typmod));
+pub fn relations_of_table(columns: &[ColumnShape], table_constraint_indexes: u64, partitioned: bool) -> u64 {
+    let toast = !partitioned && columns.iter().any(|c| certainly_toasted(&c.type_name, c.has_typmod));
     1 + table_constraint_indexes + columns.iter().map(ColumnShape::relations).sum::<u64>() + if toast { 2 } else { 0 }
 }
 
@@ -122,9 +123,9 @@ mod tests {
         }
     }
 
-    fn column(type_name: &str, has_typmod: bool) -> ColumnShape<'_> {
+    fn column(type_name: &str, has_typmod: bool) -> ColumnShape {
         ColumnShape {
-            type_name,
+            type_name: type_name.to_string(),
             has_typmod,
             builds_index: false,
             identity: false,
@@ -155,6 +156,16 @@ mod tests {
     }
 
     #[test]
+    fn serial_types() {
+        assert!(is_serial("bigserial") && is_serial("serial4"));
+        assert!(
+            !is_serial("pg_catalog.serial"),
+            "only unqualified, as PostgreSQL reads it"
+        );
+        assert!(!is_serial("pg_catalog.int8"));
+    }
+
+    #[test]
     fn relations_of_a_table() {
         let id = ColumnShape {
             builds_index: true,
@@ -168,7 +179,7 @@ mod tests {
         let text = column("text", false);
         let bounded = column("pg_catalog.varchar", true);
         // (id bigint PRIMARY KEY, name text): table, index, TOAST table and its index.
-        assert_eq!(relations_of_table(&[id, text], 0, false), 4);
+        assert_eq!(relations_of_table(&[id.clone(), text.clone()], 0, false), 4);
         assert_eq!(relations_of_table(&[id, bounded], 0, false), 2);
         assert_eq!(relations_of_table(&[serial, identity], 1, false), 4);
         assert_eq!(
