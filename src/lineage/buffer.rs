@@ -88,20 +88,22 @@ pub fn collect(event: &str, tag: &str, user: &str, context: &Context) {
 pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment_id: i64) -> Result<(), DeployError> {
     let firings = BUFFER.with(|b| b.borrow_mut().as_mut().map(std::mem::take).unwrap_or_default());
     // SAFETY: TransactionIdDidAbort reads the commit log for ids of this transaction's subtransactions.
-    let kept: Vec<Firing> = firings
+    let mut kept: Vec<Firing> = firings
         .into_iter()
         .filter(|f| f.xid == pg_sys::InvalidTransactionId || !unsafe { pg_sys::TransactionIdDidAbort(f.xid) })
         .collect();
     if kept.is_empty() {
         return Ok(());
     }
+    // Moved out of the firings, not copied: at 10,000 changes they are most of lineage's memory.
     let rows: Vec<LineageRow> = kept
-        .iter()
+        .iter_mut()
         .flat_map(|f| {
-            f.rows.iter().map(move |r| LineageRow {
-                role: Some(f.role.clone()),
-                change: f.change.clone(),
-                ..r.clone()
+            let (role, change) = (&f.role, &f.change);
+            f.rows.drain(..).map(move |r| LineageRow {
+                role: Some(role.clone()),
+                change: change.clone(),
+                ..r
             })
         })
         .collect();

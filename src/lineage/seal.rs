@@ -76,12 +76,12 @@ pub struct LineageRow {
     pub error: Option<String>,
 }
 
-/// The hash chain's columns of the rows of a sealed insert.
-#[derive(Default)]
+/// The hash chain through the rows of a sealed insert: the place of the
+/// first, and the head's hash followed by each row's (a row's previous hash
+/// is the link before its own).
 struct Chain {
-    seq: Vec<i64>,
-    prev_hash: Vec<String>,
-    row_hash: Vec<String>,
+    first_seq: i64,
+    links: Vec<String>,
 }
 
 /// Inserts `rows` in their order as the extension's owner; `sealed`: after
@@ -123,7 +123,7 @@ pub fn insert(
             ids.sort_unstable();
             let now = now_epoch();
             let ats: Vec<f64> = rows.iter().map(|r| r.at.unwrap_or(now)).collect();
-            let Some((mut seq, mut hash)) = head else {
+            let Some((mut seq, hash)) = head else {
                 client.update(INSERT, None, &columns(rows, &ids, &ats, None, project, deployment))?;
                 return Ok(());
             };
@@ -146,14 +146,17 @@ pub fn insert(
                     digests
                 }
             };
-            let mut chain = Chain::default();
+            let mut chain = Chain {
+                first_seq: seq + 1,
+                links: Vec::with_capacity(digests.len() + 1),
+            };
+            chain.links.push(hash);
             for digest in digests {
                 seq += 1;
-                chain.seq.push(seq);
-                let next = lineage_link(&hash, seq, &digest);
-                chain.prev_hash.push(std::mem::replace(&mut hash, next.clone()));
-                chain.row_hash.push(next);
+                let next = lineage_link(chain.links.last().map_or("", String::as_str), seq, &digest);
+                chain.links.push(next);
             }
+            let hash = chain.links.last().cloned().unwrap_or_default();
             client.update(
                 INSERT,
                 None,
@@ -186,11 +189,20 @@ fn columns<'a>(
     };
     let unchained = || vec![None::<&str>; rows.len()];
     let (seq, prev_hash, row_hash) = match chain {
-        Some(c) => (
-            c.seq.iter().map(|&s| Some(s)).collect::<Vec<_>>(),
-            c.prev_hash.iter().map(|h| Some(h.as_str())).collect::<Vec<_>>(),
-            c.row_hash.iter().map(|h| Some(h.as_str())).collect::<Vec<_>>(),
-        ),
+        Some(c) => {
+            let links = |from: usize| {
+                c.links[from..]
+                    .iter()
+                    .take(rows.len())
+                    .map(|h| Some(h.as_str()))
+                    .collect::<Vec<_>>()
+            };
+            (
+                (c.first_seq..).take(rows.len()).map(Some).collect::<Vec<_>>(),
+                links(0),
+                links(1),
+            )
+        }
         None => (vec![None; rows.len()], unchained(), unchained()),
     };
     [
