@@ -126,7 +126,8 @@ for i in range(1, 1001):
         f"CREATE INDEX ON bench.t_{i} (created_at);"})
 print(json.dumps({"project": "bench", "version": "1.0.0", "changes": changes}))
 PY
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 # Server-side milliseconds of deploy.plan, as the report's own duration_ms, 5 runs.
 plan_ms() {
   for _ in 1 2 3 4 5; do

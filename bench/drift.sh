@@ -34,7 +34,8 @@ SET client_min_messages = warning;
 SELECT deploy.apply(:'m'::jsonb);
 SQL
 
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 # timed SQL: median of 5 runs of psql's \timing, in ms.
 timed() {
   for _ in 1 2 3 4 5; do

@@ -1,5 +1,7 @@
-# Shared by the bench scripts that unpack real migration histories (floor.sh,
-# lineage.sh). Sourced, not run; uses $MIRRORS and $TMP.
+# Shared by the bench scripts. Sourced, not run; corpus uses $MIRRORS and $TMP.
+
+# The median of the numbers on stdin, one per line.
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 # corpus NAME MIRROR PATH: the folder PATH of the mirrored repository, unpacked
 # into $TMP/src/NAME, printed as NAME=DIR (the subtree alone: some mirrors lack

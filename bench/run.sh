@@ -23,7 +23,8 @@ python3 bench/ddl_changes.py "$N" "$TMP/manifest.json" "$TMP/all.sql"
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # Sum of psql's "Time: X ms" lines on stdin.
 sum_timing() { awk '/^Time: / {s += $2} END {printf "%.1f", s}'; }
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 
 # Flush dirty buffers first so one run's writes don't land in the next one's time.
 checkpoint() { psql -X -q -d postgres -c 'CHECKPOINT'; }

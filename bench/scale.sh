@@ -48,7 +48,8 @@ SQL
 )
   echo "$(sum_timing <<<"$out") $(sed -n 's/^hwm //p' <<<"$out")"
 }
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 for n in $SIZES; do
   python3 bench/ddl_changes.py "$n" "$TMP/m.json" "$TMP/all.sql"
   chmod o+r "$TMP/m.json"
