@@ -148,4 +148,21 @@ t_pg_upgrade_is_not_drift() {
   real_changes_show 5484 "pg_upgrade to $TARGET_MAJOR"
 }
 
+# deploy.object_fingerprints (Rust, reading the catalogs) describes every
+# kind of object exactly as the SQL function it replaced did, on this major:
+# fingerprints taken before 0.2.0 stay valid. The fixture has two schemas of
+# every kind and variant; `deploy` and `public` are compared too.
+t_fingerprints_match_the_sql_reference() {
+  DB=port_${CURRENT#t_}
+  on 5485 createdb "$DB"
+  on 5485 "${PSQL[@]}" -d "$DB" -f "$ROOT/pg_test/fixtures/fingerprint_objects.sql" >/dev/null
+  qt "CREATE EXTENSION pg_deploy"
+  local schemas="'{fp_a,\"fp B\",deploy,public,missing}'" differ
+  differ=$(on 5485 "${PSQL[@]}" -d "$DB" -f "$ROOT/pg_test/fixtures/fingerprint_reference.sql" -c "
+    SELECT count(*) FILTER (WHERE r.sha256 IS DISTINCT FROM f.sha256), count(*) >= 150
+      FROM pg_temp.reference_fingerprints($schemas) r
+      FULL JOIN deploy.object_fingerprints($schemas) f USING (kind, name)")
+  eq "$differ" "0|t" "objects whose fingerprints differ, and whether there are 150 or more"
+}
+
 run_tests portability-e2e "$@"

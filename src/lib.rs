@@ -23,6 +23,7 @@ mod drift;
 mod error;
 mod errpos;
 mod execute;
+mod fingerprint;
 mod group;
 mod guc;
 mod history;
