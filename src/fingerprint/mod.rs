@@ -36,8 +36,12 @@ pub struct Namespace {
 pub struct Namespaces(Vec<Namespace>);
 
 impl Namespaces {
-    fn of(&self, oid: pg_sys::Oid) -> Option<&Namespace> {
-        self.0.iter().find(|n| n.oid == oid)
+    /// Calls `row` for each row of `catalog` in one of the schemas, whose
+    /// schema column is `column`.
+    fn each_row(&self, catalog: &Catalog, column: &str, mut row: impl FnMut(&Namespace, &scan::Row)) {
+        for ns in &self.0 {
+            catalog.rows_where(column, ns.oid, |r| row(ns, r));
+        }
     }
 }
 

@@ -16,6 +16,9 @@ struct Relation {
     head: Joined,
     access_method: pg_sys::Oid,
     options: Option<Vec<u8>>,
+    /// relhastriggers and relhasrules: false means none (true: has or had some).
+    has_triggers: bool,
+    has_rules: bool,
 }
 
 const KINDS: &[u8] = b"rpvmSfiI";
@@ -42,16 +45,39 @@ struct Catalogs {
     sequence: Catalog,
     am: Catalog,
     collation: Catalog,
+    /// Access method and collation names by oid: a few, asked for again and again.
+    names: std::cell::RefCell<std::collections::HashMap<(u32, pg_sys::Oid), Option<Vec<u8>>>>,
+}
+
+impl Catalogs {
+    fn cached(&self, catalog: u32, id: pg_sys::Oid, read: impl FnOnce() -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+        if let Some(name) = self.names.borrow().get(&(catalog, id)) {
+            return name.clone();
+        }
+        let name = read();
+        self.names.borrow_mut().insert((catalog, id), name.clone());
+        name
+    }
+
+    fn access_method(&self, method: pg_sys::Oid) -> Option<Vec<u8>> {
+        if method == pg_sys::InvalidOid {
+            return None;
+        }
+        self.cached(oid::PG_AM, method, || {
+            one_text(&self.am, oid::PG_AM_OID_INDEX, method, "amname")
+        })
+    }
+
+    fn collation_name(&self, id: pg_sys::Oid) -> Option<Vec<u8>> {
+        self.cached(oid::PG_COLLATION, id, || collation_name(&self.collation, id))
+    }
 }
 
 pub fn describe(namespaces: &Namespaces, quals: &Quals, out: &mut Vec<Described>) {
     let class = Catalog::open(oid::PG_CLASS);
     let mut relations = Vec::new();
-    class.all_rows(|row| {
+    namespaces.each_row(&class, "relnamespace", |ns, row| {
         let kind = row.byte("relkind");
-        let Some(ns) = namespaces.of(row.oid("relnamespace")) else {
-            return;
-        };
         if !KINDS.contains(&kind) {
             return;
         }
@@ -72,6 +98,8 @@ pub fn describe(namespaces: &Namespaces, quals: &Quals, out: &mut Vec<Described>
             head,
             access_method: row.oid("relam"),
             options: row.text("reloptions"),
+            has_triggers: row.byte("relhastriggers") != 0,
+            has_rules: row.byte("relhasrules") != 0,
         });
     });
     class.close();
@@ -88,6 +116,7 @@ pub fn describe(namespaces: &Namespaces, quals: &Quals, out: &mut Vec<Described>
         sequence: Catalog::open(oid::PG_SEQUENCE),
         am: Catalog::open(oid::PG_AM),
         collation: Catalog::open(oid::PG_COLLATION),
+        names: Default::default(),
     };
     each_reset(&mut relations, |relation| {
         let description = describe_one(relation, &catalogs, quals);
@@ -107,6 +136,7 @@ pub fn describe(namespaces: &Namespaces, quals: &Quals, out: &mut Vec<Described>
         sequence,
         am,
         collation,
+        names: _,
     } = catalogs;
     for catalog in [
         attribute, attrdef, constraint, trigger, policy, rewrite, sequence, am, collation,
@@ -120,14 +150,14 @@ fn describe_one(relation: &mut Relation, c: &Catalogs, quals: &Quals) -> Vec<u8>
     // Indexes and sequences have no constraints, triggers, policies or rules.
     let has_parts = !matches!(relation.kind, b'i' | b'I' | b'S');
     let head = &mut relation.head;
-    head.part(access_method(&c.am, relation.access_method))
+    head.part(c.access_method(relation.access_method))
         .part(relation.options.take())
         .part(columns(c, id));
     if has_parts {
         head.part(constraints(&c.constraint, id))
-            .part(triggers(&c.trigger, id))
+            .part(relation.has_triggers.then(|| triggers(&c.trigger, id)).flatten())
             .part(policies(&c.policy, id))
-            .part(rules(&c.rewrite, id, quals));
+            .part(relation.has_rules.then(|| rules(&c.rewrite, id, quals)).flatten());
     }
     if matches!(relation.kind, b'i' | b'I') {
         head.part(scan::deparse(pg_sys::F_PG_GET_INDEXDEF_OID, id));
@@ -149,13 +179,6 @@ fn one_text(catalog: &Catalog, index: u32, key: pg_sys::Oid, column: &str) -> Op
     found
 }
 
-fn access_method(am: &Catalog, method: pg_sys::Oid) -> Option<Vec<u8>> {
-    if method == pg_sys::InvalidOid {
-        return None;
-    }
-    one_text(am, oid::PG_AM_OID_INDEX, method, "amname")
-}
-
 /// The collation's name; None for none (0) or one that is gone.
 pub fn collation_name(collation: &Catalog, id: pg_sys::Oid) -> Option<Vec<u8>> {
     if id == pg_sys::InvalidOid {
@@ -166,22 +189,17 @@ pub fn collation_name(collation: &Catalog, id: pg_sys::Oid) -> Option<Vec<u8>> {
 
 /// name:type:not null:default:identity:generated:collation:privileges, by attnum.
 fn columns(c: &Catalogs, relation: pg_sys::Oid) -> Option<Vec<u8>> {
-    let mut defaults: Vec<(i64, Option<pg_sys::Datum>)> = Vec::new();
-    c.attrdef
-        .rows_of(oid::PG_ATTRDEF_ADRELID_ADNUM_INDEX, "adrelid", relation, |row| {
-            let tree = row.datum("adbin");
-            // SAFETY: copies the pg_node_tree out of the scan's tuple into the current context.
-            let tree = tree.map(|d| unsafe { pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(d.cast_mut_ptr())) });
-            defaults.push((row.int("adnum") as i16 as i64, tree));
-        });
     let mut items = Vec::new();
     c.attribute
         .rows_of(oid::PG_ATTRIBUTE_RELID_ATTNUM_INDEX, "attrelid", relation, |row| {
-            let number = row.int("attnum") as i16 as i64;
+            let number = row.int("attnum") as i16;
             if number <= 0 || row.byte("attisdropped") != 0 {
                 return;
             }
-            let default = defaults.iter().find(|(n, _)| *n == number).and_then(|(_, tree)| *tree);
+            // pg_attrdef is read only for columns that have a default.
+            let default = (row.byte("atthasdef") != 0)
+                .then(|| default_of(&c.attrdef, relation, number))
+                .flatten();
             items.push(
                 Joined::new(b':')
                     .part(row.text("attname"))
@@ -190,15 +208,29 @@ fn columns(c: &Catalogs, relation: pg_sys::Oid) -> Option<Vec<u8>> {
                         Some(row.int("atttypmod") as i32),
                     ))
                     .part(row.text("attnotnull"))
-                    .part(scan::expression(default, relation))
+                    .part(default)
                     .part(row.text("attidentity"))
                     .part(row.text("attgenerated"))
-                    .part(collation_name(&c.collation, row.oid("attcollation")))
+                    .part(c.collation_name(row.oid("attcollation")))
                     .part(row.text("attacl"))
                     .done(),
             );
         });
     aggregated(items)
+}
+
+/// `pg_get_expr(adbin, adrelid)` of column `number`'s default.
+fn default_of(attrdef: &Catalog, relation: pg_sys::Oid, number: i16) -> Option<Vec<u8>> {
+    let mut tree = None;
+    attrdef.rows_of(oid::PG_ATTRDEF_ADRELID_ADNUM_INDEX, "adrelid", relation, |row| {
+        if row.int("adnum") as i16 == number {
+            // SAFETY: copies the pg_node_tree out of the scan's tuple into the current context.
+            tree = row
+                .datum("adbin")
+                .map(|d| unsafe { pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(d.cast_mut_ptr())) });
+        }
+    });
+    scan::expression(tree, relation)
 }
 
 /// Items sorted by name (a `name` column sorts bytewise, its collation is C).

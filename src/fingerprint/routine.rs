@@ -20,10 +20,7 @@ struct Routine {
 pub fn describe(namespaces: &Namespaces, quals: &Quals, out: &mut Vec<Described>) {
     let proc = Catalog::open(oid::PG_PROC);
     let mut routines = Vec::new();
-    proc.all_rows(|row| {
-        let Some(ns) = namespaces.of(row.oid("pronamespace")) else {
-            return;
-        };
+    namespaces.each_row(&proc, "pronamespace", |ns, row| {
         let mut name = ns.name.clone();
         name.push(b'.');
         name.extend(row.text("proname").unwrap_or_default());

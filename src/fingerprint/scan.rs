@@ -74,20 +74,34 @@ impl Catalog {
 
     /// Every row whose `column`, the first of index `index`, equals `key`, in index order.
     pub fn rows_of(&self, index: u32, column: &str, key: pg_sys::Oid, row: impl FnMut(&Row)) {
+        let mut scan_key = self.oid_key(column, key);
+        self.scan(pg_sys::Oid::from(index), true, &mut scan_key, 1, row);
+    }
+
+    /// Every row whose `column` equals `key`, by a scan of the whole catalog
+    /// that tests the key before deforming a row.
+    pub fn rows_where(&self, column: &str, key: pg_sys::Oid, row: impl FnMut(&Row)) {
+        let mut scan_key = self.oid_key(column, key);
+        self.scan(pg_sys::InvalidOid, false, &mut scan_key, 1, row);
+    }
+
+    /// `column = key` for an oid column.
+    fn oid_key(&self, column: &str, key: pg_sys::Oid) -> pg_sys::ScanKeyData {
         let attno = (self.column(column) + 1) as i16;
-        let mut scan_key: pg_sys::ScanKeyData = unsafe { std::mem::zeroed() };
-        // SAFETY: one oid key on the column (a heap attribute number, which
-        // systable_beginscan maps to the index's), compared with oideq.
+        // SAFETY: zeroed is a valid ScanKeyData to initialise; the key is on
+        // a heap attribute number (systable_beginscan maps it to the index's
+        // column), compared with oideq.
         unsafe {
+            let mut scan_key: pg_sys::ScanKeyData = std::mem::zeroed();
             pg_sys::ScanKeyInit(
                 &mut scan_key,
                 attno,
                 pg_sys::BTEqualStrategyNumber as u16,
                 pg_sys::Oid::from(pg_sys::F_OIDEQ),
                 pg_sys::Datum::from(key),
-            )
-        };
-        self.scan(pg_sys::Oid::from(index), true, &mut scan_key, 1, row);
+            );
+            scan_key
+        }
     }
 
     /// Every row of the catalog.

@@ -21,10 +21,7 @@ pub fn describe(namespaces: &Namespaces, out: &mut Vec<Described>) {
     let pg_type = Catalog::open(oid::PG_TYPE);
     let class = Catalog::open(oid::PG_CLASS);
     let mut types = Vec::new();
-    pg_type.all_rows(|row| {
-        let Some(ns) = namespaces.of(row.oid("typnamespace")) else {
-            return;
-        };
+    namespaces.each_row(&pg_type, "typnamespace", |ns, row| {
         let kind = row.byte("typtype");
         let relation = row.oid("typrelid");
         let composite = kind == b'c' && relation_kind(&class, relation) == Some(b'c');
