@@ -34,6 +34,9 @@ fn kind_name(relkind: u8) -> &'static str {
     }
 }
 
+/// Names by (catalog, oid); None for an object that is gone.
+type NameCache = std::collections::HashMap<(u32, pg_sys::Oid), Option<Vec<u8>>>;
+
 /// The catalogs a relation's description reads.
 struct Catalogs {
     attribute: Catalog,
@@ -46,7 +49,7 @@ struct Catalogs {
     am: Catalog,
     collation: Catalog,
     /// Access method and collation names by oid: a few, asked for again and again.
-    names: std::cell::RefCell<std::collections::HashMap<(u32, pg_sys::Oid), Option<Vec<u8>>>>,
+    names: std::cell::RefCell<NameCache>,
 }
 
 impl Catalogs {
