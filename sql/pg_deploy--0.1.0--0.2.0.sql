@@ -23,6 +23,9 @@ CREATE OR REPLACE FUNCTION deploy.drift(project_name text)
 RETURNS TABLE (change text, kind text, name text)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Their cost estimates (a lateral join per object) pass jit_above_cost; JIT
+-- compiling took longer than the query (10,000 objects: 1.8 s against 0.5 s).
+SET jit = off
 AS $$
     WITH now AS (SELECT f.* FROM deploy.projects p
                     CROSS JOIN LATERAL (SELECT * FROM deploy.object_fingerprints(p.schemas) WHERE p.fingerprint_version >= 2
@@ -590,6 +593,9 @@ RETURNS TABLE (kind text, name text, origin text, dropped boolean,
                outside_application text, outside_client inet, outside_command text)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Their cost estimates (a lateral join per object) pass jit_above_cost; JIT
+-- compiling took longer than the query (10,000 objects: 1.8 s against 0.5 s).
+SET jit = off
 AS $$
     WITH managed AS (SELECT p.schemas FROM deploy.projects p WHERE p.project = project_name),
     ev AS (SELECT l.*,
@@ -665,6 +671,9 @@ RETURNS TABLE (change text, kind text, name text, changed_by name, application_n
                changed_at timestamptz, commands jsonb)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Their cost estimates (a lateral join per object) pass jit_above_cost; JIT
+-- compiling took longer than the query (10,000 objects: 1.8 s against 0.5 s).
+SET jit = off
 AS $$
     WITH now AS (SELECT f.* FROM deploy.projects p
                     CROSS JOIN LATERAL (SELECT * FROM deploy.object_fingerprints(p.schemas) WHERE p.fingerprint_version >= 2
@@ -758,6 +767,9 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Their cost estimates (a lateral join per object) pass jit_above_cost; JIT
+-- compiling took longer than the query (10,000 objects: 1.8 s against 0.5 s).
+SET jit = off
 AS $$
     SELECT p.project,
            p.version,

@@ -34,6 +34,9 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Their cost estimates (a lateral join per object) pass jit_above_cost; JIT
+-- compiling took longer than the query (10,000 objects: 1.8 s against 0.5 s).
+SET jit = off
 AS $$
     SELECT p.project,
            p.version,
