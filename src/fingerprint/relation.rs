@@ -245,26 +245,36 @@ fn by_name(mut items: Vec<(Vec<u8>, Vec<u8>)>) -> Option<Vec<u8>> {
 /// name:definition:deferrable:deferred:validated, by name; PostgreSQL 18's
 /// NOT NULL constraints are left out (attnotnull says it).
 fn constraints(constraint: &Catalog, relation: pg_sys::Oid) -> Option<Vec<u8>> {
+    let index = oid::PG_CONSTRAINT_CONRELID_CONTYPID_CONNAME_INDEX;
+    constraints_of(constraint, index, "conrelid", relation, true)
+}
+
+/// The constraints of a relation (`conrelid`) or a domain (`contypid`) by
+/// name, without PostgreSQL 18's NOT NULL ones: name:definition, and with
+/// `states` :deferrable:deferred:validated.
+pub fn constraints_of(
+    constraint: &Catalog,
+    index: u32,
+    column: &str,
+    key: pg_sys::Oid,
+    states: bool,
+) -> Option<Vec<u8>> {
     let mut items = Vec::new();
-    constraint.rows_of(
-        oid::PG_CONSTRAINT_CONRELID_CONTYPID_CONNAME_INDEX,
-        "conrelid",
-        relation,
-        |row| {
-            if row.byte("contype") == b'n' {
-                return;
-            }
-            let name = row.text("conname").unwrap_or_default();
-            let item = Joined::new(b':')
-                .raw(&name)
-                .part(scan::deparse(pg_sys::F_PG_GET_CONSTRAINTDEF_OID, row.oid("oid")))
-                .part(row.text("condeferrable"))
+    constraint.rows_of(index, column, key, |row| {
+        if row.byte("contype") == b'n' {
+            return;
+        }
+        let name = row.text("conname").unwrap_or_default();
+        let mut item = Joined::new(b':');
+        item.raw(&name)
+            .part(scan::deparse(pg_sys::F_PG_GET_CONSTRAINTDEF_OID, row.oid("oid")));
+        if states {
+            item.part(row.text("condeferrable"))
                 .part(row.text("condeferred"))
-                .part(row.text("convalidated"))
-                .done();
-            items.push((name, item));
-        },
-    );
+                .part(row.text("convalidated"));
+        }
+        items.push((name, item.done()));
+    });
     by_name(items)
 }
 

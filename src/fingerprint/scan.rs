@@ -4,7 +4,7 @@
 //! values print through their type's output function, as `concat_ws` prints
 //! them. Texts stay bytes in the server's encoding until they are hashed.
 
-use pgrx::pg_sys;
+use pgrx::{pg_sys, PgTupleDesc};
 use std::ffi::CStr;
 
 /// The catalogs and indexes read here. Their OIDs are fixed by PostgreSQL's
@@ -47,6 +47,8 @@ pub mod oid {
 pub struct Catalog {
     rel: pg_sys::Relation,
     columns: Vec<Vec<u8>>,
+    /// Each column's type.
+    types: Vec<pg_sys::Oid>,
 }
 
 impl Catalog {
@@ -55,14 +57,13 @@ impl Catalog {
         // descriptor's attributes are read while the relation is open.
         unsafe {
             let rel = pg_sys::table_open(pg_sys::Oid::from(relid), pg_sys::AccessShareLock as i32);
-            let desc = (*rel).rd_att;
-            let columns = (0..(*desc).natts as usize)
-                .map(|i| {
-                    let attr = (*desc).attrs.as_ptr().add(i);
-                    CStr::from_ptr((*attr).attname.data.as_ptr()).to_bytes().to_vec()
-                })
+            let desc = PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+            let columns = desc
+                .iter()
+                .map(|a| CStr::from_ptr(a.attname.data.as_ptr()).to_bytes().to_vec())
                 .collect();
-            Catalog { rel, columns }
+            let types = desc.iter().map(|a| a.atttypid).collect();
+            Catalog { rel, columns, types }
         }
     }
 
@@ -184,12 +185,9 @@ impl Row<'_> {
         if self.nulls[i] {
             return None;
         }
-        // SAFETY: the attribute's type comes from the open catalog's
+        // SAFETY: the column's type was read from the open catalog's
         // descriptor and the datum is of that type.
-        unsafe {
-            let attr = (*(*self.catalog.rel).rd_att).attrs.as_ptr().add(i);
-            Some(output(self.values[i], (*attr).atttypid))
-        }
+        Some(unsafe { output(self.values[i], self.catalog.types[i]) })
     }
 }
 

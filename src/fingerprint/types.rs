@@ -3,7 +3,7 @@
 //! their order, domain constraints, composite attributes, a range's subtype,
 //! collation and operator class.
 
-use super::relation::collation_name;
+use super::relation::{collation_name, constraints_of};
 use super::scan::{self, aggregated, oid, Catalog, Joined};
 use super::{each_reset, Described, Namespaces};
 use pgrx::pg_sys;
@@ -65,19 +65,7 @@ pub fn describe(namespaces: &Namespaces, out: &mut Vec<Described>) {
         enums.rows_of(oid::PG_ENUM_TYPID_SORTORDER_INDEX, "enumtypid", id, |row| {
             labels.push(row.text("enumlabel").unwrap_or_default());
         });
-        let mut checks = Vec::new();
-        constraint.rows_of(oid::PG_CONSTRAINT_CONTYPID_INDEX, "contypid", id, |row| {
-            if row.byte("contype") == b'n' {
-                return;
-            }
-            let name = row.text("conname").unwrap_or_default();
-            let item = Joined::new(b':')
-                .raw(&name)
-                .part(scan::deparse(pg_sys::F_PG_GET_CONSTRAINTDEF_OID, row.oid("oid")))
-                .done();
-            checks.push((name, item));
-        });
-        checks.sort_by(|a, b| a.0.cmp(&b.0));
+        let checks = constraints_of(&constraint, oid::PG_CONSTRAINT_CONTYPID_INDEX, "contypid", id, false);
         let mut attributes = Vec::new();
         if t.relation != pg_sys::InvalidOid {
             attribute.rows_of(oid::PG_ATTRIBUTE_RELID_ATTNUM_INDEX, "attrelid", t.relation, |row| {
@@ -115,7 +103,7 @@ pub fn describe(namespaces: &Namespaces, out: &mut Vec<Described>) {
         let description = t
             .head
             .part(aggregated(labels))
-            .part(aggregated(checks.into_iter().map(|(_, item)| item).collect()))
+            .part(checks)
             .part(aggregated(attributes))
             .part(subtype)
             .done();
