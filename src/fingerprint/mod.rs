@@ -32,6 +32,16 @@ pub struct Namespace {
     name: Vec<u8>,
 }
 
+impl Namespace {
+    /// `schema.name`, as the SQL function's `nspname || '.' || name` built it.
+    fn qualified(&self, name: Option<Vec<u8>>) -> Vec<u8> {
+        let mut qualified = self.name.clone();
+        qualified.push(b'.');
+        qualified.extend(name.unwrap_or_default());
+        qualified
+    }
+}
+
 /// The schemas asked for, by oid.
 pub struct Namespaces(Vec<Namespace>);
 

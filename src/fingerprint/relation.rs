@@ -67,7 +67,7 @@ impl Catalogs {
             return None;
         }
         self.cached(oid::PG_AM, method, || {
-            one_text(&self.am, oid::PG_AM_OID_INDEX, method, "amname")
+            self.am.text_of(oid::PG_AM_OID_INDEX, method, "amname")
         })
     }
 
@@ -84,9 +84,7 @@ pub fn describe(namespaces: &Namespaces, quals: &Quals, out: &mut Vec<Described>
         if !KINDS.contains(&kind) {
             return;
         }
-        let mut name = ns.name.clone();
-        name.push(b'.');
-        name.extend(row.text("relname").unwrap_or_default());
+        let name = ns.qualified(row.text("relname"));
         let mut head = Joined::new(b'|');
         head.part(row.text("relkind"))
             .part(Some(scan::role_name(row.oid("relowner"))))
@@ -171,23 +169,12 @@ fn describe_one(relation: &mut Relation, c: &Catalogs, quals: &Quals) -> Vec<u8>
     head.done()
 }
 
-/// `column` of the row whose oid is `key`.
-fn one_text(catalog: &Catalog, index: u32, key: pg_sys::Oid, column: &str) -> Option<Vec<u8>> {
-    let mut found = None;
-    catalog.rows_of(index, "oid", key, |row| {
-        if found.is_none() {
-            found = row.text(column);
-        }
-    });
-    found
-}
-
 /// The collation's name; None for none (0) or one that is gone.
 pub fn collation_name(collation: &Catalog, id: pg_sys::Oid) -> Option<Vec<u8>> {
     if id == pg_sys::InvalidOid {
         return None;
     }
-    one_text(collation, oid::PG_COLLATION_OID_INDEX, id, "collname")
+    collation.text_of(oid::PG_COLLATION_OID_INDEX, id, "collname")
 }
 
 /// name:type:not null:default:identity:generated:collation:privileges, by attnum.

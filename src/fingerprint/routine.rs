@@ -21,9 +21,7 @@ pub fn describe(namespaces: &Namespaces, quals: &Quals, out: &mut Vec<Described>
     let proc = Catalog::open(oid::PG_PROC);
     let mut routines = Vec::new();
     namespaces.each_row(&proc, "pronamespace", |ns, row| {
-        let mut name = ns.name.clone();
-        name.push(b'.');
-        name.extend(row.text("proname").unwrap_or_default());
+        let name = ns.qualified(row.text("proname"));
         let mut head = Joined::new(b'|');
         head.part(Some(scan::role_name(row.oid("proowner"))))
             .part(row.text("proacl"));

@@ -73,6 +73,18 @@ impl Catalog {
         unsafe { pg_sys::table_close(self.rel, pg_sys::NoLock as i32) };
     }
 
+    /// `column` of the row whose oid is `key`, found through `index` (on oid);
+    /// None when there is none.
+    pub fn text_of(&self, index: u32, key: pg_sys::Oid, column: &str) -> Option<Vec<u8>> {
+        let mut found = None;
+        self.rows_of(index, "oid", key, |row| {
+            if found.is_none() {
+                found = row.text(column);
+            }
+        });
+        found
+    }
+
     /// Every row whose `column`, the first of index `index`, equals `key`, in index order.
     pub fn rows_of(&self, index: u32, column: &str, key: pg_sys::Oid, row: impl FnMut(&Row)) {
         let mut scan_key = self.oid_key(column, key);

@@ -28,9 +28,7 @@ pub fn describe(namespaces: &Namespaces, out: &mut Vec<Described>) {
         if !(b"edrm".contains(&kind) || composite) {
             return;
         }
-        let mut name = ns.name.clone();
-        name.push(b'.');
-        name.extend(row.text("typname").unwrap_or_default());
+        let name = ns.qualified(row.text("typname"));
         let base = (kind == b'd')
             .then(|| scan::format_type(row.oid("typbasetype"), Some(row.int("typtypmod") as i32)))
             .flatten();
@@ -85,13 +83,7 @@ pub fn describe(namespaces: &Namespaces, out: &mut Vec<Described>) {
         }
         let mut subtype = None;
         range.rows_of(oid::PG_RANGE_RNGTYPID_INDEX, "rngtypid", id, |row| {
-            let opclass_name = {
-                let mut found = None;
-                opclass.rows_of(oid::PG_OPCLASS_OID_INDEX, "oid", row.oid("rngsubopc"), |o| {
-                    found = o.text("opcname");
-                });
-                found
-            };
+            let opclass_name = opclass.text_of(oid::PG_OPCLASS_OID_INDEX, row.oid("rngsubopc"), "opcname");
             subtype = Some(
                 Joined::new(b':')
                     .part(scan::format_type(row.oid("rngsubtype"), None))
