@@ -40,4 +40,5 @@ fi
 BASE=$(mktemp -d "/tmp/pg_deploy_pgtest$MAJOR.XXXXXX")
 chown postgres: "$BASE"
 trap 'rm -rf "$BASE"' EXIT
-cargo pgrx test "pg$MAJOR" --runas postgres --pgdata "$BASE"
+# One test at a time, as in scripts/test.sh (parallel tests can deadlock).
+RUST_TEST_THREADS=1 cargo pgrx test "pg$MAJOR" --runas postgres --pgdata "$BASE"

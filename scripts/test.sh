@@ -44,7 +44,9 @@ declare -A by_major failed_major
 
 stage lint bash "$ROOT/scripts/lint.sh"
 stage unit cargo test -p pg_deploy_core
-stage pg_test cargo pgrx test pg15 --runas postgres --pgdata "$PGTEST_BASE"
+# One test at a time: each #[pg_test] holds its transaction open, and two
+# writing the same deploy rows in opposite orders can deadlock.
+stage pg_test env RUST_TEST_THREADS=1 cargo pgrx test pg15 --runas postgres --pgdata "$PGTEST_BASE"
 stage pg_test_pg16 bash "$ROOT/scripts/test-pg.sh" 16
 stage pg_test_pg18 bash "$ROOT/scripts/test-pg.sh" 18
 stage e2e bash "$ROOT/pg_test/run.sh"
