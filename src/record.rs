@@ -173,18 +173,20 @@ pub fn record(
             cols.finished_after_ms.push(c.finished_after_ms);
             cols.revert_sql.push(c.revert_sql);
         }
+        // The unnests in the select list run in lockstep without copying each
+        // array into a tuplestore first, as ROWS FROM would.
         client.update(
             "INSERT INTO deploy.change_log
                (deployment_id, ordinal, project, change_id, kind, action, checksum, statements,
                 lock_retries, duration_ms, applied_at, revert_sql)
              SELECT $1, u.o, $2, u.i, u.k, u.a, u.c, u.s, u.r, u.d,
                     $3 + pg_catalog.make_interval(secs => u.f / 1000), u.v
-               FROM ROWS FROM (pg_catalog.unnest($4::pg_catalog.int4[]), pg_catalog.unnest($5::pg_catalog.text[]),
-                               pg_catalog.unnest($6::pg_catalog.text[]), pg_catalog.unnest($7::pg_catalog.text[]),
-                               pg_catalog.unnest($8::pg_catalog.text[]), pg_catalog.unnest($9::pg_catalog.int4[]),
-                               pg_catalog.unnest($10::pg_catalog.int4[]), pg_catalog.unnest($11::pg_catalog.float8[]),
-                               pg_catalog.unnest($12::pg_catalog.float8[]), pg_catalog.unnest($13::pg_catalog.text[]))
-                    AS u(o, i, k, a, c, s, r, d, f, v)",
+               FROM (SELECT pg_catalog.unnest($4::pg_catalog.int4[]) AS o, pg_catalog.unnest($5::pg_catalog.text[]) AS i,
+                            pg_catalog.unnest($6::pg_catalog.text[]) AS k, pg_catalog.unnest($7::pg_catalog.text[]) AS a,
+                            pg_catalog.unnest($8::pg_catalog.text[]) AS c, pg_catalog.unnest($9::pg_catalog.int4[]) AS s,
+                            pg_catalog.unnest($10::pg_catalog.int4[]) AS r, pg_catalog.unnest($11::pg_catalog.float8[]) AS d,
+                            pg_catalog.unnest($12::pg_catalog.float8[]) AS f,
+                            pg_catalog.unnest($13::pg_catalog.text[]) AS v) AS u",
             None,
             &[
                 id.into(),

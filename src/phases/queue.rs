@@ -86,14 +86,13 @@ pub fn enqueue(
            (deployment_id, project, step, ordinal, change_id, kind, action, checksum, online,
             repeat_until_no_rows, repeat_pause, sql, verify, revert_sql, settings, run_as, login_role)
          SELECT $1, $2, u.st, u.o, u.i, u.k, u.a, u.c, u.onl, u.rep, u.pau, u.q, u.v, u.r, u.s::pg_catalog.jsonb, $3, $4
-           FROM ROWS FROM (pg_catalog.unnest($5::pg_catalog.int4[]), pg_catalog.unnest($6::pg_catalog.int4[]),
-                           pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[]),
-                           pg_catalog.unnest($9::pg_catalog.text[]), pg_catalog.unnest($10::pg_catalog.text[]),
-                           pg_catalog.unnest($11::pg_catalog.bool[]), pg_catalog.unnest($12::pg_catalog.bool[]),
-                           pg_catalog.unnest($13::pg_catalog.text[]), pg_catalog.unnest($14::pg_catalog.text[]),
-                           pg_catalog.unnest($15::pg_catalog.text[]), pg_catalog.unnest($16::pg_catalog.text[]),
-                           pg_catalog.unnest($17::pg_catalog.text[]))
-                AS u(st, o, i, k, a, c, onl, rep, pau, q, v, r, s)",
+           FROM (SELECT pg_catalog.unnest($5::pg_catalog.int4[]) AS st, pg_catalog.unnest($6::pg_catalog.int4[]) AS o,
+                        pg_catalog.unnest($7::pg_catalog.text[]) AS i, pg_catalog.unnest($8::pg_catalog.text[]) AS k,
+                        pg_catalog.unnest($9::pg_catalog.text[]) AS a, pg_catalog.unnest($10::pg_catalog.text[]) AS c,
+                        pg_catalog.unnest($11::pg_catalog.bool[]) AS onl, pg_catalog.unnest($12::pg_catalog.bool[]) AS rep,
+                        pg_catalog.unnest($13::pg_catalog.text[]) AS pau, pg_catalog.unnest($14::pg_catalog.text[]) AS q,
+                        pg_catalog.unnest($15::pg_catalog.text[]) AS v, pg_catalog.unnest($16::pg_catalog.text[]) AS r,
+                        pg_catalog.unnest($17::pg_catalog.text[]) AS s) AS u",
         None,
         &[
             deployment_id.into(),
