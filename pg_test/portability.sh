@@ -165,4 +165,35 @@ t_fingerprints_match_the_sql_reference() {
   eq "$differ" "0|t" "objects whose fingerprints differ, and whether there are 150 or more"
 }
 
+# A database whose encoding is not UTF-8 (LATIN1): a manifest with non-ASCII
+# text is refused up front (22021) with nothing applied, instead of running as
+# different SQL; the same names written as escapes deploy, their lineage is a
+# gap (never a failed change), and the fingerprints read the names exactly.
+t_a_latin1_database_refuses_non_ascii_text_and_reads_names_exactly() {
+  DB=port_latin1
+  on 5485 createdb -E LATIN1 --locale=C -T template0 "$DB"
+  qt "CREATE EXTENSION pg_deploy"
+  local err
+  err=$(PGCLIENTENCODING=UTF8 on 5485 psql -X -q -At -d "$DB" -v manifest="$(cat "$ROOT/pg_test/fixtures/encoding/literal.json")" \
+    <<<"SELECT deploy.apply(:'manifest'::jsonb);" 2>&1 || true)
+  has "$err" "ERROR:  the manifest has non-ASCII text at \\$\\.changes\\[0\\]\\.id, and this database's encoding is LATIN1" "refused"
+  has "$err" "HINT:  Deploy to a database created with ENCODING 'UTF8'" "hint"
+  eq "$(PGCLIENTENCODING=UTF8 on 5485 psql -X -At -d "$DB" -v VERBOSITY=sqlstate -v manifest="$(cat "$ROOT/pg_test/fixtures/encoding/literal.json")" \
+    <<<"SELECT deploy.apply(:'manifest'::jsonb);" 2>&1 | tail -1)" "ERROR:  22021" "its SQLSTATE"
+  eq "$(qt "SELECT count(*) FROM deploy.projects")|$(qt "SELECT count(*) FROM pg_class WHERE relname LIKE 'caf%'")" "0|0" "nothing applied"
+  eq "$(on 5485 "${PSQL[@]}" -d "$DB" -v manifest="$(cat "$ROOT/pg_test/fixtures/encoding/escaped.json")" \
+    <<<"SELECT deploy.apply(:'manifest'::jsonb)->>'outcome';")" applied "escaped names deploy"
+  eq "$(qt "SELECT string_agg(event || ' ' || command_tag, ', ' ORDER BY id) FROM deploy.lineage WHERE project = 'enc'")" \
+    "gap CREATE TABLE, gap CREATE INDEX, ddl CREATE TABLE, drop DROP TABLE" "a gap for each command on a non-ASCII name"
+  has "$(qt "SELECT error FROM deploy.lineage WHERE event = 'gap' LIMIT 1")" "encoding is LATIN1" "the gap says why"
+  eq "$(qt "SELECT intact FROM deploy.verify_lineage()")" t "lineage chain intact"
+  eq "$(qt "SELECT count(*) FROM deploy.drift('enc')")" 0 "not drifted"
+  eq "$(qt "SELECT count(*) FROM deploy.object_fingerprints(ARRAY['public']) f
+              JOIN pg_class c ON f.name = 'public.' || c.relname WHERE c.relname = U&'caf\\00E9'")" 1 "the name read exactly"
+  eq "$(on 5485 "${PSQL[@]}" -d "$DB" -f "$ROOT/pg_test/fixtures/fingerprint_reference.sql" -c "
+    SELECT count(*) FILTER (WHERE r.sha256 IS DISTINCT FROM f.sha256) || '/' || count(*)
+      FROM pg_temp.reference_fingerprints('{public}') r
+      FULL JOIN deploy.object_fingerprints('{public}') f USING (kind, name)")" "0/3" "fingerprints as the SQL reference's"
+}
+
 run_tests portability-e2e "$@"

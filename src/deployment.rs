@@ -74,6 +74,8 @@ pub fn with_manifest<O, R: serde::Serialize>(
         let manifest_jsonb = manifest.as_ref().map(|m| m.datum);
         let manifest_doc = argument(manifest, "$").map_err(DeployError::Manifest)?;
         let options_doc = argument(options, "options").map_err(DeployError::Options)?;
+        crate::encoding::check_argument("manifest", &manifest_doc)?;
+        crate::encoding::check_argument("options", &options_doc)?;
         // The document is read into the typed manifest and dropped: a big
         // manifest is held once as text, briefly as a value, then as the manifest.
         let manifest = pg_deploy_core::Manifest::from_value(&manifest_doc).map_err(DeployError::Manifest)?;

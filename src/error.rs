@@ -110,6 +110,13 @@ pub enum DeployError {
     Postgres(PgError),
     #[error("pg_deploy internal query failed: {0}")]
     Internal(String),
+    /// Non-ASCII text in an argument, in a database whose text is not UTF-8.
+    #[error("the {argument} has non-ASCII text at {path}, and this database's encoding is {encoding}: pg_deploy reads non-ASCII text only in UTF-8 databases")]
+    Encoding {
+        argument: &'static str,
+        path: String,
+        encoding: String,
+    },
 }
 
 impl From<pgrx::spi::Error> for DeployError {
@@ -169,6 +176,7 @@ impl DeployError {
             DeployError::NotAuthor { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             DeployError::Downstream { .. } => PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
             DeployError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            DeployError::Encoding { .. } => PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
         }
     }
 
@@ -206,6 +214,11 @@ impl DeployError {
             DeployError::Revert {
                 missing_reverts: false, ..
             } => None,
+            DeployError::Encoding { .. } => Some(
+                "Deploy to a database created with ENCODING 'UTF8', or write those characters as escapes the \
+                 server decodes: U&\"caf\\00E9\" in an identifier, E'caf\\u00e9' in a string."
+                    .into(),
+            ),
             DeployError::Downstream { .. } => Some(
                 "Change the dependants first (drop the column from the publication, update the view, function or \
                  foreign key, or agree with the owner), or pass {\"downstream\": \"warn\"} to deploy anyway."

@@ -20,6 +20,7 @@ mod catalog;
 mod classify;
 mod deployment;
 mod drift;
+mod encoding;
 mod error;
 mod errpos;
 mod execute;

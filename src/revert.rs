@@ -37,6 +37,7 @@ fn revert(
 ) -> JsonB {
     guarded("deploy.revert", || {
         let options_doc = argument(options, "options").map_err(DeployError::Options)?;
+        crate::encoding::check_argument("options", &options_doc)?;
         let project = project_name.ok_or_else(|| {
             DeployError::Options(ManifestError::Missing {
                 path: "project_name".into(),

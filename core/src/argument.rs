@@ -49,6 +49,27 @@ pub fn check_depth(depth: usize, path: &str) -> Result<(), ManifestError> {
     Ok(())
 }
 
+/// The path of the first key or string in `value` holding non-ASCII text
+/// (`path` names `value` itself, e.g. `$`).
+pub fn first_non_ascii(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(s) => (!s.is_ascii()).then(|| path.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_non_ascii(v, &format!("{path}[{i}]"))),
+        Value::Object(members) => members.iter().find_map(|(k, v)| {
+            let here = format!("{path}.{k}");
+            if k.is_ascii() {
+                first_non_ascii(v, &here)
+            } else {
+                Some(here)
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// Parses the text of a jsonb argument named `path` (`$` for the manifest,
 /// `options` for the options).
 pub fn parse_argument(text: &str, path: &str) -> Result<Value, ManifestError> {
@@ -85,5 +106,23 @@ mod tests {
             );
         }
         assert!(parse_argument(&nested(64), "options").is_ok());
+    }
+
+    #[test]
+    fn finds_the_first_non_ascii_key_or_string() {
+        use serde_json::json;
+        let cases = [
+            (json!({"a": ["x", "y"]}), None),
+            (
+                json!({"changes": [{"id": "a"}, {"id": "b", "sql": "CREATE TABLE \"café\" ()"}]}),
+                Some("$.changes[1].sql"),
+            ),
+            (json!({"naïve": 1}), Some("$.naïve")),
+            (json!("é"), Some("$")),
+            (json!([1, true, null, 2.5]), None),
+        ];
+        for (doc, want) in cases {
+            assert_eq!(first_non_ascii(&doc, "$").as_deref(), want, "{doc}");
+        }
     }
 }

@@ -13,6 +13,7 @@ mod routine;
 mod scan;
 mod types;
 
+use crate::encoding::ServerText;
 use crate::subxact::{set_local, GucLevel};
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
@@ -58,7 +59,7 @@ impl Namespaces {
 #[pg_extern(sql = false)]
 fn object_fingerprints(
     schemas: Option<Vec<Option<String>>>,
-) -> TableIterator<'static, (name!(kind, String), name!(name, String), name!(sha256, String))> {
+) -> TableIterator<'static, (name!(kind, String), name!(name, ServerText), name!(sha256, String))> {
     let wanted: HashSet<Vec<u8>> = schemas
         .unwrap_or_default()
         .into_iter()
@@ -77,7 +78,7 @@ fn object_fingerprints(
         .map(|d| {
             (
                 d.kind.to_string(),
-                String::from_utf8_lossy(&d.name).into_owned(),
+                ServerText(d.name),
                 pg_deploy_core::checksum::sha256_hex(&utf8(d.description)),
             )
         })

@@ -4,6 +4,7 @@
 //! values print through their type's output function, as `concat_ws` prints
 //! them. Texts stay bytes in the server's encoding until they are hashed.
 
+use crate::encoding::text_bytes;
 use pgrx::{pg_sys, PgTupleDesc};
 use std::ffi::CStr;
 
@@ -266,18 +267,6 @@ pub fn call_text_collated(
     let result = call(function, collation, args)?;
     // SAFETY: the callers name functions that return text.
     Some(unsafe { text_bytes(result) })
-}
-
-/// The bytes of a text datum.
-///
-/// # Safety
-/// `value` is a text (or other varlena string) datum.
-pub unsafe fn text_bytes(value: pg_sys::Datum) -> Vec<u8> {
-    // SAFETY: per the contract; text_to_cstring detoasts and copies.
-    unsafe {
-        let text = pg_sys::text_to_cstring(value.cast_mut_ptr());
-        CStr::from_ptr(text).to_bytes().to_vec()
-    }
 }
 
 /// A text datum holding `bytes` (server encoding), palloc'd.

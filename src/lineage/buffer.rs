@@ -56,18 +56,31 @@ pub fn collect(event: &str, tag: &str, user: &str, context: &Context) {
     // One clock reading for the command's rows (the query before read
     // clock_timestamp() per row, microseconds apart).
     let at = super::seal::now_epoch();
-    let rows = touched
-        .into_iter()
-        .map(|mut object| {
-            object.tag = Some(object.tag.take().unwrap_or_else(|| tag.to_string()));
-            LineageRow {
-                at: Some(at),
-                event,
-                object,
-                ..LineageRow::default()
-            }
-        })
-        .collect();
+    let rows = match touched {
+        Ok(touched) => touched
+            .into_iter()
+            .map(|mut object| {
+                object.tag = Some(object.tag.take().unwrap_or_else(|| tag.to_string()));
+                LineageRow {
+                    at: Some(at),
+                    event,
+                    object,
+                    ..LineageRow::default()
+                }
+            })
+            .collect(),
+        // Text this database cannot give exactly: a gap, never a failed command.
+        Err(unreadable) => vec![LineageRow {
+            at: Some(at),
+            event: "gap",
+            object: Touched {
+                tag: Some(tag.to_string()),
+                ..Touched::default()
+            },
+            error: Some(unreadable.reason()),
+            ..LineageRow::default()
+        }],
+    };
     // SAFETY: reads the current (sub)transaction's id, if it has one.
     let xid = unsafe { pg_sys::GetCurrentTransactionIdIfAny() };
     BUFFER.with(|b| {

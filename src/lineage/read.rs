@@ -28,7 +28,7 @@ pub struct Touched {
 
 /// The objects of the firing ddl_command_end, as `pg_event_trigger_ddl_commands()`
 /// lists them, less those of extension scripts and temporary schemas.
-pub fn ddl_commands() -> Vec<Touched> {
+pub fn ddl_commands() -> Result<Vec<Touched>, Unreadable> {
     const COLUMNS: [&str; 8] = [
         "classid",
         "objid",
@@ -39,32 +39,30 @@ pub fn ddl_commands() -> Vec<Touched> {
         "object_identity",
         "in_extension",
     ];
-    let mut touched = Vec::new();
-    each_row(pg_sys::F_PG_EVENT_TRIGGER_DDL_COMMANDS, &COLUMNS, |v| {
-        let schema_name = text(v[5]);
+    collect_rows(pg_sys::F_PG_EVENT_TRIGGER_DDL_COMMANDS, &COLUMNS, |v| {
+        let schema_name = text(v[5])?;
         if boolean(v[7]) == Some(true) || schema_name.as_deref() == Some("pg_temp") {
-            return;
+            return Ok(None);
         }
         let (names, args) = match (oid(v[0]), oid(v[1]), int4(v[2])) {
-            (Some(class), Some(object), Some(sub)) => address_parts(class, object, sub),
+            (Some(class), Some(object), Some(sub)) => address_parts(class, object, sub)?,
             _ => (None, None),
         };
-        touched.push(Touched {
-            tag: text(v[3]),
-            object_type: text(v[4]),
+        Ok(Some(Touched {
+            tag: text(v[3])?,
+            object_type: text(v[4])?,
             schema_name,
-            object_identity: text(v[6]),
+            object_identity: text(v[6])?,
             names,
             args,
-        });
-    });
-    touched
+        }))
+    })
 }
 
 /// The objects the firing sql_drop dropped (the command's own and those it
 /// dropped by dependency), as `pg_event_trigger_dropped_objects()` lists them,
 /// less temporary ones.
-pub fn dropped_objects() -> Vec<Touched> {
+pub fn dropped_objects() -> Result<Vec<Touched>, Unreadable> {
     const COLUMNS: [&str; 8] = [
         "original",
         "normal",
@@ -75,22 +73,56 @@ pub fn dropped_objects() -> Vec<Touched> {
         "address_names",
         "address_args",
     ];
-    let mut touched = Vec::new();
-    each_row(pg_sys::F_PG_EVENT_TRIGGER_DROPPED_OBJECTS, &COLUMNS, |v| {
+    collect_rows(pg_sys::F_PG_EVENT_TRIGGER_DROPPED_OBJECTS, &COLUMNS, |v| {
         let listed = boolean(v[0]) == Some(true) || boolean(v[1]) == Some(true);
         if !listed || boolean(v[2]) != Some(false) {
-            return;
+            return Ok(None);
         }
-        touched.push(Touched {
+        Ok(Some(Touched {
             tag: None,
-            object_type: text(v[3]),
-            schema_name: text(v[4]),
-            object_identity: text(v[5]),
-            names: texts(v[6]),
-            args: texts(v[7]),
-        });
+            object_type: text(v[3])?,
+            schema_name: text(v[4])?,
+            object_identity: text(v[5])?,
+            names: texts(v[6])?,
+            args: texts(v[7])?,
+        }))
+    })
+}
+
+/// Text this database's encoding cannot give as an exact Rust string
+/// (non-ASCII outside UTF-8): the firing is recorded as a gap.
+#[derive(Debug, Clone, Copy)]
+pub struct Unreadable;
+
+impl Unreadable {
+    pub fn reason(self) -> String {
+        format!(
+            "an object's name or identity is not ASCII, and this database's encoding is {}: \
+             lineage records such names only in UTF-8 databases",
+            crate::encoding::database_encoding()
+        )
+    }
+}
+
+/// The objects `read` makes of each row of `function` (None: left out), or
+/// Unreadable at the first row that has text it cannot read.
+fn collect_rows(
+    function: u32,
+    columns: &[&str],
+    mut read: impl FnMut(&[Value]) -> Result<Option<Touched>, Unreadable>,
+) -> Result<Vec<Touched>, Unreadable> {
+    let mut touched = Vec::new();
+    let mut failed = None;
+    each_row(function, columns, |v| {
+        if failed.is_none() {
+            match read(v) {
+                Ok(Some(t)) => touched.push(t),
+                Ok(None) => {}
+                Err(e) => failed = Some(e),
+            }
+        }
     });
-    touched
+    failed.map_or(Ok(touched), Err)
 }
 
 /// A column's value: None when NULL.
@@ -160,9 +192,12 @@ fn rows_of(function: u32, columns: &[&str], mut row: impl FnMut(&[Value])) {
     }
 }
 
+/// An object's address names and args.
+type Parts = (Option<Vec<String>>, Option<Vec<String>>);
+
 /// `pg_identify_object_as_address(class, object, sub)`'s object_names and
 /// object_args: both None when the object is not found, an empty list for none.
-fn address_parts(class: pg_sys::Oid, object: pg_sys::Oid, sub: i32) -> (Option<Vec<String>>, Option<Vec<String>>) {
+fn address_parts(class: pg_sys::Oid, object: pg_sys::Oid, sub: i32) -> Result<Parts, Unreadable> {
     let address = pg_sys::ObjectAddress {
         classId: class,
         objectId: object,
@@ -175,9 +210,9 @@ fn address_parts(class: pg_sys::Oid, object: pg_sys::Oid, sub: i32) -> (Option<V
     // the lists it fills hold palloc'd C strings (NIL is a null pointer).
     unsafe {
         if pg_sys::getObjectIdentityParts(&address, &mut names, &mut args, true).is_null() {
-            return (None, None);
+            return Ok((None, None));
         }
-        (Some(strings(names)), Some(strings(args)))
+        Ok((Some(strings(names)?), Some(strings(args)?)))
     }
 }
 
@@ -185,29 +220,64 @@ fn address_parts(class: pg_sys::Oid, object: pg_sys::Oid, sub: i32) -> (Option<V
 ///
 /// # Safety
 /// `list` is NIL or a List of C strings.
-unsafe fn strings(list: *mut pg_sys::List) -> Vec<String> {
+unsafe fn strings(list: *mut pg_sys::List) -> Result<Vec<String>, Unreadable> {
     if list.is_null() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     // SAFETY: a non-NIL List has `length` cells at `elements`, each a C string here.
     unsafe {
         std::slice::from_raw_parts((*list).elements, (*list).length as usize)
             .iter()
             .filter(|cell| !cell.ptr_value.is_null())
-            .map(|cell| CStr::from_ptr(cell.ptr_value.cast()).to_string_lossy().into_owned())
+            .map(|cell| exact(CStr::from_ptr(cell.ptr_value.cast()).to_bytes().to_vec()))
             .collect()
     }
 }
 
-fn text(value: Value) -> Option<String> {
-    // SAFETY: the columns read with this are text.
-    value.and_then(|d| unsafe { String::from_datum(d, false) })
+fn exact(bytes: Vec<u8>) -> Result<String, Unreadable> {
+    crate::encoding::exact_string(bytes).ok_or(Unreadable)
 }
 
-fn texts(value: Value) -> Option<Vec<String>> {
-    // SAFETY: the columns read with this are text[].
-    let items = value.and_then(|d| unsafe { Vec::<Option<String>>::from_datum(d, false) });
-    items.map(|items| items.into_iter().flatten().collect())
+fn text(value: Value) -> Result<Option<String>, Unreadable> {
+    // SAFETY: the columns read with this are text.
+    value
+        .map(|d| exact(unsafe { crate::encoding::text_bytes(d) }))
+        .transpose()
+}
+
+fn texts(value: Value) -> Result<Option<Vec<String>>, Unreadable> {
+    let Some(datum) = value else { return Ok(None) };
+    // SAFETY: the columns read with this are text[]: detoasted, then split
+    // with text's storage (varlena, int-aligned) into `count` element datums
+    // and null flags, palloc'd in this read's memory context.
+    unsafe {
+        let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
+        let mut elements: *mut pg_sys::Datum = std::ptr::null_mut();
+        let mut nulls: *mut bool = std::ptr::null_mut();
+        let mut count: i32 = 0;
+        pg_sys::deconstruct_array(
+            array,
+            pg_sys::TEXTOID,
+            -1,
+            false,
+            b'i' as std::ffi::c_char,
+            &mut elements,
+            &mut nulls,
+            &mut count,
+        );
+        if count <= 0 || elements.is_null() || nulls.is_null() {
+            return Ok(Some(Vec::new()));
+        }
+        let elements = std::slice::from_raw_parts(elements, count as usize);
+        let nulls = std::slice::from_raw_parts(nulls, count as usize);
+        elements
+            .iter()
+            .zip(nulls)
+            .filter(|(_, null)| !**null)
+            .map(|(e, _)| exact(crate::encoding::text_bytes(*e)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
 }
 
 fn oid(value: Value) -> Option<pg_sys::Oid> {
