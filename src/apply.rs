@@ -53,7 +53,7 @@ pub fn prepare(
     options: &ApplyOptions,
     lock: bool,
 ) -> Result<Prepared, DeployError> {
-    let session = session_facts(client)?;
+    let session = session_facts()?;
     let facts = ServerFacts {
         postgres: postgres_version(session.server_version_num),
         installed_extensions: session.extensions.clone(),

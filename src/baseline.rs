@@ -29,7 +29,7 @@ fn record_baseline(client: &mut SpiClient<'_>, call: Call<Value>) -> Result<Base
     let manifest = &call.manifest;
     let (_, chosen) = BaselineOptions::from_value(&call.options, manifest).map_err(DeployError::Options)?;
     let project = manifest.project.as_str();
-    let session = session_facts(client)?;
+    let session = session_facts()?;
     let opened = open_project(client, session, project, Some(LockWait::new(true, None)))?;
     let applied = opened.owner.run(|| history::applied_changes(client, project))?;
 

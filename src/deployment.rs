@@ -116,13 +116,13 @@ pub fn open_project(
 ) -> Result<Opened, DeployError> {
     let internal = GucLevel::open();
     use_internal_search_path(client)?;
-    let (owner, schema) = Owner::of_extension(client)?;
+    let (owner, schema) = Owner::of_extension()?;
     let (previous_version, project_owner) = match lock {
         Some(wait) => {
             let caller = session.current_user.as_str();
             let claimed = project_lock::claim_with_wait(client, owner, project, caller, schema, &wait)?;
             if let Some(project_owner) = &claimed.1 {
-                ownership::check_member(client, project, project_owner)?;
+                ownership::check_member(project, project_owner)?;
             }
             claimed
         }

@@ -7,8 +7,8 @@
 //! themselves always run as the caller.
 
 use crate::error::DeployError;
+use crate::fingerprint::scan::{oid, Catalog};
 use pgrx::pg_sys;
-use pgrx::spi::SpiClient;
 
 #[derive(Clone, Copy)]
 pub struct Owner(pg_sys::Oid);
@@ -23,22 +23,24 @@ pub enum Schema {
 }
 
 impl Owner {
-    /// The extension's owner and the version of its SQL objects.
-    pub fn of_extension(client: &mut SpiClient<'_>) -> Result<(Owner, Schema), DeployError> {
-        let rows = client.update(
-            "SELECT extowner, extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_deploy'",
-            Some(1),
-            &[],
-        )?;
-        if rows.is_empty() {
+    /// The extension's owner and the version of its SQL objects, read from
+    /// pg_extension directly (a query here was planned in every new session).
+    pub fn of_extension() -> Result<(Owner, Schema), DeployError> {
+        let catalog = Catalog::open(oid::PG_EXTENSION);
+        let mut found = None;
+        catalog.all_rows(|row| {
+            if row.text("extname").as_deref() == Some(b"pg_deploy".as_slice()) {
+                found = Some((row.oid("extowner"), row.text("extversion")));
+            }
+        });
+        catalog.close();
+        let Some((owner, version)) = found else {
             return Err(DeployError::Internal(
                 "pg_deploy is not installed in this database".into(),
             ));
-        }
-        let row = rows.first();
-        let owner = row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid);
-        let schema = match row.get::<String>(2)?.as_deref() {
-            Some("0.1.0") => Schema::V0_1,
+        };
+        let schema = match version.as_deref() {
+            Some(b"0.1.0") => Schema::V0_1,
             _ => Schema::V0_2,
         };
         Ok((Owner(owner), schema))

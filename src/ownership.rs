@@ -22,22 +22,31 @@ use std::time::Instant;
 
 /// Refuses (42501) a caller without the privileges of `owner`, the role that
 /// owns `project`. Checked as the caller.
-pub fn check_member(client: &mut SpiClient<'_>, project: &str, owner: &str) -> Result<(), DeployError> {
-    let row = client
-        .update(
-            "SELECT coalesce((SELECT pg_catalog.pg_has_role(r.oid, 'USAGE') FROM pg_catalog.pg_roles r
-                               WHERE r.rolname OPERATOR(pg_catalog.=) $1),
-                             (SELECT r.rolsuper FROM pg_catalog.pg_roles r
-                               WHERE r.rolname OPERATOR(pg_catalog.=) current_user)),
-                    current_user::pg_catalog.text",
-            Some(1),
-            &[owner.into()],
-        )?
-        .first();
-    if row.get::<bool>(1)? == Some(true) {
+pub fn check_member(project: &str, owner: &str) -> Result<(), DeployError> {
+    // pg_has_role(owner, 'USAGE') when the owner exists; a superuser otherwise.
+    let name = std::ffi::CString::new(owner).unwrap_or_default();
+    // SAFETY: get_role_oid with missing_ok returns InvalidOid for no such role;
+    // has_privs_of_role and superuser_arg read the role catalogs for valid ids;
+    // GetUserNameFromId with noerr returns NULL or a palloc'd C string.
+    let (allowed, caller) = unsafe {
+        let me = pg_sys::GetUserId();
+        let role = pg_sys::get_role_oid(name.as_ptr(), true);
+        let allowed = if role == pg_sys::InvalidOid {
+            pg_sys::superuser_arg(me)
+        } else {
+            pg_sys::has_privs_of_role(me, role)
+        };
+        let caller = pg_sys::GetUserNameFromId(me, true);
+        let caller = if caller.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(caller).to_string_lossy().into_owned()
+        };
+        (allowed, caller)
+    };
+    if allowed {
         return Ok(());
     }
-    let caller = row.get::<String>(2)?.unwrap_or_default();
     Err(DeployError::Postgres(PgError {
         sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE),
         message: format!(
@@ -78,7 +87,7 @@ fn refuse(code: PgSqlErrorCode, message: String) -> DeployError {
 
 fn transfer(client: &mut SpiClient<'_>, project: &str, new_owner: &str) -> Result<TransferReport, DeployError> {
     let started = Instant::now();
-    let session = session_facts(client)?;
+    let session = session_facts()?;
     let opened = open_project(client, session, project, Some(LockWait::new(true, None)))?;
     if opened.schema == Schema::V0_1 {
         return Err(refuse(

@@ -86,6 +86,37 @@ pub struct DeploymentRecord<'a> {
     pub schema: Schema,
 }
 
+/// The deployment's row; with a digest version (0.2.0's objects) the row is
+/// written with it at once, not updated after.
+macro_rules! deployment_insert {
+    ($digest_version:tt) => {
+        concat!(
+            "INSERT INTO deploy.deployments
+               (project, version, previous_version, outcome, manifest_sha256,
+                applied_by, session_user_name, application_name, client_addr, backend_pid,
+                started_at, finished_at, duration_ms,
+                changes_applied, changes_rerun, changes_skipped, changes_accepted, changes_baselined, changes_reverted,
+                options, warnings, pg_deploy_version, fingerprint, prev_hash",
+            deployment_insert!(@column $digest_version),
+            ")
+             VALUES ($1, $2, $3, $4, $5,
+                     $17, $18, pg_catalog.current_setting('application_name'),
+                     pg_catalog.inet_client_addr(), pg_catalog.pg_backend_pid(),
+                     $6, pg_catalog.clock_timestamp(),
+                     pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - $6) * 1000, 3)::pg_catalog.float8,
+                     $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                     coalesce((SELECT row_hash FROM deploy.deployments WHERE project = $1 ORDER BY id DESC LIMIT 1), '')",
+            deployment_insert!(@value $digest_version),
+            ")
+             RETURNING id, duration_ms"
+        )
+    };
+    (@column "") => { "" };
+    (@column $v:tt) => { ", digest_version" };
+    (@value "") => { "" };
+    (@value $v:tt) => { concat!(", ", $v) };
+}
+
 /// Writes the deployment, its changes, its link in the project's hash chain
 /// and the project's new head; returns the deployment id and its duration as
 /// recorded. Run it as the extension's owner.
@@ -118,20 +149,10 @@ pub fn record(
     let c = d.counts;
     let row = client
         .update(
-            "INSERT INTO deploy.deployments
-               (project, version, previous_version, outcome, manifest_sha256,
-                applied_by, session_user_name, application_name, client_addr, backend_pid,
-                started_at, finished_at, duration_ms,
-                changes_applied, changes_rerun, changes_skipped, changes_accepted, changes_baselined, changes_reverted,
-                options, warnings, pg_deploy_version, fingerprint, prev_hash)
-             VALUES ($1, $2, $3, $4, $5,
-                     $17, $18, pg_catalog.current_setting('application_name'),
-                     pg_catalog.inet_client_addr(), pg_catalog.pg_backend_pid(),
-                     $6, pg_catalog.clock_timestamp(),
-                     pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - $6) * 1000, 3)::pg_catalog.float8,
-                     $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     coalesce((SELECT row_hash FROM deploy.deployments WHERE project = $1 ORDER BY id DESC LIMIT 1), ''))
-             RETURNING id, duration_ms",
+            match d.schema {
+                Schema::V0_1 => deployment_insert!(""),
+                Schema::V0_2 => deployment_insert!("2"),
+            },
             Some(1),
             &[
                 d.project.into(),
@@ -203,13 +224,6 @@ pub fn record(
                 cols.finished_after_ms.into(),
                 cols.revert_sql.into(),
             ],
-        )?;
-    }
-    if d.schema == Schema::V0_2 {
-        client.update(
-            "UPDATE deploy.deployments SET digest_version = 2 WHERE id = $1",
-            None,
-            &[id.into()],
         )?;
     }
     // The row's hash covers its change_log rows, so it is written last.

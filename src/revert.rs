@@ -192,7 +192,7 @@ fn run_revert(
 ) -> Result<RevertReport, DeployError> {
     let started = Instant::now();
     let _lineage = crate::lineage::deploying(project);
-    let session = session_facts(client)?;
+    let session = session_facts()?;
     let opened = open_project(
         client,
         session,

@@ -10,7 +10,7 @@
 
 mod relation;
 mod routine;
-mod scan;
+pub(crate) mod scan;
 mod types;
 
 use crate::encoding::ServerText;

@@ -27,6 +27,7 @@ pub mod oid {
     pub const PG_COLLATION: u32 = 3456;
     pub const PG_ENUM: u32 = 3501;
     pub const PG_RANGE: u32 = 3541;
+    pub const PG_EXTENSION: u32 = 3079;
     /// Indexes whose first column is the oid a scan looks for.
     pub const PG_AM_OID_INDEX: u32 = 2652;
     pub const PG_ATTRDEF_ADRELID_ADNUM_INDEX: u32 = 2656;

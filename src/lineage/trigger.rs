@@ -147,7 +147,7 @@ fn insert_gap(tag: &str, user: &str, context: &Context, error: &str) -> Result<(
 fn write(sql: &'static str, tag: &str, user: &str, context: &Context, error: Option<&str>) -> Result<(), PgError> {
     let internal = |e: String| pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e);
     Spi::connect_mut(|client| {
-        let owner = owner(client).map_err(|e| internal(e.to_string()))?;
+        let owner = owner().map_err(|e| internal(e.to_string()))?;
         PLANS.with(|plans| {
             let mut plans = plans.borrow_mut();
             // Planned and run as the owner: the role of the command may not even see schema deploy.
@@ -188,13 +188,13 @@ thread_local! {
     static OWNER: Cell<Option<(pg_sys::TimestampTz, Owner)>> = const { Cell::new(None) };
 }
 
-fn owner(client: &mut pgrx::spi::SpiClient<'_>) -> Result<Owner, crate::error::DeployError> {
+fn owner() -> Result<Owner, crate::error::DeployError> {
     // SAFETY: reads the start time of the current transaction, a backend global.
     let started = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     if let Some((_, owner)) = OWNER.get().filter(|(at, _)| *at == started) {
         return Ok(owner);
     }
-    let (owner, _) = Owner::of_extension(client)?;
+    let (owner, _) = Owner::of_extension()?;
     OWNER.set(Some((started, owner)));
     Ok(owner)
 }

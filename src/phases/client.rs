@@ -31,7 +31,7 @@ fn phase_client(project: Option<&str>, request: Option<JsonB>) -> JsonB {
         let request = request.map(|r| r.0).unwrap_or(Value::Null);
         let action = request.get("do").and_then(Value::as_str).unwrap_or("").to_string();
         Spi::connect_mut(|client| {
-            let (owner, schema) = Owner::of_extension(client)?;
+            let (owner, schema) = Owner::of_extension()?;
             if schema == Schema::V0_1 {
                 return Err(bad("phases need pg_deploy 0.2.0: ALTER EXTENSION pg_deploy UPDATE"));
             }
@@ -168,7 +168,7 @@ fn serve(
             Ok(json!({"recorded": "retry"}))
         }
         ("done", true) => {
-            let facts = session_facts(client)?;
+            let facts = session_facts()?;
             let number = |k: &str| request.get(k).and_then(Value::as_i64).unwrap_or(0);
             let done = Finished {
                 duration_ms: request.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0),
@@ -184,7 +184,7 @@ fn serve(
             Ok(json!({"recorded": "done", "id": row.change_id}))
         }
         ("failed", true) => {
-            let facts = session_facts(client)?;
+            let facts = session_facts()?;
             let error = error_of(request);
             owner.run(|| record_failed(client, project, &facts, row, &error))?;
             Ok(json!({"recorded": "failed", "id": row.change_id}))

@@ -80,7 +80,7 @@ pub fn next_step(client: &mut SpiClient<'_>, deployment_id: i64) -> Result<Optio
 
 /// Marks the rows of a step running and returns who runs it (for the record).
 pub fn mark_running(client: &mut SpiClient<'_>, owner: Owner, rows: &[Row]) -> Result<SessionFacts, DeployError> {
-    let facts = session_facts(client)?;
+    let facts = session_facts()?;
     owner.run(|| -> Result<(), DeployError> {
         for row in rows {
             client.update(

@@ -190,7 +190,7 @@ pub fn resume(client: &mut SpiClient<'_>, project: &str) -> Result<Option<String
 /// one); with `resume`, starts a worker when the phase is unfinished and no
 /// live worker runs it.
 fn status(client: &mut SpiClient<'_>, project: &str, resume: bool) -> Result<Value, DeployError> {
-    let (owner, schema) = Owner::of_extension(client)?;
+    let (owner, schema) = Owner::of_extension()?;
     if schema == Schema::V0_1 {
         return Ok(json!({"project": project, "state": "none",
                          "note": "phases need pg_deploy 0.2.0: ALTER EXTENSION pg_deploy UPDATE"}));

@@ -115,7 +115,7 @@ pub fn set_session(name: &str, value: Option<&str>) {
 
 /// Claims the queue of `deployment_id` and runs its steps in order.
 fn run_queue(deployment_id: i64) -> Result<String, PgError> {
-    let owner = in_transaction(|client| Ok(Owner::of_extension(client)?.0))?;
+    let owner = in_transaction(|_| Ok(Owner::of_extension()?.0))?;
     let claimed = in_transaction(|client| owner.run(|| claim(client, deployment_id)))?;
     let Some(project) = claimed else {
         return Ok("another worker runs the project's queue, or it is finished".into());
