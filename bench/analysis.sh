@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 PORT=${PORT:-5496}
 SQUAWK_VERSION=2.66.0
 TOOLS=$ROOT/bench/.tools
@@ -126,8 +129,6 @@ for i in range(1, 1001):
         f"CREATE INDEX ON bench.t_{i} (created_at);"})
 print(json.dumps({"project": "bench", "version": "1.0.0", "changes": changes}))
 PY
-# shellcheck source=lib.sh
-source "$ROOT/bench/lib.sh"
 # Server-side milliseconds of deploy.plan, as the report's own duration_ms, 5 runs.
 plan_ms() {
   for _ in 1 2 3 4 5; do

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 PORT=${PORT:-5495}
 N=${N:-2000}
 TMP=$(mktemp -d "${BENCH_TMPDIR:-/dev/shm}/pg_deploy_drift.XXXXXX")
@@ -34,8 +37,6 @@ SET client_min_messages = warning;
 SELECT deploy.apply(:'m'::jsonb);
 SQL
 
-# shellcheck source=lib.sh
-source "$ROOT/bench/lib.sh"
 # timed SQL: median of 5 runs of psql's \timing, in ms.
 timed() {
   for _ in 1 2 3 4 5; do

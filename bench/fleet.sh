@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 PORT=${PORT:-5563}
 PROXY=${PROXY_PORT:-5564}
 N=${N:-200}

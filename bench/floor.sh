@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 PORT=${PORT:-5477}
 ROUNDS=${ROUNDS:-11}
 MIRRORS=${MIRRORS:-/work/.mirror}
@@ -20,8 +23,6 @@ trap 'bash "$ROOT/scripts/cluster.sh" stop "$TMP" >/dev/null 2>&1 || true; rm -r
 cargo build -q --release -p pg-deploy-cli
 CLI=${CARGO_TARGET_DIR:-$ROOT/target}/release/pg-deploy
 
-# shellcheck source=lib.sh
-source "$ROOT/bench/lib.sh"
 if [ $# -eq 0 ]; then
   set -- $(corpus harbor goharbor+harbor make/migrations/postgresql) \
          $(corpus documenso documenso+documenso packages/prisma/migrations)

@@ -13,3 +13,16 @@ corpus() {
   git --git-dir="$git" archive "HEAD:$3" | tar -x -C "$TMP/src/$1"
   echo "$1=$TMP/src/$1"
 }
+
+# require_release_build: measure the release build. `cargo pgrx test` installs
+# its debug build (unoptimised, about 18 times the size) over the one
+# scripts/setup.sh installs, and a benchmark run after it measured that; this
+# puts the release build back first (quick once it is built).
+require_release_build() {
+  local pg_config=${PG_BIN:-/usr/lib/postgresql/15/bin}/pg_config so
+  so="$("$pg_config" --pkglibdir)/pg_deploy.so"
+  if [ -f "$so" ] && command -v readelf >/dev/null && readelf -S "$so" | grep -q '\.debug_info'; then
+    echo "# $so is a debug build (cargo pgrx test installs one): installing the release build" >&2
+    (cd "$ROOT" && cargo pgrx install --release --pg-config "$pg_config" >/dev/null)
+  fi
+}

@@ -12,6 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 PORT=${PORT:-5476}
 ROUNDS=${ROUNDS:-5}
 N=${N:-10000}
@@ -23,8 +26,6 @@ trap 'bash "$ROOT/scripts/cluster.sh" stop "$TMP" >/dev/null 2>&1 || true; rm -r
 
 cargo build -q --release -p pg-deploy-cli
 CLI=${CARGO_TARGET_DIR:-$ROOT/target}/release/pg-deploy
-# shellcheck source=lib.sh
-source "$ROOT/bench/lib.sh"
 
 bash scripts/cluster.sh start "$TMP" "$PORT" >/dev/null
 eval "$(bash scripts/cluster.sh env "$TMP")"

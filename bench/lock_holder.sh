@@ -18,6 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 PORT=${PORT:-5482}
 WINDOW=${WINDOW:-15}
 HOLD=${HOLD:-4}

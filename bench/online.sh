@@ -9,6 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 PORT=${PORT:-5487}
 ROUNDS=${ROUNDS:-5}
 TMP=$(mktemp -d "${BENCH_TMPDIR:-/dev/shm}/pg_deploy_online.XXXXXX")

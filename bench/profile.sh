@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 PORT=${PORT:-5480}
 N=${N:-1000}
 command -v perf >/dev/null || { echo "perf is not installed" >&2; exit 2; }

@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 PORT=${PORT:-5497}
 N=${N:-1000}       # changes
 REPS=${REPS:-3}    # raw vs apply rounds
@@ -23,8 +26,6 @@ python3 bench/ddl_changes.py "$N" "$TMP/manifest.json" "$TMP/all.sql"
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # Sum of psql's "Time: X ms" lines on stdin.
 sum_timing() { awk '/^Time: / {s += $2} END {printf "%.1f", s}'; }
-# shellcheck source=lib.sh
-source "$ROOT/bench/lib.sh"
 
 # Flush dirty buffers first so one run's writes don't land in the next one's time.
 checkpoint() { psql -X -q -d postgres -c 'CHECKPOINT'; }

@@ -12,6 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 PORT=${PORT:-5479}
 SIZES=${SIZES:-1000 2000 5000 10000}
 ROUNDS=${ROUNDS:-1}
@@ -48,8 +51,6 @@ SQL
 )
   echo "$(sum_timing <<<"$out") $(sed -n 's/^hwm //p' <<<"$out")"
 }
-# shellcheck source=lib.sh
-source "$ROOT/bench/lib.sh"
 for n in $SIZES; do
   python3 bench/ddl_changes.py "$n" "$TMP/m.json" "$TMP/all.sql"
   chmod o+r "$TMP/m.json"

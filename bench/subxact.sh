@@ -13,6 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 PORT=${PORT:-5481}
 WINDOW=${WINDOW:-8}
 ROUNDS=${ROUNDS:-3}

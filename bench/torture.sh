@@ -34,6 +34,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+require_release_build
 # shellcheck source=../scripts/cluster.sh
 source "$ROOT/scripts/cluster.sh"
 # start_pgbouncer (the e2e suites' own); this script's q and newdb replace lib.sh's.
