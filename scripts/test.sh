@@ -47,6 +47,9 @@ stage unit cargo test -p pg_deploy_core
 # One test at a time: each #[pg_test] holds its transaction open, and two
 # writing the same deploy rows in opposite orders can deadlock.
 stage pg_test env RUST_TEST_THREADS=1 cargo pgrx test pg15 --runas postgres --pgdata "$PGTEST_BASE"
+# cargo pgrx test installed its debug build into PostgreSQL 15: the suites on
+# 15 below test the release build that setup.sh installed, as users run it.
+stage reinstall-release cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config
 stage pg_test_pg16 bash "$ROOT/scripts/test-pg.sh" 16
 stage pg_test_pg18 bash "$ROOT/scripts/test-pg.sh" 18
 stage e2e bash "$ROOT/pg_test/run.sh"
