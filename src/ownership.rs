@@ -26,9 +26,8 @@ pub fn check_member(project: &str, owner: &str) -> Result<(), DeployError> {
     // pg_has_role(owner, 'USAGE') when the owner exists; a superuser otherwise.
     let name = std::ffi::CString::new(owner).unwrap_or_default();
     // SAFETY: get_role_oid with missing_ok returns InvalidOid for no such role;
-    // has_privs_of_role and superuser_arg read the role catalogs for valid ids;
-    // GetUserNameFromId with noerr returns NULL or a palloc'd C string.
-    let (allowed, caller) = unsafe {
+    // has_privs_of_role and superuser_arg read the role catalogs for valid ids.
+    let (allowed, me) = unsafe {
         let me = pg_sys::GetUserId();
         let role = pg_sys::get_role_oid(name.as_ptr(), true);
         let allowed = if role == pg_sys::InvalidOid {
@@ -36,17 +35,12 @@ pub fn check_member(project: &str, owner: &str) -> Result<(), DeployError> {
         } else {
             pg_sys::has_privs_of_role(me, role)
         };
-        let caller = pg_sys::GetUserNameFromId(me, true);
-        let caller = if caller.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(caller).to_string_lossy().into_owned()
-        };
-        (allowed, caller)
+        (allowed, me)
     };
     if allowed {
         return Ok(());
     }
+    let caller = crate::session::role_name(me);
     Err(DeployError::Postgres(PgError {
         sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE),
         message: format!(

@@ -86,10 +86,10 @@ pub struct DeploymentRecord<'a> {
     pub schema: Schema,
 }
 
-/// The deployment's row; with a digest version (0.2.0's objects) the row is
-/// written with it at once, not updated after.
+/// The deployment's row, with `$column` and `$value` added to its columns
+/// and values: 0.2.0's objects write the digest version at once, not after.
 macro_rules! deployment_insert {
-    ($digest_version:tt) => {
+    ($column:literal, $value:literal) => {
         concat!(
             "INSERT INTO deploy.deployments
                (project, version, previous_version, outcome, manifest_sha256,
@@ -97,7 +97,7 @@ macro_rules! deployment_insert {
                 started_at, finished_at, duration_ms,
                 changes_applied, changes_rerun, changes_skipped, changes_accepted, changes_baselined, changes_reverted,
                 options, warnings, pg_deploy_version, fingerprint, prev_hash",
-            deployment_insert!(@column $digest_version),
+            $column,
             ")
              VALUES ($1, $2, $3, $4, $5,
                      $17, $18, pg_catalog.current_setting('application_name'),
@@ -106,15 +106,11 @@ macro_rules! deployment_insert {
                      pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - $6) * 1000, 3)::pg_catalog.float8,
                      $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
                      coalesce((SELECT row_hash FROM deploy.deployments WHERE project = $1 ORDER BY id DESC LIMIT 1), '')",
-            deployment_insert!(@value $digest_version),
+            $value,
             ")
              RETURNING id, duration_ms"
         )
     };
-    (@column "") => { "" };
-    (@column $v:tt) => { ", digest_version" };
-    (@value "") => { "" };
-    (@value $v:tt) => { concat!(", ", $v) };
 }
 
 /// Writes the deployment, its changes, its link in the project's hash chain
@@ -150,8 +146,8 @@ pub fn record(
     let row = client
         .update(
             match d.schema {
-                Schema::V0_1 => deployment_insert!(""),
-                Schema::V0_2 => deployment_insert!("2"),
+                Schema::V0_1 => deployment_insert!("", ""),
+                Schema::V0_2 => deployment_insert!(", digest_version", ", 2"),
             },
             Some(1),
             &[

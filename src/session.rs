@@ -60,7 +60,7 @@ fn setting(name: &str) -> Result<String, DeployError> {
 }
 
 /// A role's name (empty for a role dropped meanwhile).
-fn role_name(role: pg_sys::Oid) -> String {
+pub fn role_name(role: pg_sys::Oid) -> String {
     // SAFETY: with noerr, NULL for a missing role, else a palloc'd C string.
     let name = unsafe { pg_sys::GetUserNameFromId(role, true) };
     if name.is_null() {

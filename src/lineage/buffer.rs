@@ -8,7 +8,6 @@
 //! over a deployment of thousands of changes. Firings of changes (or groups)
 //! that were rolled back are left out: their (sub)transaction ids aborted.
 
-use super::read::Touched;
 use super::seal::LineageRow;
 use super::Context;
 use crate::error::DeployError;
@@ -72,13 +71,7 @@ pub fn collect(event: &str, tag: &str, user: &str, context: &Context) {
         // Text this database cannot give exactly: a gap, never a failed command.
         Err(unreadable) => vec![LineageRow {
             at: Some(at),
-            event: "gap",
-            object: Touched {
-                tag: Some(tag.to_string()),
-                ..Touched::default()
-            },
-            error: Some(unreadable.reason()),
-            ..LineageRow::default()
+            ..LineageRow::gap(tag, unreadable.reason())
         }],
     };
     // SAFETY: reads the current (sub)transaction's id, if it has one.
@@ -139,15 +132,9 @@ pub fn flush(client: &mut SpiClient<'_>, owner: Owner, project: &str, deployment
     let gaps: Vec<LineageRow> = kept
         .iter()
         .map(|f| LineageRow {
-            event: "gap",
-            object: Touched {
-                tag: Some(f.tag.clone()),
-                ..Touched::default()
-            },
             role: Some(f.role.clone()),
             change: f.change.clone(),
-            error: Some(message.clone()),
-            ..LineageRow::default()
+            ..LineageRow::gap(&f.tag, message.clone())
         })
         .collect();
     let gap = in_subtransaction(|| super::seal::insert(client, owner, &gaps, project, deployment_id, false));

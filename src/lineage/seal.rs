@@ -78,6 +78,21 @@ pub struct LineageRow {
     pub error: Option<String>,
 }
 
+impl LineageRow {
+    /// A gap: the command `tag` whose objects were not recorded, and why.
+    pub fn gap(tag: &str, error: String) -> LineageRow {
+        LineageRow {
+            event: "gap",
+            object: Touched {
+                tag: Some(tag.to_string()),
+                ..Touched::default()
+            },
+            error: Some(error),
+            ..LineageRow::default()
+        }
+    }
+}
+
 /// The hash chain through the rows of a sealed insert: the place of the
 /// first, and the head's hash followed by each row's (a row's previous hash
 /// is the link before its own).

@@ -89,15 +89,8 @@ fn record(event: &str, tag: &str) {
 
 /// The role the command runs as, read before switching to the owner.
 fn current_user() -> String {
-    // SAFETY: GetUserId reads a backend global; GetUserNameFromId with noerr
-    // returns NULL for a dropped role and otherwise a palloc'd C string.
-    unsafe {
-        let name = pg_sys::GetUserNameFromId(pg_sys::GetUserId(), true);
-        if name.is_null() {
-            return String::new();
-        }
-        CStr::from_ptr(name).to_string_lossy().into_owned()
-    }
+    // SAFETY: GetUserId reads a backend global.
+    crate::session::role_name(unsafe { pg_sys::GetUserId() })
 }
 
 fn spi_error(e: pgrx::spi::SpiError) -> PgError {
