@@ -106,9 +106,7 @@ pub fn prepare(
     if options.downstream != DriftPolicy::Ignore {
         let managed = match &manifest.schemas {
             Some(schemas) => schemas.clone(),
-            None => owner
-                .run(|| drift::recorded_schemas(client, project))?
-                .unwrap_or_default(),
+            None => opened.recorded_schemas(client, project)?.unwrap_or_default(),
         };
         let found = crate::lineage::downstream::warnings(client, manifest, &analyses, &managed)?;
         if options.downstream == DriftPolicy::Refuse && !found.is_empty() {
@@ -337,7 +335,7 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
     // Fingerprint what the project manages after every deployment that changed
     // something (and the first time), so later drift shows.
     let owner = opened.owner;
-    let before = owner.run(|| drift::recorded_schemas(client, project))?;
+    let before = opened.recorded_schemas(client, project)?;
     let fingerprint = if !plan.is_noop() || before.is_none() {
         let mut schemas = SchemaCache::default();
         let managed = drift::managed_schemas(client, &mut schemas, manifest, &analyses, before)?;

@@ -103,6 +103,9 @@ pub struct Opened {
     pub previous_version: Option<String>,
     /// The role that owns the project (None before 0.2.0, or when only read).
     pub project_owner: Option<String>,
+    /// The schemas of the project's last fingerprint as its row said when
+    /// claimed; None when the call only reads (not claimed).
+    claimed_schemas: Option<Option<Vec<String>>>,
 }
 
 /// Switches to the internal search_path and, with `lock: Some(wait)`, takes the
@@ -115,18 +118,18 @@ pub fn open_project(
     lock: Option<LockWait>,
 ) -> Result<Opened, DeployError> {
     let internal = GucLevel::open();
-    use_internal_search_path(client)?;
+    use_internal_search_path()?;
     let (owner, schema) = Owner::of_extension()?;
-    let (previous_version, project_owner) = match lock {
+    let (previous_version, project_owner, claimed_schemas) = match lock {
         Some(wait) => {
             let caller = session.current_user.as_str();
             let claimed = project_lock::claim_with_wait(client, owner, project, caller, schema, &wait)?;
-            if let Some(project_owner) = &claimed.1 {
+            if let Some(project_owner) = &claimed.owner {
                 ownership::check_member(project, project_owner)?;
             }
-            claimed
+            (claimed.version, claimed.owner, Some(claimed.schemas))
         }
-        None => (owner.run(|| history::deployed_version(client, project))?, None),
+        None => (owner.run(|| history::deployed_version(client, project))?, None, None),
     };
     Ok(Opened {
         session,
@@ -135,17 +138,13 @@ pub fn open_project(
         schema,
         previous_version,
         project_owner,
+        claimed_schemas,
     })
 }
 
 /// Internal queries resolve functions and operators in pg_catalog only.
-fn use_internal_search_path(client: &mut SpiClient<'_>) -> Result<(), DeployError> {
-    client.update(
-        "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)",
-        None,
-        &[],
-    )?;
-    Ok(())
+fn use_internal_search_path() -> Result<(), DeployError> {
+    crate::subxact::set_local("search_path", "pg_catalog, pg_temp").map_err(DeployError::Postgres)
 }
 
 /// What a finished call records besides its changes.
@@ -165,6 +164,20 @@ pub struct Finished<'a> {
 }
 
 impl Opened {
+    /// The schemas of the project's last fingerprint (None before the first):
+    /// as claimed, else read now. Nothing pg_deploy runs before the
+    /// fingerprint writes them, and no other role can.
+    pub fn recorded_schemas(
+        &self,
+        client: &mut SpiClient<'_>,
+        project: &str,
+    ) -> Result<Option<Vec<String>>, DeployError> {
+        match &self.claimed_schemas {
+            Some(schemas) => Ok(schemas.clone()),
+            None => self.owner.run(|| crate::drift::recorded_schemas(client, project)),
+        }
+    }
+
     /// Records the deployment and its changes as the extension's owner, then
     /// gives the caller's search_path back; returns the deployment's id,
     /// duration and hash as recorded.

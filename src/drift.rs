@@ -85,6 +85,26 @@ pub fn recorded_schemas(client: &mut SpiClient<'_>, project: &str) -> Result<Opt
     Ok(rows.first().get_one::<Vec<String>>()?)
 }
 
+/// Stores the project's fingerprints, sets its schemas (and `$set`) and
+/// returns the sha256 over the fingerprints, in one statement: a new backend
+/// parses and plans each statement of a deployment once more.
+macro_rules! fingerprint_store {
+    ($set:literal) => {
+        concat!(
+            "WITH put AS (INSERT INTO deploy.fingerprints (project, kind, name, sha256)
+                          SELECT $1, f.kind, f.name, f.sha256 FROM deploy.object_fingerprints($2) f
+                          RETURNING kind, name, sha256),
+                  scope AS (UPDATE deploy.projects SET schemas = $2",
+            $set,
+            " WHERE project = $1)
+             SELECT pg_catalog.concat('sha256:', pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+                    coalesce(pg_catalog.string_agg(pg_catalog.concat_ws(' ', kind, name, sha256), E'\\n' ORDER BY kind, name), ''),
+                    'UTF8')), 'hex'))
+               FROM put"
+        )
+    };
+}
+
 /// Replaces the project's fingerprints with the objects in `schemas` now;
 /// returns the sha256 over all of them. Run it as the extension's owner.
 pub fn fingerprint(
@@ -98,27 +118,13 @@ pub fn fingerprint(
         None,
         &[project.into()],
     )?;
-    client.update(
-        "INSERT INTO deploy.fingerprints (project, kind, name, sha256)
-         SELECT $1, f.kind, f.name, f.sha256 FROM deploy.object_fingerprints($2) f",
-        None,
-        &[project.into(), schemas.to_vec().into()],
-    )?;
-    let update = match schema {
-        Schema::V0_1 => "UPDATE deploy.projects SET schemas = $2 WHERE project = $1",
+    let store = match schema {
+        Schema::V0_1 => fingerprint_store!(""),
         // Fingerprints by name from now on: they survive a dump and restore.
-        Schema::V0_2 => "UPDATE deploy.projects SET schemas = $2, fingerprint_version = 2 WHERE project = $1",
+        Schema::V0_2 => fingerprint_store!(", fingerprint_version = 2"),
     };
-    client.update(update, None, &[project.into(), schemas.to_vec().into()])?;
     let whole = client
-        .update(
-            "SELECT pg_catalog.concat('sha256:', pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
-                    coalesce(pg_catalog.string_agg(pg_catalog.concat_ws(' ', kind, name, sha256), E'\\n' ORDER BY kind, name), ''),
-                    'UTF8')), 'hex'))
-               FROM deploy.fingerprints WHERE project = $1",
-            Some(1),
-            &[project.into()],
-        )?
+        .update(store, Some(1), &[project.into(), schemas.to_vec().into()])?
         .first()
         .get_one::<String>()?;
     whole.ok_or_else(|| DeployError::Internal("fingerprint query returned no row".into()))

@@ -39,7 +39,7 @@ pub fn claim_with_wait(
     caller: &str,
     schema: Schema,
     lock: &LockWait,
-) -> Result<(Option<String>, Option<String>), DeployError> {
+) -> Result<Claimed, DeployError> {
     let level = GucLevel::open();
     let timeout = if lock.wait { lock.timeout.as_str() } else { "1ms" };
     let claimed = in_subtransaction(|| {
@@ -99,8 +99,18 @@ fn holder(client: &mut SpiClient<'_>, project: &str) -> Result<Option<String>, D
         .get_one::<String>()?)
 }
 
+/// What the project's row said when it was claimed.
+pub struct Claimed {
+    /// The deployed version.
+    pub version: Option<String>,
+    /// The project's owner (None before 0.2.0).
+    pub owner: Option<String>,
+    /// The schemas of its last fingerprint (None before the first).
+    pub schemas: Option<Vec<String>>,
+}
+
 /// Claims the project's row (creating it on first use, owned by `caller`)
-/// and returns the deployed version and the project's owner. Writing the row
+/// and returns what it says. Writing the row
 /// makes a REPEATABLE READ or SERIALIZABLE caller fail with a serialization
 /// error, instead of re-applying, when another deployment committed after its
 /// snapshot was taken.
@@ -109,34 +119,53 @@ fn claim_project(
     project: &str,
     caller: &str,
     schema: Schema,
-) -> Result<(Option<String>, Option<String>), DeployError> {
+) -> Result<Claimed, DeployError> {
     if schema == Schema::V0_1 {
-        let version = client
+        let row = client
             .update(
                 "INSERT INTO deploy.projects AS p (project) VALUES ($1)
                  ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at
-                 RETURNING p.version",
+                 RETURNING p.version, p.schemas",
                 Some(1),
                 &[project.into()],
             )?
-            .first()
-            .get_one::<String>()?;
-        return Ok((version, None));
+            .first();
+        return Ok(Claimed {
+            version: row.get::<String>(1)?,
+            owner: None,
+            schemas: row.get::<Vec<String>>(2)?,
+        });
     }
     let row = client
         .update(
             "INSERT INTO deploy.projects AS p (project, owner) VALUES ($1, $2)
-             ON CONFLICT (project) DO UPDATE
-                SET updated_at = p.updated_at,
-                    -- restored from a 0.1.0 dump: the owner is the first deployer, as the upgrade sets it
-                    owner = coalesce(p.owner, (SELECT d.applied_by FROM deploy.deployments d
-                                                WHERE d.project = p.project ORDER BY d.id LIMIT 1), EXCLUDED.owner)
-             RETURNING p.version, p.owner::pg_catalog.text",
+             ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at
+             RETURNING p.version, p.owner::pg_catalog.text, p.schemas",
             Some(1),
             &[project.into(), caller.into()],
         )?
         .first();
-    Ok((row.get::<String>(1)?, row.get::<String>(2)?))
+    let mut claimed = Claimed {
+        version: row.get::<String>(1)?,
+        owner: row.get::<String>(2)?,
+        schemas: row.get::<Vec<String>>(3)?,
+    };
+    if claimed.owner.is_none() {
+        // Restored from a 0.1.0 dump: the owner is the first deployer, as the upgrade sets it.
+        claimed.owner = client
+            .update(
+                "UPDATE deploy.projects AS p
+                    SET owner = coalesce((SELECT d.applied_by FROM deploy.deployments d
+                                           WHERE d.project = p.project ORDER BY d.id LIMIT 1), $2)
+                  WHERE p.project = $1
+                 RETURNING p.owner::pg_catalog.text",
+                Some(1),
+                &[project.into(), caller.into()],
+            )?
+            .first()
+            .get_one::<String>()?;
+    }
+    Ok(claimed)
 }
 
 /// Who holds locks on a table now, for the error when a change could not get its lock.

@@ -122,24 +122,18 @@ pub fn record(
     changes: Vec<ChangeRecord>,
 ) -> Result<Recorded, DeployError> {
     if let (Some(manifest), Some(sha)) = (d.manifest, d.manifest_sha256) {
-        // A re-applied manifest is stored already: skip turning it back into jsonb.
-        let stored = client
-            .update(
-                "SELECT EXISTS (SELECT FROM deploy.manifests WHERE sha256 = $1)",
-                Some(1),
-                &[sha.into()],
-            )?
-            .first()
-            .get_one::<bool>()?;
-        if stored != Some(true) {
-            let insert = match d.schema {
-                Schema::V0_1 => {
-                    "INSERT INTO deploy.manifests (sha256, manifest) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING"
-                }
-                // Each change's SQL once in deploy.change_sql; the manifest names it.
-                Schema::V0_2 => STORE_MANIFEST,
-            };
-            client.update(insert, None, &[sha.into(), manifest.into()])?;
+        match d.schema {
+            Schema::V0_1 => {
+                client.update(
+                    "INSERT INTO deploy.manifests (sha256, manifest) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+                    None,
+                    &[sha.into(), manifest.into()],
+                )?;
+            }
+            // Each change's SQL once in deploy.change_sql; the manifest names it.
+            Schema::V0_2 => {
+                client.update(STORE_MANIFEST, None, &[sha.into(), manifest.into()])?;
+            }
         }
     }
     let c = d.counts;
@@ -222,24 +216,21 @@ pub fn record(
             ],
         )?;
     }
-    // The row's hash covers its change_log rows, so it is written last.
+    // The row's hash covers its change_log rows, so it is written last; the
+    // project's new head in the same statement.
     let row_hash = client
         .update(
-            "UPDATE deploy.deployments d SET row_hash = deploy.deployment_digest(d) WHERE d.id = $1
+            "WITH head AS (UPDATE deploy.projects
+                              SET version = $3, last_deployment_id = $1, updated_at = pg_catalog.clock_timestamp()
+                            WHERE project = $2)
+             UPDATE deploy.deployments d SET row_hash = deploy.deployment_digest(d) WHERE d.id = $1
              RETURNING d.row_hash",
             Some(1),
-            &[id.into()],
+            &[id.into(), d.project.into(), d.version.into()],
         )?
         .first()
         .get_one::<String>()?
         .unwrap_or_default();
-    client.update(
-        "UPDATE deploy.projects
-            SET version = $2, last_deployment_id = $3, updated_at = pg_catalog.clock_timestamp()
-          WHERE project = $1",
-        None,
-        &[d.project.into(), d.version.into(), id.into()],
-    )?;
     Ok(Recorded {
         id,
         duration_ms,
@@ -249,9 +240,11 @@ pub fn record(
 }
 
 /// Stores a manifest with each change's "sql" in deploy.change_sql, once by
-/// the sha256 of its exact text, and "sql_sha256" in its place.
+/// the sha256 of its exact text, and "sql_sha256" in its place; a manifest
+/// stored already is left as it is, without taking it apart again.
 const STORE_MANIFEST: &str = "
-    WITH doc AS (SELECT $2::pg_catalog.jsonb AS m),
+    WITH doc AS (SELECT $2::pg_catalog.jsonb AS m
+                  WHERE NOT EXISTS (SELECT FROM deploy.manifests WHERE sha256 = $1)),
          ch AS (SELECT e.ord, e.c,
                        pg_catalog.concat('sha256:', pg_catalog.encode(pg_catalog.sha256(
                            pg_catalog.convert_to(e.c ->> 'sql', 'UTF8')), 'hex')) AS s

@@ -7,14 +7,14 @@
 //! statements do not: those a change added are removed again (also after a
 //! failed change), and the change fails with 0A000. Session advisory locks
 //! are checked around all the changes of a call (`guard_advisory_locks`):
-//! pg_locks lists every lock of the server, which the deployment's own locks
+//! the lock table holds every lock of the server, which the deployment's own locks
 //! make longer with each change, so reading it after each one would cost
 //! O(n²).
 
 use crate::sqlstate::pg_error;
 use crate::subxact::{set_local, PgError};
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::PgSqlErrorCode;
+use pgrx::{pg_sys, PgSqlErrorCode};
 use std::collections::BTreeSet;
 use std::ffi::CString;
 
@@ -50,24 +50,48 @@ const TEMPORARY: &str = "
                           WHERE t.typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
                             AND t.typtype OPERATOR(pg_catalog.=) ANY ('{e,d,r}'::pg_catalog.char[]))))";
 
-const ADVISORY_LOCKS: &str = "
-    SELECT ARRAY(SELECT pg_catalog.concat_ws(' ', l.classid, l.objid, l.objsubid, l.mode) FROM pg_catalog.pg_locks l
-                  WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'
-                    AND l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND l.granted)";
-
 /// An SPI error of pg_deploy's own queries, as data.
 fn failed(e: pgrx::spi::Error) -> PgError {
     pg_error(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string())
 }
 
-fn advisory_locks(client: &mut SpiClient<'_>) -> Result<AdvisoryLocks, PgError> {
-    let row = client.update(ADVISORY_LOCKS, Some(1), &[]).map_err(failed)?.first();
-    Ok(row
-        .get::<Vec<String>>(1)
-        .map_err(failed)?
-        .unwrap_or_default()
-        .into_iter()
-        .collect())
+/// This backend's granted advisory locks, as pg_locks would list them, read
+/// from the lock table directly: a query over the pg_locks view costs a new
+/// backend more to parse and plan than the read itself.
+fn advisory_locks() -> AdvisoryLocks {
+    let mut held = AdvisoryLocks::new();
+    // SAFETY: GetLockStatusData copies the lock table into memory palloc'd in
+    // the current context (freed with it) and returns `nelements` valid entries.
+    unsafe {
+        let data = pg_sys::GetLockStatusData();
+        let Some(data) = data.as_ref() else {
+            return held;
+        };
+        let count = usize::try_from(data.nelements).unwrap_or(0);
+        if count == 0 || data.locks.is_null() {
+            return held;
+        }
+        for lock in std::slice::from_raw_parts(data.locks, count) {
+            let tag = &lock.locktag;
+            if lock.pid != pg_sys::MyProcPid || u32::from(tag.locktag_type) != pg_sys::LockTagType::LOCKTAG_ADVISORY {
+                continue;
+            }
+            for mode in 1..=pg_sys::MaxLockMode as i32 {
+                if lock.holdMask & (1 << mode) == 0 {
+                    continue;
+                }
+                let name = std::ffi::CStr::from_ptr(pg_sys::GetLockmodeName(tag.locktag_lockmethodid.into(), mode));
+                held.insert(format!(
+                    "{} {} {} {}",
+                    tag.locktag_field2,
+                    tag.locktag_field3,
+                    tag.locktag_field4,
+                    name.to_string_lossy()
+                ));
+            }
+        }
+    }
+    held
 }
 
 /// Runs `work` (every change of a call) and then checks that it left no
@@ -77,10 +101,10 @@ pub fn guard_advisory_locks<R>(
     client: &mut SpiClient<'_>,
     work: impl FnOnce(&mut SpiClient<'_>) -> Result<R, crate::error::DeployError>,
 ) -> Result<R, crate::error::DeployError> {
-    let before = advisory_locks(client).map_err(crate::error::DeployError::Postgres)?;
+    let before = advisory_locks();
     let outcome = work(client);
     let level = crate::subxact::GucLevel::open();
-    let released = advisory_locks(client).and_then(|after| release_session_locks(client, &before, &after));
+    let released = release_session_locks(client, &before, &advisory_locks());
     level.restore();
     let released = released.map_err(crate::error::DeployError::Postgres)?;
     match (outcome, released.first()) {
@@ -92,7 +116,7 @@ pub fn guard_advisory_locks<R>(
 }
 
 /// As `guard_advisory_locks` when `changes_run`: a call that runs no change
-/// takes no lock, and skips the two reads of pg_locks (most of a no-op's).
+/// takes no lock, and skips the two reads of the lock table.
 pub fn guard_advisory_locks_if<R>(
     changes_run: bool,
     client: &mut SpiClient<'_>,

@@ -321,15 +321,13 @@ fn digest(row: &LineageRow, id: i64, at: f64, session: &Session, project: &str, 
 
 /// The chain's head (seq, hash), locked until commit.
 fn lock_head(client: &mut SpiClient<'_>) -> Result<(i64, String), SpiError> {
-    client.update(
-        "INSERT INTO deploy.lineage_chain DEFAULT VALUES ON CONFLICT DO NOTHING",
-        None,
-        &[],
-    )?;
+    // One statement: the row made on first use, or the existing one updated to lock it.
     let head = client
         .update(
-            "UPDATE deploy.lineage_chain c SET head_seq = c.head_seq RETURNING c.head_seq, c.head_hash",
-            None,
+            "INSERT INTO deploy.lineage_chain AS c DEFAULT VALUES
+             ON CONFLICT (one) DO UPDATE SET head_seq = c.head_seq
+             RETURNING c.head_seq, c.head_hash",
+            Some(1),
             &[],
         )?
         .first();
