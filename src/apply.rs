@@ -87,14 +87,19 @@ pub fn prepare(
             DeployError::Internal(format!("deployed version \"{v}\" of \"{project}\" is not semver: {e}"))
         })?),
     };
+    // A project's first deployment has no history to read (a new backend
+    // would parse, plan and open two more tables for nothing).
     let mut history = History {
         deployed_version,
-        applied: owner.run(|| history::applied_changes(client, project))?,
+        applied: match opened.deployed_before {
+            true => owner.run(|| history::applied_changes(client, project))?,
+            false => Default::default(),
+        },
     };
     // Changes an unfinished phase will still run count as applied: they are on their way.
     let latest_phase = match opened.schema {
-        Schema::V0_1 => None,
-        Schema::V0_2 => owner.run(|| queue::latest(client, project))?,
+        Schema::V0_2 if opened.deployed_before => owner.run(|| queue::latest(client, project))?,
+        _ => None,
     };
     if let Some(latest) = latest_phase.as_ref().filter(|l| l.state.unfinished()) {
         history.applied.extend(latest.waiting.iter().cloned());

@@ -106,6 +106,9 @@ pub struct Opened {
     /// The schemas of the project's last fingerprint as its row said when
     /// claimed; None when the call only reads (not claimed).
     claimed_schemas: Option<Option<Vec<String>>>,
+    /// False only when the claimed row says no deployment of the project is
+    /// recorded: then there is no history or phase to read.
+    pub deployed_before: bool,
 }
 
 /// Switches to the internal search_path and, with `lock: Some(wait)`, takes the
@@ -120,16 +123,21 @@ pub fn open_project(
     let internal = GucLevel::open();
     use_internal_search_path()?;
     let (owner, schema) = Owner::of_extension()?;
-    let (previous_version, project_owner, claimed_schemas) = match lock {
+    let (previous_version, project_owner, claimed_schemas, deployed_before) = match lock {
         Some(wait) => {
             let caller = session.current_user.as_str();
             let claimed = project_lock::claim_with_wait(client, owner, project, caller, schema, &wait)?;
             if let Some(project_owner) = &claimed.owner {
                 ownership::check_member(project, project_owner)?;
             }
-            (claimed.version, claimed.owner, Some(claimed.schemas))
+            (claimed.version, claimed.owner, Some(claimed.schemas), claimed.deployed)
         }
-        None => (owner.run(|| history::deployed_version(client, project))?, None, None),
+        None => (
+            owner.run(|| history::deployed_version(client, project))?,
+            None,
+            None,
+            true,
+        ),
     };
     Ok(Opened {
         session,
@@ -139,6 +147,7 @@ pub fn open_project(
         previous_version,
         project_owner,
         claimed_schemas,
+        deployed_before,
     })
 }
 

@@ -107,6 +107,11 @@ pub struct Claimed {
     pub owner: Option<String>,
     /// The schemas of its last fingerprint (None before the first).
     pub schemas: Option<Vec<String>>,
+    /// Whether any deployment of it is recorded (each one sets
+    /// last_deployment_id): without one it has no change_log or phase_queue
+    /// rows. Read from the claimed row, not queried: a statement's snapshot
+    /// predates the claim's wait, and would miss the deployment waited for.
+    pub deployed: bool,
 }
 
 /// Claims the project's row (creating it on first use, owned by `caller`)
@@ -125,7 +130,7 @@ fn claim_project(
             .update(
                 "INSERT INTO deploy.projects AS p (project) VALUES ($1)
                  ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at
-                 RETURNING p.version, p.schemas",
+                 RETURNING p.version, p.schemas, p.last_deployment_id IS NOT NULL",
                 Some(1),
                 &[project.into()],
             )?
@@ -134,13 +139,14 @@ fn claim_project(
             version: row.get::<String>(1)?,
             owner: None,
             schemas: row.get::<Vec<String>>(2)?,
+            deployed: row.get::<bool>(3)?.unwrap_or(true),
         });
     }
     let row = client
         .update(
             "INSERT INTO deploy.projects AS p (project, owner) VALUES ($1, $2)
              ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at
-             RETURNING p.version, p.owner::pg_catalog.text, p.schemas",
+             RETURNING p.version, p.owner::pg_catalog.text, p.schemas, p.last_deployment_id IS NOT NULL",
             Some(1),
             &[project.into(), caller.into()],
         )?
@@ -149,6 +155,7 @@ fn claim_project(
         version: row.get::<String>(1)?,
         owner: row.get::<String>(2)?,
         schemas: row.get::<Vec<String>>(3)?,
+        deployed: row.get::<bool>(4)?.unwrap_or(true),
     };
     if claimed.owner.is_none() {
         // Restored from a 0.1.0 dump: the owner is the first deployer, as the upgrade sets it.
