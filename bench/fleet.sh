@@ -77,12 +77,12 @@ print(f"{own(proxy):.2f} {own(server) + reaped(server):.2f} {reaped(script):.2f}
 PY
 }
 # The loop: one client process per database, as a shell script would do it.
-c0=$(cpu); t0=$(now)
+c0=$(cpu); t0=$(now); st0=$(steal_seconds)
 while read -r url; do "$BIN" -q apply "$M" --project app --database-url "$url" >/dev/null; done <"$TMP/loop_dbs"
-t1=$(now); c1=$(cpu)
+t1=$(now); c1=$(cpu); st1=$(steal_seconds)
 /usr/bin/time -v "$BIN" -q apply "$M" --project app --targets "$TMP/targets" --parallel "$PARALLEL" --json \
   >"$TMP/report.json" 2>"$TMP/time.txt"
-t2=$(now); c2=$(cpu)
+t2=$(now); c2=$(cpu); st2=$(steal_seconds)
 # "proxy server clients" CPU seconds spent by one way, per database in ms.
 cpu_per_db() {
   python3 -c 'import sys; a, b, n = sys.argv[1].split(), sys.argv[2].split(), int(sys.argv[3])
@@ -95,6 +95,9 @@ cpu_loop=$(cpu_per_db "$c0" "$c1"); cpu_fleet=$(cpu_per_db "$c1" "$c2")
 loop_s=$(echo "$t1 - $t0" | bc -l)
 fleet_s=$(echo "$t2 - $t1" | bc -l)
 ratio=$(echo "$loop_s / $fleet_s" | bc -l)
+# Stolen CPU as a share of what the cores could give during each way.
+steal_pct() { echo "100 * ($2 - $1) / ($3 * $(nproc))" | bc -l | xargs printf %.0f; }
+steal_loop=$(steal_pct "$st0" "$st1" "$loop_s"); steal_fleet=$(steal_pct "$st1" "$st2" "$fleet_s")
 peak_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$TMP/time.txt")
 one_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$TMP/time1.txt")
 summary=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["summary"]["succeeded"], r["summary"]["failed"])' "$TMP/report.json")
@@ -118,6 +121,7 @@ applied_loop=$(for i in $(seq -w 1 "$N"); do psql -X -At -d "loop_$i" -c "SELECT
   echo "| per database, fleet | $(echo "$fleet_s * 1000 / $N" | bc -l | xargs printf %.0f) ms |"
   echo "| CPU per database, loop: proxy / server / clients | $cpu_loop ms |"
   echo "| CPU per database, fleet: proxy / server / client | $cpu_fleet ms |"
+  echo "| CPU stolen by the hypervisor, loop / fleet (share of the cores' time) | $steal_loop / $steal_fleet % |"
   echo "| client peak memory, fleet of $N (max RSS) | $((peak_kb / 1024)) MiB ($peak_kb kB) |"
   echo "| client peak memory, one database (max RSS) | $((one_kb / 1024)) MiB ($one_kb kB) |"
 } | tee "$ROOT/bench/fleet-results.md"

@@ -26,3 +26,9 @@ require_release_build() {
     (cd "$ROOT" && cargo pgrx install --release --pg-config "$pg_config" >/dev/null)
   fi
 }
+
+# Seconds of CPU the hypervisor gave other guests (steal) so far, all cores:
+# on a shared VM it moves the CPU-bound figures by tens of percent.
+steal_seconds() {
+  awk -v tick="$(getconf CLK_TCK)" '/^cpu / {printf "%.2f\n", $9 / tick}' /proc/stat
+}
