@@ -18,6 +18,7 @@ use crate::session::session_facts;
 use crate::session_state;
 use crate::sqlstate::Coded;
 use pg_deploy_core::hazards::Catalog;
+use pg_deploy_core::plan::AppliedChange;
 use pg_deploy_core::plan::{check_requirements, plan, postgres_version, ServerFacts};
 use pg_deploy_core::report::{round_ms, ApplyOutcome, ApplyReport, ChangeRun};
 use pg_deploy_core::{Action, ApplyOptions, Change, DriftPolicy, History, Manifest, Plan};
@@ -25,6 +26,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use pgrx::PgSqlErrorCode;
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// Applies every pending change of `manifest` in the caller's transaction and
@@ -47,6 +49,33 @@ pub struct Prepared {
 
 /// Checks requirements, switches to the internal search_path, optionally
 /// locks and claims the project, reads the history, plans and analyses.
+/// Whether the project's last deployment applied this very manifest, with
+/// no phase of it failed since: then every change of the manifest is applied
+/// as it stands, and re-applying it is a no-op without reading the history.
+/// Every deployment (a revert, a baseline, a phase step, a transfer) moves
+/// the project's last_deployment_id, and a failed phase step records one.
+fn applied_by_last_deployment(manifest: &Manifest, opened: &Opened, latest_phase: Option<&queue::Latest>) -> bool {
+    opened.last_applied_manifest.as_deref() == Some(manifest.sha256.as_str())
+        && latest_phase.is_none_or(|l| l.state.unfinished())
+}
+
+/// Each change of the manifest as applied, with its own checksum and kind.
+fn manifest_as_applied(manifest: &Manifest) -> HashMap<String, AppliedChange> {
+    manifest
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                c.id.clone(),
+                AppliedChange {
+                    checksum: c.checksum.clone(),
+                    kind: c.kind,
+                },
+            )
+        })
+        .collect()
+}
+
 pub fn prepare(
     client: &mut SpiClient<'_>,
     manifest: &Manifest,
@@ -87,19 +116,22 @@ pub fn prepare(
             DeployError::Internal(format!("deployed version \"{v}\" of \"{project}\" is not semver: {e}"))
         })?),
     };
-    // A project's first deployment has no history to read (a new backend
-    // would parse, plan and open two more tables for nothing).
-    let mut history = History {
-        deployed_version,
-        applied: match opened.deployed_before {
-            true => owner.run(|| history::applied_changes(client, project))?,
-            false => Default::default(),
-        },
-    };
     // Changes an unfinished phase will still run count as applied: they are on their way.
+    // A project's first deployment has no history or phase to read (a new
+    // backend would parse, plan and open two more tables for nothing).
     let latest_phase = match opened.schema {
         Schema::V0_2 if opened.deployed_before => owner.run(|| queue::latest(client, project))?,
         _ => None,
+    };
+    let mut history = History {
+        deployed_version,
+        applied: if !opened.deployed_before {
+            Default::default()
+        } else if applied_by_last_deployment(manifest, &opened, latest_phase.as_ref()) {
+            manifest_as_applied(manifest)
+        } else {
+            owner.run(|| history::applied_changes(client, project))?
+        },
     };
     if let Some(latest) = latest_phase.as_ref().filter(|l| l.state.unfinished()) {
         history.applied.extend(latest.waiting.iter().cloned());

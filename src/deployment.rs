@@ -109,6 +109,9 @@ pub struct Opened {
     /// False only when the claimed row says no deployment of the project is
     /// recorded: then there is no history or phase to read.
     pub deployed_before: bool,
+    /// The manifest the project's last deployment applied, as claimed (see
+    /// project_lock::Claimed); None when not claimed.
+    pub last_applied_manifest: Option<String>,
 }
 
 /// Switches to the internal search_path and, with `lock: Some(wait)`, takes the
@@ -123,20 +126,27 @@ pub fn open_project(
     let internal = GucLevel::open();
     use_internal_search_path()?;
     let (owner, schema) = Owner::of_extension()?;
-    let (previous_version, project_owner, claimed_schemas, deployed_before) = match lock {
+    let (previous_version, project_owner, claimed_schemas, deployed_before, last_applied_manifest) = match lock {
         Some(wait) => {
             let caller = session.current_user.as_str();
             let claimed = project_lock::claim_with_wait(client, owner, project, caller, schema, &wait)?;
             if let Some(project_owner) = &claimed.owner {
                 ownership::check_member(project, project_owner)?;
             }
-            (claimed.version, claimed.owner, Some(claimed.schemas), claimed.deployed)
+            (
+                claimed.version,
+                claimed.owner,
+                Some(claimed.schemas),
+                claimed.deployed,
+                claimed.last_applied_manifest,
+            )
         }
         None => (
             owner.run(|| history::deployed_version(client, project))?,
             None,
             None,
             true,
+            None,
         ),
     };
     Ok(Opened {
@@ -148,6 +158,7 @@ pub fn open_project(
         project_owner,
         claimed_schemas,
         deployed_before,
+        last_applied_manifest,
     })
 }
 

@@ -112,6 +112,10 @@ pub struct Claimed {
     /// rows. Read from the claimed row, not queried: a statement's snapshot
     /// predates the claim's wait, and would miss the deployment waited for.
     pub deployed: bool,
+    /// The manifest of the project's last deployment when that one applied
+    /// (outcome 'applied'); None when it did something else, or when the
+    /// claim's snapshot, taken before it waited, does not show it yet.
+    pub last_applied_manifest: Option<String>,
 }
 
 /// Claims the project's row (creating it on first use, owned by `caller`)
@@ -130,7 +134,9 @@ fn claim_project(
             .update(
                 "INSERT INTO deploy.projects AS p (project) VALUES ($1)
                  ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at
-                 RETURNING p.version, p.schemas, p.last_deployment_id IS NOT NULL",
+                 RETURNING p.version, p.schemas, p.last_deployment_id IS NOT NULL,
+                           (SELECT d.manifest_sha256 FROM deploy.deployments d
+                             WHERE d.id = p.last_deployment_id AND d.outcome = 'applied')",
                 Some(1),
                 &[project.into()],
             )?
@@ -140,13 +146,16 @@ fn claim_project(
             owner: None,
             schemas: row.get::<Vec<String>>(2)?,
             deployed: row.get::<bool>(3)?.unwrap_or(true),
+            last_applied_manifest: row.get::<String>(4)?,
         });
     }
     let row = client
         .update(
             "INSERT INTO deploy.projects AS p (project, owner) VALUES ($1, $2)
              ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at
-             RETURNING p.version, p.owner::pg_catalog.text, p.schemas, p.last_deployment_id IS NOT NULL",
+             RETURNING p.version, p.owner::pg_catalog.text, p.schemas, p.last_deployment_id IS NOT NULL,
+                       (SELECT d.manifest_sha256 FROM deploy.deployments d
+                         WHERE d.id = p.last_deployment_id AND d.outcome = 'applied')",
             Some(1),
             &[project.into(), caller.into()],
         )?
@@ -156,6 +165,7 @@ fn claim_project(
         owner: row.get::<String>(2)?,
         schemas: row.get::<Vec<String>>(3)?,
         deployed: row.get::<bool>(4)?.unwrap_or(true),
+        last_applied_manifest: row.get::<String>(5)?,
     };
     if claimed.owner.is_none() {
         // Restored from a 0.1.0 dump: the owner is the first deployer, as the upgrade sets it.
