@@ -47,8 +47,6 @@ pub struct Prepared {
     pub latest_phase: Option<Latest>,
 }
 
-/// Checks requirements, switches to the internal search_path, optionally
-/// locks and claims the project, reads the history, plans and analyses.
 /// Whether the project's last deployment applied this very manifest, with
 /// no phase of it failed since: then every change of the manifest is applied
 /// as it stands, and re-applying it is a no-op without reading the history.
@@ -76,6 +74,8 @@ fn manifest_as_applied(manifest: &Manifest) -> HashMap<String, AppliedChange> {
         .collect()
 }
 
+/// Checks requirements, switches to the internal search_path, optionally
+/// locks and claims the project, reads the history, plans and analyses.
 pub fn prepare(
     client: &mut SpiClient<'_>,
     manifest: &Manifest,
@@ -116,7 +116,6 @@ pub fn prepare(
             DeployError::Internal(format!("deployed version \"{v}\" of \"{project}\" is not semver: {e}"))
         })?),
     };
-    // Changes an unfinished phase will still run count as applied: they are on their way.
     // A project's first deployment has no history or phase to read (a new
     // backend would parse, plan and open two more tables for nothing).
     let latest_phase = match opened.schema {
@@ -133,6 +132,7 @@ pub fn prepare(
             owner.run(|| history::applied_changes(client, project))?
         },
     };
+    // Changes an unfinished phase will still run count as applied: they are on their way.
     if let Some(latest) = latest_phase.as_ref().filter(|l| l.state.unfinished()) {
         history.applied.extend(latest.waiting.iter().cloned());
     }
