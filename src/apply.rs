@@ -53,7 +53,7 @@ pub struct Prepared {
 /// Every deployment (a revert, a baseline, a phase step, a transfer) moves
 /// the project's last_deployment_id, and a failed phase step records one.
 fn applied_by_last_deployment(manifest: &Manifest, opened: &Opened, latest_phase: Option<&queue::Latest>) -> bool {
-    opened.last_applied_manifest.as_deref() == Some(manifest.sha256.as_str())
+    opened.last_applied_manifest() == Some(manifest.sha256.as_str())
         && latest_phase.is_none_or(|l| l.state.unfinished())
 }
 
@@ -119,12 +119,12 @@ pub fn prepare(
     // A project's first deployment has no history or phase to read (a new
     // backend would parse, plan and open two more tables for nothing).
     let latest_phase = match opened.schema {
-        Schema::V0_2 if opened.deployed_before => owner.run(|| queue::latest(client, project))?,
+        Schema::V0_2 if opened.deployed_before() => owner.run(|| queue::latest(client, project))?,
         _ => None,
     };
     let mut history = History {
         deployed_version,
-        applied: if !opened.deployed_before {
+        applied: if !opened.deployed_before() {
             Default::default()
         } else if applied_by_last_deployment(manifest, &opened, latest_phase.as_ref()) {
             manifest_as_applied(manifest)

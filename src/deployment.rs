@@ -8,7 +8,7 @@ use crate::history;
 use crate::jsonb_arg::{JsonbArg, StoredJsonb};
 use crate::owner::{Owner, Schema};
 use crate::ownership;
-use crate::project_lock::{self, LockWait};
+use crate::project_lock::{self, Claimed, LockWait};
 use crate::record::{self, ChangeRecord, Counts, DeploymentRecord, Recorded};
 use crate::session::SessionFacts;
 use crate::subxact::{from_caught, GucLevel};
@@ -103,15 +103,8 @@ pub struct Opened {
     pub previous_version: Option<String>,
     /// The role that owns the project (None before 0.2.0, or when only read).
     pub project_owner: Option<String>,
-    /// The schemas of the project's last fingerprint as its row said when
-    /// claimed; None when the call only reads (not claimed).
-    claimed_schemas: Option<Option<Vec<String>>>,
-    /// False only when the claimed row says no deployment of the project is
-    /// recorded: then there is no history or phase to read.
-    pub deployed_before: bool,
-    /// The manifest the project's last deployment applied, as claimed (see
-    /// project_lock::Claimed); None when not claimed.
-    pub last_applied_manifest: Option<String>,
+    /// What the project's row said when claimed; None when the call only reads.
+    claimed: Option<Claimed>,
 }
 
 /// Switches to the internal search_path and, with `lock: Some(wait)`, takes the
@@ -126,28 +119,16 @@ pub fn open_project(
     let internal = GucLevel::open();
     use_internal_search_path()?;
     let (owner, schema) = Owner::of_extension()?;
-    let (previous_version, project_owner, claimed_schemas, deployed_before, last_applied_manifest) = match lock {
+    let (previous_version, claimed) = match lock {
         Some(wait) => {
             let caller = session.current_user.as_str();
             let claimed = project_lock::claim_with_wait(client, owner, project, caller, schema, &wait)?;
             if let Some(project_owner) = &claimed.owner {
                 ownership::check_member(project, project_owner)?;
             }
-            (
-                claimed.version,
-                claimed.owner,
-                Some(claimed.schemas),
-                claimed.deployed,
-                claimed.last_applied_manifest,
-            )
+            (claimed.version.clone(), Some(claimed))
         }
-        None => (
-            owner.run(|| history::deployed_version(client, project))?,
-            None,
-            None,
-            true,
-            None,
-        ),
+        None => (owner.run(|| history::deployed_version(client, project))?, None),
     };
     Ok(Opened {
         session,
@@ -155,10 +136,8 @@ pub fn open_project(
         owner,
         schema,
         previous_version,
-        project_owner,
-        claimed_schemas,
-        deployed_before,
-        last_applied_manifest,
+        project_owner: claimed.as_ref().and_then(|c| c.owner.clone()),
+        claimed,
     })
 }
 
@@ -192,10 +171,22 @@ impl Opened {
         client: &mut SpiClient<'_>,
         project: &str,
     ) -> Result<Option<Vec<String>>, DeployError> {
-        match &self.claimed_schemas {
-            Some(schemas) => Ok(schemas.clone()),
+        match &self.claimed {
+            Some(claimed) => Ok(claimed.schemas.clone()),
             None => self.owner.run(|| crate::drift::recorded_schemas(client, project)),
         }
+    }
+
+    /// False only when the claimed row says no deployment of the project is
+    /// recorded: then there is no history or phase to read.
+    pub fn deployed_before(&self) -> bool {
+        self.claimed.as_ref().is_none_or(|c| c.deployed)
+    }
+
+    /// The manifest the project's last deployment applied, as claimed (see
+    /// Claimed); None when not claimed.
+    pub fn last_applied_manifest(&self) -> Option<&str> {
+        self.claimed.as_ref().and_then(|c| c.last_applied_manifest.as_deref())
     }
 
     /// Records the deployment and its changes as the extension's owner, then

@@ -118,6 +118,19 @@ pub struct Claimed {
     pub last_applied_manifest: Option<String>,
 }
 
+/// What the claim returns of the project's row (see Claimed), then `$more`.
+macro_rules! claim_returning {
+    ($more:literal) => {
+        concat!(
+            "
+             RETURNING p.version, p.schemas, p.last_deployment_id IS NOT NULL,
+                       (SELECT d.manifest_sha256 FROM deploy.deployments d
+                         WHERE d.id = p.last_deployment_id AND d.outcome = 'applied')",
+            $more
+        )
+    };
+}
+
 /// Claims the project's row (creating it on first use, owned by `caller`)
 /// and returns what it says. Writing the row
 /// makes a REPEATABLE READ or SERIALIZABLE caller fail with a serialization
@@ -129,45 +142,36 @@ fn claim_project(
     caller: &str,
     schema: Schema,
 ) -> Result<Claimed, DeployError> {
-    if schema == Schema::V0_1 {
-        let row = client
-            .update(
+    let (sql, args): (&str, Vec<pgrx::datum::DatumWithOid>) = match schema {
+        Schema::V0_1 => (
+            concat!(
                 "INSERT INTO deploy.projects AS p (project) VALUES ($1)
-                 ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at
-                 RETURNING p.version, p.schemas, p.last_deployment_id IS NOT NULL,
-                           (SELECT d.manifest_sha256 FROM deploy.deployments d
-                             WHERE d.id = p.last_deployment_id AND d.outcome = 'applied')",
-                Some(1),
-                &[project.into()],
-            )?
-            .first();
-        return Ok(Claimed {
-            version: row.get::<String>(1)?,
-            owner: None,
-            schemas: row.get::<Vec<String>>(2)?,
-            deployed: row.get::<bool>(3)?.unwrap_or(true),
-            last_applied_manifest: row.get::<String>(4)?,
-        });
-    }
-    let row = client
-        .update(
-            "INSERT INTO deploy.projects AS p (project, owner) VALUES ($1, $2)
-             ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at
-             RETURNING p.version, p.owner::pg_catalog.text, p.schemas, p.last_deployment_id IS NOT NULL,
-                       (SELECT d.manifest_sha256 FROM deploy.deployments d
-                         WHERE d.id = p.last_deployment_id AND d.outcome = 'applied')",
-            Some(1),
-            &[project.into(), caller.into()],
-        )?
-        .first();
+                 ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at",
+                claim_returning!("")
+            ),
+            vec![project.into()],
+        ),
+        Schema::V0_2 => (
+            concat!(
+                "INSERT INTO deploy.projects AS p (project, owner) VALUES ($1, $2)
+                 ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at",
+                claim_returning!(", p.owner::pg_catalog.text")
+            ),
+            vec![project.into(), caller.into()],
+        ),
+    };
+    let row = client.update(sql, Some(1), &args)?.first();
     let mut claimed = Claimed {
         version: row.get::<String>(1)?,
-        owner: row.get::<String>(2)?,
-        schemas: row.get::<Vec<String>>(3)?,
-        deployed: row.get::<bool>(4)?.unwrap_or(true),
-        last_applied_manifest: row.get::<String>(5)?,
+        schemas: row.get::<Vec<String>>(2)?,
+        deployed: row.get::<bool>(3)?.unwrap_or(true),
+        last_applied_manifest: row.get::<String>(4)?,
+        owner: match schema {
+            Schema::V0_1 => None,
+            Schema::V0_2 => row.get::<String>(5)?,
+        },
     };
-    if claimed.owner.is_none() {
+    if schema == Schema::V0_2 && claimed.owner.is_none() {
         // Restored from a 0.1.0 dump: the owner is the first deployer, as the upgrade sets it.
         claimed.owner = client
             .update(
