@@ -42,7 +42,8 @@ pub fn to_json<T: serde::Serialize>(report: &T) -> Result<Value, DeployError> {
 pub fn argument(arg: Option<JsonbArg>, path: &str) -> Result<Value, ManifestError> {
     match arg {
         None => Ok(Value::Null),
-        Some(JsonbArg { value, depth, .. }) => {
+        Some(arg) => {
+            let (value, depth) = arg.value();
             check_depth(depth, path)?;
             value.map_err(|reason| ManifestError::InvalidValue {
                 path: path.to_string(),
@@ -72,14 +73,7 @@ pub fn with_manifest<O, R: serde::Serialize>(
 ) -> JsonB {
     guarded(function, || {
         let manifest_jsonb = manifest.as_ref().map(|m| m.datum);
-        let manifest_doc = argument(manifest, "$").map_err(DeployError::Manifest)?;
-        let options_doc = argument(options, "options").map_err(DeployError::Options)?;
-        crate::encoding::check_argument("manifest", &manifest_doc)?;
-        crate::encoding::check_argument("options", &options_doc)?;
-        // The document is read into the typed manifest and dropped: a big
-        // manifest is held once as text, briefly as a value, then as the manifest.
-        let manifest = pg_deploy_core::Manifest::from_value(&manifest_doc).map_err(DeployError::Manifest)?;
-        drop(manifest_doc);
+        let (manifest, options_doc) = read_arguments(manifest, options)?;
         let call = Call {
             manifest,
             options: parse_options(&options_doc).map_err(DeployError::Options)?,
@@ -89,6 +83,42 @@ pub fn with_manifest<O, R: serde::Serialize>(
         let report = Spi::connect_mut(|client| work(client, call))?;
         to_json(&report)
     })
+}
+
+/// The manifest and the options document, each error reported in the same
+/// order whichever way the manifest is read: the manifest's nesting and
+/// numbers, the options', their encoding, then the manifest's contents.
+fn read_arguments(
+    manifest: Option<JsonbArg>,
+    options: Option<JsonbArg>,
+) -> Result<(pg_deploy_core::Manifest, Value), DeployError> {
+    let options_doc = |options: Option<JsonbArg>| -> Result<Value, DeployError> {
+        let doc = argument(options, "options").map_err(DeployError::Options)?;
+        crate::encoding::check_argument("options", &doc)?;
+        Ok(doc)
+    };
+    // Straight from the jsonb when it reads (in a UTF-8 database, where the
+    // encoding check has nothing to refuse); through a value to say what is wrong.
+    let direct = manifest
+        .as_ref()
+        .filter(|_| crate::encoding::utf8_database())
+        .and_then(|m| crate::jsonb_manifest::read(m.datum));
+    if let Some(read) = direct {
+        let options_doc = options_doc(options)?;
+        return Ok((read.map_err(DeployError::Manifest)?, options_doc));
+    }
+    let manifest_doc = argument(manifest, "$").map_err(DeployError::Manifest)?;
+    let options_doc = {
+        let doc = argument(options, "options").map_err(DeployError::Options)?;
+        crate::encoding::check_argument("manifest", &manifest_doc)?;
+        crate::encoding::check_argument("options", &doc)?;
+        doc
+    };
+    // The document is read into the typed manifest and dropped: a big
+    // manifest is held once as text, briefly as a value, then as the manifest.
+    let manifest = pg_deploy_core::Manifest::from_value(&manifest_doc).map_err(DeployError::Manifest)?;
+    drop(manifest_doc);
+    Ok((manifest, options_doc))
 }
 
 /// What every call that works on a project's history starts with.

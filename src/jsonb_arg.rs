@@ -1,4 +1,4 @@
-//! A jsonb argument read straight into a serde value. pgrx's `JsonB` turns
+//! A jsonb argument, read into a serde value on demand. pgrx's `JsonB` turns
 //! the datum into a serde value with `expect`, so a document nested past
 //! serde_json's limit became a Rust panic with a backtrace in DETAIL; and
 //! printing the document with `jsonb_out` to parse the text again was about a
@@ -15,18 +15,25 @@ use pgrx::{pg_sys, FromDatum, IntoDatum};
 use serde_json::{Map, Value};
 use std::ffi::CStr;
 
-/// A jsonb argument as a serde value (or why a number in it could not be
-/// one), the deepest nesting of its arrays and objects, and the argument
-/// itself, valid for the call (stored as it came, without another copy).
+/// A jsonb argument, valid for the call (stored as it came, without another
+/// copy), read into a serde value only when asked: a manifest is usually
+/// read without one (`jsonb_manifest`).
 pub struct JsonbArg {
-    pub value: Result<Value, String>,
-    pub depth: usize,
     pub datum: StoredJsonb,
+}
+
+impl JsonbArg {
+    /// The argument as a serde value (or why a number in it could not be
+    /// one), and the deepest nesting of its arrays and objects.
+    pub fn value(&self) -> (Result<Value, String>, usize) {
+        // SAFETY: the datum is a jsonb (the function's declared argument type), valid for the call.
+        unsafe { walk(self.datum.0) }
+    }
 }
 
 /// A jsonb datum passed on to SPI as it is.
 #[derive(Clone, Copy)]
-pub struct StoredJsonb(pg_sys::Datum);
+pub struct StoredJsonb(pub(crate) pg_sys::Datum);
 
 impl IntoDatum for StoredJsonb {
     fn into_datum(self) -> Option<pg_sys::Datum> {
@@ -43,11 +50,7 @@ impl FromDatum for JsonbArg {
         if is_null {
             return None;
         }
-        // SAFETY: the datum is a jsonb (the function's declared argument type).
-        let (value, depth) = unsafe { walk(datum) };
         Some(JsonbArg {
-            value,
-            depth,
             datum: StoredJsonb(datum),
         })
     }
@@ -142,19 +145,24 @@ unsafe fn scalar(item: &pg_sys::JsonbValue) -> Result<Value, String> {
         Ok(match item.type_ {
             pg_sys::jbvType::jbvString => Value::String(string(item)),
             pg_sys::jbvType::jbvBool => Value::Bool(item.val.boolean),
-            pg_sys::jbvType::jbvNumeric => {
-                // numeric_out, as jsonb_out prints it: serde reads the same number from it.
-                let text = pgrx::direct_function_call::<&CStr>(
-                    pg_sys::numeric_out,
-                    &[Some(pg_sys::Datum::from(item.val.numeric))],
-                )
-                .map(|t| t.to_string_lossy().into_owned())
-                .unwrap_or_default();
-                serde_json::from_str::<Value>(&text).map_err(|e| format!("number {text}: {e}"))?
-            }
+            pg_sys::jbvType::jbvNumeric => numeric(item.val.numeric)?,
             _ => Value::Null,
         })
     }
+}
+
+/// A jsonb number as serde_json reads the text jsonb_out writes of it
+/// (numeric_out's), or why it cannot be one.
+///
+/// # Safety
+/// `number` is a valid numeric.
+pub(crate) unsafe fn numeric(number: pg_sys::Numeric) -> Result<Value, String> {
+    // SAFETY: numeric_out reads a valid numeric and returns a C string.
+    let text =
+        unsafe { pgrx::direct_function_call::<&CStr>(pg_sys::numeric_out, &[Some(pg_sys::Datum::from(number))]) }
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default();
+    serde_json::from_str::<Value>(&text).map_err(|e| format!("number {text}: {e}"))
 }
 
 /// A string or key the iterator returned (not NUL-terminated: by its length).
@@ -177,9 +185,8 @@ unsafe fn string(item: &pg_sys::JsonbValue) -> String {
 unsafe impl<'fcx> ArgAbi<'fcx> for JsonbArg {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         // SAFETY: the caller guarantees a jsonb datum that is not NULL.
-        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| JsonbArg {
-            value: Ok(Value::Null),
-            depth: 0,
+        // A NULL never gets here (see unbox_nullable_arg), so the datum is never read.
+        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or(JsonbArg {
             datum: StoredJsonb(pg_sys::Datum::from(0usize)),
         })
     }

@@ -29,6 +29,7 @@ mod group;
 mod guc;
 mod history;
 mod jsonb_arg;
+mod jsonb_manifest;
 mod lineage;
 mod lock_capacity;
 mod locks;

@@ -435,45 +435,5 @@ mod tests {
     // Lineage: attribution, the lineage chain, drift with its commands, downstream hazards.
     include!("pg_tests_lineage.rs");
 
-    /// A jsonb argument is read by walking it (jsonb_arg.rs): the value and
-    /// nesting depth must be those of the text jsonb_out prints, which is
-    /// what the arguments were read from before.
-    #[pg_test]
-    fn a_jsonb_argument_reads_as_its_printed_text() {
-        let deep = format!("{}1{}", "[".repeat(70), "]".repeat(70));
-        let docs = [
-            r#"{"a": 1, "b": [true, false, null], "c": {"d": "é \"q\" \\ \t \u0001 😀"}}"#,
-            "[]",
-            "{}",
-            "null",
-            "true",
-            "1",
-            r#""s""#,
-            "-0",
-            "1.50",
-            "1e2",
-            "-12.5e-3",
-            "123456789012345678901234567890",
-            "0.1",
-            "[[[]], {}]",
-            r#"{"": "", "z": {"y": [1, {"x": []}]}, "aa": [1, 2.0, "3"]}"#,
-            &deep,
-        ];
-        for doc in docs {
-            let printed = Spi::get_one_with_args::<String>("SELECT $1::jsonb::text", &[doc.into()])
-                .expect("the document is jsonb")
-                .expect("not NULL");
-            let text = std::ffi::CString::new(printed.clone()).expect("no NUL in jsonb text");
-            // SAFETY: jsonb_in reads a C string and returns a jsonb datum, which walk reads.
-            let (walked, depth) = unsafe {
-                let datum =
-                    pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(text.as_ptr()))])
-                        .expect("jsonb_in returns a datum");
-                crate::jsonb_arg::walk(datum)
-            };
-            let expected: Value = serde_json::from_str(&printed).expect("jsonb_out prints JSON");
-            assert_eq!(walked.expect("every number reads"), expected, "{doc}");
-            assert_eq!(depth, pg_deploy_core::argument::nesting_depth(&printed), "{doc}");
-        }
-    }
+    include!("pg_tests_arguments.rs");
 }

@@ -26,11 +26,39 @@ pub fn canonical_json(value: &Value) -> String {
 /// The sha256 (`sha256:<hex>`) and the length in bytes of `value`'s canonical
 /// JSON, computed as it is written: a big manifest is not copied once more.
 pub fn canonical_sha256(value: &Value) -> (String, usize) {
-    let mut sink = HashingSink::default();
-    write_canonical(value, &mut sink);
-    let digest = sha2::Digest::finalize(sink.hasher);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    (format!("{}{hex}", crate::checksum::PREFIX), sink.len)
+    let mut hasher = CanonicalHasher::default();
+    hasher.value(value);
+    hasher.finish()
+}
+
+/// The same hash, for a document that is not a `Value` (the extension reads
+/// the manifest straight from its jsonb): the caller writes the canonical
+/// text piece by piece, each object's keys in bytewise order.
+#[derive(Default)]
+pub struct CanonicalHasher(HashingSink);
+
+impl CanonicalHasher {
+    /// Punctuation, or the text of a number, boolean or null as written.
+    pub fn raw(&mut self, text: &str) {
+        self.0.push_str(text);
+    }
+
+    /// A string or key, quoted and escaped.
+    pub fn string(&mut self, s: &str) {
+        write_string(s, &mut self.0);
+    }
+
+    /// A whole value.
+    pub fn value(&mut self, value: &Value) {
+        write_canonical(value, &mut self.0);
+    }
+
+    /// `sha256:<hex>` and the length in bytes of the text written.
+    pub fn finish(self) -> (String, usize) {
+        let digest = sha2::Digest::finalize(self.0.hasher);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        (format!("{}{hex}", crate::checksum::PREFIX), self.0.len)
+    }
 }
 
 /// Where canonical JSON is written: a String, or a hash and a byte count.
@@ -130,6 +158,22 @@ fn write_string(s: &str, out: &mut impl Sink) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_document_written_piece_by_piece_hashes_as_its_value() {
+        let v = serde_json::json!({"a": [1, "x\"y"], "b": null});
+        let mut h = CanonicalHasher::default();
+        h.raw("{");
+        h.string("a");
+        h.raw(":[");
+        h.value(&serde_json::json!(1));
+        h.raw(",");
+        h.string("x\"y");
+        h.raw("],");
+        h.string("b");
+        h.raw(":null}");
+        assert_eq!(h.finish(), canonical_sha256(&v));
+    }
 
     #[test]
     fn the_streamed_hash_is_the_hash_of_the_canonical_text() {

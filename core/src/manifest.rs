@@ -153,14 +153,7 @@ impl Manifest {
     /// requires, defaults, changes, schemas).
     pub fn from_value(value: &Value) -> Result<Manifest, ManifestError> {
         let (sha256, canonical_len) = crate::json::canonical_sha256(value);
-        if canonical_len > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::TooLarge {
-                path: "$".into(),
-                what: "the manifest (bytes of canonical JSON)",
-                size: canonical_len,
-                limit: MAX_MANIFEST_BYTES,
-            });
-        }
+        check_canonical_size(canonical_len)?;
         // A manifest of another format is refused as such, whatever else it holds.
         if let Some(format) = value.get("format").filter(|f| !f.is_null()) {
             check_format(format)?;
@@ -173,7 +166,20 @@ impl Manifest {
             },
             other => other,
         })?;
-        Manifest::from_document(&doc, sha256)
+        Manifest::from_document(doc, sha256)
+    }
+
+    /// The manifest of a document already read into [`ManifestDocument`]
+    /// (the extension reads one straight from its jsonb), given the sha256
+    /// and length of its canonical JSON: the same manifest, or the same
+    /// error, as [`Manifest::from_value`] gives for a document that reads.
+    pub fn from_read_document(
+        doc: ManifestDocument,
+        sha256: String,
+        canonical_len: usize,
+    ) -> Result<Manifest, ManifestError> {
+        check_canonical_size(canonical_len)?;
+        Manifest::from_document(doc, sha256)
     }
 
     pub fn from_json_str(text: &str) -> Result<Manifest, ManifestError> {
@@ -194,7 +200,8 @@ impl Manifest {
 
     /// The rules a document's values must follow beyond their types; `sha256`
     /// is the manifest's hash (see [`Manifest::from_value`]).
-    fn from_document(doc: &ManifestDocument, sha256: String) -> Result<Manifest, ManifestError> {
+    /// Takes the document: the changes' SQL moves into the manifest, not copied.
+    fn from_document(mut doc: ManifestDocument, sha256: String) -> Result<Manifest, ManifestError> {
         if let Some(format) = &doc.format {
             check_format(format)?;
         }
@@ -229,7 +236,7 @@ impl Manifest {
                 (settings(&SettingsFields::of_defaults(d), "defaults")?, thresholds)
             }
         };
-        let changes = changes(&doc.changes)?;
+        let changes = changes(&mut doc.changes)?;
         let schemas = match &doc.schemas {
             None => None,
             Some(list) => Some(managed_schema_list(non_empty_list(list, "schemas")?)?),
@@ -245,6 +252,18 @@ impl Manifest {
             sha256,
         })
     }
+}
+
+fn check_canonical_size(canonical_len: usize) -> Result<(), ManifestError> {
+    if canonical_len > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge {
+            path: "$".into(),
+            what: "the manifest (bytes of canonical JSON)",
+            size: canonical_len,
+            limit: MAX_MANIFEST_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Only format 1 exists.
@@ -547,7 +566,7 @@ fn count(value: Option<&WholeNumber>, at: &str, field: &str, max: u64) -> Result
     }
 }
 
-fn changes(items: &[ChangeDocument]) -> Result<Vec<Change>, ManifestError> {
+fn changes(items: &mut [ChangeDocument]) -> Result<Vec<Change>, ManifestError> {
     if items.is_empty() {
         return Err(ManifestError::Empty { path: "changes".into() });
     }
@@ -559,6 +578,8 @@ fn changes(items: &[ChangeDocument]) -> Result<Vec<Change>, ManifestError> {
             limit: MAX_CHANGES,
         });
     }
+    // Moved out before the ids are borrowed for the index below.
+    let sqls: Vec<String> = items.iter_mut().map(|item| std::mem::take(&mut item.sql)).collect();
     let mut first_seen: HashMap<&str, usize> = HashMap::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         if let Some(first) = first_seen.insert(&item.id, i) {
@@ -571,25 +592,30 @@ fn changes(items: &[ChangeDocument]) -> Result<Vec<Change>, ManifestError> {
     }
     items
         .iter()
+        .zip(sqls)
         .enumerate()
-        .map(|(i, item)| change(i, item, &first_seen))
+        .map(|(i, (item, sql))| change(i, item, sql, &first_seen))
         .collect()
 }
 
-fn change(i: usize, doc: &ChangeDocument, index_of: &HashMap<&str, usize>) -> Result<Change, ManifestError> {
+fn change(
+    i: usize,
+    doc: &ChangeDocument,
+    sql: String,
+    index_of: &HashMap<&str, usize>,
+) -> Result<Change, ManifestError> {
     let here = format!("changes[{i}]");
     let id = if plain_name(&doc.id) {
         doc.id.clone()
     } else {
         name(&doc.id, &field_path(&here, "id"))?.to_string()
     };
-    let sql = doc.sql.as_str();
     if sql.trim().is_empty() {
         return Err(ManifestError::Empty {
             path: field_path(&here, "sql"),
         });
     }
-    let checksum = sql_checksum(sql);
+    let checksum = sql_checksum(&sql);
     if let Some(declared) = &doc.checksum {
         let path = field_path(&here, "checksum");
         let declared = parse_checksum(declared, &path)?;
@@ -633,7 +659,7 @@ fn change(i: usize, doc: &ChangeDocument, index_of: &HashMap<&str, usize>) -> Re
     };
     Ok(Change {
         id,
-        sql: sql.to_string(),
+        sql,
         checksum,
         kind,
         requires,
