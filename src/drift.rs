@@ -89,7 +89,7 @@ pub fn recorded_schemas(client: &mut SpiClient<'_>, project: &str) -> Result<Opt
 /// returns the sha256 over the fingerprints, in one statement: a new backend
 /// parses and plans each statement of a deployment once more.
 macro_rules! fingerprint_store {
-    ($set:literal) => {
+    ($set:literal, $sha256:literal) => {
         concat!(
             "WITH put AS (INSERT INTO deploy.fingerprints (project, kind, name, sha256)
                           SELECT $1, f.kind, f.name, f.sha256 FROM deploy.object_fingerprints($2) f
@@ -97,7 +97,9 @@ macro_rules! fingerprint_store {
                   scope AS (UPDATE deploy.projects SET schemas = $2",
             $set,
             " WHERE project = $1)
-             SELECT pg_catalog.concat('sha256:', pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+             SELECT pg_catalog.concat('sha256:', pg_catalog.encode(",
+            $sha256,
+            "(pg_catalog.convert_to(
                     coalesce(pg_catalog.string_agg(pg_catalog.concat_ws(' ', kind, name, sha256), E'\\n' ORDER BY kind, name), ''),
                     'UTF8')), 'hex'))
                FROM put"
@@ -119,9 +121,10 @@ pub fn fingerprint(
         &[project.into()],
     )?;
     let store = match schema {
-        Schema::V0_1 => fingerprint_store!(""),
+        Schema::V0_1 => fingerprint_store!("", "pg_catalog.sha256"),
         // Fingerprints by name from now on: they survive a dump and restore.
-        Schema::V0_2 => fingerprint_store!(", fingerprint_version = 2"),
+        // Hashed without OpenSSL (src/sha256.rs), which 0.1.0 does not have.
+        Schema::V0_2 => fingerprint_store!(", fingerprint_version = 2", "deploy.sha256"),
     };
     let whole = client
         .update(store, Some(1), &[project.into(), schemas.to_vec().into()])?

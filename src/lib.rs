@@ -44,6 +44,7 @@ mod record;
 mod revert;
 mod session;
 mod session_state;
+mod sha256;
 mod sqlstate;
 mod statements;
 mod subxact;

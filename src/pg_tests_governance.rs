@@ -197,3 +197,22 @@ fn change_sql_is_stored_once() {
     let problem = one::<String>("SELECT problem FROM deploy.verify_log('app')").unwrap_or_default();
     assert!(problem.contains("deploy.change_sql no longer holds"), "{problem}");
 }
+
+/// deploy.sha256 (src/sha256.rs) gives pg_catalog.sha256's bytes, so the
+/// history's hashes do not depend on which of the two took them.
+#[pg_test]
+fn deploy_sha256_is_pg_catalog_sha256() {
+    let big = "xy".repeat(200_000);
+    for input in ["", "abc", "é \u{1} 😀", big.as_str()] {
+        let same = Spi::get_one_with_args::<bool>(
+            "SELECT deploy.sha256(convert_to($1, 'UTF8')) = pg_catalog.sha256(convert_to($1, 'UTF8'))",
+            &[input.into()],
+        );
+        assert_eq!(same, Ok(Some(true)), "an input of {} bytes", input.len());
+    }
+    // A value stored compressed and out of line, and NULL (the function is STRICT).
+    Spi::run("CREATE TEMP TABLE stored AS SELECT convert_to(repeat('ab', 200000), 'UTF8') AS v").unwrap();
+    let stored = one::<bool>("SELECT deploy.sha256(v) = pg_catalog.sha256(v) FROM stored");
+    assert_eq!(stored, Some(true));
+    assert_eq!(one::<bool>("SELECT deploy.sha256(NULL) IS NULL"), Some(true));
+}

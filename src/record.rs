@@ -246,7 +246,7 @@ const STORE_MANIFEST: &str = "
     WITH doc AS (SELECT $2::pg_catalog.jsonb AS m
                   WHERE NOT EXISTS (SELECT FROM deploy.manifests WHERE sha256 = $1)),
          ch AS (SELECT e.ord, e.c,
-                       pg_catalog.concat('sha256:', pg_catalog.encode(pg_catalog.sha256(
+                       pg_catalog.concat('sha256:', pg_catalog.encode(deploy.sha256(
                            pg_catalog.convert_to(e.c ->> 'sql', 'UTF8')), 'hex')) AS s
                   FROM doc, pg_catalog.jsonb_array_elements(doc.m -> 'changes') WITH ORDINALITY AS e(c, ord)),
          put AS (INSERT INTO deploy.change_sql (sha256, sql)

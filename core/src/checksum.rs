@@ -5,6 +5,11 @@ use sha2::{Digest, Sha256};
 
 pub const PREFIX: &str = "sha256:";
 
+/// The 32 bytes of the sha256 of `bytes`.
+pub fn sha256_bytes(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     let mut out = String::with_capacity(64);
