@@ -58,9 +58,9 @@ ALTER TABLE deploy.deployments
 -- 0.2.0 library records also cover their stored manifest (2, set by it).
 ALTER TABLE deploy.deployments ADD COLUMN digest_version integer NOT NULL DEFAULT 1;
 
--- pg_catalog.sha256 without OpenSSL (C, src/sha256.rs): the first use of
--- OpenSSL in a backend costs a new session about half a millisecond, which a
--- rollout to many databases pays once per database. Same bytes.
+-- pg_catalog.sha256 without OpenSSL (C, src/sha256.rs): the first digest
+-- through OpenSSL in a backend costs a new session about half a millisecond,
+-- which a rollout to many databases pays once per database. Same bytes.
 CREATE FUNCTION deploy.sha256(bytea)
 RETURNS bytea
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE

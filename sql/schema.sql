@@ -325,9 +325,9 @@ SELECT s.project, s.change_id, s.kind, s.checksum, s.last_action, s.last_deploym
          ORDER BY l.project, l.change_id, l.deployment_id DESC) s
  WHERE s.last_action OPERATOR(pg_catalog.<>) 'reverted';
 
--- pg_catalog.sha256 without OpenSSL (C, src/sha256.rs): the first use of
--- OpenSSL in a backend costs a new session about half a millisecond, which a
--- rollout to many databases pays once per database. Same bytes.
+-- pg_catalog.sha256 without OpenSSL (C, src/sha256.rs): the first digest
+-- through OpenSSL in a backend costs a new session about half a millisecond,
+-- which a rollout to many databases pays once per database. Same bytes.
 CREATE FUNCTION deploy.sha256(bytea)
 RETURNS bytea
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
