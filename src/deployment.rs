@@ -92,32 +92,28 @@ fn read_arguments(
     manifest: Option<JsonbArg>,
     options: Option<JsonbArg>,
 ) -> Result<(pg_deploy_core::Manifest, Value), DeployError> {
-    let options_doc = |options: Option<JsonbArg>| -> Result<Value, DeployError> {
-        let doc = argument(options, "options").map_err(DeployError::Options)?;
-        crate::encoding::check_argument("options", &doc)?;
-        Ok(doc)
-    };
     // Straight from the jsonb when it reads (in a UTF-8 database, where the
     // encoding check has nothing to refuse); through a value to say what is wrong.
     let direct = manifest
         .as_ref()
         .filter(|_| crate::encoding::utf8_database())
         .and_then(|m| crate::jsonb_manifest::read(m.datum));
-    if let Some(read) = direct {
-        let options_doc = options_doc(options)?;
-        return Ok((read.map_err(DeployError::Manifest)?, options_doc));
-    }
-    let manifest_doc = argument(manifest, "$").map_err(DeployError::Manifest)?;
-    let options_doc = {
-        let doc = argument(options, "options").map_err(DeployError::Options)?;
-        crate::encoding::check_argument("manifest", &manifest_doc)?;
-        crate::encoding::check_argument("options", &doc)?;
-        doc
+    let manifest_doc = match direct {
+        Some(_) => None,
+        None => Some(argument(manifest, "$").map_err(DeployError::Manifest)?),
     };
-    // The document is read into the typed manifest and dropped: a big
-    // manifest is held once as text, briefly as a value, then as the manifest.
-    let manifest = pg_deploy_core::Manifest::from_value(&manifest_doc).map_err(DeployError::Manifest)?;
-    drop(manifest_doc);
+    let options_doc = argument(options, "options").map_err(DeployError::Options)?;
+    if let Some(doc) = &manifest_doc {
+        crate::encoding::check_argument("manifest", doc)?;
+    }
+    crate::encoding::check_argument("options", &options_doc)?;
+    let manifest = match (direct, manifest_doc) {
+        (Some(read), _) => read,
+        // The document is read into the typed manifest and dropped: a big
+        // manifest is held once as text, briefly as a value, then as the manifest.
+        (None, doc) => pg_deploy_core::Manifest::from_value(&doc.unwrap_or(Value::Null)),
+    }
+    .map_err(DeployError::Manifest)?;
     Ok((manifest, options_doc))
 }
 
