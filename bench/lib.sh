@@ -32,3 +32,17 @@ require_release_build() {
 steal_seconds() {
   awk -v tick="$(getconf CLK_TCK)" '/^cpu / {printf "%.2f\n", $9 / tick}' /proc/stat
 }
+
+# start_cluster DIR PORT [MAX_LOCKS]: a throwaway cluster in DIR on PORT,
+# exported to libpq clients (PGHOST, PGPORT, PGUSER) in this shell; with
+# MAX_LOCKS, max_locks_per_transaction set to it (thousands of changes in one
+# transaction need more than the default 64 a transaction) and the cluster
+# restarted for it.
+start_cluster() {
+  bash "$ROOT/scripts/cluster.sh" start "$1" "$2"
+  eval "$(bash "$ROOT/scripts/cluster.sh" env "$1")"
+  if [ -n "${3:-}" ]; then
+    psql -X -q -d postgres -c "ALTER SYSTEM SET max_locks_per_transaction = $3" >/dev/null
+    bash "$ROOT/scripts/cluster.sh" restart "$1"
+  fi
+}

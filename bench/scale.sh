@@ -21,10 +21,7 @@ ROUNDS=${ROUNDS:-1}
 TMP=$(mktemp -d "${BENCH_TMPDIR:-/dev/shm}/pg_deploy_scale.XXXXXX")
 chown postgres: "$TMP"
 trap 'bash "$ROOT/scripts/cluster.sh" stop "$TMP/c" || true; rm -rf "$TMP"' EXIT
-bash scripts/cluster.sh start "$TMP/c" "$PORT"
-eval "$(bash scripts/cluster.sh env "$TMP/c")"
-psql -X -q -d postgres -c "ALTER SYSTEM SET max_locks_per_transaction = 512" >/dev/null
-bash scripts/cluster.sh restart "$TMP/c"
+start_cluster "$TMP/c" "$PORT" 512
 sum_timing() { awk '/^Time: / {s += $2} END {printf "%.0f", s}'; }
 
 : >"$TMP/rows"
