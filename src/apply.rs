@@ -2,7 +2,7 @@
 
 use crate::analyze::{analyse_pending, ChangeAnalysis};
 use crate::catalog::{schemas_of, SchemaCache, SpiCatalog};
-use crate::deployment::{open_project, with_manifest, Call, Finished, Opened};
+use crate::deployment::{open_project, with_manifest, Call, Checksums, Finished, Opened};
 use crate::drift;
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeFailure, ChangeWork};
@@ -18,7 +18,6 @@ use crate::session::session_facts;
 use crate::session_state;
 use crate::sqlstate::Coded;
 use pg_deploy_core::hazards::Catalog;
-use pg_deploy_core::plan::AppliedChange;
 use pg_deploy_core::plan::{check_requirements, plan, postgres_version, ServerFacts};
 use pg_deploy_core::report::{round_ms, ApplyOutcome, ApplyReport, ChangeRun};
 use pg_deploy_core::{Action, ApplyOptions, Change, DriftPolicy, History, Manifest, Plan};
@@ -26,14 +25,20 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 use pgrx::PgSqlErrorCode;
-use std::collections::HashMap;
 use std::time::Instant;
 
 /// Applies every pending change of `manifest` in the caller's transaction and
 /// returns a report. See docs/manifest.md and docs/errors.md.
 #[pg_extern(volatile, parallel_unsafe)]
 fn apply(manifest: Option<JsonbArg>, options: default!(Option<JsonbArg>, "'{}'")) -> JsonB {
-    with_manifest("deploy.apply", manifest, options, ApplyOptions::from_value, deploy)
+    with_manifest(
+        "deploy.apply",
+        manifest,
+        options,
+        Checksums::Deferred,
+        ApplyOptions::from_value,
+        deploy,
+    )
 }
 
 /// What both apply and plan need before deciding anything.
@@ -57,28 +62,11 @@ fn applied_by_last_deployment(manifest: &Manifest, opened: &Opened, latest_phase
         && latest_phase.is_none_or(|l| l.state.unfinished())
 }
 
-/// Each change of the manifest as applied, with its own checksum and kind.
-fn manifest_as_applied(manifest: &Manifest) -> HashMap<String, AppliedChange> {
-    manifest
-        .changes
-        .iter()
-        .map(|c| {
-            (
-                c.id.clone(),
-                AppliedChange {
-                    checksum: c.checksum.clone(),
-                    kind: c.kind,
-                },
-            )
-        })
-        .collect()
-}
-
 /// Checks requirements, switches to the internal search_path, optionally
 /// locks and claims the project, reads the history, plans and analyses.
 pub fn prepare(
     client: &mut SpiClient<'_>,
-    manifest: &Manifest,
+    manifest: &mut Manifest,
     options: &ApplyOptions,
     lock: bool,
 ) -> Result<Prepared, DeployError> {
@@ -90,7 +78,9 @@ pub fn prepare(
     };
     check_requirements(manifest, &facts)?;
 
-    let project = manifest.project.as_str();
+    // Owned: the manifest's checksums are computed below.
+    let project_name = manifest.project.clone();
+    let project = project_name.as_str();
     let opened = open_project(
         client,
         session,
@@ -122,15 +112,21 @@ pub fn prepare(
         Schema::V0_2 if opened.deployed_before() => owner.run(|| queue::latest(client, project))?,
         _ => None,
     };
+    let manifest_applied =
+        opened.deployed_before() && applied_by_last_deployment(manifest, &opened, latest_phase.as_ref());
+    // Checked when that deployment read the manifest; any other manifest is checked now.
+    if !manifest_applied {
+        manifest.compute_checksums().map_err(DeployError::Manifest)?;
+    }
+    let manifest = &*manifest;
     let mut history = History {
         deployed_version,
-        applied: if !opened.deployed_before() {
+        applied: if !opened.deployed_before() || manifest_applied {
             Default::default()
-        } else if applied_by_last_deployment(manifest, &opened, latest_phase.as_ref()) {
-            manifest_as_applied(manifest)
         } else {
             owner.run(|| history::applied_changes(client, project))?
         },
+        manifest_applied,
     };
     // Changes an unfinished phase will still run count as applied: they are on their way.
     if let Some(latest) = latest_phase.as_ref().filter(|l| l.state.unfinished()) {
@@ -225,13 +221,11 @@ fn check_phase_finished(
     }))
 }
 
-fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyReport, DeployError> {
+fn deploy(client: &mut SpiClient<'_>, mut call: Call<ApplyOptions>) -> Result<ApplyReport, DeployError> {
     let started = Instant::now();
-    let manifest = &call.manifest;
-    let project = manifest.project.as_str();
-    let _lineage = crate::lineage::deploying(project);
+    let _lineage = crate::lineage::deploying(&call.manifest.project);
     if call.options.wait_for_phase {
-        wait_for_phase(client, project, &call.options.wait_timeout)?;
+        wait_for_phase(client, &call.manifest.project, &call.options.wait_timeout)?;
     }
     let Prepared {
         opened,
@@ -239,7 +233,9 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
         analyses,
         phased,
         latest_phase,
-    } = prepare(client, manifest, &call.options, true)?;
+    } = prepare(client, &mut call.manifest, &call.options, true)?;
+    let manifest = &call.manifest;
+    let project = manifest.project.as_str();
     check_phase_finished(client, project, latest_phase.as_ref(), &mut plan)?;
     if let Some(failed) = latest_phase.as_ref().filter(|l| l.state == queue::PhaseState::Failed) {
         // What the failed phase left undone is planned again from the history.
@@ -309,16 +305,17 @@ fn deploy(client: &mut SpiClient<'_>, call: Call<ApplyOptions>) -> Result<ApplyR
                     None => no_group_before = end,
                 }
             }
-            let mut record = ChangeRecord::of(ordinal, change, action.as_str());
             if phased.step_of[ordinal].is_some_and(|step| step > 0) {
                 // Queued: runs after the deployment commits.
                 continue;
             }
+            if *action == Action::Skip {
+                skipped.push(change.id.clone());
+                continue;
+            }
+            let mut record = ChangeRecord::of(ordinal, change, action.as_str());
             match (action, analysis) {
-                (Action::Skip, _) => {
-                    skipped.push(change.id.clone());
-                    continue;
-                }
+                (Action::Skip, _) => continue,
                 (Action::Accept, _) => accepted.push(change.id.clone()),
                 (Action::Apply | Action::Rerun, Some(analysis)) => {
                     let statements = &statements_of[ordinal];

@@ -1,7 +1,7 @@
 //! `deploy.baseline(manifest, options)`: record changes as applied without
 //! running them, to adopt a database another tool (or a person) already built.
 
-use crate::deployment::{open_project, with_manifest, Call, Finished};
+use crate::deployment::{open_project, with_manifest, Call, Checksums, Finished};
 use crate::error::DeployError;
 use crate::history;
 use crate::jsonb_arg::JsonbArg;
@@ -21,7 +21,14 @@ use std::time::Instant;
 #[pg_extern(volatile, parallel_unsafe)]
 fn baseline(manifest: Option<JsonbArg>, options: default!(Option<JsonbArg>, "'{}'")) -> JsonB {
     // Which changes the options choose depends on the manifest: parsed below.
-    with_manifest("deploy.baseline", manifest, options, |v| Ok(v.clone()), record_baseline)
+    with_manifest(
+        "deploy.baseline",
+        manifest,
+        options,
+        Checksums::Now,
+        |v| Ok(v.clone()),
+        record_baseline,
+    )
 }
 
 fn record_baseline(client: &mut SpiClient<'_>, call: Call<Value>) -> Result<BaselineReport, DeployError> {

@@ -62,18 +62,32 @@ pub struct Call<O> {
     pub options_doc: Value,
 }
 
+/// When a call's changes get their checksums.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Checksums {
+    /// Before `work` runs.
+    Now,
+    /// When `work` asks (`apply::prepare` does, unless the project's last
+    /// deployment applied this very manifest).
+    Deferred,
+}
+
 /// The body of `deploy.apply`, `deploy.plan` and `deploy.baseline`: parses the
 /// manifest and the options, then runs `work` with SPI and returns its report.
 pub fn with_manifest<O, R: serde::Serialize>(
     function: &'static str,
     manifest: Option<JsonbArg>,
     options: Option<JsonbArg>,
+    checksums: Checksums,
     parse_options: fn(&Value) -> Result<O, ManifestError>,
     work: impl FnOnce(&mut SpiClient<'_>, Call<O>) -> Result<R, DeployError>,
 ) -> JsonB {
     guarded(function, || {
         let manifest_jsonb = manifest.as_ref().map(|m| m.datum);
-        let (manifest, options_doc) = read_arguments(manifest, options)?;
+        let (mut manifest, options_doc) = read_arguments(manifest, options)?;
+        if checksums == Checksums::Now {
+            manifest.compute_checksums().map_err(DeployError::Manifest)?;
+        }
         let call = Call {
             manifest,
             options: parse_options(&options_doc).map_err(DeployError::Options)?,

@@ -32,7 +32,11 @@ pub fn read(datum: StoredJsonb) -> Option<Result<Manifest, ManifestError>> {
     write_canonical(&tree, &mut hasher);
     let (sha256, canonical_len) = hasher.finish();
     let doc = ManifestDocument::deserialize(&tree).ok()?;
-    Some(Manifest::from_read_document(doc, sha256, canonical_len))
+    Some(Manifest::from_read_document_deferring_checksums(
+        doc,
+        sha256,
+        canonical_len,
+    ))
 }
 
 /// A JSON value whose strings point into the jsonb. Objects keep their

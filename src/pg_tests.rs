@@ -110,6 +110,22 @@ mod tests {
         assert_eq!(one::<i64>("SELECT deployments FROM deploy.status('shop')"), Some(1));
     }
 
+    /// A deployment `through` a change leaves the later ones to the next
+    /// apply of the same manifest, which is then no no-op.
+    #[pg_test]
+    fn reapply_after_through_runs_the_rest() {
+        let first = apply_with(&v1(), &json!({"through": "0001-schema"}));
+        assert_eq!(ids(&first, "applied"), vec!["0001-schema"]);
+        let rest = apply(&v1());
+        assert_eq!(rest["outcome"], "applied");
+        assert_eq!(ids(&rest, "applied"), vec!["0002-customers", "view"]);
+        assert_eq!(one::<bool>("SELECT to_regclass('shop.names') IS NOT NULL"), Some(true));
+        assert_eq!(apply(&v1())["outcome"], "no-op");
+        // Through the last change is all of it, read from the history.
+        let all = apply_with(&v1(), &json!({"through": "view"}));
+        assert_eq!(all["outcome"], "no-op");
+    }
+
     #[pg_test]
     fn new_changes_and_changed_repeatables_run_in_manifest_order() {
         apply(&v1());

@@ -53,8 +53,9 @@ fn a_jsonb_argument_reads_as_its_printed_text() {
 }
 
 
-/// A manifest read straight from its jsonb (jsonb_manifest.rs) is the one
-/// read through a serde value, hash included, or the same error; a document
+/// A manifest read straight from its jsonb (jsonb_manifest.rs), its
+/// checksums computed, is the one read through a serde value, hash included,
+/// or the same error; a document
 /// that does not read that way is left to the value path (None), which says
 /// what is wrong.
 #[pg_test]
@@ -86,6 +87,9 @@ fn a_manifest_reads_the_same_straight_from_its_jsonb() {
         (r#"{"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "x"}, {"id": "a", "sql": "y"}]}"#.to_string(), "error"),
         (r#"{"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "x", "checksum": "sha256:00"}]}"#.to_string(), "error"),
         (r#"{"project": "p", "version": "1.0.0", "changes": []}"#.to_string(), "error"),
+        // A declared checksum is checked when the checksums are computed (deferred).
+        (r#"{"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "x", "checksum": "sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"}]}"#.to_string(), "manifest"),
+        (r#"{"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "x", "checksum": "sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4880"}]}"#.to_string(), "error"),
         // Shape errors, too deep, not an object: the value path says what and where.
         (format!(r#"{{"projet": "p", "version": "1.0.0", "changes": [{change}]}}"#), "value path"),
         (format!(r#"{{"project": 1, "version": "1.0.0", "changes": [{change}]}}"#), "value path"),
@@ -99,7 +103,12 @@ fn a_manifest_reads_the_same_straight_from_its_jsonb() {
     ];
     for (doc, expected) in cases {
         let datum = jsonb_datum(&doc);
-        let read = crate::jsonb_manifest::read(crate::jsonb_arg::StoredJsonb(datum));
+        let read = crate::jsonb_manifest::read(crate::jsonb_arg::StoredJsonb(datum)).map(|read| {
+            let mut manifest = read?;
+            assert!(manifest.checksums_deferred(), "{doc}");
+            manifest.compute_checksums()?;
+            Ok::<_, pg_deploy_core::ManifestError>(manifest)
+        });
         let outcome = match &read {
             Some(Ok(_)) => "manifest",
             Some(Err(_)) => "error",

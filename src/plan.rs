@@ -4,7 +4,7 @@
 
 use crate::analyze::{step_locking, ChangeAnalysis};
 use crate::apply::{prepare, Prepared};
-use crate::deployment::{with_manifest, Call};
+use crate::deployment::{with_manifest, Call, Checksums};
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
 use crate::jsonb_arg::JsonbArg;
@@ -31,20 +31,27 @@ use std::time::Instant;
 /// subtransaction that it rolls back.
 #[pg_extern(volatile, parallel_unsafe)]
 fn plan(manifest: Option<JsonbArg>, options: default!(Option<JsonbArg>, "'{}'")) -> JsonB {
-    with_manifest("deploy.plan", manifest, options, PlanOptions::from_value, report)
+    with_manifest(
+        "deploy.plan",
+        manifest,
+        options,
+        Checksums::Deferred,
+        PlanOptions::from_value,
+        report,
+    )
 }
 
-fn report(client: &mut SpiClient<'_>, call: Call<PlanOptions>) -> Result<PlanReport, DeployError> {
+fn report(client: &mut SpiClient<'_>, mut call: Call<PlanOptions>) -> Result<PlanReport, DeployError> {
     let started = Instant::now();
-    let (manifest, options) = (&call.manifest, &call.options);
-    let project = manifest.project.as_str();
     let Prepared {
         opened,
         plan,
         analyses,
         phased,
         ..
-    } = prepare(client, manifest, &options.apply, false)?;
+    } = prepare(client, &mut call.manifest, &call.options.apply, false)?;
+    let (manifest, options) = (&call.manifest, &call.options);
+    let project = manifest.project.as_str();
     let mut refused = false;
     let mut changes = Vec::with_capacity(manifest.changes.len());
     for ((change, action), analysis) in manifest.changes.iter().zip(&plan.actions).zip(&analyses) {

@@ -113,8 +113,9 @@ pub struct Claimed {
     /// predates the claim's wait, and would miss the deployment waited for.
     pub deployed: bool,
     /// The manifest of the project's last deployment when that one applied
-    /// (outcome 'applied'); None when it did something else, or when the
-    /// claim's snapshot, taken before it waited, does not show it yet.
+    /// all of it (outcome 'applied', without `through`, which leaves later
+    /// changes for another apply); None when it did something else, or when
+    /// the claim's snapshot, taken before it waited, does not show it yet.
     pub last_applied_manifest: Option<String>,
 }
 
@@ -125,7 +126,8 @@ macro_rules! claim_returning {
             "
              RETURNING p.version, p.schemas, p.last_deployment_id IS NOT NULL,
                        (SELECT d.manifest_sha256 FROM deploy.deployments d
-                         WHERE d.id = p.last_deployment_id AND d.outcome = 'applied')",
+                         WHERE d.id = p.last_deployment_id AND d.outcome = 'applied'
+                           AND d.options ->> 'through' IS NULL)",
             $more
         )
     };

@@ -18,7 +18,7 @@ use pg_deploy_core::hazards::Thresholds;
 use pg_deploy_core::phases::{Step, StepKind};
 use pg_deploy_core::report::{round_ms, RevertReport, RevertedChange};
 use pg_deploy_core::revert::{plan_revert, LoggedEvent, RevertStep};
-use pg_deploy_core::{Change, ChangeKind, Manifest, ManifestError, PlanError, RevertOptions, Settings};
+use pg_deploy_core::{Change, ChangeKind, Manifest, ManifestError, PlanError, RevertOptions};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::JsonB;
@@ -170,7 +170,7 @@ fn step_work(
     };
     let mut settings = match &manifest {
         Some(m) => RunSettings::resolve(&change, m, session),
-        None => RunSettings::resolve(&change, &empty_manifest(), session),
+        None => RunSettings::resolve(&change, &Manifest::empty(), session),
     };
     settings.allow = options.allow.clone();
     let thresholds = manifest.map(|m| m.thresholds).unwrap_or_default();
@@ -338,24 +338,4 @@ fn run_revert(
         reverted,
         duration_ms: round_ms(started.elapsed().as_secs_f64() * 1000.0),
     })
-}
-
-/// A manifest with nothing in it, for settings of changes whose manifest is gone.
-fn empty_manifest() -> Manifest {
-    {
-        Manifest {
-            project: String::new(),
-            version: Version::new(0, 0, 0),
-            requires: pg_deploy_core::manifest::Requirements {
-                postgres: None,
-                extensions: Vec::new(),
-                pg_deploy: None,
-            },
-            defaults: Settings::default(),
-            thresholds: Thresholds::default(),
-            schemas: None,
-            changes: Vec::new(),
-            sha256: String::new(),
-        }
-    }
 }

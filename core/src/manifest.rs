@@ -140,7 +140,14 @@ pub struct Manifest {
     pub changes: Vec<Change>,
     /// `sha256:<hex>` of the canonical JSON of the whole manifest.
     pub sha256: String,
+    /// Whether the changes' checksums are still to compute (see
+    /// [`Manifest::from_read_document_deferring_checksums`]).
+    deferred: Option<DeferredChecksums>,
 }
+
+/// The checksums each change declared, as parsed, to check once computed.
+#[derive(Debug, Clone, PartialEq)]
+struct DeferredChecksums(Vec<Option<String>>);
 
 impl Manifest {
     /// Validates a manifest document completely; the first error found wins.
@@ -166,20 +173,67 @@ impl Manifest {
             },
             other => other,
         })?;
-        Manifest::from_document(doc, sha256)
+        Manifest::from_document(doc, sha256, Checksums::Now)
     }
 
     /// The manifest of a document already read into [`ManifestDocument`]
     /// (the extension reads one straight from its jsonb), given the sha256
-    /// and length of its canonical JSON: the same manifest, or the same
-    /// error, as [`Manifest::from_value`] gives for a document that reads.
-    pub fn from_read_document(
+    /// and length of its canonical JSON: once its checksums are computed,
+    /// the same manifest, or the same error, as [`Manifest::from_value`]
+    /// gives for a document that reads.
+    ///
+    /// The changes' checksums are
+    /// left empty until [`Manifest::compute_checksums`]: a manifest whose
+    /// sha256 is that of the manifest the project's last deployment applied
+    /// was checked then, and a no-op re-apply of it needs none of them (they
+    /// were a tenth of a 10,000-change no-op). A declared checksum that does
+    /// not match its SQL is then reported when they are computed, after
+    /// every other error in the document.
+    pub fn from_read_document_deferring_checksums(
         doc: ManifestDocument,
         sha256: String,
         canonical_len: usize,
     ) -> Result<Manifest, ManifestError> {
         check_canonical_size(canonical_len)?;
-        Manifest::from_document(doc, sha256)
+        Manifest::from_document(doc, sha256, Checksums::Deferred)
+    }
+
+    /// A manifest with nothing in it (the settings of a change whose manifest is gone).
+    pub fn empty() -> Manifest {
+        Manifest {
+            project: String::new(),
+            version: Version::new(0, 0, 0),
+            requires: Requirements {
+                postgres: None,
+                extensions: Vec::new(),
+                pg_deploy: None,
+            },
+            defaults: Settings::default(),
+            thresholds: Thresholds::default(),
+            schemas: None,
+            changes: Vec::new(),
+            sha256: String::new(),
+            deferred: None,
+        }
+    }
+
+    /// Whether the changes' checksums are still to compute.
+    pub fn checksums_deferred(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// Computes the changes' checksums left for later, each checked against
+    /// the checksum it declared; nothing to do when they are computed.
+    pub fn compute_checksums(&mut self) -> Result<(), ManifestError> {
+        let Some(DeferredChecksums(declared)) = self.deferred.take() else {
+            return Ok(());
+        };
+        for (i, (change, declared)) in self.changes.iter_mut().zip(declared).enumerate() {
+            change.checksum = checked_checksum(&change.sql, declared, || {
+                field_path(&format!("changes[{i}]"), "checksum")
+            })?;
+        }
+        Ok(())
     }
 
     pub fn from_json_str(text: &str) -> Result<Manifest, ManifestError> {
@@ -201,7 +255,7 @@ impl Manifest {
     /// The rules a document's values must follow beyond their types; `sha256`
     /// is the manifest's hash (see [`Manifest::from_value`]).
     /// Takes the document: the changes' SQL moves into the manifest, not copied.
-    fn from_document(mut doc: ManifestDocument, sha256: String) -> Result<Manifest, ManifestError> {
+    fn from_document(mut doc: ManifestDocument, sha256: String, when: Checksums) -> Result<Manifest, ManifestError> {
         if let Some(format) = &doc.format {
             check_format(format)?;
         }
@@ -236,7 +290,7 @@ impl Manifest {
                 (settings(&SettingsFields::of_defaults(d), "defaults")?, thresholds)
             }
         };
-        let changes = changes(&mut doc.changes)?;
+        let (changes, declared) = changes(&mut doc.changes, when)?;
         let schemas = match &doc.schemas {
             None => None,
             Some(list) => Some(managed_schema_list(non_empty_list(list, "schemas")?)?),
@@ -250,8 +304,39 @@ impl Manifest {
             schemas,
             changes,
             sha256,
+            deferred: match when {
+                Checksums::Now => None,
+                Checksums::Deferred => Some(DeferredChecksums(declared)),
+            },
         })
     }
+}
+
+/// When a change's checksum is computed: as it is read, or when asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checksums {
+    Now,
+    Deferred,
+}
+
+/// The checksum of `sql`, which must match the one it declared (over the
+/// SQL as sent, or as pg_deploy reads its line endings).
+fn checked_checksum(
+    sql: &str,
+    declared: Option<String>,
+    path: impl FnOnce() -> String,
+) -> Result<String, ManifestError> {
+    let checksum = sql_checksum(sql);
+    if let Some(declared) = declared {
+        if declared != checksum && declared != sha256_checksum(sql.as_bytes()) {
+            return Err(ManifestError::ChecksumMismatch {
+                path: path(),
+                declared,
+                actual: checksum,
+            });
+        }
+    }
+    Ok(checksum)
 }
 
 fn check_canonical_size(canonical_len: usize) -> Result<(), ManifestError> {
@@ -566,7 +651,8 @@ fn count(value: Option<&WholeNumber>, at: &str, field: &str, max: u64) -> Result
     }
 }
 
-fn changes(items: &mut [ChangeDocument]) -> Result<Vec<Change>, ManifestError> {
+/// The changes, and with deferred checksums the checksum each declared.
+fn changes(items: &mut [ChangeDocument], when: Checksums) -> Result<(Vec<Change>, Vec<Option<String>>), ManifestError> {
     if items.is_empty() {
         return Err(ManifestError::Empty { path: "changes".into() });
     }
@@ -590,12 +676,20 @@ fn changes(items: &mut [ChangeDocument]) -> Result<Vec<Change>, ManifestError> {
             });
         }
     }
-    items
+    let mut declared = Vec::new();
+    let changes = items
         .iter()
         .zip(sqls)
         .enumerate()
-        .map(|(i, (item, sql))| change(i, item, sql, &first_seen))
-        .collect()
+        .map(|(i, (item, sql))| {
+            let (change, checksum) = change(i, item, sql, &first_seen, when)?;
+            if when == Checksums::Deferred {
+                declared.push(checksum);
+            }
+            Ok(change)
+        })
+        .collect::<Result<_, ManifestError>>()?;
+    Ok((changes, declared))
 }
 
 fn change(
@@ -603,7 +697,8 @@ fn change(
     doc: &ChangeDocument,
     sql: String,
     index_of: &HashMap<&str, usize>,
-) -> Result<Change, ManifestError> {
+    when: Checksums,
+) -> Result<(Change, Option<String>), ManifestError> {
     let here = format!("changes[{i}]");
     let id = if plain_name(&doc.id) {
         doc.id.clone()
@@ -615,19 +710,18 @@ fn change(
             path: field_path(&here, "sql"),
         });
     }
-    let checksum = sql_checksum(&sql);
-    if let Some(declared) = &doc.checksum {
-        let path = field_path(&here, "checksum");
-        let declared = parse_checksum(declared, &path)?;
-        // Over the SQL as sent, or as pg_deploy reads its line endings.
-        if declared != checksum && declared != sha256_checksum(sql.as_bytes()) {
-            return Err(ManifestError::ChecksumMismatch {
-                path,
-                declared,
-                actual: checksum,
-            });
-        }
-    }
+    let declared = match &doc.checksum {
+        None => None,
+        Some(declared) => Some(parse_checksum(declared, &field_path(&here, "checksum"))?),
+    };
+    // Deferred: left empty, and the declared one kept to check it against.
+    let (checksum, declared) = match when {
+        Checksums::Now => (
+            checked_checksum(&sql, declared, || field_path(&here, "checksum"))?,
+            None,
+        ),
+        Checksums::Deferred => (String::new(), declared),
+    };
     let mut requires = Vec::new();
     if let Some(list) = &doc.requires {
         let requires_path = field_path(&here, "requires");
@@ -657,7 +751,7 @@ fn change(
     } else {
         ChangeKind::Versioned
     };
-    Ok(Change {
+    let change = Change {
         id,
         sql,
         checksum,
@@ -667,7 +761,8 @@ fn change(
         verify: optional_sql(doc.verify.as_ref(), &here, "verify")?,
         revert: optional_sql(doc.revert.as_ref(), &here, "revert")?,
         phase: phase_marks(doc, &here)?,
-    })
+    };
+    Ok((change, declared))
 }
 
 /// `online`, `commit_before`, `repeat_until_no_rows` and `repeat_pause`, which only make sense together as documented.

@@ -18,6 +18,11 @@ pub struct AppliedChange {
 pub struct History {
     pub deployed_version: Option<Version>,
     pub applied: HashMap<String, AppliedChange>,
+    /// The project's last deployment applied this very manifest (same
+    /// sha256): every change is applied as it stands, and `applied` is not
+    /// read (a no-op re-apply of 10,000 changes need not build and look up
+    /// a map of them).
+    pub manifest_applied: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +99,10 @@ pub fn plan(manifest: &Manifest, history: &History, options: &ApplyOptions) -> R
     let mut modified = Vec::new();
     let mut actions = Vec::with_capacity(manifest.changes.len());
     for change in &manifest.changes {
+        if history.manifest_applied {
+            actions.push(Action::Skip);
+            continue;
+        }
         let action = match history.applied.get(&change.id) {
             None => Action::Apply,
             Some(applied) if applied.kind != change.kind => {
@@ -160,13 +169,17 @@ pub fn plan(manifest: &Manifest, history: &History, options: &ApplyOptions) -> R
             ));
         }
     }
-    let in_manifest: HashSet<&str> = manifest.changes.iter().map(|c| c.id.as_str()).collect();
-    let mut missing: Vec<&str> = history
-        .applied
-        .keys()
-        .map(String::as_str)
-        .filter(|id| !in_manifest.contains(id))
-        .collect();
+    let mut missing: Vec<&str> = Vec::new();
+    if !history.manifest_applied && !history.applied.is_empty() {
+        let in_manifest: HashSet<&str> = manifest.changes.iter().map(|c| c.id.as_str()).collect();
+        missing.extend(
+            history
+                .applied
+                .keys()
+                .map(String::as_str)
+                .filter(|id| !in_manifest.contains(id)),
+        );
+    }
     if !missing.is_empty() {
         missing.sort_unstable();
         warnings.push(format!(

@@ -231,3 +231,29 @@ fn through_leaves_later_changes_for_a_later_apply() {
     let e = plan(&m, &History::default(), &opts).unwrap_err();
     assert_eq!(e.sqlstate().code(), "22023");
 }
+
+#[test]
+fn a_manifest_its_last_deployment_applied_skips_everything_without_the_history() {
+    let m = m();
+    let history = History {
+        deployed_version: Some(Version::parse("1.0.0").unwrap()),
+        manifest_applied: true,
+        ..Default::default()
+    };
+    let opts = ApplyOptions {
+        accept_changed: vec!["0001".into()],
+        ..Default::default()
+    };
+    let p = plan(&m, &history, &opts).unwrap();
+    assert_eq!(p.actions, vec![Action::Skip; 3]);
+    assert!(p.is_noop());
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(p.warnings[0].contains("nothing to accept"), "{:?}", p.warnings);
+    // A downgrade is still refused.
+    let older = History {
+        deployed_version: Some(Version::parse("2.0.0").unwrap()),
+        manifest_applied: true,
+        ..Default::default()
+    };
+    assert!(plan(&m, &older, &ApplyOptions::default()).is_err());
+}

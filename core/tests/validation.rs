@@ -616,3 +616,43 @@ fn phase_marks_only_make_sense_together() {
         assert_eq!(e.sqlstate().code(), "22023", "{change}");
     }
 }
+
+/// The manifest `value` read with its checksums deferred, as the extension reads one.
+fn deferred(value: &Value) -> Result<Manifest, pg_deploy_core::ManifestError> {
+    let (sha256, len) = pg_deploy_core::json::canonical_sha256(value);
+    let doc = pg_deploy_core::document::read(value, "$")?;
+    Manifest::from_read_document_deferring_checksums(doc, sha256, len)
+}
+
+#[test]
+fn deferred_checksums_are_computed_when_asked_and_checked_then() {
+    let crlf = "CREATE TABLE c (id int);\r\n";
+    let mut doc = base();
+    doc["changes"][0]["checksum"] = json!(pg_deploy_core::checksum::sql_checksum("CREATE TABLE a (id int);"));
+    // The exact bytes of CRLF SQL are a checksum it may declare; it reads as LF.
+    doc["changes"][2] = json!({"id": "c", "sql": crlf,
+        "checksum": pg_deploy_core::checksum::sha256_checksum(crlf.as_bytes()).to_uppercase().replace("SHA256:", "sha256:")});
+    let now = Manifest::from_value(&doc).unwrap();
+    let mut later = deferred(&doc).unwrap();
+    assert!(later.checksums_deferred() && !now.checksums_deferred());
+    assert!(later.changes.iter().all(|c| c.checksum.is_empty()));
+    later.compute_checksums().unwrap();
+    assert!(!later.checksums_deferred());
+    assert_eq!(later, now);
+    // Computing twice changes nothing.
+    later.compute_checksums().unwrap();
+    assert_eq!(later, now);
+
+    // A declared checksum that does not match: the same error, when computed.
+    doc["changes"][1]["checksum"] = json!(SQL_1_SHA);
+    let error = Manifest::from_value(&doc).unwrap_err().to_string();
+    let mut later = deferred(&doc).unwrap();
+    assert_eq!(later.compute_checksums().unwrap_err().to_string(), error);
+    assert!(error.contains("changes[1].checksum"), "{error}");
+    // A malformed one is refused as it is read, either way.
+    doc["changes"][1]["checksum"] = json!("sha256:00");
+    assert_eq!(
+        deferred(&doc).unwrap_err().to_string(),
+        Manifest::from_value(&doc).unwrap_err().to_string()
+    );
+}
