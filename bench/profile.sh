@@ -35,7 +35,8 @@ cat <&"${PSQLS[0]}"
 sleep 0.5
 kill -INT "$perf_pid" 2>/dev/null || cat "$TMP/perf.log" >&2; wait "$perf_pid" || true
 perf report -i "$TMP/perf.data" --no-children --sort symbol --stdio -G 2>/dev/null >"$TMP/callers.txt" || true
+# awk reads to the end: `head` would stop early and fail the pipe (SIGPIPE under pipefail).
 echo "== self"
-perf report -i "$TMP/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E "^ +[0-9]" | head -25
+perf report -i "$TMP/perf.data" --no-children --sort symbol --stdio 2>/dev/null | awk '/^ +[0-9.]+%/ && ++n <= 25'
 echo "== with children"
-perf report -i "$TMP/perf.data" --children --sort symbol --stdio 2>/dev/null | grep -E "^ +[0-9]" | head -45
+perf report -i "$TMP/perf.data" --children --sort symbol --stdio 2>/dev/null | awk '/^ +[0-9.]+%/ && ++n <= 45'
