@@ -11,7 +11,11 @@
 #   bind     as a bind parameter, the way pg-deploy sends it. This needs
 #            psql 16 or later for \bind: PSQL_BIND, by default the
 #            PostgreSQL 18 psql that scripts/test-pg.sh unpacks. Skipped
-#            when there is none.
+#            when there is none;
+#   checksums  a bind parameter of the manifest as pg-deploy builds one
+#            from a folder, with a checksum in every change (about 0.7 MB
+#            more at 10,000 changes), re-applied in a database of its own
+#            where it was applied once. Skipped with bind.
 # The ways alternate session by session. Assumes the extension is installed
 # (scripts/setup.sh). Writes bench/noop-results.md.
 set -euo pipefail
@@ -31,16 +35,17 @@ trap 'bash "$ROOT/scripts/cluster.sh" stop "$TMP/c" || true; rm -rf "$TMP"' EXIT
 # 10,000 such changes need more locks than the default 64 per transaction hold.
 start_cluster "$TMP/c" "$PORT" 512
 
-# session WAY DB: "cpu_ms timing_ms" of one no-op apply in a new session.
+# session WAY: "cpu_ms timing_ms" of one no-op apply in a new session, of
+# the way's manifest ($TMP/WAY.json) into the way's database ($db_of_WAY).
 session() {
-  local client=psql call="SELECT 1 FROM (SELECT deploy.apply(:'m'::jsonb)) x \\g /dev/null"
-  if [ "$1" = bind ]; then
+  local client=psql call="SELECT 1 FROM (SELECT deploy.apply(:'m'::jsonb)) x \\g /dev/null" db=db_of_$1
+  if [ "$1" != literal ]; then
     client=$PSQL_BIND
     call="SELECT 1 FROM (SELECT deploy.apply(\$1::jsonb)) x \\bind :m \\g /dev/null"
   fi
-  "$client" -X -q -At -v ON_ERROR_STOP=1 -d "$2" <<SQL
+  "$client" -X -q -At -v ON_ERROR_STOP=1 -d "${!db}" <<SQL
 SET client_min_messages = warning;
-\\set m \`cat $TMP/m.json\`
+\\set m \`cat $TMP/$1.json\`
 SELECT pg_backend_pid() AS p \\gset
 \\setenv P :p
 \\! awk '{print \$1}' /proc/\$P/schedstat > $TMP/cpu0
@@ -51,28 +56,45 @@ $call
 SQL
 }
 
-ways="literal${PSQL_BIND:+ bind}"
+ways="literal${PSQL_BIND:+ bind checksums}"
+
+# first_apply DB FILE: a fresh database with the extension and FILE applied once.
+first_apply() {
+  createdb "$1"
+  psql -X -q -d "$1" -c "CREATE EXTENSION pg_deploy"
+  local first
+  first=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$1" -c "SET client_min_messages = warning" \
+    -c "SELECT deploy.apply(pg_read_file('$2')::jsonb)->>'outcome'")
+  [ "$first" = applied ] || { echo "the first apply of $2 into $1: $first" >&2; exit 1; }
+}
 steal0=$(steal_seconds); t0=$(date +%s)
 : >"$TMP/rows"
 for n in $SIZES; do
-  python3 bench/ddl_changes.py "$n" "$TMP/m.json"
-  createdb "noop_$n"
-  psql -X -q -d "noop_$n" -c "CREATE EXTENSION pg_deploy"
-  first=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "noop_$n" -c "SET client_min_messages = warning" \
-    -c "SELECT deploy.apply(pg_read_file('$TMP/m.json')::jsonb)->>'outcome'")
-  [ "$first" = applied ] || { echo "the first apply of $n changes: $first" >&2; exit 1; }
-  chmod o+r "$TMP/m.json"
+  python3 bench/ddl_changes.py "$n" "$TMP/literal.json"
+  cp "$TMP/literal.json" "$TMP/bind.json"
+  # What pg-deploy adds to each change: the sha256 of its SQL as sent.
+  python3 -c 'import hashlib, json, sys
+m = json.load(open(sys.argv[1]))
+for c in m["changes"]:
+    c["checksum"] = "sha256:" + hashlib.sha256(c["sql"].encode()).hexdigest()
+json.dump(m, open(sys.argv[2], "w"))' "$TMP/literal.json" "$TMP/checksums.json"
+  chmod o+r "$TMP"/*.json
+  db_of_literal=noop_$n db_of_bind=noop_$n db_of_checksums=noop_ck_$n
+  first_apply "noop_$n" "$TMP/literal.json"
+  [ -z "$PSQL_BIND" ] || first_apply "noop_ck_$n" "$TMP/checksums.json"
   for way in $ways; do : >"$TMP/$way"; done
   for _ in $(seq "$SESSIONS"); do
     for way in $ways; do
-      out=$(session "$way" "noop_$n")
+      out=$(session "$way")
       cpu=$(sed -n 's/^cpu //p' <<<"$out")
       ms=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' <<<"$out")
       echo "$(awk -v c="$cpu" 'BEGIN {printf "%.1f", c / 1000}') $ms" >>"$TMP/$way"
     done
   done
-  outcome=$(psql -X -q -At -d "noop_$n" -c "SELECT count(*) FROM deploy.deployments")
-  [ "$outcome" = 1 ] || { echo "the no-ops wrote deployments: $outcome rows" >&2; exit 1; }
+  for db in "noop_$n" ${PSQL_BIND:+"noop_ck_$n"}; do
+    outcome=$(psql -X -q -At -d "$db" -c "SELECT count(*) FROM deploy.deployments")
+    [ "$outcome" = 1 ] || { echo "the no-ops wrote deployments into $db: $outcome rows" >&2; exit 1; }
+  done
   goal=$([ "$n" -ge 10000 ] && echo 50 || echo 10)
   for way in $ways; do
     cpu=$(cut -d' ' -f1 "$TMP/$way" | median); ms=$(cut -d' ' -f2 "$TMP/$way" | median)
@@ -99,6 +121,7 @@ steal=$(awk -v a="$steal0" -v b="$(steal_seconds)" -v s="$(( $(date +%s) - t0 ))
   cat "$TMP/rows"
   echo
   echo "literal: in the SQL text (\`'...'::jsonb\`), which PostgreSQL's lexer scans first; bind: a bind"
-  echo "parameter, as \`pg-deploy\` sends it."
+  echo "parameter, as \`pg-deploy\` sends it; checksums: a bind parameter of the manifest as \`pg-deploy\`"
+  echo "builds one from a folder, a checksum in every change (re-applied in a database of its own)."
 } >bench/noop-results.md
 cat bench/noop-results.md

@@ -3,7 +3,7 @@
 //! Validation is complete before anything touches the database: every error
 //! names the JSON path at fault and carries a stable SQLSTATE.
 
-use crate::checksum::{legacy_checksums, parse_checksum, sha256_checksum, sql_checksum};
+use crate::checksum::{legacy_checksums, normalise_checksum, sha256_checksum, sql_checksum};
 use crate::document::{self, field_path};
 use crate::error::ManifestError;
 use crate::hazards::{HazardKind, Thresholds, ALL_HAZARDS};
@@ -665,7 +665,10 @@ fn changes(items: &mut [ChangeDocument], when: Checksums) -> Result<(Vec<Change>
         });
     }
     // Moved out before the ids are borrowed for the index below.
-    let sqls: Vec<String> = items.iter_mut().map(|item| std::mem::take(&mut item.sql)).collect();
+    let sqls: Vec<(String, Option<String>)> = items
+        .iter_mut()
+        .map(|item| (std::mem::take(&mut item.sql), item.checksum.take()))
+        .collect();
     let mut first_seen: HashMap<&str, usize> = HashMap::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         if let Some(first) = first_seen.insert(&item.id, i) {
@@ -681,8 +684,8 @@ fn changes(items: &mut [ChangeDocument], when: Checksums) -> Result<(Vec<Change>
         .iter()
         .zip(sqls)
         .enumerate()
-        .map(|(i, (item, sql))| {
-            let (change, checksum) = change(i, item, sql, &first_seen, when)?;
+        .map(|(i, (item, (sql, declared_checksum)))| {
+            let (change, checksum) = change(i, item, (sql, declared_checksum), &first_seen, when)?;
             if when == Checksums::Deferred {
                 declared.push(checksum);
             }
@@ -695,7 +698,7 @@ fn changes(items: &mut [ChangeDocument], when: Checksums) -> Result<(Vec<Change>
 fn change(
     i: usize,
     doc: &ChangeDocument,
-    sql: String,
+    (sql, declared): (String, Option<String>),
     index_of: &HashMap<&str, usize>,
     when: Checksums,
 ) -> Result<(Change, Option<String>), ManifestError> {
@@ -710,9 +713,9 @@ fn change(
             path: field_path(&here, "sql"),
         });
     }
-    let declared = match &doc.checksum {
+    let declared = match declared {
         None => None,
-        Some(declared) => Some(parse_checksum(declared, &field_path(&here, "checksum"))?),
+        Some(declared) => Some(normalise_checksum(declared, &field_path(&here, "checksum"))?),
     };
     // Deferred: left empty, and the declared one kept to check it against.
     let (checksum, declared) = match when {
