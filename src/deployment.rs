@@ -13,6 +13,7 @@ use crate::record::{self, ChangeRecord, Counts, DeploymentRecord, Recorded};
 use crate::session::SessionFacts;
 use crate::subxact::{from_caught, GucLevel};
 use pg_deploy_core::argument::check_depth;
+pub use pg_deploy_core::manifest::Checksums;
 use pg_deploy_core::ManifestError;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -62,18 +63,11 @@ pub struct Call<O> {
     pub options_doc: Value,
 }
 
-/// When a call's changes get their checksums.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Checksums {
-    /// Before `work` runs.
-    Now,
-    /// When `work` asks (`apply::prepare` does, unless the project's last
-    /// deployment applied this very manifest).
-    Deferred,
-}
-
 /// The body of `deploy.apply`, `deploy.plan` and `deploy.baseline`: parses the
 /// manifest and the options, then runs `work` with SPI and returns its report.
+/// With `Checksums::Now` the changes' checksums are computed before `work`
+/// runs; with `Deferred`, `work` computes them (`apply::prepare` does, unless
+/// the project's last deployment applied this very manifest).
 pub fn with_manifest<O, R: serde::Serialize>(
     function: &'static str,
     manifest: Option<JsonbArg>,

@@ -312,9 +312,10 @@ impl Manifest {
     }
 }
 
-/// When a change's checksum is computed: as it is read, or when asked.
+/// When a change's checksum is computed: as the manifest is read, or when
+/// asked ([`Manifest::compute_checksums`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Checksums {
+pub enum Checksums {
     Now,
     Deferred,
 }
