@@ -128,31 +128,51 @@ fn write_canonical(value: &Value, out: &mut impl Sink) {
 /// copying it first: the runs that need no escape go out as they are.
 fn write_string(s: &str, out: &mut impl Sink) {
     out.push('"');
+    let bytes = s.as_bytes();
     let mut run = 0;
     // Every byte that needs an escape is ASCII, so slicing at one keeps to
     // character boundaries.
-    for (i, &b) in s.as_bytes().iter().enumerate() {
-        let escaped = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0C => "\\f",
-            0..=0x1F => "",
-            _ => continue,
-        };
+    let mut i = next_escape(bytes, 0);
+    while i < bytes.len() {
         out.push_str(&s[run..i]);
-        if escaped.is_empty() {
-            out.push_str(&format!("\\u{b:04x}"));
-        } else {
-            out.push_str(escaped);
+        match bytes[i] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0C => out.push_str("\\f"),
+            b => out.push_str(&format!("\\u{b:04x}")),
         }
         run = i + 1;
+        i = next_escape(bytes, run);
     }
     out.push_str(&s[run..]);
     out.push('"');
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The index of the first byte from `from` on that needs an escape, or the
+/// length. Sixteen bytes are tested at a time without a branch per byte (the
+/// compiler makes it a few vector instructions): a manifest's SQL is
+/// megabytes of text with an escape every line or so.
+fn next_escape(bytes: &[u8], from: usize) -> usize {
+    const CHUNK: usize = 16;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + CHUNK) {
+        if chunk.iter().fold(false, |any, &b| any | needs_escape(b)) {
+            break;
+        }
+        i += CHUNK;
+    }
+    while i < bytes.len() && !needs_escape(bytes[i]) {
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]
@@ -195,6 +215,32 @@ mod tests {
             let mut out = String::new();
             write_string(s, &mut out);
             assert_eq!(out, Value::String(s.into()).to_string(), "{s:?}");
+        }
+    }
+
+    /// Escapes before, at and after the 16-byte chunks `next_escape` tests
+    /// at once, among multi-byte characters.
+    #[test]
+    fn escapes_anywhere_in_a_long_string_are_written() {
+        for len in [15, 16, 17, 31, 32, 33, 70] {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}', '\u{1f}'] {
+                    let s: String = (0..len)
+                        .map(|i| {
+                            if i == at {
+                                special
+                            } else if i % 7 == 3 {
+                                'é'
+                            } else {
+                                'x'
+                            }
+                        })
+                        .collect();
+                    let mut out = String::new();
+                    write_string(&s, &mut out);
+                    assert_eq!(out, Value::String(s.clone()).to_string(), "{s:?}");
+                }
+            }
         }
     }
 
