@@ -57,6 +57,9 @@ ALTER TABLE deploy.deployments
 -- Rows recorded so far keep the digest they were hashed with (1); rows the
 -- 0.2.0 library records also cover their stored manifest (2, set by it).
 ALTER TABLE deploy.deployments ADD COLUMN digest_version integer NOT NULL DEFAULT 1;
+-- sha256 of the manifest argument's jsonb bytes (NULL before 0.2.0): apply
+-- knows the same bytes sent again without reading them (a no-op re-apply).
+ALTER TABLE deploy.deployments ADD COLUMN manifest_jsonb_sha256 text;
 
 -- pg_catalog.sha256 without OpenSSL (C, src/sha256.rs): the first digest
 -- through OpenSSL in a backend costs a new session about half a millisecond,
@@ -91,7 +94,10 @@ AS $$
         'digest_version', d.digest_version,
         'manifest', (SELECT encode(deploy.sha256(convert_to(m.manifest::text, 'UTF8')), 'hex')
                        FROM deploy.manifests m WHERE m.sha256 = d.manifest_sha256))
-    ELSE '{}'::jsonb END)::text, 'UTF8')), 'hex'))
+    ELSE '{}'::jsonb END
+    -- Only when recorded: the digests of rows without it stay as they were.
+    || CASE WHEN d.manifest_jsonb_sha256 IS NOT NULL
+            THEN jsonb_build_object('manifest_jsonb_sha256', d.manifest_jsonb_sha256) ELSE '{}'::jsonb END)::text, 'UTF8')), 'hex'))
 $$;
 
 CREATE FUNCTION deploy.manifest_document(manifest_sha256 text)

@@ -73,7 +73,10 @@ CREATE TABLE deploy.deployments (
     -- Which deploy.deployment_digest form row_hash was taken with: 1 for rows
     -- recorded by pg_deploy 0.1.0 (also when restored from its dumps), 2 (which
     -- also covers the stored manifest) for rows pg_deploy 0.2.0 records.
-    digest_version    integer NOT NULL DEFAULT 1
+    digest_version    integer NOT NULL DEFAULT 1,
+    -- sha256 of the manifest argument's jsonb bytes (NULL before 0.2.0): apply
+    -- knows the same bytes sent again without reading them (a no-op re-apply).
+    manifest_jsonb_sha256 text
 );
 CREATE INDEX deployments_project_idx ON deploy.deployments (project, id);
 
@@ -362,7 +365,10 @@ AS $$
         'digest_version', d.digest_version,
         'manifest', (SELECT encode(deploy.sha256(convert_to(m.manifest::text, 'UTF8')), 'hex')
                        FROM deploy.manifests m WHERE m.sha256 = d.manifest_sha256))
-    ELSE '{}'::jsonb END)::text, 'UTF8')), 'hex'))
+    ELSE '{}'::jsonb END
+    -- Only when recorded: the digests of rows without it stay as they were.
+    || CASE WHEN d.manifest_jsonb_sha256 IS NOT NULL
+            THEN jsonb_build_object('manifest_jsonb_sha256', d.manifest_jsonb_sha256) ELSE '{}'::jsonb END)::text, 'UTF8')), 'hex'))
 $$;
 
 -- Checks every project's hash chain, and what lies beside it: the project's

@@ -2,12 +2,13 @@
 
 use crate::analyze::{analyse_pending, ChangeAnalysis};
 use crate::catalog::{schemas_of, SchemaCache, SpiCatalog};
-use crate::deployment::{open_project, with_manifest, Call, Checksums, Finished, Opened};
+use crate::deployment::{open_project, read_whole, with_manifest, Call, Finished, Opened, Reading};
 use crate::drift;
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeFailure, ChangeWork};
 use crate::history;
-use crate::jsonb_arg::JsonbArg;
+use crate::jsonb_arg::{JsonbArg, StoredJsonb};
+use crate::jsonb_manifest::digest;
 use crate::owner::Schema;
 use crate::phases::launch::{launch_after_commit, LaunchTarget};
 use crate::phases::plan::{place, Phased};
@@ -35,7 +36,7 @@ fn apply(manifest: Option<JsonbArg>, options: default!(Option<JsonbArg>, "'{}'")
         "deploy.apply",
         manifest,
         options,
-        Checksums::Deferred,
+        Reading::ChangesDeferred,
         ApplyOptions::from_value,
         deploy,
     )
@@ -64,9 +65,12 @@ fn applied_by_last_deployment(manifest: &Manifest, opened: &Opened, latest_phase
 
 /// Checks requirements, switches to the internal search_path, optionally
 /// locks and claims the project, reads the history, plans and analyses.
+/// `manifest_jsonb`: the manifest argument, from which an elided manifest
+/// is read whole when it is not the one the last deployment applied.
 pub fn prepare(
     client: &mut SpiClient<'_>,
     manifest: &mut Manifest,
+    manifest_jsonb: Option<StoredJsonb>,
     options: &ApplyOptions,
     lock: bool,
 ) -> Result<Prepared, DeployError> {
@@ -112,8 +116,26 @@ pub fn prepare(
         Schema::V0_2 if opened.deployed_before() => owner.run(|| queue::latest(client, project))?,
         _ => None,
     };
-    let manifest_applied =
+    if manifest.is_elided() {
+        // The same bytes as the manifest the last deployment applied are that
+        // manifest: its sha256 is the one recorded, and nothing more is read.
+        let recorded = opened
+            .last_applied_manifest()
+            .zip(opened.last_applied_jsonb())
+            .filter(|(_, bytes)| opened.fingerprinted() && manifest_jsonb.is_some_and(|m| digest(m) == *bytes));
+        if let Some((sha256, _)) = recorded {
+            manifest.sha256 = sha256.to_string();
+        }
+    }
+    let mut manifest_applied =
         opened.deployed_before() && applied_by_last_deployment(manifest, &opened, latest_phase.as_ref());
+    if manifest.is_elided() && !manifest_applied {
+        let datum =
+            manifest_jsonb.ok_or_else(|| DeployError::Internal("an elided manifest without its jsonb".into()))?;
+        *manifest = read_whole(datum)?;
+        manifest_applied =
+            opened.deployed_before() && applied_by_last_deployment(manifest, &opened, latest_phase.as_ref());
+    }
     // Checked when that deployment read the manifest; any other manifest is checked now.
     if !manifest_applied {
         manifest.compute_checksums().map_err(DeployError::Manifest)?;
@@ -233,7 +255,7 @@ fn deploy(client: &mut SpiClient<'_>, mut call: Call<ApplyOptions>) -> Result<Ap
         analyses,
         phased,
         latest_phase,
-    } = prepare(client, &mut call.manifest, &call.options, true)?;
+    } = prepare(client, &mut call.manifest, call.manifest_jsonb, &call.options, true)?;
     let manifest = &call.manifest;
     let project = manifest.project.as_str();
     check_phase_finished(client, project, latest_phase.as_ref(), &mut plan)?;

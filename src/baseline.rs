@@ -1,7 +1,7 @@
 //! `deploy.baseline(manifest, options)`: record changes as applied without
 //! running them, to adopt a database another tool (or a person) already built.
 
-use crate::deployment::{open_project, with_manifest, Call, Checksums, Finished};
+use crate::deployment::{open_project, with_manifest, Call, Finished, Reading};
 use crate::error::DeployError;
 use crate::history;
 use crate::jsonb_arg::JsonbArg;
@@ -25,7 +25,7 @@ fn baseline(manifest: Option<JsonbArg>, options: default!(Option<JsonbArg>, "'{}
         "deploy.baseline",
         manifest,
         options,
-        Checksums::Now,
+        Reading::Whole,
         |v| Ok(v.clone()),
         record_baseline,
     )

@@ -27,7 +27,7 @@ use serde_json::Number;
 pub fn read(datum: StoredJsonb) -> Option<Result<Manifest, ManifestError>> {
     // SAFETY: the datum is the function's jsonb argument, valid for the call;
     // the tree borrows from its detoasted copy, which lives as long.
-    let tree = unsafe { tree(datum.0) }?;
+    let tree = unsafe { tree(datum.0, None) }?;
     let mut hasher = CanonicalHasher::default();
     write_canonical(&tree, &mut hasher);
     let (sha256, canonical_len) = hasher.finish();
@@ -37,6 +37,80 @@ pub fn read(datum: StoredJsonb) -> Option<Result<Manifest, ManifestError>> {
         sha256,
         canonical_len,
     ))
+}
+
+/// The manifest in `datum` with only its head and its changes' ids read
+/// ([`Manifest::elided`]), or None when they do not read as they are (the
+/// caller reads the whole manifest, which says what is wrong). The changes'
+/// objects are not walked: each one's "id" is looked up by key.
+pub fn read_elided(datum: StoredJsonb) -> Option<Manifest> {
+    let mut changes: *mut pg_sys::JsonbContainer = std::ptr::null_mut();
+    // SAFETY: as in `read`; `changes` points into the same detoasted jsonb.
+    let head = unsafe { tree(datum.0, Some(&mut changes)) }?;
+    if changes.is_null() {
+        return None;
+    }
+    // SAFETY: `changes` is the container the iterator returned for the
+    // manifest's "changes", valid for the call.
+    let ids = unsafe { change_ids(changes) }?;
+    let doc = ManifestDocument::deserialize(&head).ok()?;
+    Manifest::elided(doc, ids).ok()
+}
+
+/// `sha256:<hex>` of the jsonb's bytes. jsonb keeps one form of a document
+/// (its keys sorted, duplicates dropped), so the same bytes are the same
+/// document: a deployment records this with its manifest, and a re-apply
+/// of the same bytes is known without reading them (`read_elided`).
+pub fn digest(datum: StoredJsonb) -> String {
+    // SAFETY: pg_detoast_datum_packed returns the jsonb untoasted (or the
+    // datum itself), a varlena whose data is its size minus the header.
+    unsafe {
+        let jsonb = pg_sys::pg_detoast_datum_packed(datum.0.cast_mut_ptr());
+        let bytes = std::slice::from_raw_parts(
+            pgrx::varlena::vardata_any(jsonb).cast::<u8>(),
+            pgrx::varlena::varsize_any_exhdr(jsonb),
+        );
+        pg_deploy_core::checksum::sha256_checksum(bytes)
+    }
+}
+
+/// The "id" of every object in the array `changes`, or None when an element
+/// is not an object with a string "id".
+///
+/// # Safety
+/// `changes` is a jsonb container valid for `'a`.
+unsafe fn change_ids(changes: *mut pg_sys::JsonbContainer) -> Option<Vec<String>> {
+    // SAFETY: per the contract; the iterator returns each element of the
+    // array (skipNested: an object as a jbvBinary container), and
+    // getKeyJsonValueFromContainer fills `id` with a value in that container.
+    unsafe {
+        if (*changes).header & pg_sys::JB_FARRAY == 0 {
+            return None;
+        }
+        let mut ids = Vec::with_capacity(((*changes).header & pg_sys::JB_CMASK) as usize);
+        let mut iterator = pg_sys::JsonbIteratorInit(changes);
+        let mut item: pg_sys::JsonbValue = std::mem::zeroed();
+        let mut id: pg_sys::JsonbValue = std::mem::zeroed();
+        loop {
+            match pg_sys::JsonbIteratorNext(&mut iterator, &mut item, true) {
+                pg_sys::JsonbIteratorToken::WJB_BEGIN_ARRAY => continue,
+                pg_sys::JsonbIteratorToken::WJB_END_ARRAY | pg_sys::JsonbIteratorToken::WJB_DONE => return Some(ids),
+                pg_sys::JsonbIteratorToken::WJB_ELEM if item.type_ == pg_sys::jbvType::jbvBinary => {
+                    let object = item.val.binary.data;
+                    if (*object).header & pg_sys::JB_FOBJECT == 0 {
+                        return None;
+                    }
+                    let key = c"id";
+                    let found = pg_sys::getKeyJsonValueFromContainer(object, key.as_ptr(), 2, &mut id);
+                    if found.is_null() || id.type_ != pg_sys::jbvType::jbvString {
+                        return None;
+                    }
+                    ids.push(string(&id)?.to_owned());
+                }
+                _ => return None,
+            }
+        }
+    }
 }
 
 /// A JSON value whose strings point into the jsonb. Objects keep their
@@ -60,10 +134,12 @@ enum Open<'a> {
 
 /// The document `datum` holds, or None when it is not an object or array,
 /// is nested past `MAX_DEPTH`, or has a string or number read otherwise.
+/// With `changes`, the top-level "changes" is not read: it is left as an
+/// empty array in the tree, and its container given there.
 ///
 /// # Safety
 /// `datum` is a jsonb datum, possibly toasted, valid for `'a`.
-unsafe fn tree<'a>(datum: pg_sys::Datum) -> Option<Tree<'a>> {
+unsafe fn tree<'a>(datum: pg_sys::Datum, mut changes: Option<&mut *mut pg_sys::JsonbContainer>) -> Option<Tree<'a>> {
     let mut open: Vec<Open<'a>> = Vec::new();
     // SAFETY: pg_detoast_datum returns the jsonb untoasted (a palloc'd copy
     // in the call's memory context, or the datum itself), which the iterator
@@ -76,8 +152,21 @@ unsafe fn tree<'a>(datum: pg_sys::Datum) -> Option<Tree<'a>> {
         }
         let mut iterator = pg_sys::JsonbIteratorInit(&mut (*jsonb).root);
         let mut item: pg_sys::JsonbValue = std::mem::zeroed();
+        let mut skip_next = false;
         loop {
-            let value = match pg_sys::JsonbIteratorNext(&mut iterator, &mut item, false) {
+            let token = pg_sys::JsonbIteratorNext(&mut iterator, &mut item, skip_next);
+            if std::mem::take(&mut skip_next) {
+                // The value of the top-level "changes", not descended into.
+                if token != pg_sys::JsonbIteratorToken::WJB_VALUE || item.type_ != pg_sys::jbvType::jbvBinary {
+                    return None;
+                }
+                if let (Some(container), Some(Open::Object(members, key))) = (changes.as_deref_mut(), open.last_mut()) {
+                    *container = item.val.binary.data;
+                    members.push((std::mem::take(key), Tree::Array(Vec::new())));
+                }
+                continue;
+            }
+            let value = match token {
                 pg_sys::JsonbIteratorToken::WJB_DONE => return None,
                 pg_sys::JsonbIteratorToken::WJB_BEGIN_ARRAY => {
                     open.push(Open::Array(Vec::with_capacity(item.val.array.nElems.max(0) as usize)));
@@ -97,8 +186,10 @@ unsafe fn tree<'a>(datum: pg_sys::Datum) -> Option<Tree<'a>> {
                     continue;
                 }
                 pg_sys::JsonbIteratorToken::WJB_KEY => {
+                    let top = open.len() == 1;
                     if let Some(Open::Object(_, key)) = open.last_mut() {
                         *key = string(&item)?;
+                        skip_next = changes.is_some() && top && *key == "changes";
                     }
                     continue;
                 }

@@ -126,6 +126,56 @@ mod tests {
         assert_eq!(all["outcome"], "no-op");
     }
 
+    /// A re-apply of the very bytes the project's last deployment applied
+    /// reads only their head and ids (`Manifest::elided`) and reports what a
+    /// whole read reports; it trusts the digest recorded with that deployment.
+    #[pg_test]
+    fn a_reapply_of_the_same_bytes_reads_no_more_than_their_ids() {
+        let jsonb_digest = |manifest: &Value| {
+            let text = std::ffi::CString::new(manifest.to_string()).expect("no NUL in JSON");
+            // SAFETY: jsonb_in reads a C string and returns a jsonb datum.
+            let datum = unsafe {
+                pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(text.as_ptr()))])
+                    .expect("jsonb_in returns a datum")
+            };
+            crate::jsonb_manifest::digest(crate::jsonb_arg::StoredJsonb(datum))
+        };
+        let set_digest = |digest: Option<String>| {
+            Spi::run_with_args(
+                "UPDATE deploy.deployments SET manifest_jsonb_sha256 = $1",
+                &[digest.into()],
+            )
+            .expect("digest set")
+        };
+        let without_duration = |mut report: Value| {
+            report.as_object_mut().map(|o| o.remove("duration_ms"));
+            report
+        };
+        let first = apply(&v1());
+        assert_eq!(
+            one::<String>("SELECT manifest_jsonb_sha256 FROM deploy.deployments"),
+            Some(jsonb_digest(&v1()))
+        );
+        let elided = without_duration(apply(&v1()));
+        set_digest(None);
+        let whole = without_duration(apply(&v1()));
+        assert_eq!(elided, whole);
+        assert_eq!(elided["outcome"], "no-op");
+        assert_eq!(elided["manifest_sha256"], first["manifest_sha256"]);
+        // Shown by pointing the recorded digest at another manifest: taken as applied, unread.
+        let mut v2 = v1();
+        v2["changes"]
+            .as_array_mut()
+            .expect("changes")
+            .push(json!({"id": "0003-orders", "sql": "CREATE TABLE shop.orders (id int);"}));
+        set_digest(Some(jsonb_digest(&v2)));
+        assert_eq!(apply(&v2)["outcome"], "no-op");
+        assert_eq!(one::<bool>("SELECT to_regclass('shop.orders') IS NULL"), Some(true));
+        // Any other digest: read whole, and the new change runs.
+        set_digest(Some(jsonb_digest(&v1())));
+        assert_eq!(ids(&apply(&v2), "applied"), vec!["0003-orders"]);
+    }
+
     #[pg_test]
     fn new_changes_and_changed_repeatables_run_in_manifest_order() {
         apply(&v1());

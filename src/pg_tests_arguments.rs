@@ -126,3 +126,56 @@ fn a_manifest_reads_the_same_straight_from_its_jsonb() {
         }
     }
 }
+
+/// A manifest read elided (`jsonb_manifest::read_elided`: its head and its
+/// changes' ids, for a re-apply of the bytes its project last applied) has
+/// the head and ids of the whole manifest; what does not read that way is
+/// left to the whole read (None), which says what is wrong.
+#[pg_test]
+fn an_elided_manifest_has_the_head_and_ids_of_the_whole_one() {
+    let head = r#""format": 1, "project": "p", "version": "1.2.3-rc.1+b", "requires": {"postgres": ">=15"},
+                  "defaults": {"lock_timeout": 500, "big_table_rows": 10}, "schemas": ["app"]"#;
+    let ok = r#"[{"id": "a", "sql": "x"}]"#;
+    let doc = |head: &str, changes: &str| format!(r#"{{{head}, "changes": {changes}}}"#);
+    let cases = [
+        (doc(head, r#"[{"id": "a", "sql": "x"}, {"id": "b é", "sql": "y", "requires": ["a"], "checksum": null}]"#), true),
+        (doc(r#""project": "p", "version": "1.0.0""#, ok), true),
+        // Read whole instead.
+        (doc(r#""project": " p", "version": "1.0.0""#, ok), false),
+        (doc(r#""project": "p", "version": "one""#, ok), false),
+        (doc(r#""project": "p", "version": "1.0.0", "projet": 1"#, ok), false),
+        (doc(r#""project": "p", "version": "1.0.0""#, "{}"), false),
+        (doc(r#""project": "p", "version": "1.0.0""#, "[1]"), false),
+        (doc(r#""project": "p", "version": "1.0.0""#, r#"[{"sql": "x"}]"#), false),
+        (doc(r#""project": "p", "version": "1.0.0""#, r#"[{"id": 1, "sql": "x"}]"#), false),
+        (doc(r#""project": "p", "version": "1.0.0""#, r#"[{"id": " a", "sql": "x"}]"#), false),
+        (r#"{"project": "p", "version": "1.0.0"}"#.to_string(), false),
+        ("[]".to_string(), false),
+    ];
+    for (doc, elided) in cases {
+        let read = crate::jsonb_manifest::read_elided(crate::jsonb_arg::StoredJsonb(jsonb_datum(&doc)));
+        assert_eq!(read.is_some(), elided, "{doc}");
+        let Some(read) = read else { continue };
+        assert!(read.is_elided(), "{doc}");
+        let whole = pg_deploy_core::Manifest::from_json_str(&doc).expect("a valid manifest");
+        let head = |m: &pg_deploy_core::Manifest| {
+            format!("{} {} {:?} {:?} {:?} {:?}", m.project, m.version, m.requires, m.defaults, m.thresholds, m.schemas)
+        };
+        assert_eq!(head(&read), head(&whole), "{doc}");
+        let ids = |m: &pg_deploy_core::Manifest| m.changes.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&read), ids(&whole), "{doc}");
+    }
+}
+
+/// The digest of a manifest's jsonb bytes does not depend on how its text
+/// was written (jsonb keeps one form of a document), and differs for any
+/// other document.
+#[pg_test]
+fn the_same_document_has_the_same_jsonb_digest() {
+    let digest = |text: &str| crate::jsonb_manifest::digest(crate::jsonb_arg::StoredJsonb(jsonb_datum(text)));
+    let a = digest(r#"{"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "x"}]}"#);
+    assert_eq!(a, digest(r#"{"changes":[{"sql":"x","id":"a"}],"version":"1.0.0","project":"p"}"#));
+    assert_eq!(a, digest(r#"{"project": "q", "project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "x"}]}"#));
+    assert_ne!(a, digest(r#"{"project": "p", "version": "1.0.0", "changes": [{"id": "a", "sql": "x "}]}"#));
+    assert!(a.starts_with("sha256:") && a.len() == 71, "{a}");
+}

@@ -4,7 +4,7 @@
 
 use crate::analyze::{step_locking, ChangeAnalysis};
 use crate::apply::{prepare, Prepared};
-use crate::deployment::{with_manifest, Call, Checksums};
+use crate::deployment::{with_manifest, Call, Reading};
 use crate::error::{ChangeLocation, DeployError};
 use crate::execute::{run_change, ChangeWork};
 use crate::jsonb_arg::JsonbArg;
@@ -35,7 +35,7 @@ fn plan(manifest: Option<JsonbArg>, options: default!(Option<JsonbArg>, "'{}'"))
         "deploy.plan",
         manifest,
         options,
-        Checksums::Deferred,
+        Reading::ChecksumsDeferred,
         PlanOptions::from_value,
         report,
     )
@@ -49,7 +49,13 @@ fn report(client: &mut SpiClient<'_>, mut call: Call<PlanOptions>) -> Result<Pla
         analyses,
         phased,
         ..
-    } = prepare(client, &mut call.manifest, &call.options.apply, false)?;
+    } = prepare(
+        client,
+        &mut call.manifest,
+        call.manifest_jsonb,
+        &call.options.apply,
+        false,
+    )?;
     let (manifest, options) = (&call.manifest, &call.options);
     let project = manifest.project.as_str();
     let mut refused = false;

@@ -117,6 +117,9 @@ pub struct Claimed {
     /// changes for another apply); None when it did something else, or when
     /// the claim's snapshot, taken before it waited, does not show it yet.
     pub last_applied_manifest: Option<String>,
+    /// The `jsonb_manifest::digest` of that manifest as it was sent (None
+    /// before 0.2.0 recorded it): the same bytes sent again are that manifest.
+    pub last_applied_jsonb: Option<String>,
 }
 
 /// What the claim returns of the project's row (see Claimed), then `$more`.
@@ -157,7 +160,12 @@ fn claim_project(
             concat!(
                 "INSERT INTO deploy.projects AS p (project, owner) VALUES ($1, $2)
                  ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at",
-                claim_returning!(", p.owner::pg_catalog.text")
+                claim_returning!(
+                    ", p.owner::pg_catalog.text,
+                       (SELECT d.manifest_jsonb_sha256 FROM deploy.deployments d
+                         WHERE d.id = p.last_deployment_id AND d.outcome = 'applied'
+                           AND d.options ->> 'through' IS NULL)"
+                )
             ),
             vec![project.into(), caller.into()],
         ),
@@ -171,6 +179,10 @@ fn claim_project(
         owner: match schema {
             Schema::V0_1 => None,
             Schema::V0_2 => row.get::<String>(5)?,
+        },
+        last_applied_jsonb: match schema {
+            Schema::V0_1 => None,
+            Schema::V0_2 => row.get::<String>(6)?,
         },
     };
     if schema == Schema::V0_2 && claimed.owner.is_none() {

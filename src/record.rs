@@ -141,7 +141,8 @@ pub fn record(
         .update(
             match d.schema {
                 Schema::V0_1 => deployment_insert!("", ""),
-                Schema::V0_2 => deployment_insert!(", digest_version", ", 2"),
+                // The digest of the manifest's bytes: sent again, they need not be read (apply::prepare).
+                Schema::V0_2 => deployment_insert!(", digest_version, manifest_jsonb_sha256", ", 2, $19"),
             },
             Some(1),
             &[
@@ -163,6 +164,7 @@ pub fn record(
                 d.fingerprint.into(),
                 d.session.current_user.as_str().into(),
                 d.session.session_user.as_str().into(),
+                d.manifest.map(crate::jsonb_manifest::digest).into(),
             ],
         )?
         .first();

@@ -143,6 +143,8 @@ pub struct Manifest {
     /// Whether the changes' checksums are still to compute (see
     /// [`Manifest::from_read_document_deferring_checksums`]).
     deferred: Option<DeferredChecksums>,
+    /// Whether only the head and the changes' ids were read ([`Manifest::elided`]).
+    elided: bool,
 }
 
 /// The checksums each change declared, as parsed, to check once computed.
@@ -214,6 +216,7 @@ impl Manifest {
             changes: Vec::new(),
             sha256: String::new(),
             deferred: None,
+            elided: false,
         }
     }
 
@@ -225,6 +228,7 @@ impl Manifest {
     /// Computes the changes' checksums left for later, each checked against
     /// the checksum it declared; nothing to do when they are computed.
     pub fn compute_checksums(&mut self) -> Result<(), ManifestError> {
+        debug_assert!(!self.elided, "an elided manifest has no SQL to take checksums of");
         let Some(DeferredChecksums(declared)) = self.deferred.take() else {
             return Ok(());
         };
@@ -256,6 +260,69 @@ impl Manifest {
     /// is the manifest's hash (see [`Manifest::from_value`]).
     /// Takes the document: the changes' SQL moves into the manifest, not copied.
     fn from_document(mut doc: ManifestDocument, sha256: String, when: Checksums) -> Result<Manifest, ManifestError> {
+        let head = Head::of(&doc)?;
+        let (changes, declared) = changes(&mut doc.changes, when)?;
+        let schemas = schemas(&doc)?;
+        Ok(head.with(
+            changes,
+            schemas,
+            sha256,
+            match when {
+                Checksums::Now => None,
+                Checksums::Deferred => Some(DeferredChecksums(declared)),
+            },
+        ))
+    }
+
+    /// A manifest of which only the head (`doc`, read without its changes)
+    /// and the changes' ids were read, each checked as [`Manifest::from_value`]
+    /// checks it. Its changes have no SQL, checksum or settings, and its
+    /// sha256 is empty: it is good for nothing but finding out that the
+    /// project's last deployment applied these very bytes, whose sha256 the
+    /// caller then sets (a no-op re-apply reads no more of them). Anything
+    /// else must read the whole manifest instead.
+    pub fn elided(doc: ManifestDocument, ids: Vec<String>) -> Result<Manifest, ManifestError> {
+        let head = Head::of(&doc)?;
+        let mut changes = Vec::with_capacity(ids.len());
+        for (i, id) in ids.into_iter().enumerate() {
+            if !plain_name(&id) {
+                name(&id, &format!("changes[{i}].id"))?;
+            }
+            changes.push(Change {
+                id,
+                sql: String::new(),
+                checksum: String::new(),
+                kind: ChangeKind::Versioned,
+                requires: Vec::new(),
+                settings: Settings::default(),
+                verify: None,
+                revert: None,
+                phase: PhaseMarks::default(),
+            });
+        }
+        let mut manifest = head.with(changes, schemas(&doc)?, String::new(), None);
+        manifest.elided = true;
+        Ok(manifest)
+    }
+
+    /// Whether only the head and the changes' ids were read ([`Manifest::elided`]).
+    pub fn is_elided(&self) -> bool {
+        self.elided
+    }
+}
+
+/// A manifest's fields other than its changes and schemas, checked.
+struct Head {
+    project: String,
+    version: Version,
+    requires: Requirements,
+    defaults: Settings,
+    thresholds: Thresholds,
+}
+
+impl Head {
+    /// The fields in the order the errors are reported: format, project, version, requires, defaults.
+    fn of(doc: &ManifestDocument) -> Result<Head, ManifestError> {
         if let Some(format) = &doc.format {
             check_format(format)?;
         }
@@ -290,25 +357,42 @@ impl Manifest {
                 (settings(&SettingsFields::of_defaults(d), "defaults")?, thresholds)
             }
         };
-        let (changes, declared) = changes(&mut doc.changes, when)?;
-        let schemas = match &doc.schemas {
-            None => None,
-            Some(list) => Some(managed_schema_list(non_empty_list(list, "schemas")?)?),
-        };
-        Ok(Manifest {
+        Ok(Head {
             project,
             version,
             requires,
             defaults,
             thresholds,
+        })
+    }
+
+    fn with(
+        self,
+        changes: Vec<Change>,
+        schemas: Option<Vec<String>>,
+        sha256: String,
+        deferred: Option<DeferredChecksums>,
+    ) -> Manifest {
+        Manifest {
+            project: self.project,
+            version: self.version,
+            requires: self.requires,
+            defaults: self.defaults,
+            thresholds: self.thresholds,
             schemas,
             changes,
             sha256,
-            deferred: match when {
-                Checksums::Now => None,
-                Checksums::Deferred => Some(DeferredChecksums(declared)),
-            },
-        })
+            deferred,
+            elided: false,
+        }
+    }
+}
+
+/// The managed schemas the manifest lists, checked.
+fn schemas(doc: &ManifestDocument) -> Result<Option<Vec<String>>, ManifestError> {
+    match &doc.schemas {
+        None => Ok(None),
+        Some(list) => Ok(Some(managed_schema_list(non_empty_list(list, "schemas")?)?)),
     }
 }
 

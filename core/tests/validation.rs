@@ -656,3 +656,48 @@ fn deferred_checksums_are_computed_when_asked_and_checked_then() {
         Manifest::from_value(&doc).unwrap_err().to_string()
     );
 }
+
+/// The head and ids alone (`Manifest::elided`, what apply reads of a manifest
+/// it may have applied already): the head's errors are the whole read's, the
+/// ids are checked as names, and nothing inside a change is read.
+#[test]
+fn an_elided_manifest_checks_its_head_and_ids_as_the_whole_read_does() {
+    let elided = |doc: &Value, ids: &[&str]| {
+        let mut head = doc.clone();
+        head["changes"] = json!([]);
+        let head: pg_deploy_core::manifest::ManifestDocument = serde_json::from_value(head).unwrap();
+        Manifest::elided(head, ids.iter().map(|s| s.to_string()).collect())
+    };
+    let ids = ["0001", "0002", "view"];
+    let whole = Manifest::from_value(&base()).unwrap();
+    let read = elided(&base(), &ids).unwrap();
+    assert!(read.is_elided() && !whole.is_elided());
+    assert_eq!(
+        (&read.project, &read.version, &read.schemas),
+        (&whole.project, &whole.version, &whole.schemas)
+    );
+    assert_eq!(read.changes.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ids);
+    assert!(read.changes.iter().all(|c| c.sql.is_empty() && c.checksum.is_empty()));
+    assert!(read.sha256.is_empty());
+    for (field, bad) in [
+        ("project", json!(" shop")),
+        ("version", json!("1.2")),
+        ("schemas", json!(["pg_catalog"])),
+    ] {
+        let mut doc = base();
+        doc[field] = bad;
+        assert_eq!(
+            elided(&doc, &ids).unwrap_err().to_string(),
+            Manifest::from_value(&doc).unwrap_err().to_string(),
+            "{field}"
+        );
+    }
+    let mut doc = base();
+    doc["changes"][1]["id"] = json!("0002\u{200B}");
+    assert_eq!(
+        elided(&base(), &["0001", "0002\u{200B}", "view"])
+            .unwrap_err()
+            .to_string(),
+        Manifest::from_value(&doc).unwrap_err().to_string()
+    );
+}
