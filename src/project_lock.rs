@@ -122,13 +122,17 @@ pub struct Claimed {
     pub last_applied_jsonb: Option<String>,
 }
 
-/// What the claim returns of the project's row (see Claimed), then `$more`.
+/// What the claim returns of the project's row (see Claimed): `$last` is
+/// what it takes of the last deployment when that one applied its whole
+/// manifest, read in one subquery; then `$more`.
 macro_rules! claim_returning {
-    ($more:literal) => {
+    ($last:literal, $more:literal) => {
         concat!(
             "
              RETURNING p.version, p.schemas, p.last_deployment_id IS NOT NULL,
-                       (SELECT d.manifest_sha256 FROM deploy.deployments d
+                       (SELECT ",
+            $last,
+            " FROM deploy.deployments d
                          WHERE d.id = p.last_deployment_id AND d.outcome = 'applied'
                            AND d.options ->> 'through' IS NULL)",
             $more
@@ -152,7 +156,7 @@ fn claim_project(
             concat!(
                 "INSERT INTO deploy.projects AS p (project) VALUES ($1)
                  ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at",
-                claim_returning!("")
+                claim_returning!("d.manifest_sha256", "")
             ),
             vec![project.into()],
         ),
@@ -161,29 +165,31 @@ fn claim_project(
                 "INSERT INTO deploy.projects AS p (project, owner) VALUES ($1, $2)
                  ON CONFLICT (project) DO UPDATE SET updated_at = p.updated_at",
                 claim_returning!(
-                    ", p.owner::pg_catalog.text,
-                       (SELECT d.manifest_jsonb_sha256 FROM deploy.deployments d
-                         WHERE d.id = p.last_deployment_id AND d.outcome = 'applied'
-                           AND d.options ->> 'through' IS NULL)"
+                    "ARRAY[d.manifest_sha256, d.manifest_jsonb_sha256]",
+                    ", p.owner::pg_catalog.text"
                 )
             ),
             vec![project.into(), caller.into()],
         ),
     };
     let row = client.update(sql, Some(1), &args)?.first();
+    let (last_applied_manifest, last_applied_jsonb) = match schema {
+        Schema::V0_1 => (row.get::<String>(4)?, None),
+        Schema::V0_2 => {
+            let mut both = row.get::<Vec<Option<String>>>(4)?.unwrap_or_default().into_iter();
+            (both.next().flatten(), both.next().flatten())
+        }
+    };
     let mut claimed = Claimed {
         version: row.get::<String>(1)?,
         schemas: row.get::<Vec<String>>(2)?,
         deployed: row.get::<bool>(3)?.unwrap_or(true),
-        last_applied_manifest: row.get::<String>(4)?,
+        last_applied_manifest,
         owner: match schema {
             Schema::V0_1 => None,
             Schema::V0_2 => row.get::<String>(5)?,
         },
-        last_applied_jsonb: match schema {
-            Schema::V0_1 => None,
-            Schema::V0_2 => row.get::<String>(6)?,
-        },
+        last_applied_jsonb,
     };
     if schema == Schema::V0_2 && claimed.owner.is_none() {
         // Restored from a 0.1.0 dump: the owner is the first deployer, as the upgrade sets it.
