@@ -285,9 +285,7 @@ impl Manifest {
         let head = Head::of(&doc)?;
         let mut changes = Vec::with_capacity(ids.len());
         for (i, id) in ids.into_iter().enumerate() {
-            if !plain_name(&id) {
-                name(&id, &format!("changes[{i}].id"))?;
-            }
+            change_id(&id, || format!("changes[{i}].id"))?;
             changes.push(Change {
                 id,
                 sql: String::new(),
@@ -503,6 +501,15 @@ fn plain_name(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
         && !s.starts_with(' ')
         && !s.ends_with(' ')
+}
+
+/// A change's id checked as a name; its path is only built for an error
+/// (most ids are plain names, and a manifest may have thousands).
+fn change_id(id: &str, path: impl FnOnce() -> String) -> Result<(), ManifestError> {
+    if plain_name(id) {
+        return Ok(());
+    }
+    name(id, &path()).map(|_| ())
 }
 
 /// A project name or change id: non-empty, bounded, no control characters and
@@ -786,11 +793,8 @@ fn change(
     when: Checksums,
 ) -> Result<(Change, Option<String>), ManifestError> {
     let here = format!("changes[{i}]");
-    let id = if plain_name(&doc.id) {
-        doc.id.clone()
-    } else {
-        name(&doc.id, &field_path(&here, "id"))?.to_string()
-    };
+    change_id(&doc.id, || field_path(&here, "id"))?;
+    let id = doc.id.clone();
     if sql.trim().is_empty() {
         return Err(ManifestError::Empty {
             path: field_path(&here, "sql"),
