@@ -67,6 +67,8 @@ stage cli-e2e bash "$ROOT/pg_test/cli.sh"
 stage cli-phases-e2e bash "$ROOT/pg_test/cli_phases.sh"
 stage cli-fleet-e2e bash "$ROOT/pg_test/cli_fleet.sh"
 stage cli-layouts-e2e bash "$ROOT/pg_test/cli_layouts.sh"
+# The README's first command, as a newcomer runs it.
+stage demo-e2e bash "$ROOT/pg_test/demo.sh"
 
 for major in 15 16 18; do
   echo "==> PostgreSQL $major: ${by_major[$major]:-0} passed, ${failed_major[$major]:-0} failed"
