@@ -35,10 +35,14 @@ impl TreeFacts {
     /// of that type, or a quoted literal in a DO body. A constant written as
     /// of another type (another enum with the same label) is not a use.
     pub fn uses_string(&self, value: &str, type_name: &str) -> bool {
-        let literal = format!("'{}'", value.replace('\'', "''"));
         self.strings.iter().any(|s| s == value)
             || self.typed_strings.iter().any(|(s, t)| s == value && t == type_name)
-            || self.do_bodies.iter().any(|b| b.contains(&literal))
+            // The literal only for a DO body: asked of every later statement
+            // for every enum value added, it was most of the phase planning.
+            || (!self.do_bodies.is_empty() && {
+                let literal = format!("'{}'", value.replace('\'', "''"));
+                self.do_bodies.iter().any(|b| b.contains(&literal))
+            })
     }
 }
 
