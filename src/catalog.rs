@@ -95,16 +95,22 @@ const TABLE: &str = "
 /// A table's scans and row writes a second since the statistics were reset
 /// (or the server started; at least five minutes, so that a table just made
 /// and filled is not busy), and the other sessions holding a lock on it now.
+/// The statistics functions pg_stat_all_tables reads, called directly: that
+/// view (a join and a GROUP BY) cost more to plan than this costs to run.
 const BUSY: &str = "
-    SELECT (COALESCE(s.seq_scan, 0) + COALESCE(s.idx_scan, 0)
-              + s.n_tup_ins + s.n_tup_upd + s.n_tup_del)::pg_catalog.float8
+    SELECT (pg_catalog.pg_stat_get_numscans(c.oid)
+              + COALESCE((SELECT pg_catalog.sum(pg_catalog.pg_stat_get_numscans(i.indexrelid))::pg_catalog.int8
+                            FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid), 0)
+              + pg_catalog.pg_stat_get_tuples_inserted(c.oid) + pg_catalog.pg_stat_get_tuples_updated(c.oid)
+              + pg_catalog.pg_stat_get_tuples_deleted(c.oid))::pg_catalog.float8
              / GREATEST(pg_catalog.date_part('epoch', pg_catalog.now()
-                 - GREATEST(pg_catalog.pg_postmaster_start_time(), d.stats_reset)), 300),
+                 - GREATEST(pg_catalog.pg_postmaster_start_time(), pg_catalog.pg_stat_get_db_stat_reset_time(d.oid))), 300),
            (SELECT pg_catalog.count(DISTINCT l.pid) FROM pg_catalog.pg_locks l
-             WHERE l.locktype = 'relation' AND l.database = d.datid AND l.relation = $1::pg_catalog.oid
+             WHERE l.locktype = 'relation' AND l.database = d.oid AND l.relation = c.oid
                AND l.granted AND l.pid <> pg_catalog.pg_backend_pid())
-      FROM pg_catalog.pg_stat_all_tables s, pg_catalog.pg_stat_database d
-     WHERE s.relid = $1::pg_catalog.oid AND d.datname = pg_catalog.current_database()";
+      FROM pg_catalog.pg_class c, pg_catalog.pg_database d
+     WHERE c.oid = $1::pg_catalog.oid AND c.relkind IN ('r', 't', 'm', 'p')
+       AND d.datname = pg_catalog.current_database()";
 
 impl SpiCatalog<'_, '_> {
     fn table_by_oid(&mut self, oid: pg_sys::Oid) -> Option<TableFacts> {
