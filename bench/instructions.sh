@@ -9,7 +9,8 @@
 # the CPU's SHA instructions and runs its portable code, so its share is shown
 # apart.
 #   bash bench/instructions.sh [NAME=DIR ...]
-# Corpora as bench/floor.sh takes them. Writes bench/instructions-results.md.
+# Corpora as bench/floor.sh takes them. KEEP=DIR keeps the applies' callgrind
+# files there (callgrind_annotate --inclusive=yes FILE reads them). Writes bench/instructions-results.md.
 # Installs valgrind when it is missing. Assumes the extension is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -138,6 +139,7 @@ for name in "${names[@]}"; do
   parts+="| $name | $(pct "$stmts" "$total") | $(pct "${trigger:-0}" "$total") | $(pct "${seal:-0}" "$total") | $(pct "${fp:-0}" "$total") | $(pct "${rec:-0}" "$total") | $(pct "${prep:-0}" "$total") | $(pct "$rest" "$total") | $(pct "${sha:-0}" "$total") |"$'\n'
 done
 
+[ -z "${KEEP:-}" ] || { mkdir -p "$KEEP"; cp "$TMP"/*.cg "$KEEP"/; }
 out=$ROOT/bench/instructions-results.md
 {
   echo "# Instructions: the floor, deploy.apply, and lineage off"
