@@ -8,6 +8,9 @@
 # instruction. sha256 is overcounted: under valgrind the sha2 crate cannot use
 # the CPU's SHA instructions and runs its portable code, so its share is shown
 # apart.
+# Also a new session's no-op re-apply of the bench/noop.sh manifests with a
+# checksum in every change, at NOOP_SIZES changes (default 1000 10000; empty
+# for none), sent as a literal.
 #   bash bench/instructions.sh [NAME=DIR ...]
 # Corpora as bench/floor.sh takes them. KEEP=DIR keeps the applies' callgrind
 # files there (callgrind_annotate --inclusive=yes FILE reads them). Writes bench/instructions-results.md.
@@ -19,6 +22,7 @@ ROOT=$PWD
 source "$ROOT/bench/lib.sh"
 require_release_build
 PORT=${PORT:-5476}
+NOOP_SIZES=${NOOP_SIZES-1000 10000}
 MIRRORS=${MIRRORS:-/work/.mirror}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo)
@@ -43,7 +47,9 @@ prelude() {
   esac
 }
 
-# Templates made by a plain server; then the server runs under callgrind,
+# Each figure is for a database some session has connected to before (as in
+# bench/floor.sh and bench/noop.sh), so that neither session builds its
+# relation cache file. Templates made by a plain server; then the server runs under callgrind,
 # counting from PostgresMain on, that is, in each backend alone.
 bash scripts/cluster.sh start "$TMP" "$PORT" >/dev/null
 eval "$(bash scripts/cluster.sh env "$TMP")"
@@ -65,6 +71,26 @@ for c in json.load(open(sys.argv[1]))["changes"]:
   psql -X -q -d "tpl_app_$name" -c "CREATE EXTENSION pg_deploy"
   psql -X -q -d "tpl_off_$name" -c "CREATE EXTENSION pg_deploy" -c "SELECT deploy.disable_lineage()" >/dev/null
 done
+# The no-op's databases, each with its manifest applied once; 10,000 such
+# changes need more locks than the default 64 a transaction.
+if [ -n "$NOOP_SIZES" ]; then
+  psql -X -q -d postgres -c "ALTER SYSTEM SET max_locks_per_transaction = 512"
+  bash scripts/cluster.sh restart "$TMP" >/dev/null
+fi
+for n in $NOOP_SIZES; do
+  python3 bench/ddl_changes.py "$n" "$TMP/noop-$n.json"
+  python3 -c 'import hashlib, json, sys
+m = json.load(open(sys.argv[1]))
+for c in m["changes"]:
+    c["checksum"] = "sha256:" + hashlib.sha256(c["sql"].encode()).hexdigest()
+json.dump(m, open(sys.argv[1], "w"))' "$TMP/noop-$n.json"
+  chmod 644 "$TMP/noop-$n.json"
+  createdb "noop_$n"
+  first=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "noop_$n" -c "CREATE EXTENSION pg_deploy" \
+    -c "SELECT deploy.apply(pg_read_file('$TMP/noop-$n.json')::jsonb)->>'outcome'")
+  [ "$first" = applied ] || { echo "the first apply of $n changes: $first" >&2; exit 1; }
+done
+[ -z "$NOOP_SIZES" ] || psql -X -q -d postgres -c "ALTER SYSTEM RESET max_locks_per_transaction"
 bash scripts/cluster.sh stop "$TMP" >/dev/null
 mkdir -p "$TMP/cg" && chown postgres: "$TMP/cg" 2>/dev/null || true
 as_pg valgrind --tool=callgrind --collect-atstart=no --toggle-collect=PostgresMain \
@@ -91,6 +117,8 @@ session() {
 ir() {
   local name=$1 way=$2 db="d_$2_$1" run base
   psql -X -q -d postgres -c "CREATE DATABASE $db TEMPLATE tpl_${way}_$name" -c CHECKPOINT
+  # The first session in a database builds its relation cache file: not in the figure.
+  psql -X -q -d "$db" -c "SELECT 1" >/dev/null
   if [ "$way" = raw ]; then
     run=$(session "$db" <<SQL
 \\set s \`cat $TMP/$name.sql\`
@@ -139,6 +167,18 @@ for name in "${names[@]}"; do
   parts+="| $name | $(pct "$stmts" "$total") | $(pct "${trigger:-0}" "$total") | $(pct "${seal:-0}" "$total") | $(pct "${fp:-0}" "$total") | $(pct "${rec:-0}" "$total") | $(pct "${prep:-0}" "$total") | $(pct "$rest" "$total") | $(pct "${sha:-0}" "$total") |"$'\n'
 done
 
+noops=""
+for n in $NOOP_SIZES; do
+  psql -X -q -d "noop_$n" -c "SELECT 1" >/dev/null
+  run=$(session "noop_$n" <<SQL
+\\set m \`cat $TMP/noop-$n.json\`
+SELECT deploy.apply(:'m'::jsonb)->>'outcome';
+SQL
+)
+  base=$(session "noop_$n" <<<"SELECT 1;")
+  echo "no-op at $n changes: $((run - base)) instructions" >&2
+  noops+="| $n | $(mi $((run - base))) |"$'\n'
+done
 [ -z "${KEEP:-}" ] || { mkdir -p "$KEEP"; cp "$TMP"/*.cg "$KEEP"/; }
 out=$ROOT/bench/instructions-results.md
 {
@@ -158,5 +198,13 @@ out=$ROOT/bench/instructions-results.md
   echo "| history | the changes' statements (SPI, subtransactions) | lineage: event trigger | lineage: sealed write | fingerprint | history | reading and analysing the manifest | rest | of which sha256 (portable code under valgrind) |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   printf '%s' "$parts"
+  if [ -n "$noops" ]; then
+    echo
+    echo "A new session's no-op re-apply (bench/noop.sh's manifest with a checksum in every change, sent as a literal):"
+    echo
+    echo "| changes | instructions (M) |"
+    echo "|---:|---:|"
+    printf '%s' "$noops"
+  fi
 } >"$out"
 cat "$out"
