@@ -189,12 +189,14 @@ pub fn enum_value_uses(changes: &[(&Change, &ChangeAnalysis)]) -> Vec<(String, S
             let Facts::AddEnumValue { type_name, value } = &s.statement.facts else {
                 continue;
             };
-            let what = format!("{type_name} value '{}'", value.replace('\'', "''"));
+            // Quoted once per value: asked of every later statement.
+            let literal = format!("'{}'", value.replace('\'', "''"));
+            let what = format!("{type_name} value {literal}");
             let unqualified = type_name.name.as_str();
             let uses = |statements: &[AnalysedStatement]| {
                 statements
                     .iter()
-                    .any(|u| u.statement.tree.uses_string(value, unqualified))
+                    .any(|u| u.statement.tree.uses_string(value, &literal, unqualified))
             };
             if uses(&analysis.statements[j + 1..]) {
                 found.push((adder.id.clone(), adder.id.clone(), what.clone()));

@@ -32,17 +32,13 @@ pub struct TreeFacts {
 impl TreeFacts {
     /// Whether the tree may use `value` as a value of the type named
     /// `type_name` (unqualified): a constant of unknown type, one written as
-    /// of that type, or a quoted literal in a DO body. A constant written as
-    /// of another type (another enum with the same label) is not a use.
-    pub fn uses_string(&self, value: &str, type_name: &str) -> bool {
+    /// of that type, or `literal` (the value quoted as SQL writes it) in a DO
+    /// body. A constant written as of another type (another enum with the
+    /// same label) is not a use.
+    pub fn uses_string(&self, value: &str, literal: &str, type_name: &str) -> bool {
         self.strings.iter().any(|s| s == value)
             || self.typed_strings.iter().any(|(s, t)| s == value && t == type_name)
-            // The literal only for a DO body: asked of every later statement
-            // for every enum value added, it was most of the phase planning.
-            || (!self.do_bodies.is_empty() && {
-                let literal = format!("'{}'", value.replace('\'', "''"));
-                self.do_bodies.iter().any(|b| b.contains(&literal))
-            })
+            || self.do_bodies.iter().any(|b| b.contains(literal))
     }
 }
 
