@@ -23,17 +23,7 @@ trap 'bash "$ROOT/scripts/cluster.sh" stop "$TMP" >/dev/null 2>&1 || true; rm -r
 cargo build -q --release -p pg-deploy-cli
 CLI=${CARGO_TARGET_DIR:-$ROOT/target}/release/pg-deploy
 
-if [ $# -eq 0 ]; then
-  set -- $(corpus harbor goharbor+harbor make/migrations/postgresql) \
-         $(corpus documenso documenso+documenso packages/prisma/migrations)
-fi
-# What a history expects to find before its first file, in both databases:
-# harbor's migrations alter golang-migrate's own table.
-prelude() {
-  case "$1" in
-    harbor) echo "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL);" ;;
-  esac
-}
+[ $# -gt 0 ] || set -- $(real_histories)
 [ $# -gt 0 ] || { echo "no corpus to measure" >&2; exit 2; }
 
 bash scripts/cluster.sh start "$TMP" "$PORT" >/dev/null
@@ -48,19 +38,13 @@ median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (
 : >"$TMP/rows"
 for arg in "$@"; do
   name=${arg%%=*} dir=${arg#*=}
-  "$CLI" manifest --project "$name" "$dir" >"$TMP/$name.json"
-  # The floor runs exactly the manifest's SQL, in its order, as one Query.
-  python3 -c '
-import json, sys
-for c in json.load(open(sys.argv[1]))["changes"]:
-    sys.stdout.write(c["sql"].rstrip() + "\n;\n")' "$TMP/$name.json" >"$TMP/$name.sql"
-  chmod 644 "$TMP/$name.json" "$TMP/$name.sql"
+  history_files "$name" "$dir"
   changes=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["changes"]))' "$TMP/$name.json")
   : >"$TMP/raw" ; : >"$TMP/app"
   for r in $(seq "$ROUNDS"); do
     createdb "raw_$r"; createdb "app_$r"
     psql -X -q -d "app_$r" -c "CREATE EXTENSION pg_deploy"
-    for db in "raw_$r" "app_$r"; do psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$db" -c "SELECT 1; $(prelude "$name")"; done
+    for db in "raw_$r" "app_$r"; do psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$db" -c "SELECT 1; $(history_prelude "$name")"; done
     psql -X -q -d postgres -c CHECKPOINT
     psql -X -q -v ON_ERROR_STOP=1 -At -d "raw_$r" <<SQL | tail -1 >>"$TMP/raw"
 SELECT pg_read_file('$TMP/$name.sql') AS s \gset

@@ -21,7 +21,7 @@ ROOT=$PWD
 # shellcheck source=lib.sh
 source "$ROOT/bench/lib.sh"
 require_release_build
-PORT=${PORT:-5476}
+PORT=${PORT:-5474}
 NOOP_SIZES=${NOOP_SIZES-1000 10000}
 MIRRORS=${MIRRORS:-/work/.mirror}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -36,16 +36,8 @@ trap 'stop; rm -rf "$TMP"' EXIT
 
 cargo build -q --release -p pg-deploy-cli
 CLI=${CARGO_TARGET_DIR:-$ROOT/target}/release/pg-deploy
-if [ $# -eq 0 ]; then
-  set -- $(corpus harbor goharbor+harbor make/migrations/postgresql) \
-         $(corpus documenso documenso+documenso packages/prisma/migrations)
-fi
+[ $# -gt 0 ] || set -- $(real_histories)
 [ $# -gt 0 ] || { echo "no corpus to measure" >&2; exit 2; }
-prelude() {
-  case "$1" in
-    harbor) echo "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL);" ;;
-  esac
-}
 
 # Each figure is for a database some session has connected to before (as in
 # bench/floor.sh and bench/noop.sh), so that neither session builds its
@@ -58,15 +50,10 @@ names=()
 for arg in "$@"; do
   name=${arg%%=*} dir=${arg#*=}
   names+=("$name")
-  "$CLI" manifest --project "$name" "$dir" >"$TMP/$name.json"
-  python3 -c '
-import json, sys
-for c in json.load(open(sys.argv[1]))["changes"]:
-    sys.stdout.write(c["sql"].rstrip() + "\n;\n")' "$TMP/$name.json" >"$TMP/$name.sql"
-  chmod 644 "$TMP/$name.json" "$TMP/$name.sql"
+  history_files "$name" "$dir"
   for way in raw app off; do
     createdb "tpl_${way}_$name"
-    psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "tpl_${way}_$name" -c "SELECT 1; $(prelude "$name")"
+    psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "tpl_${way}_$name" -c "SELECT 1; $(history_prelude "$name")"
   done
   psql -X -q -d "tpl_app_$name" -c "CREATE EXTENSION pg_deploy"
   psql -X -q -d "tpl_off_$name" -c "CREATE EXTENSION pg_deploy" -c "SELECT deploy.disable_lineage()" >/dev/null
@@ -79,11 +66,7 @@ if [ -n "$NOOP_SIZES" ]; then
 fi
 for n in $NOOP_SIZES; do
   python3 bench/ddl_changes.py "$n" "$TMP/noop-$n.json"
-  python3 -c 'import hashlib, json, sys
-m = json.load(open(sys.argv[1]))
-for c in m["changes"]:
-    c["checksum"] = "sha256:" + hashlib.sha256(c["sql"].encode()).hexdigest()
-json.dump(m, open(sys.argv[1], "w"))' "$TMP/noop-$n.json"
+  with_checksums "$TMP/noop-$n.json" "$TMP/noop-$n.json"
   chmod 644 "$TMP/noop-$n.json"
   createdb "noop_$n"
   first=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "noop_$n" -c "CREATE EXTENSION pg_deploy" \

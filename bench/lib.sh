@@ -14,6 +14,42 @@ corpus() {
   echo "$1=$TMP/src/$1"
 }
 
+# real_histories: the real migration histories bench/floor.sh and
+# bench/instructions.sh measure by default, as NAME=DIR (skipped without a mirror).
+real_histories() {
+  corpus harbor goharbor+harbor make/migrations/postgresql
+  corpus documenso documenso+documenso packages/prisma/migrations
+}
+
+# history_prelude NAME: what a history expects to find before its first file:
+# harbor's migrations alter golang-migrate's own table.
+history_prelude() {
+  case "$1" in
+    harbor) echo "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL);" ;;
+  esac
+}
+
+# history_files NAME DIR: $TMP/NAME.json, the manifest $CLI builds from DIR,
+# and $TMP/NAME.sql, its SQL in its order: the floor, run as one Query.
+history_files() {
+  "$CLI" manifest --project "$1" "$2" >"$TMP/$1.json"
+  python3 -c '
+import json, sys
+for c in json.load(open(sys.argv[1]))["changes"]:
+    sys.stdout.write(c["sql"].rstrip() + "\n;\n")' "$TMP/$1.json" >"$TMP/$1.sql"
+  chmod 644 "$TMP/$1.json" "$TMP/$1.sql"
+}
+
+# with_checksums IN OUT: the manifest IN with what pg-deploy adds to each
+# change, the sha256 of its SQL as sent, written to OUT (may be IN).
+with_checksums() {
+  python3 -c 'import hashlib, json, sys
+m = json.load(open(sys.argv[1]))
+for c in m["changes"]:
+    c["checksum"] = "sha256:" + hashlib.sha256(c["sql"].encode()).hexdigest()
+json.dump(m, open(sys.argv[2], "w"))' "$1" "$2"
+}
+
 # require_release_build: measure the release build. `cargo pgrx test` installs
 # its debug build (unoptimised, about 18 times the size) over the one
 # scripts/setup.sh installs, and a benchmark run after it measured that; this

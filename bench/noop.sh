@@ -72,12 +72,7 @@ steal0=$(steal_seconds); t0=$(date +%s)
 for n in $SIZES; do
   python3 bench/ddl_changes.py "$n" "$TMP/literal.json"
   cp "$TMP/literal.json" "$TMP/bind.json"
-  # What pg-deploy adds to each change: the sha256 of its SQL as sent.
-  python3 -c 'import hashlib, json, sys
-m = json.load(open(sys.argv[1]))
-for c in m["changes"]:
-    c["checksum"] = "sha256:" + hashlib.sha256(c["sql"].encode()).hexdigest()
-json.dump(m, open(sys.argv[2], "w"))' "$TMP/literal.json" "$TMP/checksums.json"
+  with_checksums "$TMP/literal.json" "$TMP/checksums.json"
   chmod o+r "$TMP"/*.json
   db_of_literal=noop_$n db_of_bind=noop_$n db_of_checksums=noop_ck_$n
   first_apply "noop_$n" "$TMP/literal.json"
