@@ -172,3 +172,109 @@ fn lineage_digests_computed_by_the_extension_verify_in_sql() {
         Some("0 true ".to_string())
     );
 }
+
+/// The query the catalog reads of `lineage::downstream::dependants` replaced:
+/// every table and column below must give the same dependants.
+const DEPENDANTS_ORACLE: &str = "
+    WITH t AS (SELECT $1::oid AS rel,
+                      (SELECT a.attnum FROM pg_attribute a
+                        WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped) AS col)
+    SELECT 'publication' AS kind, p.pubname::text AS name, NULL::text AS schema
+      FROM pg_publication p, t
+     WHERE p.puballtables
+        OR EXISTS (SELECT FROM pg_publication_rel pr
+                    WHERE pr.prpubid = p.oid AND pr.prrelid = t.rel
+                      AND (t.col IS NULL OR pr.prattrs IS NULL OR t.col = ANY (pr.prattrs)))
+        OR EXISTS (SELECT FROM pg_publication_namespace pn JOIN pg_class c ON c.relnamespace = pn.pnnspid
+                    WHERE pn.pnpubid = p.oid AND c.oid = t.rel)
+    UNION
+    SELECT CASE WHEN c.relkind = 'm' THEN 'materialized view' ELSE 'view' END,
+           n.nspname || '.' || c.relname, n.nspname::text
+      FROM t, pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+      JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+       AND d.refobjid = t.rel AND c.oid <> t.rel AND (t.col IS NULL OR d.refobjsubid = t.col)
+    UNION
+    SELECT 'function', p.oid::regprocedure::text, n.nspname::text
+      FROM t, pg_depend d JOIN pg_proc p ON p.oid = d.objid JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_class'::regclass
+       AND d.refobjid = t.rel AND (t.col IS NULL OR d.refobjsubid = t.col)
+    UNION
+    SELECT 'foreign key', co.conname || ' on ' || n.nspname || '.' || c.relname, n.nspname::text
+      FROM t, pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE co.contype = 'f' AND co.confrelid = t.rel AND co.conrelid <> t.rel
+       AND (t.col IS NULL OR t.col = ANY (co.confkey))
+    UNION
+    SELECT 'owner', pg_get_userbyid(c.relowner)::text, NULL
+      FROM t, pg_class c WHERE c.oid = t.rel AND pg_get_userbyid(c.relowner) <> current_user
+     ORDER BY 1, 2, 3";
+
+#[pg_test]
+fn lineage_downstream_dependants_match_the_catalog_query() {
+    Spi::run(
+        "CREATE SCHEMA ds; CREATE SCHEMA other; CREATE ROLE ds_owner;
+         CREATE TABLE ds.t (id int PRIMARY KEY, a int, b text, c int);
+         CREATE TABLE ds.u (x int UNIQUE); ALTER TABLE ds.u OWNER TO ds_owner;
+         CREATE TABLE ds.self (id int PRIMARY KEY, parent int REFERENCES ds.self);
+         CREATE VIEW other.v AS SELECT a, b FROM ds.t;
+         CREATE MATERIALIZED VIEW other.mv AS SELECT b FROM ds.t;
+         CREATE VIEW ds.own AS SELECT * FROM ds.t;
+         CREATE FUNCTION other.f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT c FROM ds.t LIMIT 1; END;
+         CREATE TABLE other.r (t int REFERENCES ds.t, u int REFERENCES ds.u (x));
+         CREATE PUBLICATION ds_cols FOR TABLE ds.t (id, a);
+         CREATE PUBLICATION ds_whole FOR TABLE ds.u;
+         CREATE PUBLICATION ds_schema FOR TABLES IN SCHEMA other;",
+    )
+    .expect("dependants");
+    // (table, column) read both ways; "nope" is no column (the whole table).
+    let cases = [
+        ("ds.t", None),
+        ("ds.t", Some("id")),
+        ("ds.t", Some("a")),
+        ("ds.t", Some("b")),
+        ("ds.t", Some("c")),
+        ("ds.t", Some("nope")),
+        ("ds.u", None),
+        ("ds.u", Some("x")),
+        ("ds.self", Some("id")),
+        ("other.r", None),
+        ("other.v", Some("a")),
+    ];
+    let found = |table: &str, column: Option<&str>| {
+        let oid = one::<pg_sys::Oid>(&format!("SELECT '{table}'::regclass::oid")).expect("the table");
+        let mut native: Vec<String> = crate::lineage::downstream::dependants(u32::from(oid), column)
+            .into_iter()
+            .map(|d| format!("{}|{}|{}", d.kind, d.name, d.schema.unwrap_or_default()))
+            .collect();
+        native.sort();
+        let mut query: Vec<String> = Spi::connect(|client| {
+            client
+                .select(DEPENDANTS_ORACLE, None, &[oid.into(), column.into()])
+                .expect("the oracle runs")
+                .map(|row| {
+                    let text = |i| row.get::<String>(i).ok().flatten().unwrap_or_default();
+                    format!("{}|{}|{}", text(1), text(2), text(3))
+                })
+                .collect()
+        });
+        query.sort();
+        (native, query)
+    };
+    for (table, column) in cases {
+        let (native, query) = found(table, column);
+        assert_eq!(native, query, "{table} {column:?}");
+    }
+    // Every kind shows up somewhere, so each part is compared with something.
+    let (whole, _) = found("ds.t", None);
+    for kind in ["publication|ds_cols", "view|other.v", "materialized view|other.mv", "function|other.f()", "foreign key|r_t_fkey"] {
+        assert!(whole.iter().any(|d| d.starts_with(kind)), "{kind}: {whole:?}");
+    }
+    let (owned, _) = found("ds.u", None);
+    assert!(owned.iter().any(|d| d == "owner|ds_owner|"), "{owned:?}");
+    Spi::run("CREATE PUBLICATION ds_all FOR ALL TABLES").expect("all tables");
+    for (table, column) in cases {
+        let (native, query) = found(table, column);
+        assert_eq!(native, query, "with FOR ALL TABLES: {table} {column:?}");
+        assert!(native.iter().any(|d| d == "publication|ds_all|"), "{table}: {native:?}");
+    }
+}

@@ -28,6 +28,10 @@ pub mod oid {
     pub const PG_ENUM: u32 = 3501;
     pub const PG_RANGE: u32 = 3541;
     pub const PG_EXTENSION: u32 = 3079;
+    pub const PG_DEPEND: u32 = 2608;
+    pub const PG_PUBLICATION: u32 = 6104;
+    pub const PG_PUBLICATION_REL: u32 = 6106;
+    pub const PG_PUBLICATION_NAMESPACE: u32 = 6237;
     /// Indexes whose first column is the oid a scan looks for.
     pub const PG_AM_OID_INDEX: u32 = 2652;
     pub const PG_ATTRDEF_ADRELID_ADNUM_INDEX: u32 = 2656;
@@ -43,6 +47,13 @@ pub mod oid {
     pub const PG_ENUM_TYPID_SORTORDER_INDEX: u32 = 3534;
     pub const PG_RANGE_RNGTYPID_INDEX: u32 = 3542;
     pub const PG_SEQUENCE_SEQRELID_INDEX: u32 = 5002;
+    pub const PG_REWRITE_OID_INDEX: u32 = 2692;
+    /// On (refclassid, refobjid, refobjsubid).
+    pub const PG_DEPEND_REFERENCE_INDEX: u32 = 2674;
+    /// On (prrelid, prpubid).
+    pub const PG_PUBLICATION_REL_PRRELID_PRPUBID_INDEX: u32 = 6113;
+    /// On (pnnspid, pnpubid).
+    pub const PG_PUBLICATION_NAMESPACE_PNNSPID_PNPUBID_INDEX: u32 = 6239;
 }
 
 /// An open catalog (AccessShareLock, as a query takes) and its column names.
@@ -75,6 +86,15 @@ impl Catalog {
         unsafe { pg_sys::table_close(self.rel, pg_sys::NoLock as i32) };
     }
 
+    /// Closes the catalog and releases its lock at once: for reads whose
+    /// result does not need the catalog to stay as read until commit (a
+    /// warning), so that the lock does not take one of the backend's
+    /// fast-path lock slots for the rest of the transaction.
+    pub fn release(self) {
+        // SAFETY: opened by `open` with AccessShareLock, closed once.
+        unsafe { pg_sys::table_close(self.rel, pg_sys::AccessShareLock as i32) };
+    }
+
     /// `column` of the row whose oid is `key`, found through `index` (on oid);
     /// None when there is none.
     pub fn text_of(&self, index: u32, key: pg_sys::Oid, column: &str) -> Option<Vec<u8>> {
@@ -89,8 +109,15 @@ impl Catalog {
 
     /// Every row whose `column`, the first of index `index`, equals `key`, in index order.
     pub fn rows_of(&self, index: u32, column: &str, key: pg_sys::Oid, row: impl FnMut(&Row)) {
-        let mut scan_key = self.oid_key(column, key);
-        self.scan(pg_sys::Oid::from(index), true, &mut scan_key, 1, row);
+        self.rows_by(index, &[(column, key)], row);
+    }
+
+    /// Every row whose oid columns equal the keys, the first columns of
+    /// index `index` in its order, in index order.
+    pub fn rows_by(&self, index: u32, keys: &[(&str, pg_sys::Oid)], row: impl FnMut(&Row)) {
+        let mut scan_keys: Vec<pg_sys::ScanKeyData> = keys.iter().map(|&(c, k)| self.oid_key(c, k)).collect();
+        let count = scan_keys.len() as i32;
+        self.scan(pg_sys::Oid::from(index), true, scan_keys.as_mut_ptr(), count, row);
     }
 
     /// Every row whose `column` equals `key`, by a scan of the whole catalog
