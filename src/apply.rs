@@ -51,6 +51,8 @@ pub struct Prepared {
     pub phased: Phased,
     /// The project's latest queued phase, if any.
     pub latest_phase: Option<Latest>,
+    /// The locks the largest transaction needs and the lock table, when counted.
+    pub lock_budget: Option<(u64, pg_deploy_core::capacity::LockTable)>,
 }
 
 /// Whether the project's last deployment applied this very manifest, with
@@ -173,7 +175,7 @@ pub fn prepare(
         plan.warnings.extend(found);
     }
     let phased = place(manifest, &analyses, options.phases)?;
-    crate::lock_capacity::check(client, project, &phased.steps, &analyses)?;
+    let lock_budget = crate::lock_capacity::check(client, project, &phased.steps, &analyses)?;
     let ids = |i: usize| manifest.changes.get(i).map_or_else(String::new, |c| c.id.clone());
     crate::analyze::add_held_lock_hazards(&ids, &phased.steps, &mut analyses);
     plan.warnings.extend(phased.warnings.iter().cloned());
@@ -183,6 +185,7 @@ pub fn prepare(
         analyses,
         phased,
         latest_phase,
+        lock_budget,
     })
 }
 
@@ -255,6 +258,7 @@ fn deploy(client: &mut SpiClient<'_>, mut call: Call<ApplyOptions>) -> Result<Ap
         analyses,
         phased,
         latest_phase,
+        lock_budget,
     } = prepare(client, &mut call.manifest, call.manifest_jsonb, &call.options, true)?;
     let manifest = &call.manifest;
     let project = manifest.project.as_str();
@@ -286,6 +290,13 @@ fn deploy(client: &mut SpiClient<'_>, mut call: Call<ApplyOptions>) -> Result<Ap
         matches!(plan.actions[ordinal], Action::Apply | Action::Rerun)
             && phased.step_of[ordinal].is_none_or(|step| step == 0)
     };
+    let statements_now: usize = (0..manifest.changes.len())
+        .filter(|&i| runs_now(i))
+        .map(|i| analyses[i].as_ref().map_or(1, |a| a.statements.len()))
+        .sum();
+    if crate::catalog_locks::worth_holding(statements_now) {
+        crate::catalog_locks::hold(lock_budget);
+    }
     let grouped = |ordinal: usize| {
         runs_now(ordinal)
             && analyses[ordinal].as_ref().is_some_and(|a| {

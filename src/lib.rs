@@ -17,6 +17,7 @@ mod apply;
 mod author;
 mod baseline;
 mod catalog;
+mod catalog_locks;
 mod classify;
 mod deployment;
 mod drift;

@@ -13,12 +13,15 @@ use pgrx::pg_sys::{self, ConstrType, NodeTag};
 use pgrx::spi::SpiClient;
 use pgrx::PgSqlErrorCode;
 
+/// Refuses the deployment when its largest transaction cannot fit; else
+/// returns the locks that transaction needs and the table, when it counted
+/// any (None: it creates no relation, and the table was not read).
 pub fn check(
     client: &mut SpiClient<'_>,
     project: &str,
     steps: &[Step],
     analyses: &[Option<ChangeAnalysis>],
-) -> Result<(), DeployError> {
+) -> Result<Option<(u64, LockTable)>, DeployError> {
     let needed = steps
         .iter()
         .filter(|s| s.kind == StepKind::Transaction)
@@ -33,11 +36,11 @@ pub fn check(
         .max()
         .unwrap_or(0);
     if needed == 0 {
-        return Ok(());
+        return Ok(None);
     }
     let table = lock_table(client)?;
     if !table.too_small_for(needed) {
-        return Ok(());
+        return Ok(Some((needed, table)));
     }
     Err(DeployError::Postgres(PgError {
         sqlstate: sqlstate(PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY),

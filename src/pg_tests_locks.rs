@@ -331,3 +331,25 @@ fn a_revert_checks_the_locks_it_holds_until_commit() {
     assert!(got.contains("lock_held_until_commit") && got.contains("taken by change \"tag\""), "{got}");
     assert_eq!(one::<bool>("SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'big'::regclass AND attname = 'tag' AND NOT attisdropped)"), Some(true));
 }
+
+/// A deployment of 50 statements or more holds its database's catalogs'
+/// locks until commit (src/catalog_locks.rs); a smaller one does not.
+#[pg_test]
+fn catalog_locks_are_held_from_fifty_statements() {
+    let held = || {
+        one::<i64>(
+            "SELECT count(*) FROM pg_locks
+              WHERE pid = pg_backend_pid() AND granted AND relation = 'pg_catalog.pg_seclabel'::regclass
+                AND mode IN ('AccessShareLock', 'RowExclusiveLock')",
+        )
+    };
+    let tables = |schema: &str, n: usize| -> String {
+        (1..=n).map(|i| format!("CREATE TABLE {schema}.t{i} (id int);")).collect()
+    };
+    apply(&json!({"project": "few", "version": "1.0.0", "changes": [
+        {"id": "1", "sql": format!("CREATE SCHEMA few; {}", tables("few", 10))}]}));
+    assert_eq!(held(), Some(0), "11 statements: not held");
+    apply(&json!({"project": "many", "version": "1.0.0", "changes": [
+        {"id": "1", "sql": format!("CREATE SCHEMA many; {}", tables("many", 60))}]}));
+    assert_eq!(held(), Some(2), "61 statements: both modes held");
+}

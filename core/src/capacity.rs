@@ -102,6 +102,13 @@ impl LockTable {
     pub fn too_small_for(&self, needed: u64) -> bool {
         needed > self.capacity()
     }
+
+    /// Whether a deployment needing `needed` locks may also hold `catalogs`
+    /// more (its database's catalogs, for speed alone): only while both
+    /// together take at most half the table, which other sessions share.
+    pub fn room_for_catalogs(&self, needed: u64, catalogs: u64) -> bool {
+        needed.saturating_add(catalogs) <= self.capacity() / 2
+    }
 }
 
 #[cfg(test)]
@@ -204,5 +211,9 @@ mod tests {
         // 20,000 relations need 20,000 / 122 = 164 per transaction, rounded up to 192.
         assert_eq!(table.setting_for(20_000), 192);
         assert_eq!(table.setting_for(1), 64);
+        // The catalogs' locks only while the deployment leaves half the table to others.
+        assert!(table.room_for_catalogs(3_700, 200));
+        assert!(!table.room_for_catalogs(3_705, 200));
+        assert!(!table.room_for_catalogs(u64::MAX, 200));
     }
 }
