@@ -290,11 +290,7 @@ fn deploy(client: &mut SpiClient<'_>, mut call: Call<ApplyOptions>) -> Result<Ap
         matches!(plan.actions[ordinal], Action::Apply | Action::Rerun)
             && phased.step_of[ordinal].is_none_or(|step| step == 0)
     };
-    let statements_now: usize = (0..manifest.changes.len())
-        .filter(|&i| runs_now(i))
-        .map(|i| analyses[i].as_ref().map_or(1, |a| a.statements.len()))
-        .sum();
-    if crate::catalog_locks::worth_holding(statements_now) {
+    if (0..manifest.changes.len()).any(runs_now) {
         crate::catalog_locks::hold(lock_budget);
     }
     let grouped = |ordinal: usize| {

@@ -6,8 +6,10 @@
 //! keeps, and from then on every one of those takes the shared lock table's
 //! partition lock and hash entries, twice. Holding each catalog's two modes
 //! (AccessShareLock for reads, RowExclusiveLock for writes) makes every later
-//! one a count in the backend's own table: on harbor's history 56 M
-//! instructions fewer in 832 M (bench/instructions.sh).
+//! one a count in the backend's own table: on harbor's history 55 M
+//! instructions fewer in 832 M (bench/instructions.sh). The deployment's own
+//! bookkeeping (history, fingerprint, lineage) touches the catalogs too, so
+//! even one CREATE TABLE gains (26.6 → 26.1 M).
 //!
 //! Those two modes conflict only with what rewrites a catalog (VACUUM FULL,
 //! CLUSTER, REINDEX, LOCK TABLE … IN SHARE MODE or stronger): that waits for
@@ -19,16 +21,6 @@
 use crate::fingerprint::scan::{oid, Catalog};
 use pg_deploy_core::capacity::LockTable;
 use pgrx::pg_sys;
-
-/// Statements from which holding pays. Taking the locks costs about 1 M
-/// instructions (a five-migration first apply of 7 statements: 39.0 → 39.9 M);
-/// harbor's 786 statements save 56 M, about 70 k each.
-const WORTH_HOLDING_FROM: usize = 50;
-
-/// Whether a transaction running `statements` statements gains by holding them.
-pub fn worth_holding(statements: usize) -> bool {
-    statements >= WORTH_HOLDING_FROM
-}
 
 /// Holds the locks, unless the deployment's largest transaction (`budget`:
 /// the locks it needs and the table, when counted) leaves too little of the
