@@ -12,9 +12,9 @@
 //! even one CREATE TABLE gains (26.6 → 26.1 M).
 //!
 //! Those two modes conflict only with what rewrites a catalog (VACUUM FULL,
-//! CLUSTER, REINDEX, LOCK TABLE … IN SHARE MODE or stronger): that waits for
-//! the deployment to commit, as it waits for any query reading the catalog.
-//! Autovacuum and other sessions' DDL do not. A catalog some session has
+//! CLUSTER, REINDEX, LOCK TABLE … IN SHARE MODE or stronger): that now waits
+//! for the deployment to commit, where it waited only while a statement read
+//! the catalog. Autovacuum and other sessions' DDL do not wait. A catalog some session has
 //! locked that way is skipped, never waited for; so are the shared catalogs,
 //! which other databases use.
 
