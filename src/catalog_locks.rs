@@ -14,9 +14,9 @@
 //! Those two modes conflict only with what rewrites a catalog (VACUUM FULL,
 //! CLUSTER, REINDEX, LOCK TABLE … IN SHARE MODE or stronger): that now waits
 //! for the deployment to commit, where it waited only while a statement read
-//! the catalog. Autovacuum and other sessions' DDL do not wait. A catalog some session has
-//! locked that way is skipped, never waited for; so are the shared catalogs,
-//! which other databases use.
+//! the catalog. Autovacuum and other sessions' DDL do not wait. A catalog
+//! some session has locked that way is skipped, never waited for; so are the
+//! shared catalogs, which other databases use.
 
 use crate::fingerprint::scan::{oid, Catalog};
 use pg_deploy_core::capacity::LockTable;

@@ -86,15 +86,6 @@ impl Catalog {
         unsafe { pg_sys::table_close(self.rel, pg_sys::NoLock as i32) };
     }
 
-    /// Closes the catalog and releases its lock at once: for reads whose
-    /// result does not need the catalog to stay as read until commit (a
-    /// warning), so that the lock does not take one of the backend's
-    /// fast-path lock slots for the rest of the transaction.
-    pub fn release(self) {
-        // SAFETY: opened by `open` with AccessShareLock, closed once.
-        unsafe { pg_sys::table_close(self.rel, pg_sys::AccessShareLock as i32) };
-    }
-
     /// `column` of the row whose oid is `key`, found through `index` (on oid);
     /// None when there is none.
     pub fn text_of(&self, index: u32, key: pg_sys::Oid, column: &str) -> Option<Vec<u8>> {

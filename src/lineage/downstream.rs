@@ -14,7 +14,7 @@ use pg_deploy_core::Manifest;
 use pgrx::spi::SpiClient;
 use pgrx::{pg_sys, FromDatum};
 use std::collections::{BTreeSet, HashSet};
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 
 /// One warning per touched table or column that something outside the
 /// project (`managed`: its schemas) depends on. Tables the deployment itself
@@ -91,7 +91,7 @@ fn publications(rel: pg_sys::Oid, column: Option<i16>, found: &mut Found) {
             publishing.insert(row.oid("prpubid"));
         }
     });
-    listed.release();
+    listed.close();
     // SAFETY: a syscache lookup; InvalidOid when the relation is gone.
     let namespace = unsafe { pg_sys::get_rel_namespace(rel) };
     let schemas = Catalog::open(oid::PG_PUBLICATION_NAMESPACE);
@@ -103,14 +103,14 @@ fn publications(rel: pg_sys::Oid, column: Option<i16>, found: &mut Found) {
             publishing.insert(row.oid("pnpubid"));
         },
     );
-    schemas.release();
+    schemas.close();
     let all = Catalog::open(oid::PG_PUBLICATION);
     all.all_rows(|row| {
         if row.byte("puballtables") != 0 || publishing.contains(&row.oid("oid")) {
             found.insert(("publication".into(), lossy(row.text("pubname")), None));
         }
     });
-    all.release();
+    all.close();
 }
 
 /// Views and materialized views (through their rules) and functions (SQL
@@ -129,7 +129,7 @@ fn rules_and_routines(rel: pg_sys::Oid, column: Option<i16>, found: &mut Found) 
             _ => {}
         }
     });
-    depend.release();
+    depend.close();
     let rewrite = Catalog::open(oid::PG_REWRITE);
     for rule in rules {
         rewrite.rows_of(oid::PG_REWRITE_OID_INDEX, "oid", rule, |row| {
@@ -145,13 +145,13 @@ fn rules_and_routines(rel: pg_sys::Oid, column: Option<i16>, found: &mut Found) 
             }
         });
     }
-    rewrite.release();
+    rewrite.close();
     for routine in routines {
         // SAFETY: format_procedure prints any oid (a vanished one as a number);
         // get_func_namespace is InvalidOid for a vanished function.
         let (signature, namespace) = unsafe {
             (
-                c_string(pg_sys::format_procedure(routine)),
+                crate::node::text(pg_sys::format_procedure(routine)),
                 pg_sys::get_func_namespace(routine),
             )
         };
@@ -178,14 +178,14 @@ fn foreign_keys(rel: pg_sys::Oid, column: Option<i16>, found: &mut Found) {
             found.insert(("foreign key".into(), name, Some(schema)));
         }
     });
-    constraints.release();
+    constraints.close();
 }
 
 fn owner(rel: pg_sys::Oid, found: &mut Found) {
     let mut owner = pg_sys::InvalidOid;
     let class = Catalog::open(oid::PG_CLASS);
     class.rows_of(oid::PG_CLASS_OID_INDEX, "oid", rel, |row| owner = row.oid("relowner"));
-    class.release();
+    class.close();
     // SAFETY: the backend's current user, always set in a transaction.
     if owner != pg_sys::InvalidOid && owner != unsafe { pg_sys::GetUserId() } {
         found.insert((
@@ -199,22 +199,18 @@ fn owner(rel: pg_sys::Oid, found: &mut Found) {
 /// (schema, name) of a relation, unquoted; None when it is gone.
 fn relation_name(rel: pg_sys::Oid) -> Option<(String, String)> {
     // SAFETY: syscache lookups; NULL for a relation that is gone.
-    let (name, namespace) = unsafe { (c_string(pg_sys::get_rel_name(rel)), pg_sys::get_rel_namespace(rel)) };
+    let (name, namespace) = unsafe {
+        (
+            crate::node::text(pg_sys::get_rel_name(rel)),
+            pg_sys::get_rel_namespace(rel),
+        )
+    };
     Some((namespace_name(namespace)?, name?))
 }
 
 fn namespace_name(namespace: pg_sys::Oid) -> Option<String> {
     // SAFETY: a syscache lookup; NULL for a schema that is gone.
-    unsafe { c_string(pg_sys::get_namespace_name(namespace)) }
-}
-
-/// A palloc'd C string, or None for NULL.
-///
-/// # Safety
-/// `text` is NULL or a valid C string.
-unsafe fn c_string(text: *mut std::ffi::c_char) -> Option<String> {
-    // SAFETY: per the contract.
-    (!text.is_null()).then(|| unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned())
+    unsafe { crate::node::text(pg_sys::get_namespace_name(namespace)) }
 }
 
 fn lossy(text: Option<Vec<u8>>) -> String {
