@@ -3,9 +3,12 @@
 # server, reached through bench/delay_proxy.py (~20 ms round trip), two ways
 # in one run: a plain shell loop calling `pg-deploy apply` once per database,
 # and one `pg-deploy apply --targets FILE --parallel 8`. Each way gets its own
-# N fresh databases. Reports the ratio (goal >= 5x) and the client's peak
-# memory (/usr/bin/time -v). Assumes the extension is installed
-# (scripts/setup.sh); builds the client in release mode.
+# N fresh databases in each of ROUNDS rounds (default 4; the way that goes
+# first alternates, and the second of a round runs a little slower, so an even
+# number of rounds balances it). Reports each round's ratio and the ratio of
+# the two ways' total times (goal >= 5x), and the client's peak memory
+# (/usr/bin/time -v). Assumes the extension is
+# installed (scripts/setup.sh); builds the client in release mode.
 # Writes bench/fleet-results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +19,7 @@ require_release_build
 PORT=${PORT:-5563}
 PROXY=${PROXY_PORT:-5564}
 N=${N:-200}
+ROUNDS=${ROUNDS:-4}
 PARALLEL=${PARALLEL:-8}
 DELAY_MS=${DELAY_MS:-10}   # each way
 cargo build -q --release -p pg-deploy-cli
@@ -49,10 +53,16 @@ psql -X -q -d postgres -c "ALTER DATABASE bench_tpl IS_TEMPLATE true"
 URL="postgres://postgres@127.0.0.1:$PROXY"
 : >"$TMP/loop_dbs"; : >"$TMP/targets"
 for i in $(seq -w 1 "$N"); do
-  echo "CREATE DATABASE loop_$i TEMPLATE bench_tpl; CREATE DATABASE fleet_$i TEMPLATE bench_tpl;"
   echo "$URL/loop_$i" >>"$TMP/loop_dbs"
   echo "$URL/fleet_$i" >>"$TMP/targets"
-done | psql -X -q -d postgres
+done
+# Each round's 2N databases, fresh copies of the template (the last round's dropped first).
+fresh_databases() {
+  for i in $(seq -w 1 "$N"); do
+    echo "DROP DATABASE IF EXISTS loop_$i; DROP DATABASE IF EXISTS fleet_$i;"
+    echo "CREATE DATABASE loop_$i TEMPLATE bench_tpl; CREATE DATABASE fleet_$i TEMPLATE bench_tpl;"
+  done | psql -X -q -d postgres
+}
 
 # The round trip through the proxy: median of 20 SELECT 1 in one session.
 rtt=$(for _ in $(seq 20); do echo 'SELECT 1;'; done |
@@ -77,32 +87,57 @@ print(f"{own(proxy):.2f} {own(server) + reaped(server):.2f} {reaped(script):.2f}
 PY
 }
 # The loop: one client process per database, as a shell script would do it.
-c0=$(cpu); t0=$(now); st0=$(steal_seconds)
-while read -r url; do "$BIN" -q apply "$M" --project app --database-url "$url" >/dev/null; done <"$TMP/loop_dbs"
-t1=$(now); c1=$(cpu); st1=$(steal_seconds)
-/usr/bin/time -v "$BIN" -q apply "$M" --project app --targets "$TMP/targets" --parallel "$PARALLEL" --json \
-  >"$TMP/report.json" 2>"$TMP/time.txt"
-t2=$(now); c2=$(cpu); st2=$(steal_seconds)
-# "proxy server clients" CPU seconds spent by one way, per database in ms.
-cpu_per_db() {
-  python3 -c 'import sys; a, b, n = sys.argv[1].split(), sys.argv[2].split(), int(sys.argv[3])
-print(" / ".join(f"{(float(y) - float(x)) * 1000 / n:.0f}" for x, y in zip(a, b)))' "$1" "$2" "$N"
+run_loop() {
+  while read -r url; do "$BIN" -q apply "$M" --project app --database-url "$url" >/dev/null; done <"$TMP/loop_dbs"
 }
-cpu_loop=$(cpu_per_db "$c0" "$c1"); cpu_fleet=$(cpu_per_db "$c1" "$c2")
+run_fleet() {
+  /usr/bin/time -v "$BIN" -q apply "$M" --project app --targets "$TMP/targets" --parallel "$PARALLEL" --json \
+    >"$TMP/report.json" 2>"$TMP/time.txt"
+}
+# "proxy server clients" CPU seconds spent between two `cpu` readings.
+cpu_spent() {
+  python3 -c 'import sys; a, b = sys.argv[1].split(), sys.argv[2].split()
+print(" ".join(f"{float(y) - float(x):.2f}" for x, y in zip(a, b)))' "$1" "$2"
+}
+# time_way loop|fleet: "seconds stolen proxy server clients" of one way into $TMP/<way>.<round>.
+time_way() {
+  local c0 t0 st0 c1 t1 st1
+  c0=$(cpu); t0=$(now); st0=$(steal_seconds)
+  "run_$1"
+  t1=$(now); c1=$(cpu); st1=$(steal_seconds)
+  echo "$(echo "$t1 - $t0" | bc -l) $(echo "$st1 - $st0" | bc -l) $(cpu_spent "$c0" "$c1")" >"$TMP/$1.$round"
+}
+for round in $(seq "$ROUNDS"); do
+  fresh_databases
+  if (( round % 2 )); then time_way loop; time_way fleet; else time_way fleet; time_way loop; fi
+  applied=$(for i in $(seq -w 1 "$N"); do psql -X -At -d "loop_$i" -c "SELECT version FROM deploy.projects"; done | grep -c '^0.5.0$' || true)
+  echo "$applied" >"$TMP/applied.$round"
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["summary"]["succeeded"], r["summary"]["failed"])' \
+    "$TMP/report.json" >"$TMP/fleet_ok.$round"
+  cp "$TMP/time.txt" "$TMP/time.$round"
+  echo "# round $round: loop $(cut -d' ' -f1 "$TMP/loop.$round" | xargs printf %.1f) s, fleet $(cut -d' ' -f1 "$TMP/fleet.$round" | xargs printf %.1f) s" >&2
+done
+# Totals over the rounds: "seconds stolen proxy server clients" of each way.
+total() { cat "$TMP/$1".* | awk '{for (i = 1; i <= NF; i++) s[i] += $i} END {for (i = 1; i <= NF; i++) printf "%s ", s[i]; print ""}'; }
+read -r loop_s loop_steal loop_proxy loop_server loop_clients <<<"$(total loop)"
+read -r fleet_s fleet_steal fleet_proxy fleet_server fleet_client <<<"$(total fleet)"
+ratio=$(echo "$loop_s / $fleet_s" | bc -l)
+all_ratios=$(for r in $(seq "$ROUNDS"); do
+  echo "$(cut -d' ' -f1 "$TMP/loop.$r") / $(cut -d' ' -f1 "$TMP/fleet.$r")" | bc -l; done | xargs printf '%.2fx, ' | sed 's/, $//')
+applied_loop=$(cat "$TMP"/applied.* | awk '{s += $1} END {print s}')
+read -r ok failed <<<"$(cat "$TMP"/fleet_ok.* | awk '{o += $1; f += $2} END {print o, f}')"
+runs=$((N * ROUNDS))
+per_db() { echo "$1 * 1000 / $runs" | bc -l | xargs printf %.0f; }
+cpu_loop="$(per_db "$loop_proxy") / $(per_db "$loop_server") / $(per_db "$loop_clients")"
+cpu_fleet="$(per_db "$fleet_proxy") / $(per_db "$fleet_server") / $(per_db "$fleet_client")"
+# Stolen CPU as a share of what the cores could give during a way.
+steal_pct() { echo "100 * $1 / ($2 * $(nproc))" | bc -l | xargs printf %.0f; }
+steal_loop=$(steal_pct "$loop_steal" "$loop_s"); steal_fleet=$(steal_pct "$fleet_steal" "$fleet_s")
+peak_kb=$(cat "$TMP"/time.* | sed -n 's/.*Maximum resident set size (kbytes): //p' | sort -n | tail -1)
 # One client alone, for its memory.
 /usr/bin/time -v "$BIN" -q apply "$M" --project app --database-url "$(head -1 "$TMP/loop_dbs")" >/dev/null 2>"$TMP/time1.txt"
 
-loop_s=$(echo "$t1 - $t0" | bc -l)
-fleet_s=$(echo "$t2 - $t1" | bc -l)
-ratio=$(echo "$loop_s / $fleet_s" | bc -l)
-# Stolen CPU as a share of what the cores could give during each way.
-steal_pct() { echo "100 * ($2 - $1) / ($3 * $(nproc))" | bc -l | xargs printf %.0f; }
-steal_loop=$(steal_pct "$st0" "$st1" "$loop_s"); steal_fleet=$(steal_pct "$st1" "$st2" "$fleet_s")
-peak_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$TMP/time.txt")
 one_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$TMP/time1.txt")
-summary=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["summary"]["succeeded"], r["summary"]["failed"])' "$TMP/report.json")
-read -r ok failed <<<"$summary"
-applied_loop=$(for i in $(seq -w 1 "$N"); do psql -X -At -d "loop_$i" -c "SELECT version FROM deploy.projects"; done | grep -c '^0.5.0$')
 
 {
   echo "# Fleet benchmark"
@@ -114,14 +149,16 @@ applied_loop=$(for i in $(seq -w 1 "$N"); do psql -X -At -d "loop_$i" -c "SELECT
   echo "| measure | figure |"
   echo "|---|---:|"
   echo "| round trip through the proxy (median \`SELECT 1\`) | $rtt ms |"
-  echo "| shell loop, one \`pg-deploy apply\` per database | $(printf %.1f "$loop_s") s ($applied_loop/$N applied) |"
-  echo "| \`pg-deploy apply --targets FILE --parallel $PARALLEL\` | $(printf %.1f "$fleet_s") s ($ok/$N succeeded, $failed failed) |"
-  echo "| **speed-up** (loop / fleet) | **$(printf %.1f "$ratio")x** (goal >= 5x) |"
-  echo "| per database, loop | $(echo "$loop_s * 1000 / $N" | bc -l | xargs printf %.0f) ms |"
-  echo "| per database, fleet | $(echo "$fleet_s * 1000 / $N" | bc -l | xargs printf %.0f) ms |"
+  echo "| rounds (each on 2 x $N fresh databases; the way that goes first alternates) | $ROUNDS |"
+  echo "| shell loop, one \`pg-deploy apply\` per database, all rounds | $(printf %.1f "$loop_s") s ($applied_loop/$runs applied) |"
+  echo "| \`pg-deploy apply --targets FILE --parallel $PARALLEL\`, all rounds | $(printf %.1f "$fleet_s") s ($ok/$runs succeeded, $failed failed) |"
+  echo "| **speed-up** (loop / fleet, total times) | **$(printf %.2f "$ratio")x** (goal >= 5x) |"
+  echo "| each round's speed-up, loop first in odd rounds | $all_ratios |"
+  echo "| per database, loop | $(per_db "$loop_s") ms |"
+  echo "| per database, fleet | $(per_db "$fleet_s") ms |"
   echo "| CPU per database, loop: proxy / server / clients | $cpu_loop ms |"
   echo "| CPU per database, fleet: proxy / server / client | $cpu_fleet ms |"
   echo "| CPU stolen by the hypervisor, loop / fleet (share of the cores' time) | $steal_loop / $steal_fleet % |"
-  echo "| client peak memory, fleet of $N (max RSS) | $((peak_kb / 1024)) MiB ($peak_kb kB) |"
+  echo "| client peak memory, fleet of $N (max RSS, largest of the rounds) | $((peak_kb / 1024)) MiB ($peak_kb kB) |"
   echo "| client peak memory, one database (max RSS) | $((one_kb / 1024)) MiB ($one_kb kB) |"
 } | tee "$ROOT/bench/fleet-results.md"
