@@ -135,6 +135,38 @@ fn the_log_is_hash_chained_and_edits_are_found() {
     assert!(problem.contains("link to the previous deployment is broken"), "{problem}");
 }
 
+/// deploy.apply computes its row's hash in the library (record.rs); SQL's
+/// deploy.deployment_digest, which verify_log runs, must agree on every row:
+/// odd text in every column the client sets, several changes, a revert
+/// (hashed by SQL) and a manifest already stored by an earlier deployment.
+#[pg_test]
+fn the_library_hashes_a_deployment_as_sql_does() {
+    Spi::run("SET application_name = E'ci \"job\" \\\\ ✓\\t'").unwrap();
+    let options = json!({"reason": "naïve \"quote\" \\ \n\u{1}", "wait": false, "drift": "warn"});
+    apply_with(&app("1.0.0", json!([])), &options);
+    let v2 = app(
+        "1.1.0",
+        json!([{"id": "0003-ünïcode \"id\"", "sql": "ALTER TABLE app.items ADD COLUMN note text;",
+                "revert": "ALTER TABLE app.items\n  DROP COLUMN note; -- «done»"}]),
+    );
+    apply_with(&v2, &options);
+    assert!(revert("app", "1.0.0", json!({})).contains("\"outcome\": \"revert\""));
+    // Its manifest is stored already: the store finds it instead of inserting it.
+    apply(&v2);
+    assert_eq!(one::<i64>("SELECT count(*) FROM deploy.deployments WHERE project = 'app'"), Some(4));
+    // A baseline records through the same path.
+    let based: Value = serde_json::from_str(&app("1.0.0", json!([])).to_string().replace("app", "based")).unwrap();
+    Spi::run("CREATE SCHEMA based; CREATE TABLE based.items (id int PRIMARY KEY, name text)").unwrap();
+    Spi::run_with_args(
+        "SELECT deploy.baseline($1, '{\"through\": \"0002-items\"}')",
+        &[JsonB(based).into()],
+    )
+    .unwrap();
+    let agree = "SELECT bool_and(row_hash = deploy.deployment_digest(d)) FROM deploy.deployments d";
+    assert_eq!(one::<bool>(agree), Some(true));
+    assert_eq!(one::<bool>("SELECT intact FROM deploy.verify_log('app')"), Some(true));
+}
+
 #[pg_test]
 fn drift_shows_objects_changed_outside_deployments() {
     apply(&app("1.0.0", json!([])));

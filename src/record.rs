@@ -6,8 +6,9 @@ use crate::jsonb_arg::StoredJsonb;
 use crate::owner::Schema;
 use crate::session::SessionFacts;
 use pg_deploy_core::Change;
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::spi::SpiClient;
-use pgrx::JsonB;
+use pgrx::{pg_sys, JsonB};
 
 /// One change that ran, or was accepted, baselined or reverted, in this deployment.
 pub struct ChangeRecord {
@@ -108,7 +109,8 @@ macro_rules! deployment_insert {
                      coalesce((SELECT row_hash FROM deploy.deployments WHERE project = $1 ORDER BY id DESC LIMIT 1), '')",
             $value,
             ")
-             RETURNING id, duration_ms"
+             RETURNING id, duration_ms, finished_at, application_name, pg_catalog.host(client_addr),
+                       backend_pid, prev_hash"
         )
     };
 }
@@ -121,6 +123,8 @@ pub fn record(
     d: DeploymentRecord<'_>,
     changes: Vec<ChangeRecord>,
 ) -> Result<Recorded, DeployError> {
+    // The stored manifest's text digest, when this statement stored or found it.
+    let mut manifest_text_sha256 = None;
     if let (Some(manifest), Some(sha)) = (d.manifest, d.manifest_sha256) {
         match d.schema {
             Schema::V0_1 => {
@@ -132,11 +136,15 @@ pub fn record(
             }
             // Each change's SQL once in deploy.change_sql; the manifest names it.
             Schema::V0_2 => {
-                client.update(STORE_MANIFEST, None, &[sha.into(), manifest.into()])?;
+                let stored = client.update(STORE_MANIFEST, None, &[sha.into(), manifest.into()])?;
+                if !stored.is_empty() {
+                    manifest_text_sha256 = stored.first().get_one::<String>()?;
+                }
             }
         }
     }
     let c = d.counts;
+    let jsonb_sha256 = d.manifest.map(crate::jsonb_manifest::digest);
     let row = client
         .update(
             match d.schema {
@@ -158,37 +166,33 @@ pub fn record(
                 c.accepted.into(),
                 c.baselined.into(),
                 c.reverted.into(),
-                JsonB(d.options).into(),
-                d.warnings.into(),
+                JsonB(d.options.clone()).into(),
+                d.warnings.clone().into(),
                 pg_deploy_core::VERSION.into(),
-                d.fingerprint.into(),
+                d.fingerprint.clone().into(),
                 d.session.current_user.as_str().into(),
                 d.session.session_user.as_str().into(),
-                d.manifest.map(crate::jsonb_manifest::digest).into(),
+                jsonb_sha256.clone().into(),
             ],
         )?
         .first();
     let missing = || DeployError::Internal("INSERT INTO deploy.deployments returned no row".into());
     let id = row.get::<i64>(1)?.ok_or_else(missing)?;
     let duration_ms = row.get::<f64>(2)?.ok_or_else(missing)?;
+    let inserted = Inserted {
+        finished_at: row.get::<TimestampWithTimeZone>(3)?.ok_or_else(missing)?.into(),
+        application_name: row.get::<String>(4)?,
+        client_addr: row.get::<String>(5)?,
+        backend_pid: row.get::<i32>(6)?.ok_or_else(missing)?.into(),
+        prev_hash: row.get::<String>(7)?.unwrap_or_default(),
+    };
 
+    let mut applied_at = Vec::new();
     if !changes.is_empty() {
-        let mut cols = ChangeColumns::default();
-        for c in changes {
-            cols.ordinal.push(c.ordinal);
-            cols.id.push(c.id);
-            cols.kind.push(c.kind.to_string());
-            cols.action.push(c.action.to_string());
-            cols.checksum.push(c.checksum);
-            cols.statements.push(c.statements);
-            cols.retries.push(c.retries);
-            cols.duration_ms.push(c.duration_ms);
-            cols.finished_after_ms.push(c.finished_after_ms);
-            cols.revert_sql.push(c.revert_sql);
-        }
+        let cols = ChangeColumns::of(&changes);
         // The unnests in the select list run in lockstep without copying each
         // array into a tuplestore first, as ROWS FROM would.
-        client.update(
+        for row in client.update(
             "INSERT INTO deploy.change_log
                (deployment_id, ordinal, project, change_id, kind, action, checksum, statements,
                 lock_retries, duration_ms, applied_at, revert_sql)
@@ -199,7 +203,8 @@ pub fn record(
                             pg_catalog.unnest($8::pg_catalog.text[]) AS c, pg_catalog.unnest($9::pg_catalog.int4[]) AS s,
                             pg_catalog.unnest($10::pg_catalog.int4[]) AS r, pg_catalog.unnest($11::pg_catalog.float8[]) AS d,
                             pg_catalog.unnest($12::pg_catalog.float8[]) AS f,
-                            pg_catalog.unnest($13::pg_catalog.text[]) AS v) AS u",
+                            pg_catalog.unnest($13::pg_catalog.text[]) AS v) AS u
+             RETURNING ordinal, applied_at",
             None,
             &[
                 id.into(),
@@ -216,23 +221,63 @@ pub fn record(
                 cols.finished_after_ms.into(),
                 cols.revert_sql.into(),
             ],
-        )?;
+        )? {
+            let ordinal = row.get::<i32>(1)?.ok_or_else(missing)?;
+            let at: pg_sys::TimestampTz = row.get::<TimestampWithTimeZone>(2)?.ok_or_else(missing)?.into();
+            applied_at.push((ordinal, at));
+        }
     }
     // The row's hash covers its change_log rows, so it is written last; the
-    // project's new head in the same statement.
-    let row_hash = client
-        .update(
-            "WITH head AS (UPDATE deploy.projects
-                              SET version = $3, last_deployment_id = $1, updated_at = pg_catalog.clock_timestamp()
-                            WHERE project = $2)
-             UPDATE deploy.deployments d SET row_hash = deploy.deployment_digest(d) WHERE d.id = $1
-             RETURNING d.row_hash",
-            Some(1),
-            &[id.into(), d.project.into(), d.version.into()],
-        )?
-        .first()
-        .get_one::<String>()?
-        .unwrap_or_default();
+    // project's new head in the same statement. Computed here when every
+    // value prints here as jsonb prints it, else by deploy.deployment_digest.
+    let computed = match d.schema {
+        Schema::V0_2
+            if crate::encoding::utf8_database() && (d.manifest_sha256.is_none() || manifest_text_sha256.is_some()) =>
+        {
+            row_digest(
+                &d,
+                id,
+                duration_ms,
+                &inserted,
+                &changes,
+                &applied_at,
+                manifest_text_sha256.as_deref(),
+                jsonb_sha256.as_deref(),
+            )
+        }
+        _ => None,
+    };
+    let row_hash = match computed {
+        Some(hash) => {
+            client.update(
+                "WITH head AS (UPDATE deploy.projects
+                                  SET version = $3, last_deployment_id = $1, updated_at = pg_catalog.clock_timestamp()
+                                WHERE project = $2)
+                 UPDATE deploy.deployments SET row_hash = $4 WHERE id = $1",
+                None,
+                &[
+                    id.into(),
+                    d.project.into(),
+                    d.version.clone().into(),
+                    hash.as_str().into(),
+                ],
+            )?;
+            hash
+        }
+        None => client
+            .update(
+                "WITH head AS (UPDATE deploy.projects
+                                  SET version = $3, last_deployment_id = $1, updated_at = pg_catalog.clock_timestamp()
+                                WHERE project = $2)
+                 UPDATE deploy.deployments d SET row_hash = deploy.deployment_digest(d) WHERE d.id = $1
+                 RETURNING d.row_hash",
+                Some(1),
+                &[id.into(), d.project.into(), d.version.clone().into()],
+            )?
+            .first()
+            .get_one::<String>()?
+            .unwrap_or_default(),
+    };
     Ok(Recorded {
         id,
         duration_ms,
@@ -241,9 +286,82 @@ pub fn record(
     })
 }
 
+/// What the deployment's INSERT set in SQL, read back for its digest.
+struct Inserted {
+    finished_at: pg_sys::TimestampTz,
+    application_name: Option<String>,
+    client_addr: Option<String>,
+    backend_pid: i64,
+    prev_hash: String,
+}
+
+/// deploy.deployment_digest (version 2) of the row just inserted, or None.
+#[allow(clippy::too_many_arguments)]
+fn row_digest(
+    d: &DeploymentRecord<'_>,
+    id: i64,
+    duration_ms: f64,
+    inserted: &Inserted,
+    changes: &[ChangeRecord],
+    applied_at: &[(i32, pg_sys::TimestampTz)],
+    manifest_text_sha256: Option<&str>,
+    manifest_jsonb_sha256: Option<&str>,
+) -> Option<String> {
+    use pg_deploy_core::deployment_digest::{deployment_digest, ChangeRow, DeploymentRow};
+    if applied_at.len() != changes.len() {
+        return None;
+    }
+    let at: std::collections::HashMap<i32, pg_sys::TimestampTz> = applied_at.iter().copied().collect();
+    let rows = changes
+        .iter()
+        .map(|c| {
+            Some(ChangeRow {
+                ordinal: c.ordinal.into(),
+                change_id: &c.id,
+                kind: c.kind,
+                action: c.action,
+                checksum: &c.checksum,
+                statements: c.statements.into(),
+                lock_retries: c.retries.into(),
+                duration_ms: c.duration_ms,
+                applied_at: *at.get(&c.ordinal)?,
+                revert_sql: c.revert_sql.as_deref(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let c = d.counts;
+    deployment_digest(&DeploymentRow {
+        id,
+        project: d.project,
+        version: &d.version,
+        previous_version: d.previous_version.as_deref(),
+        outcome: d.outcome,
+        manifest_sha256: d.manifest_sha256,
+        applied_by: &d.session.current_user,
+        session_user: &d.session.session_user,
+        application_name: inserted.application_name.as_deref(),
+        client_addr: inserted.client_addr.as_deref(),
+        backend_pid: inserted.backend_pid,
+        started_at: d.session.started_at.into(),
+        finished_at: inserted.finished_at,
+        duration_ms,
+        counts: [c.applied, c.rerun, c.skipped, c.accepted, c.baselined, c.reverted].map(i64::from),
+        options: &d.options,
+        warnings: &d.warnings,
+        pg_deploy_version: pg_deploy_core::VERSION,
+        fingerprint: d.fingerprint.as_deref(),
+        prev_hash: &inserted.prev_hash,
+        changes: &rows,
+        manifest_text_sha256,
+        manifest_jsonb_sha256,
+    })
+}
+
 /// Stores a manifest with each change's "sql" in deploy.change_sql, once by
 /// the sha256 of its exact text, and "sql_sha256" in its place; a manifest
-/// stored already is left as it is, without taking it apart again.
+/// stored already is left as it is, without taking it apart again. Returns
+/// the sha256 (hex) of the stored manifest's text, which the deployment's
+/// digest covers (no row: stored by a transaction this one cannot see).
 const STORE_MANIFEST: &str = "
     WITH doc AS (SELECT $2::pg_catalog.jsonb AS m
                   WHERE NOT EXISTS (SELECT FROM deploy.manifests WHERE sha256 = $1)),
@@ -253,13 +371,17 @@ const STORE_MANIFEST: &str = "
                   FROM doc, pg_catalog.jsonb_array_elements(doc.m -> 'changes') WITH ORDINALITY AS e(c, ord)),
          put AS (INSERT INTO deploy.change_sql (sha256, sql)
                  SELECT DISTINCT ON (ch.s) ch.s, ch.c ->> 'sql' FROM ch
-                 ON CONFLICT (sha256) DO NOTHING)
-    INSERT INTO deploy.manifests (sha256, manifest)
-    SELECT $1, pg_catalog.jsonb_set(doc.m, '{changes}', coalesce(
-               (SELECT pg_catalog.jsonb_agg((ch.c - 'sql') || pg_catalog.jsonb_build_object('sql_sha256', ch.s)
-                                            ORDER BY ch.ord) FROM ch), '[]'::pg_catalog.jsonb))
-      FROM doc
-    ON CONFLICT (sha256) DO NOTHING";
+                 ON CONFLICT (sha256) DO NOTHING),
+         ins AS (INSERT INTO deploy.manifests (sha256, manifest)
+                 SELECT $1, pg_catalog.jsonb_set(doc.m, '{changes}', coalesce(
+                            (SELECT pg_catalog.jsonb_agg((ch.c - 'sql') || pg_catalog.jsonb_build_object('sql_sha256', ch.s)
+                                                         ORDER BY ch.ord) FROM ch), '[]'::pg_catalog.jsonb))
+                   FROM doc
+                 ON CONFLICT (sha256) DO NOTHING
+                 RETURNING manifest)
+    SELECT pg_catalog.encode(deploy.sha256(pg_catalog.convert_to(s.manifest::pg_catalog.text, 'UTF8')), 'hex')
+      FROM (SELECT manifest FROM ins UNION ALL SELECT manifest FROM deploy.manifests WHERE sha256 = $1) AS s
+     LIMIT 1";
 
 /// A deployment as recorded: its id, its duration, its hash (the chain's new
 /// head) and the version deployed before it.
@@ -270,16 +392,33 @@ pub struct Recorded {
     pub previous_version: Option<String>,
 }
 
-#[derive(Default)]
-struct ChangeColumns {
+/// The change records as the INSERT's parallel arrays.
+struct ChangeColumns<'a> {
     ordinal: Vec<i32>,
-    id: Vec<String>,
-    kind: Vec<String>,
-    action: Vec<String>,
-    checksum: Vec<String>,
+    id: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    action: Vec<&'a str>,
+    checksum: Vec<&'a str>,
     statements: Vec<i32>,
     retries: Vec<i32>,
     duration_ms: Vec<f64>,
     finished_after_ms: Vec<f64>,
-    revert_sql: Vec<Option<String>>,
+    revert_sql: Vec<Option<&'a str>>,
+}
+
+impl<'a> ChangeColumns<'a> {
+    fn of(changes: &'a [ChangeRecord]) -> Self {
+        ChangeColumns {
+            ordinal: changes.iter().map(|c| c.ordinal).collect(),
+            id: changes.iter().map(|c| c.id.as_str()).collect(),
+            kind: changes.iter().map(|c| c.kind).collect(),
+            action: changes.iter().map(|c| c.action).collect(),
+            checksum: changes.iter().map(|c| c.checksum.as_str()).collect(),
+            statements: changes.iter().map(|c| c.statements).collect(),
+            retries: changes.iter().map(|c| c.retries).collect(),
+            duration_ms: changes.iter().map(|c| c.duration_ms).collect(),
+            finished_after_ms: changes.iter().map(|c| c.finished_after_ms).collect(),
+            revert_sql: changes.iter().map(|c| c.revert_sql.as_deref()).collect(),
+        }
+    }
 }

@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod argument;
 pub mod capacity;
 pub mod checksum;
+pub mod deployment_digest;
 pub mod document;
 pub mod downstream;
 pub mod error;

@@ -54,12 +54,7 @@ fn push_field(out: &mut String, field: &Field<'_>) {
         Field::Int(n) => {
             let _ = write!(out, "{n}");
         }
-        Field::Epoch(ts) => {
-            let unix = i128::from(*ts) + i128::from(POSTGRES_EPOCH_MICROS);
-            let sign = if unix < 0 { "-" } else { "" };
-            let abs = unix.unsigned_abs();
-            let _ = write!(out, "{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000);
-        }
+        Field::Epoch(ts) => push_epoch(out, *ts),
         Field::Text(s) => push_string(out, s),
         Field::Texts(Some(items)) => push_array(out, items, |out, item| match item {
             Some(s) => push_string(out, s),
@@ -68,8 +63,17 @@ fn push_field(out: &mut String, field: &Field<'_>) {
     }
 }
 
+/// `EXTRACT(epoch FROM ts)` of a timestamptz (microseconds since
+/// 2000-01-01) as jsonb prints the numeric: seconds with six decimals.
+pub fn push_epoch(out: &mut String, ts: i64) {
+    let unix = i128::from(ts) + i128::from(POSTGRES_EPOCH_MICROS);
+    let sign = if unix < 0 { "-" } else { "" };
+    let abs = unix.unsigned_abs();
+    let _ = write!(out, "{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000);
+}
+
 /// A JSON string as PostgreSQL's escape_json writes it.
-fn push_string(out: &mut String, s: &str) {
+pub fn push_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
