@@ -167,6 +167,53 @@ fn the_library_hashes_a_deployment_as_sql_does() {
     assert_eq!(one::<bool>("SELECT intact FROM deploy.verify_log('app')"), Some(true));
 }
 
+/// The fingerprint strips qualifiers from ASCII deparsed text by a scan of
+/// its own (fingerprint/quals.rs); the regular expression it replaced, over
+/// the same schemas, is the oracle: hand-picked texts, then random ones.
+#[pg_test]
+fn qualifiers_are_stripped_as_the_regular_expression_strips_them() {
+    Spi::run(r#"CREATE SCHEMA app; CREATE SCHEMA "My Schema"; CREATE SCHEMA "user"; CREATE SCHEMA "a.b""c""#).unwrap();
+    let names = Spi::get_one::<Vec<String>>("SELECT array_agg(nspname::text) FROM pg_namespace").unwrap().unwrap();
+    let quals = crate::fingerprint::Quals::new(names.into_iter().map(String::into_bytes).collect());
+    let check = |text: &str| {
+        let by_scan = quals.strip(Some(text.as_bytes().to_vec()));
+        assert_eq!(by_scan, quals.by_expression(text.as_bytes()), "{text:?}");
+        by_scan != Some(text.as_bytes().to_vec())
+    };
+    let view = "SELECT orders.id, orders.total FROM app.orders WHERE (orders.total > (1000)::numeric)";
+    assert_eq!(
+        quals.strip(Some(view.as_bytes().to_vec())).as_deref(),
+        Some(&b"SELECT id, total FROM app.orders WHERE (total > (1000)::numeric)"[..])
+    );
+    for text in [
+        "SELECT orders.id, orders.total FROM app.orders WHERE (orders.total > (1000)::numeric)",
+        r#"SELECT "My Schema".t.a, "T"."b", x."y".z, "a""b".c FROM "My Schema".t"#,
+        r#"SELECT user.x, "user".x, pg_catalog.now(), public.f(t.a), "a.b""c".t.u"#,
+        r#""".x, """".x, """a".b, "a"""."b", "a".1, a.$b, _a.b, a$.b, 9a.b, a..b, .a.b"#,
+        "t.a::text, 'lit.eral'::text, (t).a, f(t.*), t.a.b.c, a.", "",
+    ] {
+        check(text);
+    }
+    let mut stripped = 0;
+    let tokens = [
+        "a", "b1", "x_y", "$", ".", "\"", "\"\"", "app", "public", "user", "\"user\"", "\"My Schema\"", "My", " ",
+        "(", ")", "_", "9", "A", "pg_catalog", "::", "'",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..3000 {
+        let len = 1 + next() % 12;
+        let text: String = (0..len).map(|_| tokens[(next() % tokens.len() as u64) as usize]).collect();
+        stripped += usize::from(check(&text));
+    }
+    assert!(stripped > 100, "only {stripped} random texts had a qualifier to strip");
+}
+
 #[pg_test]
 fn drift_shows_objects_changed_outside_deployments() {
     apply(&app("1.0.0", json!([])));

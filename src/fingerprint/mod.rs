@@ -8,6 +8,7 @@
 //! planned a query of some forty subqueries in every new backend, which was
 //! most of a first deployment's fingerprint (docs/benchmarks.md).
 
+mod quals;
 mod relation;
 mod routine;
 pub(crate) mod scan;
@@ -17,6 +18,7 @@ use crate::encoding::ServerText;
 use crate::subxact::{set_local, GucLevel};
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
+pub use quals::Quals;
 use scan::{oid, Catalog, Joined};
 use std::collections::HashSet;
 
@@ -155,46 +157,8 @@ fn namespaces(wanted: &HashSet<Vec<u8>>, out: &mut Vec<Described>) -> (Namespace
     (Namespaces(found), all)
 }
 
-/// The regular expression that strips column qualifiers from deparsed
-/// queries (views, rules, BEGIN ATOMIC bodies): from PostgreSQL 16 on, a
-/// query over one relation is deparsed without them, so they are left out
-/// on every major; schema qualifiers stay. Built on first use.
-pub struct Quals {
-    schemas: Vec<Vec<u8>>,
-    pattern: std::cell::OnceCell<Vec<u8>>,
-}
-
-impl Quals {
-    fn new(schemas: Vec<Vec<u8>>) -> Quals {
-        Quals {
-            schemas,
-            pattern: std::cell::OnceCell::new(),
-        }
-    }
-
-    /// `regexp_replace(deparsed, pattern, '', 'g')`.
-    pub fn strip(&self, deparsed: Option<Vec<u8>>) -> Option<Vec<u8>> {
-        let deparsed = deparsed?;
-        let pattern = self.pattern.get_or_init(|| self.build());
-        regexp_replace(&deparsed, pattern, b"")
-    }
-
-    fn build(&self) -> Vec<u8> {
-        let mut pattern = br#"(?<![[:alnum:]_."$])(?!(?:"#.to_vec();
-        for (i, schema) in self.schemas.iter().enumerate() {
-            if i > 0 {
-                pattern.push(b'|');
-            }
-            let quoted = scan::call_text(pg_sys::F_QUOTE_IDENT, &[Some(scan::text_datum(schema))]).unwrap_or_default();
-            pattern.extend(regexp_replace(&quoted, br"([^[:alnum:]_])", br"\\\1").unwrap_or_default());
-        }
-        pattern.extend_from_slice(br#")\.)([[:alpha:]_][[:alnum:]_$]*|"(?:[^"]|"")+")\.(?=[[:alpha:]_"])"#);
-        pattern
-    }
-}
-
 /// `regexp_replace(source, pattern, replacement, 'g')` in the default collation.
-fn regexp_replace(source: &[u8], pattern: &[u8], replacement: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn regexp_replace(source: &[u8], pattern: &[u8], replacement: &[u8]) -> Option<Vec<u8>> {
     scan::call_text_collated(
         pg_sys::F_REGEXP_REPLACE_TEXT_TEXT_TEXT_TEXT,
         pg_sys::DEFAULT_COLLATION_OID,
