@@ -8,7 +8,7 @@
 //! caller asks SQL instead.
 
 use crate::checksum::sha256_hex;
-use crate::lineage_digest::{push_epoch, push_string};
+use crate::jsonb_text::{push_array, push_epoch, push_object, push_string};
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -133,11 +133,6 @@ pub fn deployment_digest(d: &DeploymentRow<'_>) -> Option<String> {
     Some(format!("sha256:{}", sha256_hex(text.as_bytes())))
 }
 
-/// jsonb's order of an object's keys: shorter first, then bytewise.
-fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
-}
-
 fn push(out: &mut String, value: &Json<'_>) -> Option<()> {
     match value {
         Json::Null => out.push_str("null"),
@@ -174,40 +169,6 @@ fn push_value(out: &mut String, value: &Value) -> Option<()> {
         Value::Array(items) => push_array(out, items, push_value)?,
         Value::Object(map) => push_object(out, map.iter().map(|(k, v)| (k.as_str(), v)), push_value)?,
     }
-    Some(())
-}
-
-/// `[a, b]`, as jsonb prints an array.
-fn push_array<T>(out: &mut String, items: &[T], push: fn(&mut String, &T) -> Option<()>) -> Option<()> {
-    out.push('[');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        push(out, item)?;
-    }
-    out.push(']');
-    Some(())
-}
-
-/// `{"k": v}`, keys in jsonb's order.
-fn push_object<'a, T: 'a>(
-    out: &mut String,
-    pairs: impl Iterator<Item = (&'a str, &'a T)>,
-    push: fn(&mut String, &T) -> Option<()>,
-) -> Option<()> {
-    let mut pairs: Vec<(&str, &T)> = pairs.collect();
-    pairs.sort_by(|a, b| key_order(a.0, b.0));
-    out.push('{');
-    for (i, (key, item)) in pairs.into_iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        push_string(out, key);
-        out.push_str(": ");
-        push(out, item)?;
-    }
-    out.push('}');
     Some(())
 }
 

@@ -12,6 +12,7 @@ pub mod downstream;
 pub mod error;
 pub mod hazards;
 pub mod json;
+pub mod jsonb_text;
 pub mod lineage_digest;
 pub mod locks;
 pub mod manifest;

@@ -5,6 +5,7 @@
 //! recomputes it in SQL, so any difference shows as a broken chain.
 
 use crate::checksum::sha256_hex;
+use crate::jsonb_text::{push_array, push_epoch, push_string};
 use std::fmt::Write;
 
 /// One element of the array, as jsonb prints it.
@@ -20,9 +21,6 @@ pub enum Field<'a> {
     Texts(Option<&'a [Option<&'a str>]>),
 }
 
-/// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
-const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
-
 /// The timestamptz `to_timestamp(seconds)` makes of Unix seconds: PostgreSQL
 /// moves them to its epoch and rounds to the microsecond (rint) in double.
 pub fn to_timestamp(unix_seconds: f64) -> i64 {
@@ -32,23 +30,12 @@ pub fn to_timestamp(unix_seconds: f64) -> i64 {
 /// The digest of the row whose columns are `fields`, in deploy.lineage_digest's order.
 pub fn lineage_digest(fields: &[Field<'_>]) -> String {
     let mut text = String::with_capacity(256);
-    push_array(&mut text, fields, push_field);
+    let _ = push_array(&mut text, fields, push_field);
     sha256_hex(text.as_bytes())
 }
 
-/// `[a, b, …]` as jsonb prints an array.
-fn push_array<T>(out: &mut String, items: &[T], push: impl Fn(&mut String, &T)) {
-    out.push('[');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        push(out, item);
-    }
-    out.push(']');
-}
-
-fn push_field(out: &mut String, field: &Field<'_>) {
+/// Never refuses a field (the Option is `push_array`'s).
+fn push_field(out: &mut String, field: &Field<'_>) -> Option<()> {
     match field {
         Field::Null | Field::Texts(None) => out.push_str("null"),
         Field::Int(n) => {
@@ -56,41 +43,17 @@ fn push_field(out: &mut String, field: &Field<'_>) {
         }
         Field::Epoch(ts) => push_epoch(out, *ts),
         Field::Text(s) => push_string(out, s),
-        Field::Texts(Some(items)) => push_array(out, items, |out, item| match item {
-            Some(s) => push_string(out, s),
-            None => out.push_str("null"),
-        }),
-    }
-}
-
-/// `EXTRACT(epoch FROM ts)` of a timestamptz (microseconds since
-/// 2000-01-01) as jsonb prints the numeric: seconds with six decimals.
-pub fn push_epoch(out: &mut String, ts: i64) {
-    let unix = i128::from(ts) + i128::from(POSTGRES_EPOCH_MICROS);
-    let sign = if unix < 0 { "-" } else { "" };
-    let abs = unix.unsigned_abs();
-    let _ = write!(out, "{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000);
-}
-
-/// A JSON string as PostgreSQL's escape_json writes it.
-pub fn push_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+        Field::Texts(Some(items)) => {
+            return push_array(out, items, |out, item| {
+                match item {
+                    Some(s) => push_string(out, s),
+                    None => out.push_str("null"),
+                }
+                Some(())
+            })
         }
     }
-    out.push('"');
+    Some(())
 }
 
 #[cfg(test)]
@@ -99,7 +62,7 @@ mod tests {
 
     fn text(fields: &[Field<'_>]) -> String {
         let mut out = String::new();
-        push_array(&mut out, fields, push_field);
+        let _ = push_array(&mut out, fields, push_field);
         out
     }
 
