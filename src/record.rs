@@ -227,9 +227,10 @@ pub fn record(
             applied_at.push((ordinal, at));
         }
     }
-    // The row's hash covers its change_log rows, so it is written last; the
-    // project's new head in the same statement. Computed here when every
-    // value prints here as jsonb prints it, else by deploy.deployment_digest.
+    // The row's hash covers its change_log rows, so it is written last, with
+    // the project's new head. Computed here ($4) when every value prints here
+    // as jsonb prints it, else (NULL) by deploy.deployment_digest: coalesce
+    // evaluates no further than its first non-NULL argument.
     let computed = match d.schema {
         Schema::V0_2
             if crate::encoding::utf8_database() && (d.manifest_sha256.is_none() || manifest_text_sha256.is_some()) =>
@@ -247,37 +248,19 @@ pub fn record(
         }
         _ => None,
     };
-    let row_hash = match computed {
-        Some(hash) => {
-            client.update(
-                "WITH head AS (UPDATE deploy.projects
-                                  SET version = $3, last_deployment_id = $1, updated_at = pg_catalog.clock_timestamp()
-                                WHERE project = $2)
-                 UPDATE deploy.deployments SET row_hash = $4 WHERE id = $1",
-                None,
-                &[
-                    id.into(),
-                    d.project.into(),
-                    d.version.clone().into(),
-                    hash.as_str().into(),
-                ],
-            )?;
-            hash
-        }
-        None => client
-            .update(
-                "WITH head AS (UPDATE deploy.projects
-                                  SET version = $3, last_deployment_id = $1, updated_at = pg_catalog.clock_timestamp()
-                                WHERE project = $2)
-                 UPDATE deploy.deployments d SET row_hash = deploy.deployment_digest(d) WHERE d.id = $1
-                 RETURNING d.row_hash",
-                Some(1),
-                &[id.into(), d.project.into(), d.version.clone().into()],
-            )?
-            .first()
-            .get_one::<String>()?
-            .unwrap_or_default(),
-    };
+    let row_hash = client
+        .update(
+            "WITH head AS (UPDATE deploy.projects
+                              SET version = $3, last_deployment_id = $1, updated_at = pg_catalog.clock_timestamp()
+                            WHERE project = $2)
+             UPDATE deploy.deployments d SET row_hash = coalesce($4, deploy.deployment_digest(d)) WHERE d.id = $1
+             RETURNING d.row_hash",
+            Some(1),
+            &[id.into(), d.project.into(), d.version.clone().into(), computed.into()],
+        )?
+        .first()
+        .get_one::<String>()?
+        .unwrap_or_default();
     Ok(Recorded {
         id,
         duration_ms,
